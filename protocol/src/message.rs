@@ -1,0 +1,110 @@
+//! The one wire envelope: everything that travels over gossip or sync is a
+//! [`Message`], encoded as a version byte plus its canonical encoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::ids::{ActionId, CommunityId};
+use crate::moderation::{ModAction, SignedModAction};
+use crate::post::{Post, SignedPost};
+use crate::report::{SealedReport, VerifiedReport};
+use crate::retraction::{Retraction, SignedRetraction};
+use crate::signed::Verified;
+use crate::wire::{self, MAX_MESSAGE_BYTES};
+
+/// What the node needs to judge an item: which community it belongs to and
+/// what time it is now (passed in; this crate reads no clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidationContext {
+    /// This node's community.
+    pub community: CommunityId,
+    /// The node's current time, ms since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// Everything that travels between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A post.
+    Post(SignedPost),
+    /// An author taking back a post.
+    Retraction(SignedRetraction),
+    /// A moderation action.
+    Moderation(SignedModAction),
+    /// A report sealed to the moderators.
+    Report(SealedReport),
+}
+
+/// A message whose every rule was checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifiedMessage {
+    /// A post.
+    Post(Verified<Post>),
+    /// A retraction.
+    Retraction(Verified<Retraction>),
+    /// A moderation action.
+    Moderation(Verified<ModAction>),
+    /// A sealed report.
+    Report(VerifiedReport),
+}
+
+impl Message {
+    /// Decodes a message from gossip or sync bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Message, ValidationError> {
+        Ok(wire::decode_versioned(bytes, MAX_MESSAGE_BYTES)?)
+    }
+
+    /// Encodes for travel.
+    pub fn encode(&self) -> Vec<u8> {
+        wire::encode_versioned(self)
+    }
+
+    /// Decodes and checks every rule. This is the single entry point for "a
+    /// signed thing arrived", whether by gossip or by sync.
+    pub fn decode_and_verify(
+        bytes: &[u8],
+        ctx: &ValidationContext,
+    ) -> Result<VerifiedMessage, ValidationError> {
+        Message::decode(bytes)?.verify(ctx)
+    }
+
+    /// Checks every rule, cheapest first.
+    pub fn verify(self, ctx: &ValidationContext) -> Result<VerifiedMessage, ValidationError> {
+        Ok(match self {
+            Message::Post(p) => VerifiedMessage::Post(p.verify(ctx)?),
+            Message::Retraction(r) => VerifiedMessage::Retraction(r.verify(ctx)?),
+            Message::Moderation(m) => VerifiedMessage::Moderation(m.verify(ctx)?),
+            Message::Report(r) => VerifiedMessage::Report(r.verify(ctx)?),
+        })
+    }
+}
+
+impl VerifiedMessage {
+    /// The content id of the message (a post id's bytes for a post).
+    pub fn id_bytes(&self) -> [u8; 32] {
+        match self {
+            VerifiedMessage::Post(p) => p.id().0,
+            VerifiedMessage::Retraction(r) => r.id().0,
+            VerifiedMessage::Moderation(m) => m.id().0,
+            VerifiedMessage::Report(r) => r.id().0,
+        }
+    }
+
+    /// The message again, for relaying or serving to sync.
+    pub fn to_message(&self) -> Message {
+        match self {
+            VerifiedMessage::Post(p) => Message::Post(p.signed().clone()),
+            VerifiedMessage::Retraction(r) => Message::Retraction(r.signed().clone()),
+            VerifiedMessage::Moderation(m) => Message::Moderation(m.signed().clone()),
+            VerifiedMessage::Report(r) => Message::Report(r.sealed().clone()),
+        }
+    }
+
+    /// The id of a non-post item.
+    pub fn action_id(&self) -> Option<ActionId> {
+        match self {
+            VerifiedMessage::Post(_) => None,
+            _ => Some(ActionId(self.id_bytes())),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Moderation actions: signed decisions of the admin and the moderators.
+//! Their effect is computed by the pure fold in [`crate::state`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::ids::{ActionId, CommunityId, PostId};
+use crate::keys::{Identity, PublicKey};
+use crate::signed::{check_len, Signable, Signed, Verified};
+use crate::topic::TopicName;
+use crate::{MAX_PSEUDONYM_BYTES, MAX_REASON_BYTES};
+
+/// Where a block applies.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// Every topic of the community.
+    Community,
+    /// One topic.
+    Topic(TopicName),
+}
+
+impl Scope {
+    /// Whether a post in `topic` falls under this scope.
+    pub fn covers(&self, topic: &TopicName) -> bool {
+        match self {
+            Scope::Community => true,
+            Scope::Topic(t) => t == topic,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Community => f.write_str("the whole community"),
+            Scope::Topic(t) => write!(f, "topic {t}"),
+        }
+    }
+}
+
+/// What a moderation action does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModActionKind {
+    /// Admin only: make `key` a moderator.
+    AppointModerator {
+        /// The new moderator.
+        key: PublicKey,
+    },
+    /// Admin only: `key` is no longer a moderator.
+    RevokeModerator {
+        /// The former moderator.
+        key: PublicKey,
+    },
+    /// Block an author in a scope: their posts there are deleted and refused.
+    Block {
+        /// The blocked author.
+        author: PublicKey,
+        /// Where.
+        scope: Scope,
+        /// Why (shown to members; never the content of the posts).
+        reason: String,
+    },
+    /// Lift a block in a scope.
+    Unblock {
+        /// The author.
+        author: PublicKey,
+        /// Where.
+        scope: Scope,
+    },
+    /// Hide a post: its body is deleted, a tombstone with the reason stays.
+    Hide {
+        /// The post.
+        post: PostId,
+        /// Why.
+        reason: String,
+    },
+    /// Lift a hide.
+    Unhide {
+        /// The post.
+        post: PostId,
+    },
+    /// Pin a post to the top of its topic.
+    Pin {
+        /// The post.
+        post: PostId,
+    },
+    /// Unpin a post.
+    Unpin {
+        /// The post.
+        post: PostId,
+    },
+}
+
+impl ModActionKind {
+    /// Whether only the admin may take this action.
+    pub fn admin_only(&self) -> bool {
+        matches!(
+            self,
+            ModActionKind::AppointModerator { .. } | ModActionKind::RevokeModerator { .. }
+        )
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            ModActionKind::Block { reason, .. } | ModActionKind::Hide { reason, .. } => {
+                Some(reason)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A moderation action as its signer made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModAction {
+    /// The community.
+    pub community: CommunityId,
+    /// The admin or moderator who took it.
+    pub signer: PublicKey,
+    /// The signer's pseudonym, shown in the public moderation log.
+    pub signer_name: Option<String>,
+    /// The signer's own counter, increasing with each action; breaks ties
+    /// between actions of one signer made in the same millisecond.
+    pub seq: u64,
+    /// When, ms since the Unix epoch.
+    pub created_at: u64,
+    /// What it does.
+    pub kind: ModActionKind,
+}
+
+/// A moderation action with its signature.
+pub type SignedModAction = Signed<ModAction>;
+/// A moderation action whose signature and fields were checked (whether its
+/// signer had the right to take it is the fold's business).
+pub type VerifiedModAction = Verified<ModAction>;
+
+impl Signable for ModAction {
+    const DOMAIN: &'static str = "mutual/v1/moderation";
+    type Id = ActionId;
+    fn signer(&self) -> &PublicKey {
+        &self.signer
+    }
+    fn community(&self) -> Option<&CommunityId> {
+        Some(&self.community)
+    }
+    fn created_at(&self) -> u64 {
+        self.created_at
+    }
+    fn check_fields(&self) -> Result<(), ValidationError> {
+        if let Some(name) = &self.signer_name {
+            check_len("pseudonym", name, MAX_PSEUDONYM_BYTES)?;
+        }
+        if let Some(reason) = self.kind.reason() {
+            check_len("reason", reason, MAX_REASON_BYTES)?;
+        }
+        Ok(())
+    }
+}
+
+impl ModAction {
+    /// Makes and signs an action by `signer`.
+    pub fn create(
+        signer: &Identity,
+        community: CommunityId,
+        seq: u64,
+        kind: ModActionKind,
+        now_ms: u64,
+    ) -> Result<SignedModAction, ValidationError> {
+        let action = ModAction {
+            community,
+            signer: signer.public(),
+            signer_name: signer.name.clone(),
+            seq,
+            created_at: now_ms,
+            kind,
+        };
+        action.check_fields()?;
+        Ok(Signed::sign(action, &signer.secret))
+    }
+
+    /// The total order used to decide which of two actions on the same
+    /// target wins: later time, then signer key, then sequence number.
+    pub fn order_key(&self) -> (u64, PublicKey, u64) {
+        (self.created_at, self.signer, self.seq)
+    }
+}

@@ -1,0 +1,1 @@
+//! Range-based set reconciliation (placeholder).

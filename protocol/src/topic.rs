@@ -1,0 +1,180 @@
+//! Topic names. People join topics by name, so one normalisation rule decides
+//! when two spellings are the same topic: trim, Unicode NFC, lower-case; then
+//! only letters (any script), digits, `-` and `_`, 1 to 64 characters.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::ids::CommunityId;
+
+/// Most characters in a topic name.
+pub const MAX_TOPIC_CHARS: usize = 64;
+
+/// Why a topic name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// Nothing left after trimming.
+    #[error("bad topic name: it is empty")]
+    Empty,
+    /// Longer than the limit.
+    #[error("bad topic name: it has {0} characters, the limit is {MAX_TOPIC_CHARS}")]
+    TooLong(usize),
+    /// A character outside letters, digits, `-` and `_`.
+    #[error("bad topic name: {0:?} is not allowed (use letters, digits, '-' and '_')")]
+    BadChar(char),
+    /// A name inside a signed item that is not in normal form.
+    #[error("bad topic name: {0:?} is not in normal form")]
+    NotNormalised(String),
+}
+
+/// A normalised topic name. Only constructible through [`TopicName::parse`],
+/// so holding one means the name obeys the rule.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct TopicName(String);
+
+impl TopicName {
+    /// Normalises what a person typed into a topic name, or says why not.
+    pub fn parse(input: &str) -> Result<Self, TopicError> {
+        let trimmed = input.trim();
+        let normal: String = trimmed.nfc().collect::<String>().to_lowercase();
+        // Lower-casing may leave a non-NFC string for a few scripts.
+        let normal: String = normal.nfc().collect();
+        if normal.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        let count = normal.chars().count();
+        if count > MAX_TOPIC_CHARS {
+            return Err(TopicError::TooLong(count));
+        }
+        if let Some(bad) = normal
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(TopicError::BadChar(bad));
+        }
+        Ok(TopicName(normal))
+    }
+
+    /// Accepts only a name that is already in normal form (as inside a
+    /// signed item, whose bytes must not be rewritten).
+    pub fn parse_exact(input: &str) -> Result<Self, TopicError> {
+        let t = TopicName::parse(input)?;
+        if t.0 != input {
+            return Err(TopicError::NotNormalised(input.to_string()));
+        }
+        Ok(t)
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The gossipsub topic string for this topic in `community`: two
+    /// communities with a topic of the same name never share a mesh.
+    pub fn gossip_topic(&self, community: &CommunityId) -> String {
+        format!("/mutual/1/{}/t/{}", community, self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TopicName::parse_exact(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TopicName({:?})", self.0)
+    }
+}
+
+impl FromStr for TopicName {
+    type Err = TopicError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TopicName::parse(s)
+    }
+}
+
+/// The gossipsub topic every node of `community` joins for moderation
+/// actions, retractions and reports.
+pub fn community_gossip_topic(community: &CommunityId) -> String {
+    format!("/mutual/1/{community}/community")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn normalises_spellings_to_one_name() {
+        assert_eq!(TopicName::parse("  Burnout ").unwrap().as_str(), "burnout");
+        assert_eq!(
+            TopicName::parse("Cafe\u{301}").unwrap(),
+            TopicName::parse("café").unwrap()
+        );
+        assert_eq!(TopicName::parse("Ängste_2").unwrap().as_str(), "ängste_2");
+        assert_eq!(TopicName::parse("тревога").unwrap().as_str(), "тревога");
+    }
+
+    #[test]
+    fn bad_names_have_clear_errors() {
+        assert_eq!(TopicName::parse("   "), Err(TopicError::Empty));
+        assert_eq!(TopicName::parse("a b"), Err(TopicError::BadChar(' ')));
+        assert_eq!(TopicName::parse("x/y"), Err(TopicError::BadChar('/')));
+        assert_eq!(
+            TopicName::parse(&"a".repeat(65)),
+            Err(TopicError::TooLong(65))
+        );
+        assert!(TopicName::parse(&"a".repeat(64)).is_ok());
+        assert!(TopicName::parse("a b")
+            .unwrap_err()
+            .to_string()
+            .contains("letters, digits"));
+    }
+
+    #[test]
+    fn exact_parse_refuses_unnormalised() {
+        assert!(TopicName::parse_exact("Burnout").is_err());
+        assert!(TopicName::parse_exact("burnout").is_ok());
+    }
+
+    #[test]
+    fn gossip_topic_depends_on_community() {
+        let t = TopicName::parse("burnout").unwrap();
+        let a = CommunityId::of_bytes(b"a");
+        let b = CommunityId::of_bytes(b"b");
+        assert_ne!(t.gossip_topic(&a), t.gossip_topic(&b));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_is_idempotent_and_valid(s in "\\PC{0,80}") {
+            if let Ok(t) = TopicName::parse(&s) {
+                let again = TopicName::parse(t.as_str()).unwrap();
+                prop_assert_eq!(&again, &t);
+                prop_assert!(TopicName::parse_exact(t.as_str()).is_ok());
+                let n = t.as_str().chars().count();
+                prop_assert!((1..=MAX_TOPIC_CHARS).contains(&n));
+                prop_assert!(t.as_str().chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_'));
+            }
+        }
+
+        #[test]
+        fn case_and_padding_do_not_change_the_topic(s in "[a-zA-Z0-9_-]{1,60}") {
+            let padded = format!("  {}\t", s.to_uppercase());
+            prop_assert_eq!(TopicName::parse(&padded).unwrap(), TopicName::parse(&s).unwrap());
+        }
+    }
+}

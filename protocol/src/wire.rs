@@ -1,0 +1,195 @@
+//! The one place that knows the byte format. Every encoding and decoding of
+//! the project goes through here (gossip, sync, the store's values), so the
+//! format (bincode 2 today, no longer maintained upstream) can be swapped in
+//! one file.
+//!
+//! Rules: a leading version byte on everything that travels; a size limit
+//! checked before decoding; trailing bytes rejected; and canonical form
+//! enforced by re-encoding what was decoded and comparing, so one value has
+//! exactly one byte string (ids are hashes of it).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Version byte of the current wire format.
+pub const WIRE_VERSION: u8 = 1;
+/// Largest gossip message: a full post (8 KiB body) plus headroom; a report
+/// sealed to many moderators is the biggest legitimate item.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest sync request or response frame.
+pub const MAX_SYNC_FRAME_BYTES: usize = 2 * 1024 * 1024;
+
+/// Why bytes did not decode. Decoding never panics; it returns one of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Nothing to decode.
+    #[error("malformed message: it is empty")]
+    Empty,
+    /// Larger than the limit for its kind; not even looked at.
+    #[error("too large: the message is {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// Size of the input.
+        size: usize,
+        /// The limit that applies.
+        limit: usize,
+    },
+    /// A version byte this node does not speak.
+    #[error("unknown version {0}: this node speaks version {WIRE_VERSION}; upgrade mutual")]
+    UnknownVersion(u8),
+    /// A text field holds bytes that are not UTF-8.
+    #[error("text is not valid UTF-8")]
+    NotUtf8,
+    /// Bytes left over after a complete value.
+    #[error("malformed message: {0} trailing bytes after the value")]
+    TrailingBytes(usize),
+    /// The value decodes, but not from its one canonical encoding.
+    #[error("malformed message: not in canonical encoding")]
+    NotCanonical,
+    /// Anything else the decoder refused (a bad tag, a short read, a field
+    /// rule such as a topic name).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes a value canonically (without a version byte): signing input,
+/// ids and stored values.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our types hold only sized sequences, strings, integers and options:
+    // serialising them cannot fail. Should a future type break that, the
+    // empty output fails every later decode instead of panicking here.
+    bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
+}
+
+/// Decodes a value encoded by [`encode`], refusing oversized, trailing or
+/// non-canonical input.
+pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, WireError> {
+    if bytes.is_empty() {
+        return Err(WireError::Empty);
+    }
+    if bytes.len() > limit {
+        return Err(WireError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    let (value, read): (T, usize) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(map_decode_error)?;
+    if read != bytes.len() {
+        return Err(WireError::TrailingBytes(bytes.len().saturating_sub(read)));
+    }
+    if encode(&value) != bytes {
+        return Err(WireError::NotCanonical);
+    }
+    Ok(value)
+}
+
+/// Encodes a value for travel: version byte, then [`encode`].
+pub fn encode_versioned<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(WIRE_VERSION);
+    out.extend_from_slice(&encode(value));
+    out
+}
+
+/// Decodes what [`encode_versioned`] wrote. Cheap checks (size, version)
+/// come first.
+pub fn decode_versioned<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, WireError> {
+    let Some((&version, rest)) = bytes.split_first() else {
+        return Err(WireError::Empty);
+    };
+    if bytes.len() > limit {
+        return Err(WireError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    if version != WIRE_VERSION {
+        return Err(WireError::UnknownVersion(version));
+    }
+    decode(rest, limit)
+}
+
+/// The bytes a signature covers: a domain tag (so a signature over one kind
+/// of item can never pass as another), a zero byte, the canonical encoding.
+pub fn signing_bytes<T: Serialize>(domain: &str, value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(domain.len() + 256);
+    out.extend_from_slice(domain.as_bytes());
+    out.push(0);
+    out.extend_from_slice(&encode(value));
+    out
+}
+
+fn map_decode_error(e: bincode::error::DecodeError) -> WireError {
+    use bincode::error::DecodeError;
+    match e {
+        DecodeError::Utf8 { .. } => WireError::NotUtf8,
+        DecodeError::LimitExceeded => WireError::TooLarge {
+            size: 0,
+            limit: MAX_SYNC_FRAME_BYTES,
+        },
+        other => WireError::Malformed(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = encode_versioned(&(1u32, String::from("x")));
+        bytes.push(0);
+        assert_eq!(
+            decode_versioned::<(u32, String)>(&bytes, 100),
+            Err(WireError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn unknown_version_is_named() {
+        let mut bytes = encode_versioned(&7u32);
+        bytes[0] = 9;
+        assert_eq!(
+            decode_versioned::<u32>(&bytes, 100),
+            Err(WireError::UnknownVersion(9))
+        );
+    }
+
+    #[test]
+    fn non_canonical_varint_is_rejected() {
+        // 5 encoded as a 3-byte varint (tag 251 + u16) instead of one byte.
+        let bytes = [WIRE_VERSION, 251, 5, 0];
+        assert_eq!(
+            decode_versioned::<u64>(&bytes, 100),
+            Err(WireError::NotCanonical)
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_named() {
+        let bytes = [WIRE_VERSION, 2, 0xff, 0xfe];
+        assert_eq!(
+            decode_versioned::<String>(&bytes, 100),
+            Err(WireError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn oversize_is_refused_before_decoding() {
+        let bytes = vec![WIRE_VERSION; 101];
+        assert!(matches!(
+            decode_versioned::<Vec<u8>>(&bytes, 100),
+            Err(WireError::TooLarge {
+                size: 101,
+                limit: 100
+            })
+        ));
+    }
+}

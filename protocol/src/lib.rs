@@ -13,6 +13,7 @@
 pub mod community;
 pub mod error;
 pub mod ids;
+pub mod invite;
 pub mod keys;
 pub mod message;
 pub mod moderation;
@@ -28,6 +29,7 @@ pub mod wire;
 pub use community::{CommunityManifest, SignedManifest};
 pub use error::ValidationError;
 pub use ids::{ActionId, CommunityId, PostId};
+pub use invite::{Invite, InviteError};
 pub use keys::{Identity, PublicKey, SecretKey, Signature};
 pub use message::{Message, ValidationContext, VerifiedMessage};
 pub use moderation::{ModAction, ModActionKind, Scope, SignedModAction, VerifiedModAction};

@@ -52,6 +52,41 @@ pub(crate) fn decode_printable(
         .map_err(|_| err(format!("it holds {} bytes, expected 32", data.len())))
 }
 
+/// bech32's 32-character alphabet, in value order.
+const BECH32_CHARSET: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+/// Fewest characters a short id must have: 8 characters are 40 bits.
+pub const MIN_SHORT_ID_CHARS: usize = 8;
+
+fn prefix_bytes(prefix: &str, what: &'static str, short: &str) -> Result<Vec<u8>, ParseIdError> {
+    let err = |reason: String| ParseIdError { what, reason };
+    let lower = short.trim().to_ascii_lowercase();
+    let expected = format!("{prefix}1");
+    let data = lower
+        .strip_prefix(&expected)
+        .ok_or_else(|| err(format!("it should start with `{expected}`")))?;
+    if data.len() < MIN_SHORT_ID_CHARS {
+        return Err(err(format!(
+            "a short id needs at least {MIN_SHORT_ID_CHARS} characters after `{expected}`"
+        )));
+    }
+    let mut bits: u64 = 0;
+    let mut nbits = 0u32;
+    let mut out = Vec::new();
+    for c in data.chars().take(51) {
+        let v = BECH32_CHARSET
+            .find(c)
+            .ok_or_else(|| err(format!("{c:?} is not a character of an id")))?;
+        bits = (bits << 5) | v as u64;
+        nbits += 5;
+        if nbits >= 8 {
+            nbits -= 8;
+            out.push((bits >> nbits) as u8);
+            bits &= (1u64 << nbits) - 1;
+        }
+    }
+    Ok(out)
+}
+
 macro_rules! hash_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $what:literal) => {
         $(#[$doc])*
@@ -70,6 +105,13 @@ macro_rules! hash_id {
             /// The id of the given canonical encoding.
             pub fn of_bytes(canonical: &[u8]) -> Self {
                 $name(*blake3::hash(canonical).as_bytes())
+            }
+
+            /// The leading id bytes named by a short form such as `mp1qy3x8z2a`
+            /// (at least 8 characters after the prefix), for looking up the
+            /// one stored id that starts with them.
+            pub fn prefix_bytes(short: &str) -> Result<Vec<u8>, ParseIdError> {
+                prefix_bytes($prefix, $what, short)
             }
 
             /// A short form for display (prefix and 8 characters); a node
@@ -134,6 +176,16 @@ mod tests {
         assert_eq!(s.parse::<PostId>().unwrap(), id);
         assert_eq!(id.short().len(), 11);
         assert!(s.starts_with(&id.short()));
+    }
+
+    #[test]
+    fn short_form_names_the_leading_bytes() {
+        let id = PostId::of_bytes(b"y");
+        let prefix = PostId::prefix_bytes(&id.short()).unwrap();
+        assert_eq!(prefix.len(), 5);
+        assert_eq!(&id.0[..5], prefix.as_slice());
+        assert!(PostId::prefix_bytes("mp1abc").is_err());
+        assert!(PostId::prefix_bytes("mp1bbbbbbbbb").is_err(), "b is not in the alphabet");
     }
 
     #[test]

@@ -1,0 +1,254 @@
+//! Issue 6: an admin appoints moderators, moderators act, and every node
+//! enforces the same signed decisions, including nodes that were offline.
+
+use mutual_tests::{start, topic, wait_until, TestNet, TestNode, DEADLINE};
+use protocol::moderation::{ModActionKind, Scope};
+use protocol::post::Draft;
+use protocol::topic::community_gossip_topic;
+use protocol::{Message, ModAction, PublicKey};
+
+fn draft(body: &str) -> Draft {
+    Draft {
+        body: body.into(),
+        ..Draft::default()
+    }
+}
+
+async fn key(n: &TestNode) -> anyhow::Result<PublicKey> {
+    Ok(n.handle.id().await?.author.parse()?)
+}
+
+/// Admin (node 0), a moderator (node 1) and members, in a line.
+async fn community(net: &mut TestNet, members: usize) -> anyhow::Result<Vec<TestNode>> {
+    let mut nodes = vec![start(net.admin.clone(), &[]).await?];
+    for i in 0..members {
+        let prev = nodes[i].addr.clone();
+        nodes.push(start(net.member(&format!("member{i}"))?, &[prev]).await?);
+    }
+    for n in &nodes {
+        n.handle.join(topic("t")).await?;
+        n.handle.join(topic("u")).await?;
+    }
+    let moderator = key(&nodes[1]).await?;
+    nodes[0]
+        .handle
+        .moderate(ModActionKind::AppointModerator { key: moderator })
+        .await?;
+    for n in &nodes {
+        wait_until(DEADLINE, "the appointment everywhere", || async {
+            n.handle.mod_list().await.map(|l| l.moderators.len() == 1).unwrap_or(false)
+        })
+        .await?;
+    }
+    Ok(nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_is_enforced_on_every_node_and_on_late_joiners() -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let nodes = community(&mut net, 4).await?;
+    let troll = &nodes[4];
+    for i in 0..5 {
+        troll.handle.publish(topic("t"), draft(&format!("t{i}"))).await?;
+        troll.handle.publish(topic("u"), draft(&format!("u{i}"))).await?;
+    }
+    nodes[2].handle.publish(topic("t"), draft("kind words")).await?;
+    for n in &nodes {
+        wait_until(DEADLINE, "all posts everywhere", || async {
+            n.count("t").await == 6 && n.count("u").await == 5
+        })
+        .await?;
+    }
+    // Block in topic t only.
+    nodes[1]
+        .handle
+        .moderate(ModActionKind::Block {
+            author: key(troll).await?,
+            scope: Scope::Topic(topic("t")),
+            reason: "insults".into(),
+        })
+        .await?;
+    for n in &nodes[..4] {
+        wait_until(DEADLINE, "the troll's posts in t deleted everywhere", || async {
+            n.count("t").await == 1
+        })
+        .await?;
+        assert_eq!(n.count("u").await, 5, "posts outside the scope stay");
+    }
+    // The blocked author's own node keeps publishing: nothing arrives.
+    let after = troll.handle.publish(topic("t"), draft("still shouting")).await;
+    let fine = nodes[3].handle.publish(topic("t"), draft("after the block")).await?;
+    for n in &nodes[..4] {
+        wait_until(DEADLINE, "an honest post after the block", || async {
+            n.ids("t").await.contains(&fine.to_string())
+        })
+        .await?;
+        if let Ok(id) = &after {
+            assert!(!n.ids("t").await.contains(&id.to_string()));
+        }
+        assert_eq!(n.count("t").await, 2);
+    }
+    // A sixth node joins afterwards, bootstrapped from the troll itself.
+    let late = start(net.member("late")?, &[troll.addr.clone(), nodes[0].addr.clone()]).await?;
+    late.handle.join(topic("t")).await?;
+    late.handle.join(topic("u")).await?;
+    wait_until(DEADLINE, "the late joiner catches up", || async {
+        late.count("t").await == 2 && late.count("u").await == 5
+    })
+    .await?;
+    let list = late.handle.mod_list().await?;
+    assert_eq!(list.blocks.len(), 1);
+    assert_eq!(list.blocks[0].reason, "insults");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_in_any_order_give_the_same_state() -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let admin_id = net.admin.identity()?;
+    let m = net.member("m")?;
+    let mod_id = m.identity()?;
+    let community = net.manifest.id();
+    let target = protocol::SecretKey::generate().public();
+    let t0 = node::now_ms() - 100_000;
+    let actions = vec![
+        ModAction::create(&admin_id, community, 1, ModActionKind::AppointModerator { key: mod_id.public() }, t0)?,
+        ModAction::create(&mod_id, community, 1, ModActionKind::Block { author: target, scope: Scope::Community, reason: "r1".into() }, t0 + 10)?,
+        ModAction::create(&mod_id, community, 2, ModActionKind::Unblock { author: target, scope: Scope::Community }, t0 + 20)?,
+        ModAction::create(&admin_id, community, 2, ModActionKind::Block { author: target, scope: Scope::Topic(topic("t")), reason: "r2".into() }, t0 + 30)?,
+        ModAction::create(&admin_id, community, 3, ModActionKind::RevokeModerator { key: mod_id.public() }, t0 + 40)?,
+        ModAction::create(&mod_id, community, 3, ModActionKind::Unblock { author: target, scope: Scope::Topic(topic("t")) }, t0 + 50)?,
+    ];
+    let a = start(net.admin.clone(), &[]).await?;
+    let b = start(m, &[]).await?;
+    for act in &actions {
+        let _ = a.handle.import(Message::Moderation(act.clone())).await;
+    }
+    for act in actions.iter().rev() {
+        let _ = b.handle.import(Message::Moderation(act.clone())).await;
+    }
+    // Dropped actions (the unappointed moderator's, seen before the
+    // appointment) come back through sync; then both states agree.
+    b.handle.dial(&a.addr).await?;
+    wait_until(DEADLINE, "the same moderation state", || async {
+        let (la, lb) = (a.handle.mod_list().await, b.handle.mod_list().await);
+        matches!((la, lb), (Ok(x), Ok(y)) if x == y)
+    })
+    .await?;
+    let list = a.handle.mod_list().await?;
+    assert!(list.moderators.is_empty(), "the moderator was revoked");
+    assert_eq!(list.blocks.len(), 1, "the topic block stands: the unblock came after the revocation");
+    assert_eq!(list.blocks[0].reason, "r2");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_moderators_and_plain_members_cannot_block() -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let nodes = community(&mut net, 3).await?;
+    let victim = key(&nodes[3]).await?;
+    nodes[3].handle.publish(topic("t"), draft("hello")).await?;
+    for n in &nodes {
+        wait_until(DEADLINE, "post everywhere", || async { n.count("t").await == 1 }).await?;
+    }
+    // A plain member is refused locally...
+    let refused = nodes[2]
+        .handle
+        .moderate(ModActionKind::Block { author: victim, scope: Scope::Community, reason: "x".into() })
+        .await;
+    assert!(refused.is_err(), "a plain member's block is refused locally");
+    // ...and a block it signs by hand and gossips is rejected by every node.
+    let member = nodes[2].data.identity()?;
+    let forged = ModAction::create(
+        &member,
+        net.manifest.id(),
+        1,
+        ModActionKind::Block { author: victim, scope: Scope::Community, reason: "x".into() },
+        node::now_ms(),
+    )?;
+    nodes[2]
+        .handle
+        .publish_raw(&community_gossip_topic(&net.manifest.id()), Message::Moderation(forged.clone()).encode())
+        .await?;
+    assert!(nodes[0].handle.import(Message::Moderation(forged)).await.is_err());
+    // Revoke the moderator, then its block must have no effect.
+    nodes[0]
+        .handle
+        .moderate(ModActionKind::RevokeModerator { key: key(&nodes[1]).await? })
+        .await?;
+    for n in &nodes {
+        wait_until(DEADLINE, "the revocation everywhere", || async {
+            n.handle.mod_list().await.map(|l| l.moderators.is_empty()).unwrap_or(false)
+        })
+        .await?;
+    }
+    assert!(nodes[1]
+        .handle
+        .moderate(ModActionKind::Block { author: victim, scope: Scope::Community, reason: "late".into() })
+        .await
+        .is_err());
+    // A marker action by the admin proves the community topic still flows.
+    let marker = nodes[0].handle.publish(topic("t"), draft("marker")).await?;
+    for n in &nodes {
+        wait_until(DEADLINE, "marker everywhere", || async {
+            n.ids("t").await.contains(&marker.to_string())
+        })
+        .await?;
+        assert!(n.handle.mod_list().await?.blocks.is_empty());
+        assert_eq!(n.count("t").await, 2, "the victim's post stands");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retraction_reaches_every_node_including_one_that_was_offline() -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let a = start(net.admin.clone(), &[]).await?;
+    let b = start(net.member("b")?, &[a.addr.clone()]).await?;
+    let c = start(net.member("c")?, &[a.addr.clone()]).await?;
+    for n in [&a, &b, &c] {
+        n.handle.join(topic("t")).await?;
+    }
+    let id = b.handle.publish(topic("t"), draft("I said too much")).await?;
+    for n in [&a, &b, &c] {
+        wait_until(DEADLINE, "post everywhere", || async { n.count("t").await == 1 }).await?;
+    }
+    let c_dir = c.stop().await;
+    // Someone else cannot retract it.
+    assert!(a.handle.retract(id).await.is_err());
+    b.handle.retract(id).await?;
+    for n in [&a, &b] {
+        wait_until(DEADLINE, "the body gone", || async { n.count("t").await == 0 }).await?;
+    }
+    let c = start(c_dir, &[a.addr.clone()]).await?;
+    wait_until(DEADLINE, "the offline node deletes it on return", || async {
+        c.count("t").await == 0
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_is_readable_by_moderators_alone() -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let nodes = community(&mut net, 3).await?;
+    let post = nodes[3].handle.publish(topic("t"), draft("something hurtful")).await?;
+    for n in &nodes {
+        wait_until(DEADLINE, "post everywhere", || async { n.count("t").await == 1 }).await?;
+    }
+    nodes[2].handle.report(post, "this hurt me".into()).await?;
+    for m in &nodes[..2] {
+        wait_until(DEADLINE, "the report in the moderators' queues", || async {
+            m.handle.mod_queue().await.map(|q| q.len() == 1).unwrap_or(false)
+        })
+        .await?;
+        let q = m.handle.mod_queue().await?;
+        assert_eq!(q[0].reason, "this hurt me");
+        assert_eq!(q[0].post, post.to_string());
+    }
+    // The others relayed and stored it, yet cannot read it.
+    for n in &nodes[2..] {
+        assert!(n.handle.mod_queue().await?.is_empty());
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! What the node tells the outside world: the views returned by the handle
+//! and carried, as JSON, over the control socket. These are the stable
+//! shapes the CLI prints and other clients parse.
+
+use serde::{Deserialize, Serialize};
+
+/// A post as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostView {
+    /// Printable post id (`mp1…`).
+    pub id: String,
+    /// Topic name.
+    pub topic: String,
+    /// Printable author key (`mu1…`).
+    pub author: String,
+    /// The author's pseudonym, if any.
+    pub author_name: Option<String>,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: u64,
+    /// Printable id of the post replied to, if any.
+    pub parent: Option<String>,
+    /// Content warning, if any.
+    pub content_warning: Option<String>,
+    /// The text; `None` when a moderator hid the post.
+    pub body: Option<String>,
+    /// Whether a moderator hid it.
+    pub hidden: bool,
+    /// Who hid it and why, when hidden.
+    pub hidden_by: Option<ActorView>,
+    /// Reason given for hiding.
+    pub hidden_reason: Option<String>,
+    /// Whether a moderator pinned it.
+    pub pinned: bool,
+}
+
+/// A key with its pseudonym, as shown in the moderation log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorView {
+    /// Printable key.
+    pub key: String,
+    /// Pseudonym, if any.
+    pub name: Option<String>,
+}
+
+/// Who this node is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdView {
+    /// Printable author key.
+    pub author: String,
+    /// Pseudonym, if any.
+    pub name: Option<String>,
+    /// Transport peer id.
+    pub peer_id: String,
+    /// Addresses the node listens on.
+    pub listen_addrs: Vec<String>,
+}
+
+/// A joined topic and how many posts this node holds for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicView {
+    /// Topic name.
+    pub name: String,
+    /// Posts stored.
+    pub posts: u64,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Peer id.
+    pub peer_id: String,
+    /// Address of the connection.
+    pub addrs: Vec<String>,
+}
+
+/// History sync progress, for status and progress bars.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    /// Sync sessions running now.
+    pub active_sessions: u64,
+    /// Items known to be missing in running sessions.
+    pub missing: u64,
+    /// Items received by sync since start.
+    pub received: u64,
+    /// Sync sessions completed since start.
+    pub completed_sessions: u64,
+}
+
+/// The node at a glance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Community name.
+    pub community: String,
+    /// Printable community id.
+    pub community_id: String,
+    /// Connected peers.
+    pub peers: usize,
+    /// Joined topics with counts.
+    pub topics: Vec<TopicView>,
+    /// Posts stored in all topics.
+    pub posts: u64,
+    /// Store size on disk in bytes.
+    pub store_bytes: u64,
+    /// Sync progress.
+    pub sync: SyncProgress,
+}
+
+/// A block in the moderation state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockView {
+    /// Printable author key.
+    pub author: String,
+    /// `community` or the topic name.
+    pub scope: String,
+    /// Who blocked.
+    pub by: ActorView,
+    /// Why.
+    pub reason: String,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+}
+
+/// A hidden post in the moderation state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HiddenView {
+    /// Printable post id.
+    pub post: String,
+    /// Who hid it.
+    pub by: ActorView,
+    /// Why.
+    pub reason: String,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+}
+
+/// One entry of the public moderation log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntryView {
+    /// Printable action id.
+    pub id: String,
+    /// Who acted.
+    pub by: ActorView,
+    /// What, in words (never the content of a post).
+    pub action: String,
+    /// Reason, when one was given.
+    pub reason: Option<String>,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+}
+
+/// The moderation state as members see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModListView {
+    /// The community admin.
+    pub admin: ActorView,
+    /// Current moderators.
+    pub moderators: Vec<ActorView>,
+    /// Current blocks.
+    pub blocks: Vec<BlockView>,
+    /// Hidden posts.
+    pub hidden: Vec<HiddenView>,
+    /// Pinned posts (printable ids).
+    pub pinned: Vec<String>,
+    /// Every effective action, oldest first.
+    pub log: Vec<LogEntryView>,
+}
+
+/// A report opened by this (moderator) node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportView {
+    /// Printable report id.
+    pub id: String,
+    /// Printable id of the reported post.
+    pub post: String,
+    /// Who reported.
+    pub reporter: ActorView,
+    /// Why.
+    pub reason: String,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+}
+
+/// The community as a newcomer sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommunityView {
+    /// Name.
+    pub name: String,
+    /// Printable community id.
+    pub id: String,
+    /// Admin key.
+    pub admin: String,
+    /// Rules / welcome text.
+    pub rules: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: u64,
+}

@@ -1,0 +1,133 @@
+//! The composed libp2p behaviour and the reasoned parameters of gossipsub
+//! and its peer scoring (see ARCHITECTURE.md, "Gossip and peer scoring").
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{
+    self, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds,
+    TopicScoreParams, ValidationMode,
+};
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
+use libp2p::{identify, mdns, ping, request_response, StreamProtocol};
+
+use crate::codec::{FrameCodec, SYNC_PROTOCOL};
+
+/// Mesh degree D. Each message reaches a node about D-1 times in a steady
+/// mesh (one first delivery, the rest duplicates); (D-2)/2 in theory with
+/// IDONTWANT. 6 keeps duplicates near 2 per post while the mesh stays
+/// connected when peers churn.
+pub(crate) const MESH_N: usize = 6;
+/// Below this many mesh peers, graft more.
+pub(crate) const MESH_N_LOW: usize = 4;
+/// Above this many, prune.
+pub(crate) const MESH_N_HIGH: usize = 8;
+/// Score below which a peer is disconnected and banned for a while: the same
+/// as gossipsub's graylist threshold, where it stops listening to the peer.
+pub(crate) const DISCONNECT_SCORE: f64 = -80.0;
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) sync: request_response::Behaviour<FrameCodec>,
+}
+
+/// Score parameters of one topic (posts or the community topic).
+pub(crate) fn topic_score_params() -> TopicScoreParams {
+    TopicScoreParams {
+        topic_weight: 1.0,
+        // P1: staying in the mesh earns a little (at most +36 after an hour).
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 3600.0,
+        // P2: delivering a message first earns up to +50.
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.5,
+        first_message_deliveries_cap: 50.0,
+        // P3/P3b off: support topics are quiet for hours; an expected
+        // delivery rate would punish honest peers of a silent topic.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // P4: each invalid message costs count² × 10: one bad message is
+        // forgiven (clock skew), three put the peer below the graylist.
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..TopicScoreParams::default()
+    }
+}
+
+fn score_params() -> (PeerScoreParams, PeerScoreThresholds) {
+    let params = PeerScoreParams {
+        // Many honest nodes share one address (home NAT, a test machine):
+        // counting peers per IP would punish them, so it is off.
+        ip_colocation_factor_weight: 0.0,
+        app_specific_weight: 1.0,
+        ..PeerScoreParams::default()
+    };
+    let thresholds = PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: DISCONNECT_SCORE,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 5.0,
+    };
+    (params, thresholds)
+}
+
+impl Behaviour {
+    pub(crate) fn new(key: &Keypair, mdns_on: bool, max_transmit: usize) -> Result<Self, String> {
+        let peer_id = key.public().to_peer_id();
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(ValidationMode::Anonymous)
+            .validate_messages()
+            .message_id_fn(|m: &gossipsub::Message| {
+                MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+            })
+            .mesh_n(MESH_N)
+            .mesh_n_low(MESH_N_LOW)
+            .mesh_n_high(MESH_N_HIGH)
+            .mesh_outbound_min(2)
+            .heartbeat_interval(Duration::from_millis(700))
+            .max_transmit_size(max_transmit)
+            .duplicate_cache_time(Duration::from_secs(120))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
+            .map_err(str::to_string)?;
+        let (params, thresholds) = score_params();
+        gossipsub.with_peer_score(params, thresholds)?;
+
+        let mut kad_config = kad::Config::new(StreamProtocol::new("/mutual/kad/1"));
+        kad_config.set_provider_publication_interval(Some(Duration::from_secs(600)));
+        let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new("/mutual/id/1".into(), key.public())
+                .with_agent_version(format!("mutual/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let mdns = if mdns_on {
+            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let sync = request_response::Behaviour::with_codec(
+            FrameCodec,
+            [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+        );
+        Ok(Behaviour {
+            gossipsub,
+            kad,
+            identify,
+            ping: ping::Behaviour::default(),
+            mdns: Toggle::from(mdns),
+            sync,
+        })
+    }
+}

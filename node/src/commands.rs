@@ -1,0 +1,358 @@
+//! What the event loop does for each command of a [`crate::NodeHandle`].
+
+use libp2p::multiaddr::Protocol;
+use protocol::moderation::ModActionKind;
+use protocol::post::Draft;
+use protocol::sync::ItemKey;
+use protocol::{
+    ActionId, Invite, Message, ModAction, Post, PostId, Retraction, SealedReport, TopicName,
+    VerifiedMessage,
+};
+
+use crate::api::{
+    CommunityView, IdView, ModListView, StatusView, TopicView,
+};
+use crate::error::NodeError;
+use crate::event_loop::EventLoop;
+use crate::handle::{Command, ReadQuery};
+use crate::ingest::{Origin, Refusal};
+use crate::views::Tombstone;
+use crate::now_ms;
+
+const MOD_SEQ: &str = "moderation_seq";
+
+impl EventLoop {
+    pub(crate) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Id(r) => {
+                let _ = r.send(Ok(self.id_view()));
+            }
+            Command::Community(r) => {
+                let m = &self.manifest.content;
+                let _ = r.send(Ok(CommunityView {
+                    name: m.name.clone(),
+                    id: self.community.to_string(),
+                    admin: m.admin.to_string(),
+                    rules: m.rules.clone(),
+                    created_at: m.created_at,
+                }));
+            }
+            Command::Join(topic, r) => {
+                let _ = r.send(self.join(topic));
+            }
+            Command::Leave(topic, r) => {
+                let result = self.store.leave_topic(&topic).map_err(NodeError::from);
+                self.unsubscribe_topic(&topic);
+                let _ = r.send(result);
+            }
+            Command::Topics(r) => {
+                let _ = r.send(self.topic_views());
+            }
+            Command::Publish(topic, draft, r) => {
+                let _ = r.send(self.publish(topic, draft));
+            }
+            Command::Read(topic, q, r) => {
+                let _ = r.send(self.read(&topic, &q));
+            }
+            Command::ResolvePost(text, r) => {
+                let _ = r.send(self.resolve_post(&text));
+            }
+            Command::Retract(post, r) => {
+                let _ = r.send(self.retract(post));
+            }
+            Command::Report(post, reason, r) => {
+                let _ = r.send(self.report(post, &reason));
+            }
+            Command::Moderate(kind, r) => {
+                let _ = r.send(self.moderate(kind));
+            }
+            Command::ModList(r) => {
+                let _ = r.send(Ok(self.mod_list()));
+            }
+            Command::ModQueue(r) => {
+                let _ = r.send(Ok(self.reports.clone()));
+            }
+            Command::Mute(author, muted, r) => {
+                let result = if muted {
+                    self.store.mute(&author)
+                } else {
+                    self.store.unmute(&author)
+                };
+                let _ = r.send(result.map_err(NodeError::from));
+            }
+            Command::Peers(r) => {
+                let _ = r.send(Ok(self.peer_views()));
+            }
+            Command::Status(r) => {
+                let _ = r.send(self.status());
+            }
+            Command::Invite(r) => {
+                let _ = r.send(Ok(self.invite()));
+            }
+            Command::Dial(addr, r) => {
+                let _ = r.send(self.dial_addr(&addr));
+            }
+            Command::SyncNow(r) => {
+                self.sync_all_peers();
+                let _ = r.send(Ok(()));
+            }
+            Command::PublishRaw(topic, bytes, r) => {
+                let hash = libp2p::gossipsub::IdentTopic::new(topic).hash();
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(hash, bytes)
+                    .map(|_| ())
+                    .map_err(|e| NodeError::Network(e.to_string()));
+                let _ = r.send(result);
+            }
+            Command::Import(message, r) => {
+                let result = message
+                    .verify(&self.ctx())
+                    .map_err(NodeError::from)
+                    .and_then(|v| match self.arrived(v, Origin::Import) {
+                        Ok(o) => Ok(o == crate::ingest::Outcome::Stored),
+                        Err(Refusal::Store(e)) => Err(e.into()),
+                        Err(refusal) => Err(NodeError::NotAllowed(refusal.to_string())),
+                    });
+                let _ = r.send(result);
+            }
+            Command::SyncCounters(r) => {
+                let s = &self.sync;
+                let _ = r.send(Ok((s.round_trips, s.bytes_sent, s.bytes_received)));
+            }
+            Command::Shutdown(r) => {
+                let _ = r.send(Ok(()));
+            }
+        }
+    }
+
+    fn id_view(&self) -> IdView {
+        IdView {
+            author: self.identity.public().to_string(),
+            name: self.identity.name.clone(),
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen_addrs: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn join(&mut self, topic: TopicName) -> Result<(), NodeError> {
+        self.store.join_topic(&topic)?;
+        if !self.joined.contains(&topic) {
+            self.subscribe_topic(&topic)?;
+        }
+        // Sync its history from every connected peer now.
+        let peers: Vec<_> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.sync_topics_with(peer, vec![topic.clone()]);
+        }
+        Ok(())
+    }
+
+    fn topic_views(&self) -> Result<Vec<TopicView>, NodeError> {
+        self.joined
+            .iter()
+            .map(|t| {
+                Ok(TopicView {
+                    name: t.to_string(),
+                    posts: self.store.count_topic(t)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Signs, takes through the one arrival path, flushes, then gossips.
+    fn publish_local(&mut self, message: Message) -> Result<[u8; 32], NodeError> {
+        let verified = message.verify(&self.ctx())?;
+        let topic = match &verified {
+            VerifiedMessage::Post(p) => self.topic_hash(&p.topic),
+            _ => self.community_topic.hash(),
+        };
+        let id = verified.id_bytes();
+        let bytes = verified.to_message().encode();
+        match self.arrived(verified, Origin::Local) {
+            Ok(_) => {}
+            Err(Refusal::Store(e)) => return Err(e.into()),
+            Err(refusal) => return Err(NodeError::NotAllowed(refusal.to_string())),
+        }
+        // Acknowledged only once on disk.
+        self.store.flush()?;
+        self.gossip(topic, bytes);
+        Ok(id)
+    }
+
+    fn publish(&mut self, topic: TopicName, draft: Draft) -> Result<PostId, NodeError> {
+        if !self.is_joined(&topic) {
+            return Err(NodeError::NotJoined(topic.to_string()));
+        }
+        if let Some(parent) = &draft.parent {
+            if !self.store.contains_post(parent)? {
+                return Err(NodeError::UnknownPost(parent.to_string()));
+            }
+        }
+        let post = Post::write(&self.identity, self.community, topic, draft, now_ms())?;
+        Ok(PostId(self.publish_local(Message::Post(post))?))
+    }
+
+    fn read(&self, topic: &TopicName, q: &ReadQuery) -> Result<Vec<crate::api::PostView>, NodeError> {
+        let limit = q.limit.clamp(1, 10_000);
+        let since = q.since_ms.unwrap_or(0);
+        let mutes = self.store.mutes()?;
+        let mut views: Vec<crate::api::PostView> = Vec::new();
+        let mut before: Option<ItemKey> = None;
+        // Page newest-first, skipping muted authors, until `limit` are found.
+        'pages: loop {
+            let page = self.store.topic_page(topic, before, limit)?;
+            if page.is_empty() {
+                break;
+            }
+            for post in &page {
+                before = Some(ItemKey {
+                    created_at: post.content.created_at,
+                    id: post.id().0,
+                });
+                if post.content.created_at < since {
+                    break 'pages;
+                }
+                if mutes.contains(&post.content.author) {
+                    continue;
+                }
+                views.push(self.post_view(post));
+                if views.len() >= limit {
+                    break 'pages;
+                }
+            }
+            if page.len() < limit {
+                break;
+            }
+        }
+        for (_, bytes) in self.store.tombstones_page(topic, None, limit)? {
+            if let Some(t) = Tombstone::decode(&bytes) {
+                if t.created_at >= since && !mutes.contains(&t.author) {
+                    views.push(self.tombstone_view(&t));
+                }
+            }
+        }
+        views.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let skip = views.len().saturating_sub(limit);
+        Ok(views.into_iter().skip(skip).collect())
+    }
+
+    fn resolve_post(&self, text: &str) -> Result<PostId, NodeError> {
+        let text = text.trim();
+        if let Ok(id) = text.parse::<PostId>() {
+            return Ok(id);
+        }
+        let prefix = PostId::prefix_bytes(text)
+            .map_err(|e| NodeError::BadInput(e.to_string()))?;
+        let mut found = self.store.post_ids_with_prefix(&prefix, 2)?;
+        match found.len() {
+            0 => Err(NodeError::UnknownPost(text.to_string())),
+            1 => found.pop().ok_or_else(|| NodeError::UnknownPost(text.to_string())),
+            _ => Err(NodeError::AmbiguousPost(text.to_string())),
+        }
+    }
+
+    fn retract(&mut self, post: PostId) -> Result<(), NodeError> {
+        let stored = self
+            .store
+            .get_post(&post)?
+            .ok_or_else(|| NodeError::UnknownPost(post.to_string()))?;
+        if stored.content.author != self.identity.public() {
+            return Err(NodeError::NotAllowed(
+                "only the author of a post can retract it".into(),
+            ));
+        }
+        let r = Retraction::create(&self.identity.secret, self.community, post, now_ms());
+        self.publish_local(Message::Retraction(r))?;
+        Ok(())
+    }
+
+    fn report(&mut self, post: PostId, reason: &str) -> Result<ActionId, NodeError> {
+        if !self.store.contains_post(&post)? {
+            return Err(NodeError::UnknownPost(post.to_string()));
+        }
+        let mut recipients = vec![self.manifest.content.admin];
+        for key in self.moderation.current_moderators() {
+            if !recipients.contains(&key) {
+                recipients.push(key);
+            }
+        }
+        let sealed = SealedReport::seal(
+            &self.identity,
+            self.community,
+            post,
+            reason,
+            &recipients,
+            now_ms(),
+            &mut rand::rngs::OsRng,
+        )?;
+        Ok(ActionId(self.publish_local(Message::Report(sealed))?))
+    }
+
+    fn moderate(&mut self, kind: ModActionKind) -> Result<ActionId, NodeError> {
+        let me = self.identity.public();
+        let now = now_ms();
+        if kind.admin_only() {
+            if me != self.manifest.content.admin {
+                return Err(NodeError::NotAllowed(
+                    "only the community admin can appoint or revoke moderators".into(),
+                ));
+            }
+        } else if !self.moderation.is_moderator(&me, now) {
+            return Err(NodeError::NotAllowed(
+                "this identity is not a moderator of the community".into(),
+            ));
+        }
+        let seq = self
+            .store
+            .get_meta(MOD_SEQ)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0)
+            + 1;
+        self.store.set_meta(MOD_SEQ, &seq.to_be_bytes())?;
+        let action = ModAction::create(&self.identity, self.community, seq, kind, now)?;
+        Ok(ActionId(self.publish_local(Message::Moderation(action))?))
+    }
+
+    fn mod_list(&self) -> ModListView {
+        crate::moderation_view::mod_list(&self.moderation, &self.manifest)
+    }
+
+    fn status(&self) -> Result<StatusView, NodeError> {
+        let topics = self.topic_views()?;
+        Ok(StatusView {
+            community: self.manifest.content.name.clone(),
+            community_id: self.community.to_string(),
+            peers: self.swarm.connected_peers().count(),
+            posts: topics.iter().map(|t| t.posts).sum(),
+            topics,
+            store_bytes: self.store.size_on_disk().unwrap_or(0),
+            sync: self.sync.progress(),
+        })
+    }
+
+    fn invite(&self) -> String {
+        let me = *self.swarm.local_peer_id();
+        let addrs = self
+            .listen_addrs
+            .iter()
+            .filter(|a| {
+                !a.iter().any(|p| {
+                    matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+                        || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+                })
+            })
+            .map(|a| a.clone().with(Protocol::P2p(me)).to_string())
+            .take(protocol::invite::MAX_INVITE_ADDRS)
+            .collect();
+        Invite {
+            manifest: self.manifest.clone(),
+            addrs,
+        }
+        .encode()
+    }
+}
+

@@ -1,0 +1,73 @@
+//! Errors of the node, each with a message a person can act on.
+
+use protocol::ValidationError;
+
+/// Why a node operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The event loop is gone.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The data directory has no keys yet.
+    #[error("no identity in {0}: run `mutual init` first")]
+    NoIdentity(String),
+    /// Keys exist already.
+    #[error("an identity already exists in {0}; refusing to overwrite it")]
+    IdentityExists(String),
+    /// The data directory belongs to no community yet.
+    #[error("this node belongs to no community yet: run `mutual community create NAME` or `mutual community join INVITE`")]
+    NoCommunity,
+    /// The data directory already belongs to a community.
+    #[error("this data directory already belongs to community {0}; use another --data-dir for another community")]
+    CommunityExists(String),
+    /// A path holds something that is not a mutual data directory.
+    #[error("{0} is not a mutual data directory: {1}")]
+    NotOurs(String, String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// An item broke a protocol rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// An invite code was refused.
+    #[error(transparent)]
+    Invite(#[from] protocol::InviteError),
+    /// The topic is not joined.
+    #[error("you have not joined topic {0}: run `mutual join {0}` first")]
+    NotJoined(String),
+    /// No stored post has that id.
+    #[error("no post with id {0} is stored on this node")]
+    UnknownPost(String),
+    /// A short id matches several posts.
+    #[error("the short id {0} matches several posts; use more characters")]
+    AmbiguousPost(String),
+    /// This identity may not take that moderation action.
+    #[error("refused: {0}")]
+    NotAllowed(String),
+    /// A refused moderation action.
+    #[error("refused: {0}")]
+    Moderation(#[from] protocol::state::ModerationError),
+    /// A network operation failed.
+    #[error("network: {0}")]
+    Network(String),
+    /// A bad argument.
+    #[error("{0}")]
+    BadInput(String),
+}
+
+impl NodeError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        NodeError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

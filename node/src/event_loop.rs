@@ -1,0 +1,477 @@
+//! The event loop: the one task that owns the swarm and the store. It is
+//! driven by commands from [`NodeHandle`]s and by swarm events, and never
+//! blocks on either for long.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::kad::{self, RecordKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{dial_opts::DialOpts, SwarmEvent};
+use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder};
+use protocol::topic::community_gossip_topic;
+use protocol::{
+    CommunityId, Identity, Message, ModerationState, SignedManifest, TopicName, ValidationContext,
+};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api::{PeerView, ReportView};
+use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, DISCONNECT_SCORE};
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::handle::{Command, NodeEvent, NodeHandle};
+use crate::ingest::Origin;
+use crate::store::Store;
+use crate::sync_driver::SyncDriver;
+use crate::{now_ms, RunningNode};
+
+/// How long a peer that was disconnected for misbehaviour stays banned.
+const BAN: Duration = Duration::from_secs(600);
+/// Command queue depth: enough for bursts from the control socket.
+const COMMAND_QUEUE: usize = 256;
+/// Event broadcast depth for followers; slow followers skip ahead.
+const EVENT_QUEUE: usize = 1024;
+
+pub(crate) struct EventLoop {
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) store: Store,
+    pub(crate) identity: Identity,
+    pub(crate) manifest: SignedManifest,
+    pub(crate) community: CommunityId,
+    pub(crate) moderation: ModerationState,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) joined: BTreeSet<TopicName>,
+    pub(crate) topic_hashes: HashMap<TopicHash, TopicName>,
+    pub(crate) community_topic: IdentTopic,
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+    pub(crate) reports: Vec<ReportView>,
+    pub(crate) sync: SyncDriver,
+    pub(crate) dirty: bool,
+    pub(crate) banned: HashMap<PeerId, tokio::time::Instant>,
+    pub(crate) rate: crate::ingest::AuthorRateLimiter,
+    commands: mpsc::Receiver<Command>,
+    config: NodeConfig,
+}
+
+fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
+    RecordKey::new(&blake3::hash(topic.gossip_topic(community).as_bytes()).as_bytes())
+}
+
+pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+    let data = &config.data_dir;
+    data.ensure()?;
+    let identity = data.identity()?;
+    let manifest = data.community()?.ok_or(NodeError::NoCommunity)?;
+    let community = manifest
+        .verify_manifest(now_ms())
+        .map_err(NodeError::Invalid)?;
+    let key = data.transport_key()?;
+    let store = Store::open(&data.store_path())?;
+
+    let mdns_on = config.mdns;
+    let max_transmit = config.gossip_max_transmit;
+    let mut swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NodeError::Network(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| {
+            Behaviour::new(key, mdns_on, max_transmit)
+                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
+        .map_err(|e| NodeError::Network(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+
+    for addr in &config.listen {
+        let ma: Multiaddr = addr
+            .parse()
+            .map_err(|e| NodeError::BadInput(format!("bad listen address {addr}: {e}")))?;
+        swarm
+            .listen_on(ma)
+            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
+    }
+    // Wait until every listener reports its address, so callers can print
+    // them and tests can dial them.
+    let mut listen_addrs = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while listen_addrs.len() < config.listen.len() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| NodeError::Network("listeners did not start within 10 s".into()))?;
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
+            SwarmEvent::ListenerError { error, .. } => {
+                return Err(NodeError::Network(format!("listener failed: {error}")))
+            }
+            SwarmEvent::ListenerClosed { reason: Err(e), .. } => {
+                return Err(NodeError::Network(format!("listener closed: {e}")))
+            }
+            _ => {}
+        }
+    }
+
+    let moderation = crate::ingest::load_moderation(&store, &manifest, community)?;
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (events, _) = broadcast::channel(EVENT_QUEUE);
+    let community_topic = IdentTopic::new(community_gossip_topic(&community));
+    let mut ev = EventLoop {
+        swarm,
+        store,
+        identity,
+        manifest,
+        community,
+        moderation,
+        events: events.clone(),
+        joined: BTreeSet::new(),
+        topic_hashes: HashMap::new(),
+        community_topic,
+        listen_addrs,
+        reports: Vec::new(),
+        sync: SyncDriver::default(),
+        dirty: false,
+        banned: HashMap::new(),
+        rate: crate::ingest::AuthorRateLimiter::default(),
+        commands: rx,
+        config,
+    };
+    ev.subscribe_community()?;
+    for topic in ev.store.joined_topics()? {
+        ev.subscribe_topic(&topic)?;
+    }
+    ev.reports = ev.open_reports();
+    let mut bootstrap: Vec<String> = ev.config.bootstrap.clone();
+    bootstrap.extend(ev.config.data_dir.bootstrap());
+    for (peer, addrs) in ev.store.peer_addrs().unwrap_or_default() {
+        if let Ok(peer) = PeerId::from_bytes(&peer) {
+            for a in addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                ev.swarm.behaviour_mut().kad.add_address(&peer, a);
+            }
+        }
+    }
+    for addr in bootstrap {
+        if let Err(e) = ev.dial_addr(&addr) {
+            tracing::warn!("bootstrap {addr}: {e}");
+        }
+    }
+    let task = tokio::spawn(ev.run());
+    Ok(RunningNode {
+        handle: NodeHandle {
+            commands: tx,
+            events,
+        },
+        task,
+    })
+}
+
+impl EventLoop {
+    pub(crate) fn ctx(&self) -> ValidationContext {
+        ValidationContext {
+            community: self.community,
+            now_ms: now_ms(),
+        }
+    }
+
+    fn subscribe_community(&mut self) -> Result<(), NodeError> {
+        let topic = self.community_topic.clone();
+        self.subscribe_hash(&topic)
+    }
+
+    fn subscribe_hash(&mut self, topic: &IdentTopic) -> Result<(), NodeError> {
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        gs.subscribe(topic)
+            .map_err(|e| NodeError::Network(format!("subscribe: {e}")))?;
+        let _ = gs.set_topic_params(topic.clone(), topic_score_params());
+        Ok(())
+    }
+
+    pub(crate) fn subscribe_topic(&mut self, topic: &TopicName) -> Result<(), NodeError> {
+        let gossip = IdentTopic::new(topic.gossip_topic(&self.community));
+        self.subscribe_hash(&gossip)?;
+        self.topic_hashes.insert(gossip.hash(), topic.clone());
+        self.joined.insert(topic.clone());
+        let key = provider_key(&self.community, topic);
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if let Err(e) = kad.start_providing(key.clone()) {
+            tracing::debug!("start_providing: {e}");
+        }
+        kad.get_providers(key);
+        Ok(())
+    }
+
+    pub(crate) fn unsubscribe_topic(&mut self, topic: &TopicName) {
+        let gossip = IdentTopic::new(topic.gossip_topic(&self.community));
+        self.swarm.behaviour_mut().gossipsub.unsubscribe(&gossip);
+        self.topic_hashes.remove(&gossip.hash());
+        self.joined.remove(topic);
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .stop_providing(&provider_key(&self.community, topic));
+    }
+
+    pub(crate) fn dial_addr(&mut self, addr: &str) -> Result<(), NodeError> {
+        let ma: Multiaddr = addr
+            .parse()
+            .map_err(|e| NodeError::BadInput(format!("bad address {addr}: {e}")))?;
+        if let Some(Protocol::P2p(peer)) = ma.iter().last() {
+            if peer == *self.swarm.local_peer_id() {
+                return Ok(());
+            }
+            self.swarm.behaviour_mut().kad.add_address(&peer, ma.clone());
+        }
+        self.swarm
+            .dial(ma)
+            .map_err(|e| NodeError::Network(format!("dial {addr}: {e}")))
+    }
+
+    /// Gossips an encoded message on its topic. Having no peers yet is not
+    /// an error: the item is stored, and sync spreads it later.
+    pub(crate) fn gossip(&mut self, topic: TopicHash, bytes: Vec<u8>) {
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            tracing::debug!("gossip publish: {e}");
+        }
+    }
+
+    pub(crate) fn topic_hash(&self, topic: &TopicName) -> TopicHash {
+        IdentTopic::new(topic.gossip_topic(&self.community)).hash()
+    }
+
+    pub(crate) fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn peer_views(&self) -> Vec<PeerView> {
+        let mut out: Vec<PeerView> = self
+            .swarm
+            .connected_peers()
+            .map(|p| PeerView {
+                peer_id: p.to_string(),
+                addrs: Vec::new(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
+    async fn run(mut self) {
+        let mut flush = tokio::time::interval(self.config.flush_interval);
+        let mut resync = tokio::time::interval(self.config.sync_interval);
+        let mut discover = tokio::time::interval(self.config.discovery_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown(reply)) => {
+                        let result = self.store.flush().map_err(NodeError::from);
+                        let _ = reply.send(result);
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => {
+                        let _ = self.store.flush();
+                        break;
+                    }
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = flush.tick() => {
+                    if self.dirty {
+                        if let Err(e) = self.store.flush() {
+                            tracing::error!("flushing the store: {e}");
+                        }
+                        self.dirty = false;
+                    }
+                }
+                _ = resync.tick() => self.sync_all_peers(),
+                _ = discover.tick() => self.discover(),
+            }
+        }
+        tracing::info!("node stopped; store flushed");
+    }
+
+    fn discover(&mut self) {
+        let keys: Vec<RecordKey> = self
+            .joined
+            .iter()
+            .map(|t| provider_key(&self.community, t))
+            .collect();
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for key in keys {
+            kad.get_providers(key);
+        }
+        let now = tokio::time::Instant::now();
+        self.banned.retain(|_, until| *until > now);
+    }
+
+    pub(crate) fn sync_all_peers(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.start_sync_with(peer);
+        }
+    }
+
+    /// Queues the community log and every shared topic for sync with `peer`.
+    pub(crate) fn start_sync_with(&mut self, peer: PeerId) {
+        let shared: Vec<TopicName> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(p, _)| **p == peer)
+            .flat_map(|(_, topics)| {
+                topics
+                    .into_iter()
+                    .filter_map(|h| self.topic_hashes.get(h).cloned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.sync_topics_with(peer, shared);
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if let Some(until) = self.banned.get(&peer_id) {
+                    if *until > tokio::time::Instant::now() {
+                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                        return;
+                    }
+                }
+                tracing::debug!(%peer_id, "connected");
+                if endpoint.is_dialer() {
+                    let addr = endpoint.get_remote_address().to_string();
+                    let _ = self.store.add_peer_addr(&peer_id.to_bytes(), &addr);
+                }
+                if num_established.get() == 1 {
+                    self.start_sync_with(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.sync.peer_gone(&peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(
+                kad::Event::OutboundQueryProgressed {
+                    result:
+                        kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                            providers,
+                            ..
+                        })),
+                    ..
+                },
+            )) => {
+                let me = *self.swarm.local_peer_id();
+                for peer in providers {
+                    if peer != me && !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) {
+                        let _ = self.swarm.dial(DialOpts::peer_id(peer).build());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let acceptance = self.on_gossip_message(&message.topic, &message.data, propagation_source);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if acceptance == MessageAcceptance::Reject {
+                    self.punish_if_needed(propagation_source);
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                if let Some(name) = self.topic_hashes.get(&topic).cloned() {
+                    self.sync_topics_with(peer_id, vec![name]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip_message(&mut self, topic: &TopicHash, data: &[u8], source: PeerId) -> MessageAcceptance {
+        let verified = match Message::decode_and_verify(data, &self.ctx()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(peer = %source, "rejected gossip message: {e}");
+                return MessageAcceptance::Reject;
+            }
+        };
+        // An item must travel on its own topic: a post on its topic, the
+        // rest on the community topic.
+        let expected = match &verified {
+            protocol::VerifiedMessage::Post(p) => self.topic_hash(&p.topic),
+            _ => self.community_topic.hash(),
+        };
+        if expected != *topic {
+            tracing::debug!(peer = %source, "rejected gossip message on the wrong topic");
+            return MessageAcceptance::Reject;
+        }
+        match self.arrived(verified, Origin::Gossip) {
+            Ok(_) => MessageAcceptance::Accept,
+            Err(refusal) => {
+                tracing::debug!(peer = %source, "refused gossip item: {refusal}");
+                refusal.gossip_verdict()
+            }
+        }
+    }
+
+    fn punish_if_needed(&mut self, peer: PeerId) {
+        let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
+        if score.is_some_and(|s| s < DISCONNECT_SCORE) {
+            tracing::info!(%peer, "disconnecting a peer that keeps sending invalid messages");
+            self.banned
+                .insert(peer, tokio::time::Instant::now() + BAN);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The cloneable handle to a running node. Every method sends one command to
+//! the event loop (which alone owns the swarm and the store) and awaits its
+//! reply on a oneshot channel: the shape of rust-libp2p's file-sharing
+//! example (Client / EventLoop).
+
+use protocol::moderation::ModActionKind;
+use protocol::post::Draft;
+use protocol::{ActionId, PostId, PublicKey, TopicName};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::api::{
+    CommunityView, IdView, ModListView, PeerView, PostView, ReportView, StatusView, TopicView,
+};
+use crate::error::NodeError;
+
+/// How to read a topic.
+#[derive(Clone, Debug, Default)]
+pub struct ReadQuery {
+    /// At most this many posts (the newest ones).
+    pub limit: usize,
+    /// Only posts created at or after this time (ms since the Unix epoch).
+    pub since_ms: Option<u64>,
+}
+
+/// Something that happened on the node, for followers (`read --follow`) and
+/// tests that wait on a condition.
+#[derive(Clone, Debug)]
+pub enum NodeEvent {
+    /// A post was stored (from anywhere).
+    PostStored(PostView),
+    /// A post was deleted (retraction, block or hide).
+    PostRemoved {
+        /// Printable post id.
+        id: String,
+    },
+    /// A moderation action took effect.
+    Moderation {
+        /// Printable action id.
+        id: String,
+    },
+    /// A sync session with a peer finished.
+    SyncDone {
+        /// Peer id.
+        peer: String,
+        /// Items received in that session.
+        received: u64,
+    },
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+/// A request to the event loop.
+pub(crate) enum Command {
+    Id(Reply<IdView>),
+    Community(Reply<CommunityView>),
+    Join(TopicName, Reply<()>),
+    Leave(TopicName, Reply<()>),
+    Topics(Reply<Vec<TopicView>>),
+    Publish(TopicName, Draft, Reply<PostId>),
+    Read(TopicName, ReadQuery, Reply<Vec<PostView>>),
+    ResolvePost(String, Reply<PostId>),
+    Retract(PostId, Reply<()>),
+    Report(PostId, String, Reply<ActionId>),
+    Moderate(ModActionKind, Reply<ActionId>),
+    ModList(Reply<ModListView>),
+    ModQueue(Reply<Vec<ReportView>>),
+    Mute(PublicKey, bool, Reply<()>),
+    Peers(Reply<Vec<PeerView>>),
+    Status(Reply<StatusView>),
+    Invite(Reply<String>),
+    Dial(String, Reply<()>),
+    SyncNow(Reply<()>),
+    SyncCounters(Reply<(u64, u64, u64)>),
+    Import(protocol::Message, Reply<bool>),
+    PublishRaw(String, Vec<u8>, Reply<()>),
+    Shutdown(Reply<()>),
+}
+
+/// A handle to a running node; cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+}
+
+impl NodeHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Follows what happens on the node from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Author key, pseudonym, peer id and listen addresses.
+    pub async fn id(&self) -> Result<IdView, NodeError> {
+        self.ask(Command::Id).await
+    }
+
+    /// The community this node belongs to, with its rules.
+    pub async fn community(&self) -> Result<CommunityView, NodeError> {
+        self.ask(Command::Community).await
+    }
+
+    /// Joins a topic: subscribes, advertises in the DHT, syncs its history.
+    pub async fn join(&self, topic: TopicName) -> Result<(), NodeError> {
+        self.ask(|r| Command::Join(topic, r)).await
+    }
+
+    /// Leaves a topic (its stored posts stay until removed).
+    pub async fn leave(&self, topic: TopicName) -> Result<(), NodeError> {
+        self.ask(|r| Command::Leave(topic, r)).await
+    }
+
+    /// Joined topics with post counts.
+    pub async fn topics(&self) -> Result<Vec<TopicView>, NodeError> {
+        self.ask(Command::Topics).await
+    }
+
+    /// Signs, stores (flushed to disk before returning) and gossips a post.
+    pub async fn publish(&self, topic: TopicName, draft: Draft) -> Result<PostId, NodeError> {
+        self.ask(|r| Command::Publish(topic, draft, r)).await
+    }
+
+    /// Reads a topic: the newest `limit` posts, oldest first.
+    pub async fn read(&self, topic: TopicName, query: ReadQuery) -> Result<Vec<PostView>, NodeError> {
+        self.ask(|r| Command::Read(topic, query, r)).await
+    }
+
+    /// Resolves a full or short (prefix) printable post id to a stored post.
+    pub async fn resolve_post(&self, text: &str) -> Result<PostId, NodeError> {
+        let text = text.to_string();
+        self.ask(|r| Command::ResolvePost(text, r)).await
+    }
+
+    /// Takes back one of this identity's own posts, everywhere.
+    pub async fn retract(&self, post: PostId) -> Result<(), NodeError> {
+        self.ask(|r| Command::Retract(post, r)).await
+    }
+
+    /// Reports a post to the moderators (sealed to them alone).
+    pub async fn report(&self, post: PostId, reason: String) -> Result<ActionId, NodeError> {
+        self.ask(|r| Command::Report(post, reason, r)).await
+    }
+
+    /// Takes a moderation action; refused locally unless this identity may.
+    pub async fn moderate(&self, kind: ModActionKind) -> Result<ActionId, NodeError> {
+        self.ask(|r| Command::Moderate(kind, r)).await
+    }
+
+    /// The public moderation state and log.
+    pub async fn mod_list(&self) -> Result<ModListView, NodeError> {
+        self.ask(Command::ModList).await
+    }
+
+    /// Reports this (moderator) node can read, oldest first.
+    pub async fn mod_queue(&self) -> Result<Vec<ReportView>, NodeError> {
+        self.ask(Command::ModQueue).await
+    }
+
+    /// Mutes (`true`) or unmutes an author for this node alone.
+    pub async fn mute(&self, author: PublicKey, muted: bool) -> Result<(), NodeError> {
+        self.ask(|r| Command::Mute(author, muted, r)).await
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerView>, NodeError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Peers, topics, store size and sync progress.
+    pub async fn status(&self) -> Result<StatusView, NodeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// An invite code with the community and this node's addresses.
+    pub async fn invite(&self) -> Result<String, NodeError> {
+        self.ask(Command::Invite).await
+    }
+
+    /// Dials a multiaddress.
+    pub async fn dial(&self, addr: &str) -> Result<(), NodeError> {
+        let addr = addr.to_string();
+        self.ask(|r| Command::Dial(addr, r)).await
+    }
+
+    /// Starts a sync round with every connected peer now.
+    pub async fn sync_now(&self) -> Result<(), NodeError> {
+        self.ask(Command::SyncNow).await
+    }
+
+    /// Gossips raw bytes on a gossip topic string without any check: only
+    /// for tests that play a hostile peer.
+    #[doc(hidden)]
+    pub async fn publish_raw(&self, gossip_topic: &str, bytes: Vec<u8>) -> Result<(), NodeError> {
+        let topic = gossip_topic.to_string();
+        self.ask(|r| Command::PublishRaw(topic, bytes, r)).await
+    }
+
+    /// Takes a signed item through exactly the checks of an item arrived
+    /// from a peer, without gossiping it (imports, tests, benchmarks).
+    /// Returns whether it was newly stored.
+    pub async fn import(&self, message: protocol::Message) -> Result<bool, NodeError> {
+        self.ask(|r| Command::Import(message, r)).await
+    }
+
+    /// Sync traffic counters: (round trips, bytes sent, bytes received).
+    pub async fn sync_counters(&self) -> Result<(u64, u64, u64), NodeError> {
+        self.ask(Command::SyncCounters).await
+    }
+
+    /// Flushes the store and stops the node.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        self.ask(Command::Shutdown).await
+    }
+}

@@ -1,0 +1,359 @@
+//! "A signed thing arrived": the one code path for every item, whether it
+//! came from gossip, from sync, or from the local user. Validation has
+//! already happened (only [`VerifiedMessage`]s get here); this applies the
+//! moderation rules, the retraction rules and the per-author rate limit,
+//! stores the item and enforces what it changes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use libp2p::gossipsub::MessageAcceptance;
+use protocol::sync::ItemKey;
+use protocol::{
+    CommunityId, Message, ModerationState, PostId, PublicKey, Scope, SignedManifest, TopicName,
+    VerifiedMessage, VerifiedModAction, VerifiedPost,
+};
+
+use crate::api::ReportView;
+use crate::error::NodeError;
+use crate::event_loop::EventLoop;
+use crate::handle::NodeEvent;
+use crate::store::Store;
+
+/// Where an item came from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Origin {
+    /// Written by this node's user.
+    Local,
+    /// Relayed by a gossip peer.
+    Gossip,
+    /// Received from a peer by history sync.
+    Sync,
+    /// Handed in through [`crate::NodeHandle::import`].
+    Import,
+}
+
+/// What became of an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Newly stored / applied.
+    Stored,
+    /// Already known.
+    Duplicate,
+}
+
+/// Why an item was not taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// Breaks a rule no honest node breaks: the relayer is penalised.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// Refused by moderation (blocked author, hidden or retracted post, an
+    /// action by someone who may not take it): dropped, not relayed.
+    #[error("refused by moderation: {0}")]
+    Moderation(String),
+    /// A post of a topic this node has not joined.
+    #[error("not a joined topic")]
+    NotJoined,
+    /// The author is over the per-author rate limit.
+    #[error("author over the rate limit")]
+    RateLimited,
+    /// This node could not store it.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl Refusal {
+    /// What gossipsub should do with the message: reject (and penalise the
+    /// sender) only for what no honest relay would forward.
+    pub(crate) fn gossip_verdict(&self) -> MessageAcceptance {
+        match self {
+            Refusal::Invalid(_) => MessageAcceptance::Reject,
+            _ => MessageAcceptance::Ignore,
+        }
+    }
+}
+
+/// Posts one author may have gossiped to this node per minute, sustained.
+/// A support conversation is a few posts a minute at its busiest; 30 leaves
+/// room while one key cannot drown a topic.
+pub const AUTHOR_POSTS_PER_MINUTE: f64 = 30.0;
+/// Burst an author may post at once before the sustained rate applies.
+pub const AUTHOR_BURST: f64 = 60.0;
+/// Authors tracked at most (the oldest buckets are dropped beyond this).
+const MAX_TRACKED_AUTHORS: usize = 100_000;
+
+/// A token bucket per author, applied to live gossip. Sync (bounded per
+/// peer) and the local user are not limited by it.
+#[derive(Debug)]
+pub(crate) struct AuthorRateLimiter {
+    per_minute: f64,
+    burst: f64,
+    buckets: HashMap<PublicKey, (f64, Instant)>,
+}
+
+impl Default for AuthorRateLimiter {
+    fn default() -> Self {
+        AuthorRateLimiter::new(AUTHOR_POSTS_PER_MINUTE, AUTHOR_BURST)
+    }
+}
+
+impl AuthorRateLimiter {
+    pub(crate) fn new(per_minute: f64, burst: f64) -> Self {
+        AuthorRateLimiter {
+            per_minute,
+            burst,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes one token for `author`; false when none is left.
+    pub(crate) fn allow(&mut self, author: &PublicKey, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_TRACKED_AUTHORS && !self.buckets.contains_key(author) {
+            let full = self.burst;
+            self.buckets.retain(|_, (tokens, _)| *tokens < full);
+        }
+        let (tokens, last) = self.buckets.entry(*author).or_insert((self.burst, now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() * self.per_minute / 60.0;
+        *tokens = (*tokens + refill).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Folds the stored moderation log at start-up.
+pub(crate) fn load_moderation(
+    store: &Store,
+    manifest: &SignedManifest,
+    community: CommunityId,
+) -> Result<ModerationState, NodeError> {
+    let ctx = protocol::ValidationContext {
+        community,
+        // Stored items were checked when they arrived; time is not re-judged.
+        now_ms: u64::MAX,
+    };
+    let mut actions: Vec<VerifiedModAction> = Vec::new();
+    for (_, bytes) in store.log_items()? {
+        match Message::decode(&bytes).and_then(|m| m.verify(&ctx)) {
+            Ok(VerifiedMessage::Moderation(a)) => actions.push(a),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("skipping a stored log item that no longer verifies: {e}"),
+        }
+    }
+    Ok(ModerationState::fold(community, manifest.content.admin, actions.iter()))
+}
+
+impl EventLoop {
+    /// The single entry point for a verified item from anywhere.
+    pub(crate) fn arrived(
+        &mut self,
+        item: VerifiedMessage,
+        origin: Origin,
+    ) -> Result<Outcome, Refusal> {
+        let outcome = match item {
+            VerifiedMessage::Post(post) => self.arrived_post(post, origin)?,
+            VerifiedMessage::Retraction(r) => {
+                let key = ItemKey {
+                    created_at: r.created_at,
+                    id: r.id().0,
+                };
+                if let Some(stored) = self.store.get_post(&r.post)? {
+                    if !r.applies_to(&stored.content.author) {
+                        return Err(Refusal::Invalid(
+                            "a retraction signed by someone other than the post's author".into(),
+                        ));
+                    }
+                }
+                let bytes = Message::Retraction(r.signed().clone()).encode();
+                if !self.store.insert_log(key, &bytes)? {
+                    return Ok(Outcome::Duplicate);
+                }
+                self.store.add_retraction(&r.post, &r.author)?;
+                if self.store.delete_post(&r.post)?.is_some() {
+                    self.emit(NodeEvent::PostRemoved {
+                        id: r.post.to_string(),
+                    });
+                }
+                Outcome::Stored
+            }
+            VerifiedMessage::Moderation(action) => self.arrived_action(action)?,
+            VerifiedMessage::Report(report) => {
+                let key = ItemKey {
+                    created_at: report.sealed().created_at,
+                    id: report.id().0,
+                };
+                let bytes = Message::Report(report.sealed().clone()).encode();
+                if !self.store.insert_log(key, &bytes)? {
+                    return Ok(Outcome::Duplicate);
+                }
+                if let Some(view) = self.open_report(report.sealed()) {
+                    self.reports.push(view);
+                }
+                Outcome::Stored
+            }
+        };
+        if outcome == Outcome::Stored && !matches!(origin, Origin::Local) {
+            self.dirty = true;
+        }
+        Ok(outcome)
+    }
+
+    fn arrived_post(&mut self, post: VerifiedPost, origin: Origin) -> Result<Outcome, Refusal> {
+        let id = post.id();
+        if !self.joined.contains(&post.topic) {
+            return Err(Refusal::NotJoined);
+        }
+        if let Some(author) = self.store.retraction_author(&id)? {
+            if author == post.author {
+                return Err(Refusal::Moderation("the author retracted this post".into()));
+            }
+        }
+        if let Some(block) = self.moderation.is_blocked(&post.author, &post.topic) {
+            return Err(Refusal::Moderation(format!(
+                "the author is blocked: {}",
+                block.reason
+            )));
+        }
+        if self.moderation.hidden(&id).is_some() {
+            return Err(Refusal::Moderation("a moderator hid this post".into()));
+        }
+        if self.store.contains_post(&id)? {
+            return Ok(Outcome::Duplicate);
+        }
+        if matches!(origin, Origin::Gossip) && !self.rate.allow(&post.author, Instant::now()) {
+            return Err(Refusal::RateLimited);
+        }
+        if !self.store.insert_post(&post)? {
+            return Ok(Outcome::Duplicate);
+        }
+        if let Origin::Sync = origin {
+            self.sync.received += 1;
+        }
+        let view = self.post_view(post.signed());
+        self.emit(NodeEvent::PostStored(view));
+        Ok(Outcome::Stored)
+    }
+
+    fn arrived_action(&mut self, action: VerifiedModAction) -> Result<Outcome, Refusal> {
+        let key = ItemKey {
+            created_at: action.created_at,
+            id: action.id().0,
+        };
+        let blocks_before: BTreeSet<(PublicKey, Scope)> = self.moderation.block_targets();
+        let hidden_before: BTreeSet<PostId> = self.moderation.hidden_targets();
+        match self.moderation.apply(&action) {
+            Ok(_) => {}
+            Err(protocol::state::ModerationError::Duplicate) => return Ok(Outcome::Duplicate),
+            Err(e) => return Err(Refusal::Moderation(e.to_string())),
+        }
+        let bytes = Message::Moderation(action.signed().clone()).encode();
+        self.store.insert_log(key, &bytes)?;
+        self.enforce(&blocks_before, &hidden_before)?;
+        self.emit(NodeEvent::Moderation {
+            id: action.id().to_string(),
+        });
+        Ok(Outcome::Stored)
+    }
+
+    /// Deletes what newly became blocked or hidden. Every node runs this
+    /// after the same fold, so every node deletes the same posts.
+    fn enforce(
+        &mut self,
+        blocks_before: &BTreeSet<(PublicKey, Scope)>,
+        hidden_before: &BTreeSet<PostId>,
+    ) -> Result<(), Refusal> {
+        for (author, scope) in self.moderation.block_targets() {
+            if blocks_before.contains(&(author, scope.clone())) {
+                continue;
+            }
+            for id in self.store.delete_author_posts(&author, &scope)? {
+                self.emit(NodeEvent::PostRemoved { id: id.to_string() });
+            }
+        }
+        for post in self.moderation.hidden_targets() {
+            if hidden_before.contains(&post) {
+                continue;
+            }
+            if let Some(removed) = self.store.delete_post(&post)? {
+                let key = ItemKey {
+                    created_at: removed.content.created_at,
+                    id: post.0,
+                };
+                let tomb = crate::views::Tombstone::of(&removed);
+                self.store
+                    .put_tombstone(&removed.content.topic, key, &tomb.encode())?;
+                self.emit(NodeEvent::PostRemoved {
+                    id: post.to_string(),
+                });
+            }
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Opens a sealed report if it is addressed to this node's key.
+    pub(crate) fn open_report(&self, sealed: &protocol::SealedReport) -> Option<ReportView> {
+        let ctx = protocol::ValidationContext {
+            community: self.community,
+            now_ms: u64::MAX,
+        };
+        match sealed.open(&self.identity.secret, &ctx)? {
+            Ok(body) => Some(ReportView {
+                id: sealed.id().to_string(),
+                post: body.post.to_string(),
+                reporter: crate::views::actor(&body.reporter, None),
+                reason: body.reason.clone(),
+                at: body.created_at,
+            }),
+            Err(e) => {
+                tracing::warn!("a report addressed to this node did not open: {e}");
+                None
+            }
+        }
+    }
+
+    /// Re-opens every stored report addressed to this node (at start-up).
+    pub(crate) fn open_reports(&self) -> Vec<ReportView> {
+        let mut out = Vec::new();
+        for (_, bytes) in self.store.log_items().unwrap_or_default() {
+            if let Ok(Message::Report(sealed)) = Message::decode(&bytes) {
+                if let Some(view) = self.open_report(&sealed) {
+                    out.push(view);
+                }
+            }
+        }
+        out
+    }
+
+    /// Topics of `topic` the node is joined to (helper for sync).
+    pub(crate) fn is_joined(&self, topic: &TopicName) -> bool {
+        self.joined.contains(topic)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rate_limiter_allows_burst_then_sustained_rate() {
+        let mut rl = AuthorRateLimiter::new(60.0, 5.0);
+        let a = protocol::SecretKey::generate().public();
+        let b = protocol::SecretKey::generate().public();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(rl.allow(&a, t0));
+        }
+        assert!(!rl.allow(&a, t0), "burst exhausted");
+        assert!(rl.allow(&b, t0), "other authors are not affected");
+        assert!(rl.allow(&a, t0 + Duration::from_secs(1)), "one token per second refills");
+        assert!(!rl.allow(&a, t0 + Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,84 @@
+//! The public moderation state and log, as members see them: who did what
+//! and why, never the content of a blocked or hidden post.
+
+use protocol::moderation::{ModActionKind, Scope};
+use protocol::{ModerationState, SignedManifest};
+
+use crate::api::{BlockView, HiddenView, LogEntryView, ModListView};
+use crate::views::actor;
+
+fn scope_text(scope: &Scope) -> String {
+    match scope {
+        Scope::Community => "community".into(),
+        Scope::Topic(t) => t.to_string(),
+    }
+}
+
+/// Describes an action in words, for the log.
+fn describe(kind: &ModActionKind) -> (String, Option<String>) {
+    match kind {
+        ModActionKind::AppointModerator { key } => (format!("appointed moderator {key}"), None),
+        ModActionKind::RevokeModerator { key } => (format!("revoked moderator {key}"), None),
+        ModActionKind::Block { author, scope, reason } => (
+            format!("blocked {author} in {}", scope_text(scope)),
+            Some(reason.clone()),
+        ),
+        ModActionKind::Unblock { author, scope } => {
+            (format!("unblocked {author} in {}", scope_text(scope)), None)
+        }
+        ModActionKind::Hide { post, reason } => (format!("hid post {post}"), Some(reason.clone())),
+        ModActionKind::Unhide { post } => (format!("unhid post {post}"), None),
+        ModActionKind::Pin { post } => (format!("pinned post {post}"), None),
+        ModActionKind::Unpin { post } => (format!("unpinned post {post}"), None),
+    }
+}
+
+/// The members' view of the moderation state.
+pub(crate) fn mod_list(state: &ModerationState, manifest: &SignedManifest) -> ModListView {
+    let admin = manifest.content.admin;
+    ModListView {
+        admin: actor(&admin, None),
+        moderators: state
+            .moderators()
+            .into_iter()
+            .filter(|(k, _)| *k != admin)
+            .map(|(k, name)| actor(&k, name.as_deref()))
+            .collect(),
+        blocks: state
+            .blocks()
+            .into_iter()
+            .map(|((author, scope), info)| BlockView {
+                author: author.to_string(),
+                scope: scope_text(&scope),
+                by: actor(&info.by, info.by_name.as_deref()),
+                reason: info.reason.clone(),
+                at: info.at,
+            })
+            .collect(),
+        hidden: state
+            .hidden_posts()
+            .into_iter()
+            .map(|(post, info)| HiddenView {
+                post: post.to_string(),
+                by: actor(&info.by, info.by_name.as_deref()),
+                reason: info.reason.clone(),
+                at: info.at,
+            })
+            .collect(),
+        pinned: state.pinned().into_iter().map(|p| p.to_string()).collect(),
+        log: state
+            .log_with_ids()
+            .into_iter()
+            .map(|a| {
+                let (action, reason) = describe(&a.kind);
+                LogEntryView {
+                    id: a.id().to_string(),
+                    by: actor(&a.signer, a.signer_name.as_deref()),
+                    action,
+                    reason,
+                    at: a.created_at,
+                }
+            })
+            .collect(),
+    }
+}

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use libp2p::gossipsub::{
-    self, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds,
-    TopicScoreParams, ValidationMode,
+    self, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
 };
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
@@ -97,8 +97,9 @@ impl Behaviour {
             .duplicate_cache_time(Duration::from_secs(120))
             .build()
             .map_err(|e| e.to_string())?;
-        let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
-            .map_err(str::to_string)?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
+                .map_err(str::to_string)?;
         let (params, thresholds) = score_params();
         gossipsub.with_peer_score(params, thresholds)?;
 
@@ -112,7 +113,10 @@ impl Behaviour {
                 .with_agent_version(format!("mutual/{}", env!("CARGO_PKG_VERSION"))),
         );
         let mdns = if mdns_on {
-            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| e.to_string())?)
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                    .map_err(|e| e.to_string())?,
+            )
         } else {
             None
         };

@@ -9,15 +9,13 @@ use protocol::{
     VerifiedMessage,
 };
 
-use crate::api::{
-    CommunityView, IdView, ModListView, StatusView, TopicView,
-};
+use crate::api::{CommunityView, IdView, ModListView, StatusView, TopicView};
 use crate::error::NodeError;
 use crate::event_loop::EventLoop;
 use crate::handle::{Command, ReadQuery};
 use crate::ingest::{Origin, Refusal};
-use crate::views::Tombstone;
 use crate::now_ms;
+use crate::views::Tombstone;
 
 const MOD_SEQ: &str = "moderation_seq";
 
@@ -195,7 +193,11 @@ impl EventLoop {
         Ok(PostId(self.publish_local(Message::Post(post))?))
     }
 
-    fn read(&self, topic: &TopicName, q: &ReadQuery) -> Result<Vec<crate::api::PostView>, NodeError> {
+    fn read(
+        &self,
+        topic: &TopicName,
+        q: &ReadQuery,
+    ) -> Result<Vec<crate::api::PostView>, NodeError> {
         let limit = q.limit.clamp(1, 10_000);
         let since = q.since_ms.unwrap_or(0);
         let mutes = self.store.mutes()?;
@@ -244,12 +246,13 @@ impl EventLoop {
         if let Ok(id) = text.parse::<PostId>() {
             return Ok(id);
         }
-        let prefix = PostId::prefix_bytes(text)
-            .map_err(|e| NodeError::BadInput(e.to_string()))?;
+        let prefix = PostId::prefix_bytes(text).map_err(|e| NodeError::BadInput(e.to_string()))?;
         let mut found = self.store.post_ids_with_prefix(&prefix, 2)?;
         match found.len() {
             0 => Err(NodeError::UnknownPost(text.to_string())),
-            1 => found.pop().ok_or_else(|| NodeError::UnknownPost(text.to_string())),
+            1 => found
+                .pop()
+                .ok_or_else(|| NodeError::UnknownPost(text.to_string())),
             _ => Err(NodeError::AmbiguousPost(text.to_string())),
         }
     }
@@ -355,4 +358,3 @@ impl EventLoop {
         .encode()
     }
 }
-

@@ -107,7 +107,8 @@ impl DataDir {
                 )));
             }
         }
-        let identity = Identity::generate(name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
+        let identity =
+            Identity::generate(name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
         let transport = Keypair::generate_ed25519();
         let transport_bytes = transport
             .to_protobuf_encoding()
@@ -177,7 +178,10 @@ impl DataDir {
             return Err(NodeError::CommunityExists(existing.content.name));
         }
         let manifest = CommunityManifest::create(name, rules, &identity.secret, now_ms)?;
-        write_private(&self.path.join(COMMUNITY), &protocol::wire::encode(&manifest))?;
+        write_private(
+            &self.path.join(COMMUNITY),
+            &protocol::wire::encode(&manifest),
+        )?;
         Ok(manifest)
     }
 
@@ -204,7 +208,12 @@ impl DataDir {
     /// Bootstrap addresses remembered from invites.
     pub fn bootstrap(&self) -> Vec<String> {
         fs::read_to_string(self.path.join(BOOTSTRAP))
-            .map(|s| s.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+            .map(|s| {
+                s.lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

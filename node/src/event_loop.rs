@@ -224,7 +224,10 @@ impl EventLoop {
             if peer == *self.swarm.local_peer_id() {
                 return Ok(());
             }
-            self.swarm.behaviour_mut().kad.add_address(&peer, ma.clone());
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, ma.clone());
         }
         self.swarm
             .dial(ma)
@@ -338,10 +341,8 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                if !self.listen_addrs.contains(&address) {
-                    self.listen_addrs.push(address);
-                }
+            SwarmEvent::NewListenAddr { address, .. } if !self.listen_addrs.contains(&address) => {
+                self.listen_addrs.push(address);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -366,13 +367,9 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
-            } => {
-                if num_established == 0 {
-                    self.sync.peer_gone(&peer_id);
-                }
-            }
+            } => self.sync.peer_gone(&peer_id),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -386,25 +383,29 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                     if !self.swarm.is_connected(&peer) {
                         let _ = self.swarm.dial(addr);
                     }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(
-                kad::Event::OutboundQueryProgressed {
-                    result:
-                        kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
-                            providers,
-                            ..
-                        })),
-                    ..
-                },
-            )) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result:
+                    kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                        providers,
+                        ..
+                    })),
+                ..
+            })) => {
                 let me = *self.swarm.local_peer_id();
                 for peer in providers {
-                    if peer != me && !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) {
+                    if peer != me
+                        && !self.swarm.is_connected(&peer)
+                        && !self.banned.contains_key(&peer)
+                    {
                         let _ = self.swarm.dial(DialOpts::peer_id(peer).build());
                     }
                 }
@@ -420,7 +421,8 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let acceptance = self.on_gossip_message(&message.topic, &message.data, propagation_source);
+                let acceptance =
+                    self.on_gossip_message(&message.topic, &message.data, propagation_source);
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
@@ -438,7 +440,12 @@ impl EventLoop {
         }
     }
 
-    fn on_gossip_message(&mut self, topic: &TopicHash, data: &[u8], source: PeerId) -> MessageAcceptance {
+    fn on_gossip_message(
+        &mut self,
+        topic: &TopicHash,
+        data: &[u8],
+        source: PeerId,
+    ) -> MessageAcceptance {
         let verified = match Message::decode_and_verify(data, &self.ctx()) {
             Ok(v) => v,
             Err(e) => {
@@ -469,8 +476,7 @@ impl EventLoop {
         let score = self.swarm.behaviour().gossipsub.peer_score(&peer);
         if score.is_some_and(|s| s < DISCONNECT_SCORE) {
             tracing::info!(%peer, "disconnecting a peer that keeps sending invalid messages");
-            self.banned
-                .insert(peer, tokio::time::Instant::now() + BAN);
+            self.banned.insert(peer, tokio::time::Instant::now() + BAN);
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }

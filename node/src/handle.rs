@@ -27,7 +27,7 @@ pub struct ReadQuery {
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
     /// A post was stored (from anywhere).
-    PostStored(PostView),
+    PostStored(Box<PostView>),
     /// A post was deleted (retraction, block or hide).
     PostRemoved {
         /// Printable post id.
@@ -129,7 +129,11 @@ impl NodeHandle {
     }
 
     /// Reads a topic: the newest `limit` posts, oldest first.
-    pub async fn read(&self, topic: TopicName, query: ReadQuery) -> Result<Vec<PostView>, NodeError> {
+    pub async fn read(
+        &self,
+        topic: TopicName,
+        query: ReadQuery,
+    ) -> Result<Vec<PostView>, NodeError> {
         self.ask(|r| Command::Read(topic, query, r)).await
     }
 

@@ -145,7 +145,11 @@ pub(crate) fn load_moderation(
             Err(e) => tracing::warn!("skipping a stored log item that no longer verifies: {e}"),
         }
     }
-    Ok(ModerationState::fold(community, manifest.content.admin, actions.iter()))
+    Ok(ModerationState::fold(
+        community,
+        manifest.content.admin,
+        actions.iter(),
+    ))
 }
 
 impl EventLoop {
@@ -235,7 +239,7 @@ impl EventLoop {
             self.sync.received += 1;
         }
         let view = self.post_view(post.signed());
-        self.emit(NodeEvent::PostStored(view));
+        self.emit(NodeEvent::PostStored(Box::new(view)));
         Ok(Outcome::Stored)
     }
 
@@ -336,7 +340,6 @@ impl EventLoop {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +356,10 @@ mod tests {
         }
         assert!(!rl.allow(&a, t0), "burst exhausted");
         assert!(rl.allow(&b, t0), "other authors are not affected");
-        assert!(rl.allow(&a, t0 + Duration::from_secs(1)), "one token per second refills");
+        assert!(
+            rl.allow(&a, t0 + Duration::from_secs(1)),
+            "one token per second refills"
+        );
         assert!(!rl.allow(&a, t0 + Duration::from_secs(1)));
     }
 }

@@ -17,10 +17,10 @@ pub mod store;
 mod behaviour;
 mod codec;
 mod commands;
-mod moderation_view;
-mod sync_driver;
 mod event_loop;
 mod ingest;
+mod moderation_view;
+mod sync_driver;
 mod views;
 
 pub use config::NodeConfig;

@@ -19,7 +19,11 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
     match kind {
         ModActionKind::AppointModerator { key } => (format!("appointed moderator {key}"), None),
         ModActionKind::RevokeModerator { key } => (format!("revoked moderator {key}"), None),
-        ModActionKind::Block { author, scope, reason } => (
+        ModActionKind::Block {
+            author,
+            scope,
+            reason,
+        } => (
             format!("blocked {author} in {}", scope_text(scope)),
             Some(reason.clone()),
         ),

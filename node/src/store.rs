@@ -62,6 +62,9 @@ impl From<TransactionError<StoreError>> for StoreError {
     }
 }
 
+/// A peer id (bytes) and the addresses remembered for it.
+pub type PeerAddrs = (Vec<u8>, Vec<String>);
+
 /// The node's local database.
 pub struct Store {
     db: sled::Db,
@@ -145,7 +148,10 @@ impl Store {
             .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
                     StoreError::InUse(dir.display().to_string())
                 }
                 other => StoreError::from(other),
@@ -193,7 +199,12 @@ impl Store {
         let tkey = topic_key(&post.topic, &key);
         let akey = author_key(&post.author, &key);
         let topic = post.topic.as_str().as_bytes().to_vec();
-        let inserted = (&self.posts, &self.topic_index, &self.author_index, &self.counts)
+        let inserted = (
+            &self.posts,
+            &self.topic_index,
+            &self.author_index,
+            &self.counts,
+        )
             .transaction(|(posts, tindex, aindex, counts)| -> TxResult<bool> {
                 if posts.get(id.as_bytes())?.is_some() {
                     return Ok(false);
@@ -225,7 +236,11 @@ impl Store {
     }
 
     /// Ids of stored posts starting with `prefix`, at most `limit`.
-    pub fn post_ids_with_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<PostId>, StoreError> {
+    pub fn post_ids_with_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<PostId>, StoreError> {
         let mut out = Vec::new();
         for kv in self.posts.scan_prefix(prefix).keys().take(limit) {
             let k = kv?;
@@ -258,7 +273,9 @@ impl Store {
                 break;
             }
             let k = kv?;
-            let Some(key) = item_key_suffix(&k) else { continue };
+            let Some(key) = item_key_suffix(&k) else {
+                continue;
+            };
             if let Some(p) = self.get_post(&PostId(key.id))? {
                 out.push(p);
             }
@@ -291,7 +308,12 @@ impl Store {
         let tkey = topic_key(&post.content.topic, &key);
         let akey = author_key(&post.content.author, &key);
         let topic = post.content.topic.as_str().as_bytes().to_vec();
-        let removed = (&self.posts, &self.topic_index, &self.author_index, &self.counts)
+        let removed = (
+            &self.posts,
+            &self.topic_index,
+            &self.author_index,
+            &self.counts,
+        )
             .transaction(|(posts, tindex, aindex, counts)| -> TxResult<bool> {
                 if posts.remove(id.as_bytes())?.is_none() {
                     return Ok(false);
@@ -306,11 +328,17 @@ impl Store {
     }
 
     /// Deletes every post of `author` in `scope`; returns their ids.
-    pub fn delete_author_posts(&self, author: &PublicKey, scope: &Scope) -> Result<Vec<PostId>, StoreError> {
+    pub fn delete_author_posts(
+        &self,
+        author: &PublicKey,
+        scope: &Scope,
+    ) -> Result<Vec<PostId>, StoreError> {
         let mut victims = Vec::new();
         for kv in self.author_index.scan_prefix(author.as_bytes()) {
             let (k, topic) = kv?;
-            let Some(key) = item_key_suffix(&k) else { continue };
+            let Some(key) = item_key_suffix(&k) else {
+                continue;
+            };
             let in_scope = match scope {
                 Scope::Community => true,
                 Scope::Topic(t) => topic.as_ref() == t.as_str().as_bytes(),
@@ -355,7 +383,8 @@ impl Store {
 
     /// Remembers that `author` retracted `post`.
     pub fn add_retraction(&self, post: &PostId, author: &PublicKey) -> Result<(), StoreError> {
-        self.retractions.insert(post.as_bytes(), author.as_bytes())?;
+        self.retractions
+            .insert(post.as_bytes(), author.as_bytes())?;
         Ok(())
     }
 
@@ -369,7 +398,12 @@ impl Store {
     }
 
     /// Keeps what remains of a hidden post.
-    pub fn put_tombstone(&self, topic: &TopicName, key: ItemKey, data: &[u8]) -> Result<(), StoreError> {
+    pub fn put_tombstone(
+        &self,
+        topic: &TopicName,
+        key: ItemKey,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
         self.tombstones.insert(topic_key(topic, &key), data)?;
         Ok(())
     }
@@ -408,7 +442,8 @@ impl Store {
 
     /// Records a joined topic.
     pub fn join_topic(&self, topic: &TopicName) -> Result<(), StoreError> {
-        self.topics.insert(topic.as_str().as_bytes(), &[] as &[u8])?;
+        self.topics
+            .insert(topic.as_str().as_bytes(), &[] as &[u8])?;
         Ok(())
     }
 
@@ -423,7 +458,10 @@ impl Store {
         let mut out = Vec::new();
         for k in self.topics.iter().keys() {
             let k = k?;
-            match std::str::from_utf8(&k).ok().and_then(|s| TopicName::parse_exact(s).ok()) {
+            match std::str::from_utf8(&k)
+                .ok()
+                .and_then(|s| TopicName::parse_exact(s).ok())
+            {
                 Some(t) => out.push(t),
                 None => tracing::warn!("skipping a stored topic name that does not parse"),
             }
@@ -448,7 +486,7 @@ impl Store {
     }
 
     /// The address book.
-    pub fn peer_addrs(&self) -> Result<Vec<(Vec<u8>, Vec<String>)>, StoreError> {
+    pub fn peer_addrs(&self) -> Result<Vec<PeerAddrs>, StoreError> {
         let mut out = Vec::new();
         for kv in self.peers.iter() {
             let (k, v) = kv?;
@@ -514,7 +552,12 @@ impl Store {
         Ok(())
     }
 
-    fn scope_range(&self, scope: &SyncScope, from: &ItemKey, to: &ItemKey) -> (&sled::Tree, Vec<u8>, Vec<u8>) {
+    fn scope_range(
+        &self,
+        scope: &SyncScope,
+        from: &ItemKey,
+        to: &ItemKey,
+    ) -> (&sled::Tree, Vec<u8>, Vec<u8>) {
         match scope {
             SyncScope::CommunityLog => (&self.log, log_key(from), log_key(to)),
             SyncScope::Topic(t) => (&self.topic_index, topic_key(t, from), topic_key(t, to)),
@@ -546,7 +589,9 @@ impl Store {
                 break;
             }
             let k = k?;
-            let Some(key) = item_key_suffix(&k) else { continue };
+            let Some(key) = item_key_suffix(&k) else {
+                continue;
+            };
             if let Some(v) = self.item_bytes(scope, &key)? {
                 if !out.is_empty() && bytes + v.len() > max_bytes {
                     break;
@@ -559,7 +604,11 @@ impl Store {
     }
 
     /// The stored items of `scope` with these keys (missing ones skipped).
-    pub fn items_by_keys(&self, scope: &SyncScope, keys: &[ItemKey]) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn items_by_keys(
+        &self,
+        scope: &SyncScope,
+        keys: &[ItemKey],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             if let Some(v) = self.item_bytes(scope, k)? {
@@ -598,13 +647,21 @@ impl Store {
             if k.as_ref() != key.id.as_slice() {
                 problems.push(format!("post {} is stored under another id", hex_short(&k)));
             }
-            if !self.topic_index.contains_key(topic_key(&p.content.topic, &key))? {
+            if !self
+                .topic_index
+                .contains_key(topic_key(&p.content.topic, &key))?
+            {
                 problems.push(format!("post {} has no topic index entry", hex_short(&k)));
             }
-            if !self.author_index.contains_key(author_key(&p.content.author, &key))? {
+            if !self
+                .author_index
+                .contains_key(author_key(&p.content.author, &key))?
+            {
                 problems.push(format!("post {} has no author index entry", hex_short(&k)));
             }
-            *per_topic.entry(p.content.topic.as_str().as_bytes().to_vec()).or_default() += 1;
+            *per_topic
+                .entry(p.content.topic.as_str().as_bytes().to_vec())
+                .or_default() += 1;
         }
         for k in self.topic_index.iter().keys() {
             let k = k?;
@@ -636,7 +693,12 @@ impl Store {
 }
 
 fn hex_short(bytes: &[u8]) -> String {
-    bytes.iter().rev().take(6).map(|b| format!("{b:02x}")).collect()
+    bytes
+        .iter()
+        .rev()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -658,7 +720,10 @@ mod tests {
             at,
         )
         .unwrap()
-        .verify(&ValidationContext { community, now_ms: at })
+        .verify(&ValidationContext {
+            community,
+            now_ms: at,
+        })
         .unwrap()
     }
 
@@ -668,7 +733,9 @@ mod tests {
         let me = Identity::generate(None);
         let t = TopicName::parse("t").unwrap();
         for i in 0..10 {
-            assert!(s.insert_post(&post(&me, "t", &format!("p{i}"), 1000 + i)).unwrap());
+            assert!(s
+                .insert_post(&post(&me, "t", &format!("p{i}"), 1000 + i))
+                .unwrap());
         }
         assert!(!s.insert_post(&post(&me, "t", "p3", 1003)).unwrap());
         assert_eq!(s.count_topic(&t).unwrap(), 10);
@@ -677,10 +744,20 @@ mod tests {
         assert_eq!(bodies, ["p9", "p8", "p7", "p6"]);
         let last = page.last().unwrap();
         let next = s
-            .topic_page(&t, Some(ItemKey { created_at: last.content.created_at, id: last.id().0 }), 4)
+            .topic_page(
+                &t,
+                Some(ItemKey {
+                    created_at: last.content.created_at,
+                    id: last.id().0,
+                }),
+                4,
+            )
             .unwrap();
         assert_eq!(next[0].content.body, "p5");
-        assert!(s.topic_page(&TopicName::parse("other").unwrap(), None, 10).unwrap().is_empty());
+        assert!(s
+            .topic_page(&TopicName::parse("other").unwrap(), None, 10)
+            .unwrap()
+            .is_empty());
         assert!(s.check_integrity().unwrap().is_empty());
     }
 
@@ -690,19 +767,29 @@ mod tests {
         let troll = Identity::generate(None);
         let kind = Identity::generate(None);
         for i in 0..5 {
-            s.insert_post(&post(&troll, "a", &format!("x{i}"), 10 + i)).unwrap();
-            s.insert_post(&post(&troll, "b", &format!("y{i}"), 10 + i)).unwrap();
-            s.insert_post(&post(&kind, "a", &format!("z{i}"), 10 + i)).unwrap();
+            s.insert_post(&post(&troll, "a", &format!("x{i}"), 10 + i))
+                .unwrap();
+            s.insert_post(&post(&troll, "b", &format!("y{i}"), 10 + i))
+                .unwrap();
+            s.insert_post(&post(&kind, "a", &format!("z{i}"), 10 + i))
+                .unwrap();
         }
         let a = TopicName::parse("a").unwrap();
         let b = TopicName::parse("b").unwrap();
-        let gone = s.delete_author_posts(&troll.public(), &Scope::Topic(a.clone())).unwrap();
+        let gone = s
+            .delete_author_posts(&troll.public(), &Scope::Topic(a.clone()))
+            .unwrap();
         assert_eq!(gone.len(), 5);
         assert_eq!(s.count_topic(&a).unwrap(), 5);
         assert_eq!(s.count_topic(&b).unwrap(), 5);
-        s.delete_author_posts(&troll.public(), &Scope::Community).unwrap();
+        s.delete_author_posts(&troll.public(), &Scope::Community)
+            .unwrap();
         assert_eq!(s.count_topic(&b).unwrap(), 0);
-        assert!(s.check_integrity().unwrap().is_empty(), "{:?}", s.check_integrity());
+        assert!(
+            s.check_integrity().unwrap().is_empty(),
+            "{:?}",
+            s.check_integrity()
+        );
     }
 
     #[test]
@@ -716,7 +803,10 @@ mod tests {
             s.insert_post(&p).unwrap();
             s.join_topic(&TopicName::parse("t").unwrap()).unwrap();
             s.add_retraction(&gone.id(), &me.public()).unwrap();
-            assert!(!s.insert_post(&gone).unwrap(), "a retracted post is refused");
+            assert!(
+                !s.insert_post(&gone).unwrap(),
+                "a retracted post is refused"
+            );
             s.flush().unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
@@ -741,7 +831,8 @@ mod tests {
         let s = Store::temporary().unwrap();
         let me = Identity::generate(None);
         for i in 0..20 {
-            s.insert_post(&post(&me, "t", &format!("p{i}"), 100 + i)).unwrap();
+            s.insert_post(&post(&me, "t", &format!("p{i}"), 100 + i))
+                .unwrap();
         }
         let scope = SyncScope::Topic(TopicName::parse("t").unwrap());
         let mut keys = Vec::new();
@@ -752,8 +843,13 @@ mod tests {
         .unwrap();
         assert_eq!(keys.len(), 20);
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
-        let items = s.items_in(&scope, &keys[5], &ItemKey::MAX, 3, usize::MAX).unwrap();
-        assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), keys[5..8].to_vec());
+        let items = s
+            .items_in(&scope, &keys[5], &ItemKey::MAX, 3, usize::MAX)
+            .unwrap();
+        assert_eq!(
+            items.iter().map(|i| i.0).collect::<Vec<_>>(),
+            keys[5..8].to_vec()
+        );
         let by_keys = s.items_by_keys(&scope, &keys[..2]).unwrap();
         assert_eq!(by_keys.len(), 2);
         assert!(matches!(Message::decode(&by_keys[0]), Ok(Message::Post(_))));

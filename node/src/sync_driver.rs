@@ -107,13 +107,21 @@ impl sync::SyncSet for StoreSet<'_> {
 }
 
 impl sync::ItemSource for StoreSet<'_> {
-    fn items_in(&self, from: &ItemKey, to: &ItemKey, max_items: usize, max_bytes: usize) -> Vec<(ItemKey, Vec<u8>)> {
+    fn items_in(
+        &self,
+        from: &ItemKey,
+        to: &ItemKey,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Vec<(ItemKey, Vec<u8>)> {
         self.store
             .items_in(self.scope, from, to, max_items, max_bytes)
             .unwrap_or_default()
     }
     fn items_by_keys(&self, keys: &[ItemKey]) -> Vec<Vec<u8>> {
-        self.store.items_by_keys(self.scope, keys).unwrap_or_default()
+        self.store
+            .items_by_keys(self.scope, keys)
+            .unwrap_or_default()
     }
 }
 
@@ -205,7 +213,10 @@ impl EventLoop {
                 } => self.on_sync_response(peer, request_id, &response),
             },
             request_response::Event::OutboundFailure {
-                peer, request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 tracing::debug!(%peer, "sync request failed: {error}");
                 self.sync.by_request.remove(&request_id);

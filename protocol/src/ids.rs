@@ -164,6 +164,22 @@ hash_id!(
     "action id"
 );
 
+impl From<[u8; 32]> for PostId {
+    fn from(b: [u8; 32]) -> Self {
+        PostId(b)
+    }
+}
+impl From<[u8; 32]> for CommunityId {
+    fn from(b: [u8; 32]) -> Self {
+        CommunityId(b)
+    }
+}
+impl From<[u8; 32]> for ActionId {
+    fn from(b: [u8; 32]) -> Self {
+        ActionId(b)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +201,10 @@ mod tests {
         assert_eq!(prefix.len(), 5);
         assert_eq!(&id.0[..5], prefix.as_slice());
         assert!(PostId::prefix_bytes("mp1abc").is_err());
-        assert!(PostId::prefix_bytes("mp1bbbbbbbbb").is_err(), "b is not in the alphabet");
+        assert!(
+            PostId::prefix_bytes("mp1bbbbbbbbb").is_err(),
+            "b is not in the alphabet"
+        );
     }
 
     #[test]
@@ -193,21 +212,5 @@ mod tests {
         let id = CommunityId::of_bytes(b"x").to_string();
         let err = id.parse::<PostId>().unwrap_err();
         assert!(err.to_string().contains("post id"), "{err}");
-    }
-}
-
-impl From<[u8; 32]> for PostId {
-    fn from(b: [u8; 32]) -> Self {
-        PostId(b)
-    }
-}
-impl From<[u8; 32]> for CommunityId {
-    fn from(b: [u8; 32]) -> Self {
-        CommunityId(b)
-    }
-}
-impl From<[u8; 32]> for ActionId {
-    fn from(b: [u8; 32]) -> Self {
-        ActionId(b)
     }
 }

@@ -213,15 +213,25 @@ impl ModerationState {
     fn apply_effect(&mut self, a: &VerifiedModAction) {
         let key = order_key(a);
         match &a.kind {
-            ModActionKind::Block { author, scope, reason } => {
-                upsert(&mut self.blocks, (*author, scope.clone()), key, Some(Self::decision(a, reason)))
-            }
+            ModActionKind::Block {
+                author,
+                scope,
+                reason,
+            } => upsert(
+                &mut self.blocks,
+                (*author, scope.clone()),
+                key,
+                Some(Self::decision(a, reason)),
+            ),
             ModActionKind::Unblock { author, scope } => {
                 upsert(&mut self.blocks, (*author, scope.clone()), key, None)
             }
-            ModActionKind::Hide { post, reason } => {
-                upsert(&mut self.hidden, *post, key, Some(Self::decision(a, reason)))
-            }
+            ModActionKind::Hide { post, reason } => upsert(
+                &mut self.hidden,
+                *post,
+                key,
+                Some(Self::decision(a, reason)),
+            ),
             ModActionKind::Unhide { post } => upsert(&mut self.hidden, *post, key, None),
             ModActionKind::Pin { post } => upsert(&mut self.pinned, *post, key, true),
             ModActionKind::Unpin { post } => upsert(&mut self.pinned, *post, key, false),

@@ -292,7 +292,12 @@ fn separating_bound(before: &ItemKey, after: &ItemKey) -> ItemKey {
 
 /// Splits `[from, to)` of `set` into up to [`BRANCHING`] ranges of about
 /// equal counts, each with its fingerprint. `count` is the range's size.
-fn split(set: &dyn SyncSet, from: &ItemKey, to: &ItemKey, count: u64) -> Vec<(ItemKey, ItemKey, Mode)> {
+fn split(
+    set: &dyn SyncSet,
+    from: &ItemKey,
+    to: &ItemKey,
+    count: u64,
+) -> Vec<(ItemKey, ItemKey, Mode)> {
     let per = (count as usize).div_ceil(BRANCHING).max(1);
     let mut out = Vec::new();
     let mut lo = *from;
@@ -303,7 +308,14 @@ fn split(set: &dyn SyncSet, from: &ItemKey, to: &ItemKey, count: u64) -> Vec<(It
             if let Some(p) = prev {
                 let bound = separating_bound(&p, k);
                 let f = acc.finish();
-                out.push((lo, bound, Mode::Fingerprint { count: f.count, fp: f.fp }));
+                out.push((
+                    lo,
+                    bound,
+                    Mode::Fingerprint {
+                        count: f.count,
+                        fp: f.fp,
+                    },
+                ));
                 lo = bound;
                 acc = Accumulator::default();
             }
@@ -313,7 +325,14 @@ fn split(set: &dyn SyncSet, from: &ItemKey, to: &ItemKey, count: u64) -> Vec<(It
         true
     });
     let f = acc.finish();
-    out.push((lo, *to, Mode::Fingerprint { count: f.count, fp: f.fp }));
+    out.push((
+        lo,
+        *to,
+        Mode::Fingerprint {
+            count: f.count,
+            fp: f.fp,
+        },
+    ));
     out
 }
 
@@ -458,7 +477,11 @@ impl Initiator {
     }
 
     /// Handles a response; returns the next request or `Done`.
-    pub fn on_response(&mut self, response: SyncResponse, set: &dyn SyncSet) -> Result<Step, SyncError> {
+    pub fn on_response(
+        &mut self,
+        response: SyncResponse,
+        set: &dyn SyncSet,
+    ) -> Result<Step, SyncError> {
         self.progress.rounds += 1;
         if self.progress.rounds > MAX_ROUNDS {
             return Err(SyncError::TooManyRounds);
@@ -506,7 +529,9 @@ impl Initiator {
                     match previous {
                         Some(Mode::Fetch) => next.push((lo, hi, Mode::Fetch)),
                         Some(Mode::Have(h)) => next.push((lo, hi, Mode::Have(h))),
-                        Some(Mode::Fingerprint { .. }) => next.extend(initiator_mode(set, &lo, &hi)),
+                        Some(Mode::Fingerprint { .. }) => {
+                            next.extend(initiator_mode(set, &lo, &hi))
+                        }
                         _ => return Err(SyncError::Malformed("`again` for a range never asked")),
                     }
                 }
@@ -517,7 +542,10 @@ impl Initiator {
         }
         if next.len() > MAX_RANGES {
             // Keep the session bounded: settle the excess next round.
-            let tail_lo = next.get(MAX_RANGES - 1).map(|r| r.0).unwrap_or(ItemKey::MIN);
+            let tail_lo = next
+                .get(MAX_RANGES - 1)
+                .map(|r| r.0)
+                .unwrap_or(ItemKey::MIN);
             next.truncate(MAX_RANGES - 1);
             next.extend(initiator_mode(set, &tail_lo, &ItemKey::MAX));
         }
@@ -566,7 +594,14 @@ pub fn respond(request: &SyncRequest, set: &dyn SyncSet, source: &dyn ItemSource
                     out.extend(stream(source, lo, hi, &mut items, &mut bytes));
                 } else if (mine.count as usize) <= ID_LIST_THRESHOLD {
                     // Small: the initiator answers with its ids.
-                    out.push((lo, hi, Mode::Fingerprint { count: mine.count, fp: mine.fp }));
+                    out.push((
+                        lo,
+                        hi,
+                        Mode::Fingerprint {
+                            count: mine.count,
+                            fp: mine.fp,
+                        },
+                    ));
                 } else {
                     out.extend(split(set, &lo, &hi, mine.count));
                 }

@@ -128,9 +128,9 @@ impl TestNet {
 
 /// Starts a node on `data`, bootstrapped from `bootstrap` addresses, on
 /// 127.0.0.1 only, with mDNS off.
-pub async fn start(data: DataDir, bootstrap: &[String]) -> anyhow::Result<TestNode> {
+pub async fn start(data: DataDir, bootstrap: &[&str]) -> anyhow::Result<TestNode> {
     let mut config = NodeConfig::local(data.clone());
-    config.bootstrap = bootstrap.to_vec();
+    config.bootstrap = bootstrap.iter().map(|s| s.to_string()).collect();
     start_with(config).await
 }
 

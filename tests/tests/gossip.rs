@@ -17,7 +17,7 @@ async fn line(net: &mut TestNet, n: usize) -> anyhow::Result<Vec<TestNode>> {
     let mut nodes: Vec<TestNode> = vec![start(net.admin.clone(), &[]).await?];
     for i in 1..n {
         let prev = nodes[i - 1].addr.clone();
-        nodes.push(start(net.member(&format!("m{i}"))?, &[prev]).await?);
+        nodes.push(start(net.member(&format!("m{i}"))?, &[&prev]).await?);
     }
     Ok(nodes)
 }
@@ -31,8 +31,14 @@ async fn a_post_reaches_every_subscriber_along_a_line_and_no_one_else() -> anyho
         n.handle.join(topic("burnout")).await?;
     }
     nodes[5].handle.join(topic("other")).await?;
-    let id = nodes[0].handle.publish(topic("burnout"), draft("hello from the start of the line")).await?;
-    let id2 = nodes[4].handle.publish(topic("burnout"), draft("and from the end")).await?;
+    let id = nodes[0]
+        .handle
+        .publish(topic("burnout"), draft("hello from the start of the line"))
+        .await?;
+    let id2 = nodes[4]
+        .handle
+        .publish(topic("burnout"), draft("and from the end"))
+        .await?;
     for n in &nodes[..5] {
         wait_until(DEADLINE, "both posts on every subscriber", || async {
             n.count("burnout").await == 2
@@ -56,13 +62,16 @@ async fn a_post_reaches_every_subscriber_in_a_star() -> anyhow::Result<()> {
     let hub = start(net.admin.clone(), &[]).await?;
     let mut leaves = Vec::new();
     for i in 0..5 {
-        leaves.push(start(net.member(&format!("leaf{i}"))?, &[hub.addr.clone()]).await?);
+        leaves.push(start(net.member(&format!("leaf{i}"))?, &[&hub.addr]).await?);
     }
     hub.handle.join(topic("anxiety")).await?;
     for l in &leaves {
         l.handle.join(topic("anxiety")).await?;
     }
-    leaves[0].handle.publish(topic("anxiety"), draft("from a leaf")).await?;
+    leaves[0]
+        .handle
+        .publish(topic("anxiety"), draft("from a leaf"))
+        .await?;
     for n in leaves.iter().chain(std::iter::once(&hub)) {
         wait_until(DEADLINE, "post on every node of the star", || async {
             n.count("anxiety").await == 1
@@ -79,7 +88,12 @@ async fn a_restarted_node_still_has_every_post() -> anyhow::Result<()> {
     node.handle.join(topic("sleep")).await?;
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(node.handle.publish(topic("sleep"), draft(&format!("night {i}"))).await?.to_string());
+        ids.push(
+            node.handle
+                .publish(topic("sleep"), draft(&format!("night {i}")))
+                .await?
+                .to_string(),
+        );
     }
     ids.sort();
     let data = node.stop().await;
@@ -92,17 +106,21 @@ async fn a_restarted_node_still_has_every_post() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_bootstrapped_from_different_peers_find_each_other_through_the_dht() -> anyhow::Result<()> {
+async fn nodes_bootstrapped_from_different_peers_find_each_other_through_the_dht(
+) -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
     // hub <- p1 <- x   and   hub <- p2 <- y ; only x and y join the topic.
     let hub = start(net.admin.clone(), &[]).await?;
-    let p1 = start(net.member("p1")?, &[hub.addr.clone()]).await?;
-    let p2 = start(net.member("p2")?, &[hub.addr.clone()]).await?;
-    let x = start(net.member("x")?, &[p1.addr.clone()]).await?;
-    let y = start(net.member("y")?, &[p2.addr.clone()]).await?;
+    let p1 = start(net.member("p1")?, &[&hub.addr]).await?;
+    let p2 = start(net.member("p2")?, &[&hub.addr]).await?;
+    let x = start(net.member("x")?, &[&p1.addr]).await?;
+    let y = start(net.member("y")?, &[&p2.addr]).await?;
     x.handle.join(topic("grief")).await?;
     y.handle.join(topic("grief")).await?;
-    let id = x.handle.publish(topic("grief"), draft("is anyone here?")).await?;
+    let id = x
+        .handle
+        .publish(topic("grief"), draft("is anyone here?"))
+        .await?;
     wait_until(DEADLINE, "y to receive x's post", || async {
         y.ids("grief").await.contains(&id.to_string())
     })
@@ -113,7 +131,11 @@ async fn nodes_bootstrapped_from_different_peers_find_each_other_through_the_dht
     })
     .await?;
     for relay in [&hub, &p1, &p2] {
-        assert_eq!(relay.handle.status().await?.posts, 0, "relays did not join, store nothing");
+        assert_eq!(
+            relay.handle.status().await?.posts,
+            0,
+            "relays did not join, store nothing"
+        );
     }
     Ok(())
 }
@@ -127,7 +149,7 @@ async fn hostile_messages_are_neither_stored_nor_relayed() -> anyhow::Result<()>
     rogue_cfg.bootstrap = vec![a.addr.clone()];
     rogue_cfg.gossip_max_transmit = 2 * 1024 * 1024;
     let rogue = mutual_tests::start_with(rogue_cfg).await?;
-    let c = start(net.member("c")?, &[a.addr.clone()]).await?;
+    let c = start(net.member("c")?, &[&a.addr]).await?;
     for n in [&a, &rogue, &c] {
         n.handle.join(topic("work")).await?;
     }
@@ -140,7 +162,9 @@ async fn hostile_messages_are_neither_stored_nor_relayed() -> anyhow::Result<()>
         Post::write(&someone, community, t.clone(), draft(body), now).map(Message::Post)
     };
     // 1. A bad signature: a signed post whose body was changed afterwards.
-    let Message::Post(mut forged) = honest("original")? else { unreachable!() };
+    let Message::Post(mut forged) = honest("original")? else {
+        unreachable!()
+    };
     forged.content.body = "changed".into();
     // 2. A post of another community.
     let other = CommunityManifest::create("Elsewhere", "", &SecretKey::generate(), now)?.id();
@@ -149,12 +173,20 @@ async fn hostile_messages_are_neither_stored_nor_relayed() -> anyhow::Result<()>
         Message::Post(forged).encode(),
         Message::Post(foreign).encode(),
         vec![0x5a; 1024 * 1024],
-        (0..3000u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect(),
+        (0..3000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+            .collect(),
     ];
     // Make sure the rogue is in the mesh before it floods.
-    let probe = rogue.handle.publish(t.clone(), draft("rogue's honest hello")).await?;
+    let probe = rogue
+        .handle
+        .publish(t.clone(), draft("rogue's honest hello"))
+        .await?;
     for n in [&a, &c] {
-        wait_until(DEADLINE, "mesh formed", || async { n.ids("work").await.contains(&probe.to_string()) }).await?;
+        wait_until(DEADLINE, "mesh formed", || async {
+            n.ids("work").await.contains(&probe.to_string())
+        })
+        .await?;
     }
     for bytes in hostile {
         rogue.handle.publish_raw(&gossip_topic, bytes).await?;
@@ -166,10 +198,20 @@ async fn hostile_messages_are_neither_stored_nor_relayed() -> anyhow::Result<()>
     })
     .await?;
     for n in [&a, &c] {
-        let posts = n.handle.read(t.clone(), ReadQuery { limit: 100, since_ms: None }).await?;
+        let posts = n
+            .handle
+            .read(
+                t.clone(),
+                ReadQuery {
+                    limit: 100,
+                    since_ms: None,
+                },
+            )
+            .await?;
         assert_eq!(posts.len(), 2, "only the two honest posts are stored");
-        assert!(posts.iter().all(|p| p.body.as_deref() != Some("changed")
-            && p.body.as_deref() != Some("foreign")));
+        assert!(posts
+            .iter()
+            .all(|p| p.body.as_deref() != Some("changed") && p.body.as_deref() != Some("foreign")));
     }
     Ok(())
 }

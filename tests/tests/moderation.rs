@@ -23,7 +23,7 @@ async fn community(net: &mut TestNet, members: usize) -> anyhow::Result<Vec<Test
     let mut nodes = vec![start(net.admin.clone(), &[]).await?];
     for i in 0..members {
         let prev = nodes[i].addr.clone();
-        nodes.push(start(net.member(&format!("member{i}"))?, &[prev]).await?);
+        nodes.push(start(net.member(&format!("member{i}"))?, &[&prev]).await?);
     }
     for n in &nodes {
         n.handle.join(topic("t")).await?;
@@ -36,7 +36,11 @@ async fn community(net: &mut TestNet, members: usize) -> anyhow::Result<Vec<Test
         .await?;
     for n in &nodes {
         wait_until(DEADLINE, "the appointment everywhere", || async {
-            n.handle.mod_list().await.map(|l| l.moderators.len() == 1).unwrap_or(false)
+            n.handle
+                .mod_list()
+                .await
+                .map(|l| l.moderators.len() == 1)
+                .unwrap_or(false)
         })
         .await?;
     }
@@ -49,10 +53,19 @@ async fn a_block_is_enforced_on_every_node_and_on_late_joiners() -> anyhow::Resu
     let nodes = community(&mut net, 4).await?;
     let troll = &nodes[4];
     for i in 0..5 {
-        troll.handle.publish(topic("t"), draft(&format!("t{i}"))).await?;
-        troll.handle.publish(topic("u"), draft(&format!("u{i}"))).await?;
+        troll
+            .handle
+            .publish(topic("t"), draft(&format!("t{i}")))
+            .await?;
+        troll
+            .handle
+            .publish(topic("u"), draft(&format!("u{i}")))
+            .await?;
     }
-    nodes[2].handle.publish(topic("t"), draft("kind words")).await?;
+    nodes[2]
+        .handle
+        .publish(topic("t"), draft("kind words"))
+        .await?;
     for n in &nodes {
         wait_until(DEADLINE, "all posts everywhere", || async {
             n.count("t").await == 6 && n.count("u").await == 5
@@ -69,15 +82,23 @@ async fn a_block_is_enforced_on_every_node_and_on_late_joiners() -> anyhow::Resu
         })
         .await?;
     for n in &nodes[..4] {
-        wait_until(DEADLINE, "the troll's posts in t deleted everywhere", || async {
-            n.count("t").await == 1
-        })
+        wait_until(
+            DEADLINE,
+            "the troll's posts in t deleted everywhere",
+            || async { n.count("t").await == 1 },
+        )
         .await?;
         assert_eq!(n.count("u").await, 5, "posts outside the scope stay");
     }
     // The blocked author's own node keeps publishing: nothing arrives.
-    let after = troll.handle.publish(topic("t"), draft("still shouting")).await;
-    let fine = nodes[3].handle.publish(topic("t"), draft("after the block")).await?;
+    let after = troll
+        .handle
+        .publish(topic("t"), draft("still shouting"))
+        .await;
+    let fine = nodes[3]
+        .handle
+        .publish(topic("t"), draft("after the block"))
+        .await?;
     for n in &nodes[..4] {
         wait_until(DEADLINE, "an honest post after the block", || async {
             n.ids("t").await.contains(&fine.to_string())
@@ -89,7 +110,7 @@ async fn a_block_is_enforced_on_every_node_and_on_late_joiners() -> anyhow::Resu
         assert_eq!(n.count("t").await, 2);
     }
     // A sixth node joins afterwards, bootstrapped from the troll itself.
-    let late = start(net.member("late")?, &[troll.addr.clone(), nodes[0].addr.clone()]).await?;
+    let late = start(net.member("late")?, &[&troll.addr, &nodes[0].addr]).await?;
     late.handle.join(topic("t")).await?;
     late.handle.join(topic("u")).await?;
     wait_until(DEADLINE, "the late joiner catches up", || async {
@@ -112,12 +133,66 @@ async fn actions_in_any_order_give_the_same_state() -> anyhow::Result<()> {
     let target = protocol::SecretKey::generate().public();
     let t0 = node::now_ms() - 100_000;
     let actions = vec![
-        ModAction::create(&admin_id, community, 1, ModActionKind::AppointModerator { key: mod_id.public() }, t0)?,
-        ModAction::create(&mod_id, community, 1, ModActionKind::Block { author: target, scope: Scope::Community, reason: "r1".into() }, t0 + 10)?,
-        ModAction::create(&mod_id, community, 2, ModActionKind::Unblock { author: target, scope: Scope::Community }, t0 + 20)?,
-        ModAction::create(&admin_id, community, 2, ModActionKind::Block { author: target, scope: Scope::Topic(topic("t")), reason: "r2".into() }, t0 + 30)?,
-        ModAction::create(&admin_id, community, 3, ModActionKind::RevokeModerator { key: mod_id.public() }, t0 + 40)?,
-        ModAction::create(&mod_id, community, 3, ModActionKind::Unblock { author: target, scope: Scope::Topic(topic("t")) }, t0 + 50)?,
+        ModAction::create(
+            &admin_id,
+            community,
+            1,
+            ModActionKind::AppointModerator {
+                key: mod_id.public(),
+            },
+            t0,
+        )?,
+        ModAction::create(
+            &mod_id,
+            community,
+            1,
+            ModActionKind::Block {
+                author: target,
+                scope: Scope::Community,
+                reason: "r1".into(),
+            },
+            t0 + 10,
+        )?,
+        ModAction::create(
+            &mod_id,
+            community,
+            2,
+            ModActionKind::Unblock {
+                author: target,
+                scope: Scope::Community,
+            },
+            t0 + 20,
+        )?,
+        ModAction::create(
+            &admin_id,
+            community,
+            2,
+            ModActionKind::Block {
+                author: target,
+                scope: Scope::Topic(topic("t")),
+                reason: "r2".into(),
+            },
+            t0 + 30,
+        )?,
+        ModAction::create(
+            &admin_id,
+            community,
+            3,
+            ModActionKind::RevokeModerator {
+                key: mod_id.public(),
+            },
+            t0 + 40,
+        )?,
+        ModAction::create(
+            &mod_id,
+            community,
+            3,
+            ModActionKind::Unblock {
+                author: target,
+                scope: Scope::Topic(topic("t")),
+            },
+            t0 + 50,
+        )?,
     ];
     let a = start(net.admin.clone(), &[]).await?;
     let b = start(m, &[]).await?;
@@ -137,7 +212,11 @@ async fn actions_in_any_order_give_the_same_state() -> anyhow::Result<()> {
     .await?;
     let list = a.handle.mod_list().await?;
     assert!(list.moderators.is_empty(), "the moderator was revoked");
-    assert_eq!(list.blocks.len(), 1, "the topic block stands: the unblock came after the revocation");
+    assert_eq!(
+        list.blocks.len(),
+        1,
+        "the topic block stands: the unblock came after the revocation"
+    );
     assert_eq!(list.blocks[0].reason, "r2");
     Ok(())
 }
@@ -149,42 +228,73 @@ async fn revoked_moderators_and_plain_members_cannot_block() -> anyhow::Result<(
     let victim = key(&nodes[3]).await?;
     nodes[3].handle.publish(topic("t"), draft("hello")).await?;
     for n in &nodes {
-        wait_until(DEADLINE, "post everywhere", || async { n.count("t").await == 1 }).await?;
+        wait_until(DEADLINE, "post everywhere", || async {
+            n.count("t").await == 1
+        })
+        .await?;
     }
     // A plain member is refused locally...
     let refused = nodes[2]
         .handle
-        .moderate(ModActionKind::Block { author: victim, scope: Scope::Community, reason: "x".into() })
+        .moderate(ModActionKind::Block {
+            author: victim,
+            scope: Scope::Community,
+            reason: "x".into(),
+        })
         .await;
-    assert!(refused.is_err(), "a plain member's block is refused locally");
+    assert!(
+        refused.is_err(),
+        "a plain member's block is refused locally"
+    );
     // ...and a block it signs by hand and gossips is rejected by every node.
     let member = nodes[2].data.identity()?;
     let forged = ModAction::create(
         &member,
         net.manifest.id(),
         1,
-        ModActionKind::Block { author: victim, scope: Scope::Community, reason: "x".into() },
+        ModActionKind::Block {
+            author: victim,
+            scope: Scope::Community,
+            reason: "x".into(),
+        },
         node::now_ms(),
     )?;
     nodes[2]
         .handle
-        .publish_raw(&community_gossip_topic(&net.manifest.id()), Message::Moderation(forged.clone()).encode())
+        .publish_raw(
+            &community_gossip_topic(&net.manifest.id()),
+            Message::Moderation(forged.clone()).encode(),
+        )
         .await?;
-    assert!(nodes[0].handle.import(Message::Moderation(forged)).await.is_err());
+    assert!(nodes[0]
+        .handle
+        .import(Message::Moderation(forged))
+        .await
+        .is_err());
     // Revoke the moderator, then its block must have no effect.
     nodes[0]
         .handle
-        .moderate(ModActionKind::RevokeModerator { key: key(&nodes[1]).await? })
+        .moderate(ModActionKind::RevokeModerator {
+            key: key(&nodes[1]).await?,
+        })
         .await?;
     for n in &nodes {
         wait_until(DEADLINE, "the revocation everywhere", || async {
-            n.handle.mod_list().await.map(|l| l.moderators.is_empty()).unwrap_or(false)
+            n.handle
+                .mod_list()
+                .await
+                .map(|l| l.moderators.is_empty())
+                .unwrap_or(false)
         })
         .await?;
     }
     assert!(nodes[1]
         .handle
-        .moderate(ModActionKind::Block { author: victim, scope: Scope::Community, reason: "late".into() })
+        .moderate(ModActionKind::Block {
+            author: victim,
+            scope: Scope::Community,
+            reason: "late".into()
+        })
         .await
         .is_err());
     // A marker action by the admin proves the community topic still flows.
@@ -204,26 +314,37 @@ async fn revoked_moderators_and_plain_members_cannot_block() -> anyhow::Result<(
 async fn a_retraction_reaches_every_node_including_one_that_was_offline() -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
     let a = start(net.admin.clone(), &[]).await?;
-    let b = start(net.member("b")?, &[a.addr.clone()]).await?;
-    let c = start(net.member("c")?, &[a.addr.clone()]).await?;
+    let b = start(net.member("b")?, &[&a.addr]).await?;
+    let c = start(net.member("c")?, &[&a.addr]).await?;
     for n in [&a, &b, &c] {
         n.handle.join(topic("t")).await?;
     }
-    let id = b.handle.publish(topic("t"), draft("I said too much")).await?;
+    let id = b
+        .handle
+        .publish(topic("t"), draft("I said too much"))
+        .await?;
     for n in [&a, &b, &c] {
-        wait_until(DEADLINE, "post everywhere", || async { n.count("t").await == 1 }).await?;
+        wait_until(DEADLINE, "post everywhere", || async {
+            n.count("t").await == 1
+        })
+        .await?;
     }
     let c_dir = c.stop().await;
     // Someone else cannot retract it.
     assert!(a.handle.retract(id).await.is_err());
     b.handle.retract(id).await?;
     for n in [&a, &b] {
-        wait_until(DEADLINE, "the body gone", || async { n.count("t").await == 0 }).await?;
+        wait_until(DEADLINE, "the body gone", || async {
+            n.count("t").await == 0
+        })
+        .await?;
     }
-    let c = start(c_dir, &[a.addr.clone()]).await?;
-    wait_until(DEADLINE, "the offline node deletes it on return", || async {
-        c.count("t").await == 0
-    })
+    let c = start(c_dir, &[&a.addr]).await?;
+    wait_until(
+        DEADLINE,
+        "the offline node deletes it on return",
+        || async { c.count("t").await == 0 },
+    )
     .await?;
     Ok(())
 }
@@ -232,14 +353,24 @@ async fn a_retraction_reaches_every_node_including_one_that_was_offline() -> any
 async fn a_report_is_readable_by_moderators_alone() -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
     let nodes = community(&mut net, 3).await?;
-    let post = nodes[3].handle.publish(topic("t"), draft("something hurtful")).await?;
+    let post = nodes[3]
+        .handle
+        .publish(topic("t"), draft("something hurtful"))
+        .await?;
     for n in &nodes {
-        wait_until(DEADLINE, "post everywhere", || async { n.count("t").await == 1 }).await?;
+        wait_until(DEADLINE, "post everywhere", || async {
+            n.count("t").await == 1
+        })
+        .await?;
     }
     nodes[2].handle.report(post, "this hurt me".into()).await?;
     for m in &nodes[..2] {
         wait_until(DEADLINE, "the report in the moderators' queues", || async {
-            m.handle.mod_queue().await.map(|q| q.len() == 1).unwrap_or(false)
+            m.handle
+                .mod_queue()
+                .await
+                .map(|q| q.len() == 1)
+                .unwrap_or(false)
         })
         .await?;
         let q = m.handle.mod_queue().await?;

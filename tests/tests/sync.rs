@@ -17,11 +17,11 @@ fn draft(body: String) -> Draft {
 async fn an_offline_node_catches_up_on_a_thousand_posts() -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
     let a = start(net.admin.clone(), &[]).await?;
-    let b = start(net.member("b")?, &[a.addr.clone()]).await?;
-    let c = start(net.member("c")?, &[a.addr.clone()]).await?;
+    let b = start(net.member("b")?, &[&a.addr]).await?;
+    let c = start(net.member("c")?, &[&a.addr]).await?;
     let late_dir = net.member("late")?;
     // The late node joins the topic once, then goes offline.
-    let late = start(late_dir, &[a.addr.clone()]).await?;
+    let late = start(late_dir, &[&a.addr]).await?;
     late.handle.join(topic("burnout")).await?;
     let late_dir = late.stop().await;
     for n in [&a, &b, &c] {
@@ -35,15 +35,19 @@ async fn an_offline_node_catches_up_on_a_thousand_posts() -> anyhow::Result<()> 
             .await?;
     }
     for n in [&a, &b, &c] {
-        wait_until(Duration::from_secs(60), "the three online nodes agree", || async {
-            n.count("burnout").await == 1000
-        })
+        wait_until(
+            Duration::from_secs(60),
+            "the three online nodes agree",
+            || async { n.count("burnout").await == 1000 },
+        )
         .await?;
     }
-    let late = start(late_dir, &[b.addr.clone()]).await?;
-    wait_until(Duration::from_secs(60), "the late node has all 1000", || async {
-        late.count("burnout").await == 1000
-    })
+    let late = start(late_dir, &[&b.addr]).await?;
+    wait_until(
+        Duration::from_secs(60),
+        "the late node has all 1000",
+        || async { late.count("burnout").await == 1000 },
+    )
     .await?;
     assert_eq!(late.ids("burnout").await, a.ids("burnout").await);
     Ok(())
@@ -57,13 +61,20 @@ async fn two_nodes_with_disjoint_halves_end_with_the_union() -> anyhow::Result<(
     a.handle.join(topic("t")).await?;
     b.handle.join(topic("t")).await?;
     for i in 0..500 {
-        a.handle.publish(topic("t"), draft(format!("a {i}"))).await?;
-        b.handle.publish(topic("t"), draft(format!("b {i}"))).await?;
+        a.handle
+            .publish(topic("t"), draft(format!("a {i}")))
+            .await?;
+        b.handle
+            .publish(topic("t"), draft(format!("b {i}")))
+            .await?;
     }
     assert_eq!(a.count("t").await, 500);
     b.handle.dial(&a.addr).await?;
     for n in [&a, &b] {
-        wait_until(DEADLINE, "both hold the union", || async { n.count("t").await == 1000 }).await?;
+        wait_until(DEADLINE, "both hold the union", || async {
+            n.count("t").await == 1000
+        })
+        .await?;
     }
     assert_eq!(a.ids("t").await, b.ids("t").await);
     Ok(())
@@ -82,14 +93,23 @@ async fn joining_a_topic_brings_its_whole_history() -> anyhow::Result<()> {
     let mut expected = Vec::new();
     for i in 0..200u64 {
         let at = now - year + i * (year / 200);
-        let post = protocol::Post::write(&identity, community, topic("history"), draft(format!("day {i}")), at)?;
+        let post = protocol::Post::write(
+            &identity,
+            community,
+            topic("history"),
+            draft(format!("day {i}")),
+            at,
+        )?;
         expected.push(post.id().to_string());
         a.handle.import(protocol::Message::Post(post)).await?;
     }
     expected.sort();
-    let b = start(net.member("b")?, &[a.addr.clone()]).await?;
+    let b = start(net.member("b")?, &[&a.addr]).await?;
     b.handle.join(topic("history")).await?;
-    wait_until(DEADLINE, "the joiner has the year", || async { b.count("history").await == 200 }).await?;
+    wait_until(DEADLINE, "the joiner has the year", || async {
+        b.count("history").await == 200
+    })
+    .await?;
     assert_eq!(b.ids("history").await, expected);
     Ok(())
 }
@@ -124,7 +144,11 @@ async fn agreeing_nodes_reconcile_in_few_round_trips_and_send_no_post() -> anyho
     let (rt0, sent0, recv0) = b.handle.sync_counters().await?;
     b.handle.dial(&a.addr).await?;
     wait_until(DEADLINE, "a sync round to complete", || async {
-        b.handle.status().await.map(|s| s.sync.completed_sessions >= 2).unwrap_or(false)
+        b.handle
+            .status()
+            .await
+            .map(|s| s.sync.completed_sessions >= 2)
+            .unwrap_or(false)
     })
     .await?;
     let (rt, sent, recv) = b.handle.sync_counters().await?;
@@ -133,7 +157,11 @@ async fn agreeing_nodes_reconcile_in_few_round_trips_and_send_no_post() -> anyho
     assert_eq!(b.count("big").await, 10_000);
     // Two sessions (community log, topic), each a single round trip.
     assert!(rt - rt0 <= 4, "round trips: {}", rt - rt0);
-    assert!((sent - sent0) + (recv - recv0) < 4096, "bytes: {}", (sent - sent0) + (recv - recv0));
+    assert!(
+        (sent - sent0) + (recv - recv0) < 4096,
+        "bytes: {}",
+        (sent - sent0) + (recv - recv0)
+    );
     Ok(())
 }
 
@@ -142,19 +170,28 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
     let mut net = TestNet::new()?;
     let admin = start(net.admin.clone(), &[]).await?;
     let troll_dir = net.member("troll")?;
-    let troll = start(troll_dir, &[admin.addr.clone()]).await?;
+    let troll = start(troll_dir, &[&admin.addr]).await?;
     let away_dir = net.member("away")?;
-    let away = start(away_dir, &[admin.addr.clone()]).await?;
+    let away = start(away_dir, &[&admin.addr]).await?;
     for n in [&admin, &troll, &away] {
         n.handle.join(topic("t")).await?;
     }
     let away_dir = away.stop().await;
     for i in 0..20 {
-        troll.handle.publish(topic("t"), draft(format!("nasty {i}"))).await?;
+        troll
+            .handle
+            .publish(topic("t"), draft(format!("nasty {i}")))
+            .await?;
     }
     let troll_key = troll.handle.id().await?.author.parse()?;
-    admin.handle.publish(topic("t"), draft("welcome".into())).await?;
-    wait_until(DEADLINE, "admin has the troll's posts", || async { admin.count("t").await == 21 }).await?;
+    admin
+        .handle
+        .publish(topic("t"), draft("welcome".into()))
+        .await?;
+    wait_until(DEADLINE, "admin has the troll's posts", || async {
+        admin.count("t").await == 21
+    })
+    .await?;
     // The admin keeps a copy of nothing after the block; but the troll's
     // own node still serves its posts to anyone who syncs with it.
     admin
@@ -165,21 +202,38 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
             reason: "harassment".into(),
         })
         .await?;
-    wait_until(DEADLINE, "admin deleted the posts", || async { admin.count("t").await == 1 }).await?;
-    let away = start(away_dir, &[troll.addr.clone(), admin.addr.clone()]).await?;
-    wait_until(DEADLINE, "the block reaches the returning node", || async {
-        away.handle.mod_list().await.map(|l| l.blocks.len() == 1).unwrap_or(false)
+    wait_until(DEADLINE, "admin deleted the posts", || async {
+        admin.count("t").await == 1
     })
     .await?;
-    wait_until(DEADLINE, "the returning node has the welcome post", || async {
-        away.count("t").await == 1
+    let away = start(away_dir, &[&troll.addr, &admin.addr]).await?;
+    wait_until(DEADLINE, "the block reaches the returning node", || async {
+        away.handle
+            .mod_list()
+            .await
+            .map(|l| l.blocks.len() == 1)
+            .unwrap_or(false)
     })
+    .await?;
+    wait_until(
+        DEADLINE,
+        "the returning node has the welcome post",
+        || async { away.count("t").await == 1 },
+    )
     .await?;
     away.handle.sync_now().await?;
     wait_until(DEADLINE, "another sync round", || async {
-        away.handle.status().await.map(|s| s.sync.completed_sessions >= 6).unwrap_or(false)
+        away.handle
+            .status()
+            .await
+            .map(|s| s.sync.completed_sessions >= 6)
+            .unwrap_or(false)
     })
     .await?;
-    assert_eq!(away.count("t").await, 1, "no post of the blocked author was stored");
+    assert_eq!(
+        away.count("t").await,
+        1,
+        "no post of the blocked author was stored"
+    );
     Ok(())
 }

@@ -36,7 +36,13 @@ impl MemSet {
 }
 
 impl ItemSource for MemSet {
-    fn items_in(&self, from: &ItemKey, to: &ItemKey, max_items: usize, max_bytes: usize) -> Vec<(ItemKey, Vec<u8>)> {
+    fn items_in(
+        &self,
+        from: &ItemKey,
+        to: &ItemKey,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Vec<(ItemKey, Vec<u8>)> {
         let mut out = Vec::new();
         let mut bytes = 0;
         for k in self.keys.range(*from..*to).take(max_items) {
@@ -50,7 +56,10 @@ impl ItemSource for MemSet {
         out
     }
     fn items_by_keys(&self, keys: &[ItemKey]) -> Vec<Vec<u8>> {
-        keys.iter().filter(|k| self.keys.contains(k)).map(|k| self.item(k)).collect()
+        keys.iter()
+            .filter(|k| self.keys.contains(k))
+            .map(|k| self.item(k))
+            .collect()
     }
 }
 
@@ -77,12 +86,14 @@ fn reconcile(a: &mut MemSet, b: &MemSet) -> Report {
     loop {
         let req_bytes = wire::encode_versioned(&req);
         report.request_bytes += req_bytes.len();
-        let decoded: SyncRequest = wire::decode_versioned(&req_bytes, wire::MAX_SYNC_FRAME_BYTES).unwrap();
+        let decoded: SyncRequest =
+            wire::decode_versioned(&req_bytes, wire::MAX_SYNC_FRAME_BYTES).unwrap();
         let resp = respond(&decoded, b, b);
         let resp_bytes = wire::encode_versioned(&resp);
         assert!(resp_bytes.len() <= wire::MAX_SYNC_FRAME_BYTES);
         report.response_bytes += resp_bytes.len();
-        let resp: SyncResponse = wire::decode_versioned(&resp_bytes, wire::MAX_SYNC_FRAME_BYTES).unwrap();
+        let resp: SyncResponse =
+            wire::decode_versioned(&resp_bytes, wire::MAX_SYNC_FRAME_BYTES).unwrap();
         report.rounds += 1;
         let step = init.on_response(resp, a).unwrap();
         let items = init.take_items();
@@ -113,7 +124,9 @@ fn set(keys: impl IntoIterator<Item = ItemKey>) -> MemSet {
 
 #[test]
 fn identical_sets_cost_one_round_trip_and_no_item() {
-    let keys: Vec<ItemKey> = (0..10_000).map(|i| key(i, 1_700_000_000_000 + i * 1000)).collect();
+    let keys: Vec<ItemKey> = (0..10_000)
+        .map(|i| key(i, 1_700_000_000_000 + i * 1000))
+        .collect();
     let mut a = set(keys.clone());
     let b = set(keys);
     let r = reconcile(&mut a, &b);
@@ -129,15 +142,29 @@ fn near_identical_100k_sets_find_the_difference_cheaply() {
     let all: Vec<ItemKey> = (0..n).map(|i| key(i, base + i * 997)).collect();
     let a_lacks: BTreeSet<u64> = (0..5).map(|i| 7 + i * 19_991).collect();
     let b_lacks: BTreeSet<u64> = (0..5).map(|i| 3 + i * 17_777).collect();
-    let mut a = set(all.iter().enumerate().filter(|(i, _)| !a_lacks.contains(&(*i as u64))).map(|(_, k)| *k));
-    let b = set(all.iter().enumerate().filter(|(i, _)| !b_lacks.contains(&(*i as u64))).map(|(_, k)| *k));
+    let mut a = set(all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !a_lacks.contains(&(*i as u64)))
+        .map(|(_, k)| *k));
+    let b = set(all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !b_lacks.contains(&(*i as u64)))
+        .map(|(_, k)| *k));
     let r = reconcile(&mut a, &b);
     assert_eq!(r.items, 5, "{r:?}");
     let overhead = r.request_bytes + r.response_bytes - r.item_bytes;
-    eprintln!("near-identical 100k: {} round trips, {} bytes beyond the items", r.rounds, overhead);
+    eprintln!(
+        "near-identical 100k: {} round trips, {} bytes beyond the items",
+        r.rounds, overhead
+    );
     assert!(r.rounds <= 3, "{r:?}");
     assert!(overhead < 16_000, "{r:?}");
-    assert_eq!(a.keys.len() as u64, n - 5 + 5 - (a_lacks.intersection(&b_lacks).count() as u64));
+    assert_eq!(
+        a.keys.len() as u64,
+        n - 5 + 5 - (a_lacks.intersection(&b_lacks).count() as u64)
+    );
 }
 
 #[test]
@@ -161,7 +188,10 @@ fn an_empty_node_gets_items_streamed_in_bounded_pages() {
 fn large_items_respect_the_byte_budget() {
     let keys: Vec<ItemKey> = (0..600).map(|i| key(i, 5 + i)).collect();
     let mut a = set(Vec::new());
-    let b = MemSet { keys: keys.into_iter().collect(), item_size: 9000 };
+    let b = MemSet {
+        keys: keys.into_iter().collect(),
+        item_size: 9000,
+    };
     let r = reconcile(&mut a, &b);
     assert_eq!(r.items, 600);
     assert!(r.rounds >= 6, "600 × 9 KB needs several 1 MiB pages: {r:?}");
@@ -174,31 +204,52 @@ fn garbled_responses_are_errors_not_panics() {
     let bad = SyncResponse {
         ranges: Ranges {
             bounded: vec![
-                WireRange { ts_delta: 50, id_prefix: vec![], mode: Mode::Skip },
-                WireRange { ts_delta: 0, id_prefix: vec![], mode: Mode::Skip },
+                WireRange {
+                    ts_delta: 50,
+                    id_prefix: vec![],
+                    mode: Mode::Skip,
+                },
+                WireRange {
+                    ts_delta: 0,
+                    id_prefix: vec![],
+                    mode: Mode::Skip,
+                },
             ],
             last: Mode::Skip,
         },
         items: vec![],
         refused: false,
     };
-    assert!(matches!(init.on_response(bad, &a), Err(SyncError::Malformed(_))));
+    assert!(matches!(
+        init.on_response(bad, &a),
+        Err(SyncError::Malformed(_))
+    ));
     let fetch = SyncResponse {
-        ranges: Ranges { bounded: vec![], last: Mode::Fetch },
+        ranges: Ranges {
+            bounded: vec![],
+            last: Mode::Fetch,
+        },
         items: vec![],
         refused: false,
     };
     assert!(init.on_response(fetch, &a).is_err());
     let refused = SyncResponse::refused(&SyncRequest {
         scope: SyncScope::CommunityLog,
-        ranges: Ranges { bounded: vec![], last: Mode::Skip },
+        ranges: Ranges {
+            bounded: vec![],
+            last: Mode::Skip,
+        },
     });
     assert_eq!(init.on_response(refused, &a), Err(SyncError::Refused));
     // A garbled request gets an all-skip answer.
     let req = SyncRequest {
         scope: SyncScope::CommunityLog,
         ranges: Ranges {
-            bounded: vec![WireRange { ts_delta: 1, id_prefix: vec![1; 40], mode: Mode::Fetch }],
+            bounded: vec![WireRange {
+                ts_delta: 1,
+                id_prefix: vec![1; 40],
+                mode: Mode::Fetch,
+            }],
             last: Mode::Fetch,
         },
     };

@@ -279,7 +279,17 @@ impl EventLoop {
                 self.emit(NodeEvent::PostRemoved { id: id.to_string() });
             }
         }
-        for post in self.moderation.hidden_targets() {
+        let hidden_now = self.moderation.hidden_targets();
+        let mut lifted = self.moderation.block_targets().len() < blocks_before.len();
+        for post in hidden_before.difference(&hidden_now) {
+            // Unhidden: the tombstone goes; the post may come back by sync.
+            self.store.remove_tombstone_of(post)?;
+            lifted = true;
+        }
+        if lifted {
+            self.sync_all_peers();
+        }
+        for post in hidden_now {
             if hidden_before.contains(&post) {
                 continue;
             }

@@ -414,6 +414,18 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the tombstone of a post, wherever it is (tombstones are few).
+    pub fn remove_tombstone_of(&self, post: &PostId) -> Result<bool, StoreError> {
+        for k in self.tombstones.iter().keys() {
+            let k = k?;
+            if item_key_suffix(&k).is_some_and(|key| key.id == post.0) {
+                self.tombstones.remove(k)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Tombstones of `topic`, newest first.
     pub fn tombstones_page(
         &self,

@@ -10,7 +10,7 @@ use libp2p::gossipsub::{
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
-use libp2p::{identify, mdns, ping, request_response, StreamProtocol};
+use libp2p::{allow_block_list, identify, mdns, ping, request_response, StreamProtocol};
 
 use crate::codec::{FrameCodec, SYNC_PROTOCOL};
 
@@ -29,6 +29,9 @@ pub(crate) const DISCONNECT_SCORE: f64 = -80.0;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Peers this node refuses to talk to (misbehaving, or cut off by the
+    /// operator); checked before any other behaviour sees a connection.
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) kad: kad::Behaviour<MemoryStore>,
     pub(crate) identify: identify::Behaviour,
@@ -126,6 +129,7 @@ impl Behaviour {
             request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
         );
         Ok(Behaviour {
+            blocked: allow_block_list::Behaviour::default(),
             gossipsub,
             kad,
             identify,

@@ -116,6 +116,20 @@ impl EventLoop {
                     });
                 let _ = r.send(result);
             }
+            Command::CutOff(peer, cut, r) => {
+                let result = peer
+                    .parse::<libp2p::PeerId>()
+                    .map_err(|e| NodeError::BadInput(format!("bad peer id {peer}: {e}")))
+                    .map(|p| {
+                        let blocked = &mut self.swarm.behaviour_mut().blocked;
+                        if cut {
+                            blocked.block_peer(p);
+                        } else {
+                            blocked.unblock_peer(p);
+                        }
+                    });
+                let _ = r.send(result);
+            }
             Command::SyncCounters(r) => {
                 let s = &self.sync;
                 let _ = r.send(Ok((s.round_trips, s.bytes_sent, s.bytes_received)));

@@ -24,6 +24,10 @@ pub struct NodeConfig {
     pub flush_interval: Duration,
     /// How often the node looks for other providers of its topics in the DHT.
     pub discovery_interval: Duration,
+    /// Most posts one author may create in any 60 s of creation time; more
+    /// are refused by every node, whether they come by gossip, by sync or
+    /// from the local user (see ARCHITECTURE.md, "Limits").
+    pub author_posts_per_minute: usize,
     /// Largest gossip frame this node sends or accepts. Only tests of
     /// hostile peers raise it, to send what honest nodes never would.
     pub gossip_max_transmit: usize,
@@ -44,6 +48,7 @@ impl NodeConfig {
             flush_interval: Duration::from_millis(100),
             discovery_interval: Duration::from_secs(30),
             gossip_max_transmit: protocol::wire::MAX_MESSAGE_BYTES + 1024,
+            author_posts_per_minute: crate::ingest::AUTHOR_POSTS_PER_MINUTE,
         }
     }
 

@@ -52,7 +52,7 @@ pub(crate) struct EventLoop {
     pub(crate) banned: HashMap<PeerId, tokio::time::Instant>,
     pub(crate) rate: crate::ingest::AuthorRateLimiter,
     commands: mpsc::Receiver<Command>,
-    config: NodeConfig,
+    pub(crate) config: NodeConfig,
 }
 
 fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
@@ -311,7 +311,16 @@ impl EventLoop {
             kad.get_providers(key);
         }
         let now = tokio::time::Instant::now();
-        self.banned.retain(|_, until| *until > now);
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
     }
 
     pub(crate) fn sync_all_peers(&mut self) {
@@ -350,12 +359,6 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                if let Some(until) = self.banned.get(&peer_id) {
-                    if *until > tokio::time::Instant::now() {
-                        let _ = self.swarm.disconnect_peer_id(peer_id);
-                        return;
-                    }
-                }
                 tracing::debug!(%peer_id, "connected");
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().to_string();
@@ -421,6 +424,13 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
+                if self.events.receiver_count() > 0 {
+                    self.emit(NodeEvent::GossipReceived {
+                        source: message.source.map(|p| p.to_string()),
+                        sequence_number: message.sequence_number,
+                        data: message.data.clone(),
+                    });
+                }
                 let acceptance =
                     self.on_gossip_message(&message.topic, &message.data, propagation_source);
                 self.swarm

@@ -38,6 +38,16 @@ pub enum NodeEvent {
         /// Printable action id.
         id: String,
     },
+    /// A gossip message arrived, as gossipsub decoded it: what the wire
+    /// carried besides the data (for privacy tests and diagnostics).
+    GossipReceived {
+        /// The author field of the gossip message (anonymous mode: none).
+        source: Option<String>,
+        /// The sender's sequence number (anonymous mode: none).
+        sequence_number: Option<u64>,
+        /// The message data.
+        data: Vec<u8>,
+    },
     /// A sync session with a peer finished.
     SyncDone {
         /// Peer id.
@@ -72,6 +82,7 @@ pub(crate) enum Command {
     SyncNow(Reply<()>),
     SyncCounters(Reply<(u64, u64, u64)>),
     Import(protocol::Message, Reply<bool>),
+    CutOff(String, bool, Reply<()>),
     PublishRaw(String, Vec<u8>, Reply<()>),
     Shutdown(Reply<()>),
 }
@@ -212,6 +223,14 @@ impl NodeHandle {
     /// Returns whether it was newly stored.
     pub async fn import(&self, message: protocol::Message) -> Result<bool, NodeError> {
         self.ask(|r| Command::Import(message, r)).await
+    }
+
+    /// Cuts this node off from a peer (`true`: disconnect and refuse its
+    /// connections) or lets it back (`false`). For operators and for tests
+    /// that split the network.
+    pub async fn cut_off(&self, peer_id: &str, cut: bool) -> Result<(), NodeError> {
+        let peer = peer_id.to_string();
+        self.ask(|r| Command::CutOff(peer, cut, r)).await
     }
 
     /// Sync traffic counters: (round trips, bytes sent, bytes received).

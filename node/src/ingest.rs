@@ -56,8 +56,11 @@ pub(crate) enum Refusal {
     #[error("not a joined topic")]
     NotJoined,
     /// The author is over the per-author rate limit.
-    #[error("author over the rate limit")]
-    RateLimited,
+    #[error("posting too fast: at most {0} posts a minute per author; wait a little")]
+    RateLimited(usize),
+    /// The author's live gossip is over the arrival-rate limit.
+    #[error("the author's gossip is over the arrival-rate limit")]
+    GossipFlood,
     /// This node could not store it.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -74,11 +77,16 @@ impl Refusal {
     }
 }
 
-/// Posts one author may have gossiped to this node per minute, sustained.
-/// A support conversation is a few posts a minute at its busiest; 30 leaves
-/// room while one key cannot drown a topic.
-pub const AUTHOR_POSTS_PER_MINUTE: f64 = 30.0;
-/// Burst an author may post at once before the sustained rate applies.
+/// Posts one author may create in any 60 s (by the signed creation time),
+/// enforced the same way on every node and for every origin. A support
+/// conversation is a few posts a minute at its busiest; 30 leaves room
+/// while one key cannot drown a topic.
+pub const AUTHOR_POSTS_PER_MINUTE: usize = 30;
+/// Posts one author may have gossiped to this node per minute of arrival
+/// time, sustained: stops a key that backdates its posts to dodge the
+/// creation-time window from flooding live gossip.
+pub const AUTHOR_GOSSIP_PER_MINUTE: f64 = 60.0;
+/// Burst of live gossip an author may send before the sustained rate applies.
 pub const AUTHOR_BURST: f64 = 60.0;
 /// Authors tracked at most (the oldest buckets are dropped beyond this).
 const MAX_TRACKED_AUTHORS: usize = 100_000;
@@ -94,7 +102,7 @@ pub(crate) struct AuthorRateLimiter {
 
 impl Default for AuthorRateLimiter {
     fn default() -> Self {
-        AuthorRateLimiter::new(AUTHOR_POSTS_PER_MINUTE, AUTHOR_BURST)
+        AuthorRateLimiter::new(AUTHOR_GOSSIP_PER_MINUTE, AUTHOR_BURST)
     }
 }
 
@@ -229,8 +237,20 @@ impl EventLoop {
         if self.store.contains_post(&id)? {
             return Ok(Outcome::Duplicate);
         }
+        // Posts within a minute on either side: whatever order posts arrive
+        // in, no 60 s window of creation time ends up with more than `limit`.
+        let limit = self.config.author_posts_per_minute;
+        let recent = self.store.count_author_between(
+            &post.author,
+            post.created_at.saturating_sub(59_999),
+            post.created_at.saturating_add(59_999),
+            limit,
+        )?;
+        if recent >= limit {
+            return Err(Refusal::RateLimited(limit));
+        }
         if matches!(origin, Origin::Gossip) && !self.rate.allow(&post.author, Instant::now()) {
-            return Err(Refusal::RateLimited);
+            return Err(Refusal::GossipFlood);
         }
         if !self.store.insert_post(&post)? {
             return Ok(Outcome::Duplicate);

@@ -27,7 +27,7 @@ pub use config::NodeConfig;
 pub use datadir::DataDir;
 pub use error::NodeError;
 pub use handle::{NodeEvent, NodeHandle, ReadQuery};
-pub use ingest::{AUTHOR_BURST, AUTHOR_POSTS_PER_MINUTE};
+pub use ingest::{AUTHOR_BURST, AUTHOR_GOSSIP_PER_MINUTE, AUTHOR_POSTS_PER_MINUTE};
 pub use sync_driver::{INBOUND_REQUESTS_PER_WINDOW, INBOUND_WINDOW};
 
 /// A node that is running: its handle and the task of its event loop.

@@ -327,6 +327,37 @@ impl Store {
         Ok(removed.then_some(post))
     }
 
+    /// How many posts of `author` were created in `[from_ms, to_ms]`,
+    /// counting at most `limit`.
+    pub fn count_author_between(
+        &self,
+        author: &PublicKey,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let lo = author_key(
+            author,
+            &ItemKey {
+                created_at: from_ms,
+                id: [0; 32],
+            },
+        );
+        let hi = author_key(
+            author,
+            &ItemKey {
+                created_at: to_ms,
+                id: [0xff; 32],
+            },
+        );
+        let mut n = 0;
+        for k in self.author_index.range(lo..=hi).keys().take(limit) {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Deletes every post of `author` in `scope`; returns their ids.
     pub fn delete_author_posts(
         &self,

@@ -134,6 +134,15 @@ pub async fn start(data: DataDir, bootstrap: &[&str]) -> anyhow::Result<TestNode
     start_with(config).await
 }
 
+/// Starts a node like [`start`] but without the per-author posting limit,
+/// for tests that publish thousands of posts from one key in seconds.
+pub async fn start_bulk(data: DataDir, bootstrap: &[&str]) -> anyhow::Result<TestNode> {
+    let mut config = NodeConfig::local(data);
+    config.bootstrap = bootstrap.iter().map(|s| s.to_string()).collect();
+    config.author_posts_per_minute = usize::MAX;
+    start_with(config).await
+}
+
 /// Starts a node with a given configuration.
 pub async fn start_with(config: NodeConfig) -> anyhow::Result<TestNode> {
     let data = config.data_dir.clone();

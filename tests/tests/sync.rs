@@ -1,7 +1,7 @@
 //! Issue 5: late joiners and offline peers get every post they missed,
 //! through range-based reconciliation, with the moderation log first.
 
-use mutual_tests::{start, topic, wait_until, TestNet, DEADLINE};
+use mutual_tests::{start, start_bulk, topic, wait_until, TestNet, DEADLINE};
 use protocol::moderation::{ModActionKind, Scope};
 use protocol::post::Draft;
 use std::time::Duration;
@@ -16,12 +16,12 @@ fn draft(body: String) -> Draft {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_node_catches_up_on_a_thousand_posts() -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
-    let a = start(net.admin.clone(), &[]).await?;
-    let b = start(net.member("b")?, &[&a.addr]).await?;
-    let c = start(net.member("c")?, &[&a.addr]).await?;
+    let a = start_bulk(net.admin.clone(), &[]).await?;
+    let b = start_bulk(net.member("b")?, &[&a.addr]).await?;
+    let c = start_bulk(net.member("c")?, &[&a.addr]).await?;
     let late_dir = net.member("late")?;
     // The late node joins the topic once, then goes offline.
-    let late = start(late_dir, &[&a.addr]).await?;
+    let late = start_bulk(late_dir, &[&a.addr]).await?;
     late.handle.join(topic("burnout")).await?;
     let late_dir = late.stop().await;
     for n in [&a, &b, &c] {
@@ -42,7 +42,7 @@ async fn an_offline_node_catches_up_on_a_thousand_posts() -> anyhow::Result<()> 
         )
         .await?;
     }
-    let late = start(late_dir, &[&b.addr]).await?;
+    let late = start_bulk(late_dir, &[&b.addr]).await?;
     wait_until(
         Duration::from_secs(60),
         "the late node has all 1000",
@@ -56,8 +56,8 @@ async fn an_offline_node_catches_up_on_a_thousand_posts() -> anyhow::Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_with_disjoint_halves_end_with_the_union() -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
-    let a = start(net.admin.clone(), &[]).await?;
-    let b = start(net.member("b")?, &[]).await?;
+    let a = start_bulk(net.admin.clone(), &[]).await?;
+    let b = start_bulk(net.member("b")?, &[]).await?;
     a.handle.join(topic("t")).await?;
     b.handle.join(topic("t")).await?;
     for i in 0..500 {
@@ -83,7 +83,7 @@ async fn two_nodes_with_disjoint_halves_end_with_the_union() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_a_topic_brings_its_whole_history() -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
-    let a = start(net.admin.clone(), &[]).await?;
+    let a = start_bulk(net.admin.clone(), &[]).await?;
     a.handle.join(topic("history")).await?;
     // A year of history: posts signed with times spread over the last year.
     let identity = net.admin.identity()?;
@@ -104,7 +104,7 @@ async fn joining_a_topic_brings_its_whole_history() -> anyhow::Result<()> {
         a.handle.import(protocol::Message::Post(post)).await?;
     }
     expected.sort();
-    let b = start(net.member("b")?, &[&a.addr]).await?;
+    let b = start_bulk(net.member("b")?, &[&a.addr]).await?;
     b.handle.join(topic("history")).await?;
     wait_until(DEADLINE, "the joiner has the year", || async {
         b.count("history").await == 200
@@ -117,7 +117,7 @@ async fn joining_a_topic_brings_its_whole_history() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agreeing_nodes_reconcile_in_few_round_trips_and_send_no_post() -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
-    let a = start(net.admin.clone(), &[]).await?;
+    let a = start_bulk(net.admin.clone(), &[]).await?;
     a.handle.join(topic("big")).await?;
     let identity = net.admin.identity()?;
     let community = net.manifest.id();
@@ -136,7 +136,7 @@ async fn agreeing_nodes_reconcile_in_few_round_trips_and_send_no_post() -> anyho
         a.handle.import(p.clone()).await?;
     }
     let b_dir = net.member("b")?;
-    let b = start(b_dir, &[]).await?;
+    let b = start_bulk(b_dir, &[]).await?;
     b.handle.join(topic("big")).await?;
     for p in &posts {
         b.handle.import(p.clone()).await?;

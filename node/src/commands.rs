@@ -18,6 +18,9 @@ use crate::now_ms;
 use crate::views::Tombstone;
 
 const MOD_SEQ: &str = "moderation_seq";
+/// Most posts one read returns: a whole large topic, while a typo such as
+/// `--limit 99999999999` cannot ask for unbounded memory.
+pub(crate) const MAX_READ_LIMIT: usize = 1_000_000;
 
 impl EventLoop {
     pub(crate) fn on_command(&mut self, command: Command) {
@@ -212,7 +215,7 @@ impl EventLoop {
         topic: &TopicName,
         q: &ReadQuery,
     ) -> Result<Vec<crate::api::PostView>, NodeError> {
-        let limit = q.limit.clamp(1, 10_000);
+        let limit = q.limit.clamp(1, MAX_READ_LIMIT);
         let since = q.since_ms.unwrap_or(0);
         let mutes = self.store.mutes()?;
         let mut views: Vec<crate::api::PostView> = Vec::new();

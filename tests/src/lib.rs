@@ -54,12 +54,21 @@ impl TestNode {
         self.data
     }
 
-    /// Post count of `topic` on this node.
+    /// Post count of `topic` on this node (the store's O(1) counter).
     pub async fn count(&self, topic: &str) -> usize {
-        self.ids(topic).await.len()
+        self.handle
+            .topics()
+            .await
+            .map(|ts| {
+                ts.iter()
+                    .filter(|t| t.name == topic)
+                    .map(|t| t.posts as usize)
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
-    /// Sorted ids of the posts of `topic` this node holds (up to 100,000).
+    /// Sorted ids of the visible posts of `topic` this node holds.
     pub async fn ids(&self, topic: &str) -> Vec<String> {
         let Ok(topic) = TopicName::parse(topic) else {
             return Vec::new();
@@ -69,7 +78,7 @@ impl TestNode {
             .read(
                 topic,
                 ReadQuery {
-                    limit: 100_000,
+                    limit: 1_000_000,
                     since_ms: None,
                 },
             )

@@ -762,3 +762,67 @@ fn items_source_that_misbehaves_does_not_stall_the_responder() {
     assert!(rounds <= 51);
     assert_eq!(init.progress().received, 0);
 }
+
+#[test]
+fn small_differences_in_small_sets_are_asked_for_by_id() {
+    // 100 shared items and three more on the responder: the split of 103
+    // items comes back as id lists, and the three are wanted by id.
+    let all = timeline(103, 12);
+    let mut a = store(all.iter().copied().take(100), |_| 80);
+    let b = store(all, |_| 80);
+    let (mut init, req) = Initiator::new(SyncScope::CommunityLog, &a);
+    let resp = respond(&req, &b, &b);
+    assert!(matches!(
+        &resp.replies[0],
+        RangeReply::Split {
+            first: Summary::Ids(_),
+            ..
+        }
+    ));
+    let Ok(Step::Continue(next)) = init.on_response(resp, &a) else {
+        panic!("wants expected")
+    };
+    assert_eq!(next.want.len(), 3);
+    assert_eq!(init.progress().missing, 3);
+    let resp = respond(&next, &b, &b);
+    assert_eq!((resp.wants_done, resp.items.len()), (3, 3));
+    assert_eq!(init.on_response(resp, &a), Ok(Step::Done));
+    for it in init.take_items() {
+        a.insert(key_of(&it), it);
+    }
+    assert_eq!(keys(&a), keys(&b));
+}
+
+#[test]
+fn equal_timestamps_are_separated_by_id_prefixes() {
+    // 20,000 items created in the same millisecond; each side lacks 5.
+    let all: Vec<ItemKey> = (0..20_005u64)
+        .map(|i| ItemKey {
+            created_at: BASE,
+            id: id(i, 13),
+        })
+        .collect();
+    let common = all.iter().copied().skip(10);
+    let mut a = store(common.clone().chain(all.iter().copied().take(5)), |_| 100);
+    let mut b = store(common.chain(all.iter().copied().skip(5).take(5)), |_| 100);
+    assert_eq!((a.len(), b.len()), (20_000, 20_000));
+    let r = reconcile(&mut a, &b);
+    eprintln!(
+        "equal timestamps, 20k, 5 each way: {r:?} ({} bytes beyond items)",
+        r.overhead()
+    );
+    assert_eq!(r.items, 5);
+    assert!(r.round_trips <= 3, "{r:?}");
+    assert!(r.total() < 7_600, "{r:?}");
+    let r = reconcile(&mut b, &a);
+    assert_eq!(r.items, 5);
+    assert_eq!(keys(&a), keys(&b));
+}
+
+#[test]
+fn the_initiator_can_move_between_threads() {
+    fn send<T: Send + 'static>() {}
+    send::<Initiator>();
+    send::<SyncRequest>();
+    send::<SyncResponse>();
+}

@@ -11,6 +11,11 @@ const FINGERPRINT_CONTEXT: &str = "mutual sync range fingerprint v1";
 /// sum of its parts', and an item can be removed again), so a store can
 /// cache it per bucket and never rescan; and when two ranges differ by
 /// exactly one item, the difference of the sums *is* that item's id.
+///
+/// A sum is not collision resistant against someone who creates very many
+/// items to make two different sets sum alike (a generalised birthday
+/// attack): that could hide items from one sync. Negentropy accepts the same
+/// trade-off; gossip, not sync, is the main path of an item.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Accumulator {
     count: u64,

@@ -21,7 +21,11 @@ impl Drop for Killed {
 }
 
 /// Runs the test node and returns it with a channel of its stdout lines.
-fn spawn(dir: &std::path::Path, bootstrap: &str, publish: usize) -> anyhow::Result<(Killed, mpsc::Receiver<String>)> {
+fn spawn(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    publish: usize,
+) -> anyhow::Result<(Killed, mpsc::Receiver<String>)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mutual-testnode"))
         .arg(dir)
         .arg("t")
@@ -30,7 +34,10 @@ fn spawn(dir: &std::path::Path, bootstrap: &str, publish: usize) -> anyhow::Resu
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -49,7 +56,16 @@ async fn full_peer(net: &mut TestNet, n: u64) -> anyhow::Result<TestNode> {
     let author = net.admin.identity()?;
     let now = node::now_ms();
     for i in 0..n {
-        let post = Post::write(&author, net.manifest.id(), topic("t"), Draft { body: format!("history {i}"), ..Draft::default() }, now - 10_000_000 + i)?;
+        let post = Post::write(
+            &author,
+            net.manifest.id(),
+            topic("t"),
+            Draft {
+                body: format!("history {i}"),
+                ..Draft::default()
+            },
+            now - 10_000_000 + i,
+        )?;
         peer.handle.import(Message::Post(post)).await?;
     }
     Ok(peer)
@@ -73,7 +89,10 @@ async fn killed_while_ingesting_and_publishing_loses_nothing_acknowledged() -> a
     // Kill once it acknowledged some of its own posts and ingested some
     // (not all) of the peer's.
     while acked.len() < 200 || have < 500 {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the node made no progress");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the node made no progress"
+        );
         match lines.recv_timeout(Duration::from_secs(10))? {
             l if l.starts_with("ACK ") => acked.push(l[4..].parse()?),
             l if l.starts_with("HAVE ") => have = l[5..].parse()?,
@@ -97,9 +116,11 @@ async fn killed_while_ingesting_and_publishing_loses_nothing_acknowledged() -> a
     // Back up: sync fills in the rest.
     let back = start_bulk(dir, &[&peer.addr]).await?;
     let target = 5000 + acked.len();
-    wait_until(Duration::from_secs(60), "sync to fill in the rest", || async {
-        back.count("t").await >= target
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "sync to fill in the rest",
+        || async { back.count("t").await >= target },
+    )
     .await?;
     let ids = back.ids("t").await;
     for id in &acked {
@@ -118,7 +139,10 @@ async fn killed_in_the_middle_of_a_sync_recovers() -> anyhow::Result<()> {
     let mut have = 0u64;
     while have == 0 {
         anyhow::ensure!(std::time::Instant::now() < deadline, "sync never started");
-        if let Some(n) = lines.recv_timeout(Duration::from_secs(10))?.strip_prefix("HAVE ") {
+        if let Some(n) = lines
+            .recv_timeout(Duration::from_secs(10))?
+            .strip_prefix("HAVE ")
+        {
             have = n.parse()?;
         }
     }
@@ -130,9 +154,11 @@ async fn killed_in_the_middle_of_a_sync_recovers() -> anyhow::Result<()> {
         assert!(problems.is_empty(), "{problems:?}");
     }
     let back = start_bulk(dir, &[&peer.addr]).await?;
-    wait_until(Duration::from_secs(60), "the interrupted sync completes", || async {
-        back.count("t").await == 20_000
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the interrupted sync completes",
+        || async { back.count("t").await == 20_000 },
+    )
     .await?;
     assert_eq!(back.ids("t").await, peer.ids("t").await);
     Ok(())

@@ -35,7 +35,11 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 if let Ok(status) = handle.topics().await {
-                    let n: u64 = status.iter().filter(|t| t.name == topic.as_str()).map(|t| t.posts).sum();
+                    let n: u64 = status
+                        .iter()
+                        .filter(|t| t.name == topic.as_str())
+                        .map(|t| t.posts)
+                        .sum();
                     println!("HAVE {n}");
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -44,11 +48,25 @@ async fn main() -> anyhow::Result<()> {
     };
     for i in 0..count {
         let id = handle
-            .publish(topic.clone(), Draft { body: format!("own post {i}"), ..Draft::default() })
+            .publish(
+                topic.clone(),
+                Draft {
+                    body: format!("own post {i}"),
+                    ..Draft::default()
+                },
+            )
             .await?;
         println!("ACK {id}");
     }
-    let _ = handle.read(topic, ReadQuery { limit: 1, since_ms: None }).await;
+    let _ = handle
+        .read(
+            topic,
+            ReadQuery {
+                limit: 1,
+                since_ms: None,
+            },
+        )
+        .await;
     reporter.await?;
     Ok(())
 }

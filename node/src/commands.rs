@@ -133,6 +133,18 @@ impl EventLoop {
                     });
                 let _ = r.send(result);
             }
+            Command::ImportMany(messages, r) => {
+                let ctx = self.ctx();
+                let mut report = crate::handle::ImportReport::default();
+                for verdict in crate::verify::verify_all(messages, &ctx) {
+                    match verdict.map(|v| self.arrived(v, Origin::Import)) {
+                        Ok(Ok(crate::ingest::Outcome::Stored)) => report.stored += 1,
+                        Ok(Ok(_)) => report.duplicates += 1,
+                        _ => report.refused += 1,
+                    }
+                }
+                let _ = r.send(Ok(report));
+            }
             Command::SyncCounters(r) => {
                 let s = &self.sync;
                 let _ = r.send(Ok((s.round_trips, s.bytes_sent, s.bytes_received)));

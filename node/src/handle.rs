@@ -22,6 +22,17 @@ pub struct ReadQuery {
     pub since_ms: Option<u64>,
 }
 
+/// What became of a batch of imported items.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Newly stored.
+    pub stored: usize,
+    /// Already held.
+    pub duplicates: usize,
+    /// Invalid or refused.
+    pub refused: usize,
+}
+
 /// Something that happened on the node, for followers (`read --follow`) and
 /// tests that wait on a condition.
 #[derive(Clone, Debug)]
@@ -82,6 +93,7 @@ pub(crate) enum Command {
     SyncNow(Reply<()>),
     SyncCounters(Reply<(u64, u64, u64)>),
     Import(protocol::Message, Reply<bool>),
+    ImportMany(Vec<protocol::Message>, Reply<ImportReport>),
     CutOff(String, bool, Reply<()>),
     PublishRaw(String, Vec<u8>, Reply<()>),
     Shutdown(Reply<()>),
@@ -231,6 +243,16 @@ impl NodeHandle {
     pub async fn cut_off(&self, peer_id: &str, cut: bool) -> Result<(), NodeError> {
         let peer = peer_id.to_string();
         self.ask(|r| Command::CutOff(peer, cut, r)).await
+    }
+
+    /// Imports many signed items at once: signatures are checked on every
+    /// core, then each item takes the one arrival path in order. Refused
+    /// items are counted, not errors.
+    pub async fn import_many(
+        &self,
+        messages: Vec<protocol::Message>,
+    ) -> Result<ImportReport, NodeError> {
+        self.ask(|r| Command::ImportMany(messages, r)).await
     }
 
     /// Sync traffic counters: (round trips, bytes sent, bytes received).

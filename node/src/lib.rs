@@ -21,12 +21,13 @@ mod event_loop;
 mod ingest;
 mod moderation_view;
 mod sync_driver;
+mod verify;
 mod views;
 
 pub use config::NodeConfig;
 pub use datadir::DataDir;
 pub use error::NodeError;
-pub use handle::{NodeEvent, NodeHandle, ReadQuery};
+pub use handle::{ImportReport, NodeEvent, NodeHandle, ReadQuery};
 pub use ingest::{AUTHOR_BURST, AUTHOR_GOSSIP_PER_MINUTE, AUTHOR_POSTS_PER_MINUTE};
 pub use sync_driver::{INBOUND_REQUESTS_PER_WINDOW, INBOUND_WINDOW};
 

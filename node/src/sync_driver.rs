@@ -10,7 +10,7 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::PeerId;
 use protocol::sync::{self, Initiator, ItemKey, Step, SyncRequest, SyncResponse, SyncScope};
 use protocol::wire::{self, MAX_SYNC_FRAME_BYTES};
-use protocol::{Message, TopicName};
+use protocol::TopicName;
 
 use crate::api::SyncProgress;
 use crate::event_loop::EventLoop;
@@ -286,10 +286,12 @@ impl EventLoop {
             };
             session.initiator.on_response(response, &set)
         };
-        // Every item goes through the one arrival path, as gossip does.
+        // Every item goes through the one arrival path, as gossip does;
+        // signatures are checked on every core first.
         let ctx = self.ctx();
-        for item in session.initiator.take_items() {
-            match Message::decode_and_verify(&item, &ctx) {
+        let items = session.initiator.take_items();
+        for verdict in crate::verify::decode_and_verify_all(&items, &ctx) {
+            match verdict {
                 Ok(v) => match self.arrived(v, Origin::Sync) {
                     Ok(crate::ingest::Outcome::Stored) => session.received += 1,
                     Ok(_) => {}

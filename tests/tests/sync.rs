@@ -132,15 +132,11 @@ async fn agreeing_nodes_reconcile_in_few_round_trips_and_send_no_post() -> anyho
             now - 10_000_000 + i * 1000,
         )?));
     }
-    for p in &posts {
-        a.handle.import(p.clone()).await?;
-    }
+    a.handle.import_many(posts.clone()).await?;
     let b_dir = net.member("b")?;
     let b = start_bulk(b_dir, &[]).await?;
     b.handle.join(topic("big")).await?;
-    for p in &posts {
-        b.handle.import(p.clone()).await?;
-    }
+    b.handle.import_many(posts).await?;
     let (rt0, sent0, recv0) = b.handle.sync_counters().await?;
     b.handle.dial(&a.addr).await?;
     wait_until(DEADLINE, "a sync round to complete", || async {

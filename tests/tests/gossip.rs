@@ -215,3 +215,42 @@ async fn hostile_messages_are_neither_stored_nor_relayed() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_talk_over_quic_too() -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let quic = |dir| {
+        let mut c = node::NodeConfig::local(dir);
+        c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()];
+        c
+    };
+    let a = node::start(quic(net.admin.clone())).await?;
+    let a_id = a.handle.id().await?;
+    let a_addr = a_id
+        .listen_addrs
+        .iter()
+        .find(|x| x.contains("quic-v1"))
+        .map(|x| format!("{x}/p2p/{}", a_id.peer_id))
+        .ok_or_else(|| anyhow::anyhow!("no QUIC address"))?;
+    let mut cb = quic(net.member("b")?);
+    cb.bootstrap = vec![a_addr];
+    let b = node::start(cb).await?;
+    a.handle.join(topic("t")).await?;
+    b.handle.join(topic("t")).await?;
+    let id = a.handle.publish(topic("t"), draft("over udp")).await?;
+    wait_until(DEADLINE, "the post over QUIC", || async {
+        b.handle
+            .read(
+                topic("t"),
+                ReadQuery {
+                    limit: 10,
+                    since_ms: None,
+                },
+            )
+            .await
+            .map(|v| v.iter().any(|p| p.id == id.to_string()))
+            .unwrap_or(false)
+    })
+    .await?;
+    Ok(())
+}

@@ -335,3 +335,28 @@ impl EventLoop {
         self.sync.plans.entry(peer).or_default().current = Some(session);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_asking_over_and_over_is_cut_to_the_window_budget() {
+        let mut driver = SyncDriver::default();
+        let greedy = PeerId::random();
+        let polite = PeerId::random();
+        let t0 = Instant::now();
+        let allowed = (0..1000)
+            .filter(|_| driver.allow_inbound(greedy, t0))
+            .count();
+        assert_eq!(allowed, INBOUND_REQUESTS_PER_WINDOW as usize);
+        assert!(
+            driver.allow_inbound(polite, t0),
+            "other peers keep their budget"
+        );
+        assert!(
+            driver.allow_inbound(greedy, t0 + INBOUND_WINDOW + Duration::from_millis(1)),
+            "the budget comes back after the window"
+        );
+    }
+}

@@ -175,3 +175,32 @@ pub async fn start_with(config: NodeConfig) -> anyhow::Result<TestNode> {
 pub fn topic(name: &str) -> TopicName {
     TopicName::parse(name).unwrap_or_else(|e| panic!("bad test topic {name}: {e}"))
 }
+
+/// Has the admin's node (`nodes[0]`) appoint `nodes[moderator]` and waits
+/// until every node knows exactly one moderator.
+pub async fn appoint(nodes: &[TestNode], moderator: usize) -> anyhow::Result<()> {
+    let admin = nodes.first().ok_or_else(|| anyhow::anyhow!("no nodes"))?;
+    let key = nodes
+        .get(moderator)
+        .ok_or_else(|| anyhow::anyhow!("no node {moderator}"))?
+        .handle
+        .id()
+        .await?
+        .author
+        .parse()?;
+    admin
+        .handle
+        .moderate(protocol::moderation::ModActionKind::AppointModerator { key })
+        .await?;
+    for n in nodes {
+        wait_until(DEADLINE, "the appointment on every node", || async {
+            n.handle
+                .mod_list()
+                .await
+                .map(|l| l.moderators.len() == 1)
+                .unwrap_or(false)
+        })
+        .await?;
+    }
+    Ok(())
+}

@@ -29,21 +29,7 @@ async fn community(net: &mut TestNet, members: usize) -> anyhow::Result<Vec<Test
         n.handle.join(topic("t")).await?;
         n.handle.join(topic("u")).await?;
     }
-    let moderator = key(&nodes[1]).await?;
-    nodes[0]
-        .handle
-        .moderate(ModActionKind::AppointModerator { key: moderator })
-        .await?;
-    for n in &nodes {
-        wait_until(DEADLINE, "the appointment everywhere", || async {
-            n.handle
-                .mod_list()
-                .await
-                .map(|l| l.moderators.len() == 1)
-                .unwrap_or(false)
-        })
-        .await?;
-    }
+    mutual_tests::appoint(&nodes, 1).await?;
     Ok(nodes)
 }
 

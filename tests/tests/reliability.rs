@@ -195,21 +195,7 @@ async fn a_healed_partition_converges_on_posts_and_moderation() -> anyhow::Resul
     for n in &nodes {
         n.handle.join(topic("t")).await?;
     }
-    let moderator = nodes[4].handle.id().await?.author.parse()?;
-    nodes[0]
-        .handle
-        .moderate(ModActionKind::AppointModerator { key: moderator })
-        .await?;
-    for n in &nodes {
-        wait_until(DEADLINE, "appointment everywhere", || async {
-            n.handle
-                .mod_list()
-                .await
-                .map(|l| l.moderators.len() == 1)
-                .unwrap_or(false)
-        })
-        .await?;
-    }
+    mutual_tests::appoint(&nodes, 4).await?;
     let (left, right) = nodes.split_at(3);
     let left: Vec<&TestNode> = left.iter().collect();
     let right: Vec<&TestNode> = right.iter().collect();

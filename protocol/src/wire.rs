@@ -130,6 +130,9 @@ fn map_decode_error(e: bincode::error::DecodeError) -> WireError {
     use bincode::error::DecodeError;
     match e {
         DecodeError::Utf8 { .. } => WireError::NotUtf8,
+        // A field rule's own message (e.g. a topic name): bincode's Display
+        // of this variant is its Debug form, quotes escaped.
+        DecodeError::OtherString(text) => WireError::Malformed(text),
         DecodeError::LimitExceeded => WireError::TooLarge {
             size: 0,
             limit: MAX_SYNC_FRAME_BYTES,

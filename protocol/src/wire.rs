@@ -51,8 +51,20 @@ pub enum WireError {
     Malformed(String),
 }
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// bincode's standard configuration with a decode limit. bincode allocates
+/// a string or byte list of the length the input claims before reading it,
+/// so without a limit a forged length (a few bytes saying 2^60) panics with
+/// a capacity overflow or aborts the process out of memory. With it, a
+/// claim past the largest frame is refused as too large. Encoding ignores
+/// the limit.
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_SYNC_FRAME_BYTES>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<MAX_SYNC_FRAME_BYTES>()
 }
 
 /// Encodes a value canonically (without a version byte): signing input,
@@ -181,6 +193,47 @@ mod tests {
         assert_eq!(
             decode_versioned::<String>(&bytes, 100),
             Err(WireError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn a_forged_length_is_refused_not_allocated() {
+        // A string, a byte list and a list of lists whose lengths claim
+        // 2^64 - 1, 2^40 and 2^32 elements, in a few bytes.
+        let mut huge = vec![WIRE_VERSION, 253];
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_versioned::<String>(&huge, 100),
+            Err(WireError::TooLarge { .. })
+        ));
+        let mut big = vec![WIRE_VERSION, 253];
+        big.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        // (Lists go through serde's cautious preallocation: refused when
+        // the input runs out.)
+        assert!(decode_versioned::<Vec<u8>>(&big, 100).is_err());
+        assert!(matches!(
+            decode_versioned::<String>(&big, 100),
+            Err(WireError::TooLarge { .. })
+        ));
+        let mut many = vec![WIRE_VERSION, 253];
+        many.extend_from_slice(&(1u64 << 32).to_le_bytes());
+        assert!(decode_versioned::<Vec<Vec<u8>>>(&many, 100).is_err());
+    }
+
+    #[test]
+    fn values_up_to_the_frame_limit_still_decode() {
+        let value = vec![7u8; MAX_SYNC_FRAME_BYTES - 16];
+        let bytes = encode_versioned(&value);
+        assert_eq!(
+            decode_versioned::<Vec<u8>>(&bytes, MAX_SYNC_FRAME_BYTES),
+            Ok(value)
+        );
+        let items = vec![vec![1u8; 1000]; 2000];
+        let bytes = encode_versioned(&items);
+        assert!(bytes.len() < MAX_SYNC_FRAME_BYTES);
+        assert_eq!(
+            decode_versioned::<Vec<Vec<u8>>>(&bytes, MAX_SYNC_FRAME_BYTES),
+            Ok(items)
         );
     }
 

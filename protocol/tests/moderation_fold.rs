@@ -4,10 +4,12 @@
 //!
 //! - [`ModerationState::fold`] does not depend on the order of the set, and
 //!   agrees with a small reference model of the rules in `state.rs`.
-//! - [`ModerationState::apply`] always equals the fold of the actions it
-//!   accepted; with every appoint/revoke applied first, any order of the
-//!   rest gives one and the same state, whose effect (moderators, blocks,
-//!   hides, pins, public log) is that of folding the whole set.
+//! - [`ModerationState::apply`], in any arrival order, ends in exactly the
+//!   state the fold of the same set gives (an action that arrives before
+//!   the appointment that makes it effective is kept and takes effect when
+//!   the appointment comes; a late revocation undoes later actions); what
+//!   each `apply` reports as changed is the real difference; a refused
+//!   action changes no decision.
 //! - Actions by outsiders, appointments by anyone but the admin and actions
 //!   of another community change nothing.
 //! - A moderator's actions after their revocation have no effect; a forged
@@ -20,7 +22,7 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use protocol::moderation::{ModAction, ModActionKind, Scope, VerifiedModAction};
-use protocol::state::{Decision, ModerationError};
+use protocol::state::{Applied, Decision, ModerationError};
 use protocol::{
     ActionId, CommunityId, Identity, PostId, PublicKey, Signed, TopicName, ValidationContext,
     ValidationError,
@@ -262,27 +264,57 @@ fn fold(actions: &[VerifiedModAction]) -> protocol::ModerationState {
     protocol::ModerationState::fold(*COMMUNITY, admin(), actions)
 }
 
-/// Applies `actions` one by one; returns the state and what was accepted.
+/// Applies `actions` one by one to a new state; returns the state and what
+/// was accepted. Checks on the way that what each call reports is what
+/// changed, and that a refused action decides nothing: one of another
+/// community, an appointment by a non-admin or a duplicate leaves the state
+/// as it was; one whose signer is not a moderator at its time changes no
+/// decision and is kept aside for a later appointment.
 fn apply_all(actions: &[VerifiedModAction]) -> (protocol::ModerationState, Vec<VerifiedModAction>) {
     let mut state = protocol::ModerationState::new(*COMMUNITY, admin());
     let mut accepted = Vec::new();
     for a in actions {
         let before = state.clone();
         match state.apply(a) {
-            Ok(()) => accepted.push(a.clone()),
+            Ok(applied) => {
+                assert_eq!(applied, changes(&before, &state), "{:?}", a.content());
+                accepted.push(a.clone());
+            }
+            Err(ModerationError::NotModerator { .. }) => {
+                assert_eq!(
+                    state.decisions(),
+                    before.decisions(),
+                    "a refused action decided"
+                );
+                assert_eq!(effect(&state), effect(&before), "a refused action decided");
+                assert!(state.contains(&a.id()), "a pending action was not kept");
+                assert_eq!(state.len(), before.len() + 1);
+            }
             Err(_) => assert_eq!(state, before, "a refused action changed the state"),
         }
     }
     (state, accepted)
 }
 
-/// Appoints and revocations first, each group in its own shuffled order.
-fn roles_first(actions: &[VerifiedModAction], seed: u64) -> Vec<VerifiedModAction> {
-    let (roles, rest): (Vec<_>, Vec<_>) =
-        actions.iter().cloned().partition(|a| a.kind.admin_only());
-    let mut out = shuffled(&roles, seed);
-    out.extend(shuffled(&rest, seed.wrapping_add(1)));
-    out
+/// What changed between two states, computed naively from their targets.
+fn changes(before: &protocol::ModerationState, after: &protocol::ModerationState) -> Applied {
+    fn gone<T: Ord + Clone>(a: &BTreeSet<T>, b: &BTreeSet<T>) -> Vec<T> {
+        a.difference(b).cloned().collect()
+    }
+    let pinned =
+        |s: &protocol::ModerationState| -> BTreeSet<PostId> { s.pinned().into_iter().collect() };
+    let (b_blocks, a_blocks) = (before.block_targets(), after.block_targets());
+    let (b_hidden, a_hidden) = (before.hidden_targets(), after.hidden_targets());
+    let (b_pinned, a_pinned) = (pinned(before), pinned(after));
+    Applied {
+        newly_blocked: gone(&a_blocks, &b_blocks),
+        unblocked: gone(&b_blocks, &a_blocks),
+        newly_hidden: gone(&a_hidden, &b_hidden),
+        unhidden: gone(&b_hidden, &a_hidden),
+        newly_pinned: gone(&a_pinned, &b_pinned),
+        unpinned: gone(&b_pinned, &a_pinned),
+        moderators_changed: before.current_moderators() != after.current_moderators(),
+    }
 }
 
 /// What the state decides, as a person or the node sees it.
@@ -437,35 +469,30 @@ proptest! {
         prop_assert_eq!(observed(&state), model(&actions));
     }
 
-    /// Whatever the order, `apply` ends in the fold of what it accepted.
+    /// Whatever the arrival order, `apply` ends in the very state (kept
+    /// actions included) that the fold of the whole set gives.
     #[test]
-    fn apply_equals_the_fold_of_what_it_accepted(
-        specs in prop::collection::vec(any_spec(), 0..28),
-        seed in any::<u64>(),
-    ) {
-        let actions = shuffled(&verify_all(&specs), seed);
-        let (state, accepted) = apply_all(&actions);
-        prop_assert_eq!(&state, &fold(&accepted));
-    }
-
-    /// With every appoint/revoke applied first, the rest may come in any
-    /// order: the same state, with the effect of folding the whole set.
-    #[test]
-    fn apply_with_roles_first_is_order_independent(
+    fn apply_in_any_order_equals_the_fold(
         specs in prop::collection::vec(any_spec(), 0..28),
         seeds in (any::<u64>(), any::<u64>()),
     ) {
         let actions = verify_all(&specs);
-        let (one, accepted) = apply_all(&roles_first(&actions, seeds.0));
-        let (two, _) = apply_all(&roles_first(&actions, seeds.1));
-        prop_assert_eq!(&one, &two);
-        prop_assert_eq!(&one, &fold(&accepted));
-        // `fold` also keeps the actions that are not effective (a later
-        // appointment could make them so), `apply` refuses them: the kept
-        // sets differ, what they decide does not.
         let whole = fold(&actions);
+        let (one, accepted) = apply_all(&shuffled(&actions, seeds.0));
+        let (two, _) = apply_all(&shuffled(&actions, seeds.1));
+        prop_assert_eq!(&one, &whole);
+        prop_assert_eq!(&two, &whole);
         prop_assert_eq!(effect(&one), effect(&whole));
         prop_assert_eq!(observed(&one), model(&actions));
+        prop_assert!(accepted.iter().all(|a| a.community == *COMMUNITY));
+        // Applying everything again changes nothing: all duplicates.
+        let mut again = one.clone();
+        for a in &actions {
+            if a.community == *COMMUNITY && (!a.kind.admin_only() || a.signer == admin()) {
+                prop_assert_eq!(again.apply(a), Err(ModerationError::Duplicate));
+            }
+        }
+        prop_assert_eq!(&again, &whole);
     }
 
     /// Outsiders' actions, appointments by non-admins and actions of
@@ -480,15 +507,17 @@ proptest! {
         let junk = verify_all(&junk_specs);
         let mut with_junk = actions.clone();
         with_junk.extend(junk.iter().cloned());
-        prop_assert_eq!(effect(&fold(&with_junk)), effect(&fold(&actions)));
+        let clean = fold(&actions);
+        prop_assert_eq!(fold(&with_junk).decisions(), clean.decisions());
+        prop_assert_eq!(effect(&fold(&with_junk)), effect(&clean));
         prop_assert_eq!(
             model(&with_junk), model(&actions),
             "the reference model agrees the junk is inert"
         );
 
-        let (clean, _) = apply_all(&roles_first(&actions, seed));
-        let (state, accepted) = apply_all(&roles_first(&with_junk, seed));
-        prop_assert_eq!(&state, &clean);
+        let (state, accepted) = apply_all(&shuffled(&with_junk, seed));
+        prop_assert_eq!(state.decisions(), clean.decisions());
+        prop_assert_eq!(effect(&state), effect(&clean));
         for j in &junk {
             prop_assert!(!accepted.contains(j), "junk was accepted: {:?}", j.content());
         }
@@ -535,8 +564,12 @@ fn a_block_after_revocation_has_no_effect() {
         let (mut state, _) = apply_all(&[appoint.clone(), revoke.clone()]);
         assert_eq!(
             state.apply(&block),
-            Err(ModerationError::NotModerator(public(m).short()))
+            Err(ModerationError::NotModerator {
+                signer: public(m).short(),
+                at_ms: at,
+            })
         );
+        assert!(state.is_blocked(&public(x), &burnout()).is_none());
     }
     // Before the revocation (from the appointment on) it does take effect,
     // and a revocation arriving later does not undo it.
@@ -576,7 +609,12 @@ fn only_the_admin_can_appoint_or_revoke() {
     for signer in [m, CANDIDATES[1], OUTSIDERS[0]] {
         for kind in [Kind::Appoint(OUTSIDERS[1]), Kind::Revoke(m)] {
             let action = spec(signer, kind, 5, 0);
-            assert_eq!(state.apply(&action), Err(ModerationError::NotAdmin));
+            assert_eq!(
+                state.apply(&action),
+                Err(ModerationError::NotAdmin {
+                    signer: public(signer).short()
+                })
+            );
             assert_eq!(state, before);
         }
     }
@@ -595,7 +633,13 @@ fn an_action_of_another_community_is_refused() {
         other_community: true,
     }
     .verified();
-    assert_eq!(state.apply(&foreign), Err(ModerationError::WrongCommunity));
+    assert_eq!(
+        state.apply(&foreign),
+        Err(ModerationError::WrongCommunity {
+            expected: COMMUNITY.short(),
+            found: OTHER_COMMUNITY.short(),
+        })
+    );
     assert!(state.is_empty());
     assert!(fold(&[foreign]).is_empty());
 }
@@ -695,4 +739,152 @@ fn a_forged_action_fails_with_bad_signature() {
         stolen.verify(&ctx),
         Err(ValidationError::BadSignature(_))
     ));
+}
+
+#[test]
+fn an_action_that_arrives_before_its_signers_appointment_takes_effect_with_it() {
+    let m = CANDIDATES[0];
+    let x = OUTSIDERS[0];
+    let appoint = spec(ADMIN, Kind::Appoint(m), 10, 0);
+    let block = spec(m, Kind::Block(x, 0), 15, 0);
+    let hide = spec(m, Kind::Hide(1), 16, 1);
+    let mut state = protocol::ModerationState::new(*COMMUNITY, admin());
+    for a in [&block, &hide] {
+        assert!(matches!(
+            state.apply(a),
+            Err(ModerationError::NotModerator { .. })
+        ));
+    }
+    assert!(state.is_blocked(&public(x), &burnout()).is_none());
+    assert_eq!(state.pending().len(), 2);
+    assert!(state.log().is_empty());
+
+    let applied = state.apply(&appoint).expect("the admin may appoint");
+    assert_eq!(
+        applied,
+        Applied {
+            newly_blocked: vec![(public(x), Scope::Community)],
+            newly_hidden: vec![post(1)],
+            moderators_changed: true,
+            ..Applied::default()
+        }
+    );
+    assert!(state.pending().is_empty());
+    let info = state
+        .is_blocked(&public(x), &burnout())
+        .expect("blocked now");
+    assert_eq!(info.by, public(m));
+    assert_eq!(info.by_name.as_deref(), Some("mod-a"));
+    assert_eq!(info.reason, "reason 0");
+    assert_eq!(info.at, 15);
+    assert_eq!(info.action, block.id());
+    assert_eq!(state, fold(&[appoint, block, hide]));
+}
+
+#[test]
+fn a_late_revocation_reports_what_it_lifts() {
+    let m = CANDIDATES[1];
+    let x = OUTSIDERS[1];
+    let (mut state, _) = apply_all(&[
+        spec(ADMIN, Kind::Appoint(m), 10, 0),
+        spec(m, Kind::Block(x, 1), 30, 0),
+        spec(m, Kind::Pin(2), 31, 1),
+        spec(m, Kind::Hide(0), 12, 2),
+    ]);
+    assert_eq!(state.blocks().len(), 1);
+    let applied = state
+        .apply(&spec(ADMIN, Kind::Revoke(m), 20, 1))
+        .expect("the admin may revoke");
+    assert_eq!(
+        applied,
+        Applied {
+            unblocked: vec![(public(x), scope(1))],
+            unpinned: vec![post(2)],
+            moderators_changed: true,
+            ..Applied::default()
+        }
+    );
+    assert!(
+        state.hidden(&post(0)).is_some(),
+        "the hide at 12 predates the revocation at 20"
+    );
+    assert_eq!(state.pending().len(), 2);
+}
+
+#[test]
+fn an_unblock_in_one_scope_leaves_the_other_in_force() {
+    let x = OUTSIDERS[0];
+    let grief = common::topic("grief");
+    let state = fold(&[
+        spec(ADMIN, Kind::Block(x, 0), 1, 0),
+        spec(ADMIN, Kind::Block(x, 1), 2, 0),
+        spec(ADMIN, Kind::Unblock(x, 0), 3, 0),
+    ]);
+    assert!(state.is_blocked(&public(x), &burnout()).is_some());
+    assert!(state.is_blocked(&public(x), &grief).is_none());
+    assert_eq!(state.block_targets().len(), 1);
+    let state = fold(&[
+        spec(ADMIN, Kind::Block(x, 0), 1, 0),
+        spec(ADMIN, Kind::Unblock(x, 1), 3, 0),
+    ]);
+    assert!(
+        state.is_blocked(&public(x), &burnout()).is_some(),
+        "a topic unblock does not lift a community block"
+    );
+}
+
+#[test]
+fn moderators_log_and_pins_say_who_did_what() {
+    let (a, b) = (CANDIDATES[0], CANDIDATES[1]);
+    let state = fold(&[
+        spec(ADMIN, Kind::Appoint(a), 1, 0),
+        spec(ADMIN, Kind::Appoint(b), 2, 1),
+        spec(ADMIN, Kind::Revoke(b), 9, 2),
+        spec(a, Kind::Pin(0), 3, 0),
+        spec(b, Kind::Hide(1), 4, 0),
+        spec(OUTSIDERS[0], Kind::Unpin(0), 5, 0),
+    ]);
+    assert_eq!(state.moderators(), vec![(public(a), Some("mod-a".into()))]);
+    let mut at_5 = state.moderators_at(5);
+    at_5.sort();
+    let mut expected = vec![
+        (public(a), Some("mod-a".to_string())),
+        (public(b), Some("mod-b".to_string())),
+    ];
+    expected.sort();
+    assert_eq!(at_5, expected);
+    assert!(state.moderators_at(0).is_empty());
+    assert_eq!(state.current_moderators(), vec![admin(), public(a)]);
+    assert!(
+        state.is_moderator(&admin(), 0),
+        "the admin always moderates"
+    );
+    assert!(state.is_moderator(&public(b), 4));
+    assert!(!state.is_moderator(&public(b), 9));
+
+    let pin = state.pin(&post(0)).expect("pinned");
+    assert_eq!((pin.by, pin.at), (public(a), 3));
+    assert!(state.is_pinned(&post(0)), "the outsider's unpin is inert");
+    assert_eq!(state.pinned(), vec![post(0)]);
+    assert_eq!(state.hidden(&post(1)).map(|h| h.by), Some(public(b)));
+
+    let log: Vec<(u64, Option<&str>)> = state
+        .log()
+        .iter()
+        .map(|a| (a.created_at, a.signer_name.as_deref()))
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            (1, Some("admin")),
+            (2, Some("admin")),
+            (3, Some("mod-a")),
+            (4, Some("mod-b")),
+            (9, Some("admin")),
+        ]
+    );
+    assert_eq!(state.len(), 6);
+    assert_eq!(state.pending().len(), 1);
+    assert_eq!(state.admin(), admin());
+    assert_eq!(state.community(), *COMMUNITY);
 }

@@ -139,6 +139,81 @@ fn every_byte_replaced_by_another_value_is_refused() {
     }
 }
 
+/// Where `needle` starts in `haystack` (it must occur exactly once).
+fn span(haystack: &[u8], needle: &[u8]) -> std::ops::Range<usize> {
+    let starts: Vec<usize> = haystack
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(starts.len(), 1, "{needle:?} is not unique in the message");
+    starts[0]..starts[0] + needle.len()
+}
+
+#[test]
+fn a_changed_byte_is_refused_for_the_right_reason() {
+    // Every bit of a signed post, with the reason the change must be
+    // refused for where the layout makes it certain: a changed letter of a
+    // text is a bad signature, a changed byte that breaks UTF-8 is not
+    // UTF-8, a changed community is the wrong community, a changed key or
+    // id is a bad signature, a changed version byte is an unknown version.
+    let post = sample_post();
+    let bytes = post_bytes(&post);
+    let c = &post.content;
+    let texts = [
+        span(&bytes, c.body.as_bytes()),
+        span(&bytes, c.content_warning.as_deref().unwrap().as_bytes()),
+        span(&bytes, c.author_name.as_deref().unwrap().as_bytes()),
+    ];
+    let signed_ids = [
+        span(&bytes, c.author.as_bytes()),
+        span(&bytes, c.parent.unwrap().as_bytes()),
+        bytes.len() - 64..bytes.len(),
+    ];
+    let community_at = span(&bytes, c.community.as_bytes());
+    let mut certain = 0usize;
+    for position in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut changed = bytes.clone();
+            changed[position] ^= 1 << bit;
+            let err = refusal(&changed);
+            let what = format!("bit {bit} of byte {position}: {err:?}");
+            assert!(!err.to_string().is_empty(), "{what}");
+            if position == 0 {
+                assert_eq!(
+                    err,
+                    ValidationError::Wire(WireError::UnknownVersion(changed[0])),
+                    "{what}"
+                );
+            } else if texts.iter().any(|t| t.contains(&position)) {
+                if changed[position].is_ascii() {
+                    assert!(matches!(err, ValidationError::BadSignature(_)), "{what}");
+                } else {
+                    assert_eq!(err, ValidationError::Wire(WireError::NotUtf8), "{what}");
+                }
+            } else if signed_ids.iter().any(|r| r.contains(&position)) {
+                assert!(matches!(err, ValidationError::BadSignature(_)), "{what}");
+            } else if community_at.contains(&position) {
+                assert!(
+                    matches!(err, ValidationError::WrongCommunity { .. }),
+                    "{what}"
+                );
+            } else {
+                // Lengths, tags, varints: a wire error or, where the
+                // change still decodes, a rule or the signature.
+                continue;
+            }
+            certain += 1;
+        }
+    }
+    assert!(
+        certain * 10 > bytes.len() * 8 * 9,
+        "only {certain} of {} changes had a certain reason",
+        bytes.len() * 8
+    );
+}
+
 #[test]
 fn a_forged_post_fails_with_bad_signature() {
     let author = key(AUTHOR).public().short();

@@ -3,11 +3,11 @@
 //! substring of the error it must produce. Another implementation of the
 //! protocol can replay the same file.
 //!
-//! The file is written by the ignored test `regenerate_invalid_vectors`
+//! The file is written by the ignored test `regenerate_vectors`
 //! from keys with fixed seeds, so it is deterministic:
 //!
 //! ```text
-//! cargo test -p mutual-protocol --test vectors -- --ignored regenerate_invalid_vectors
+//! cargo test -p mutual-protocol --test vectors -- --ignored regenerate_vectors
 //! ```
 
 mod common;
@@ -261,7 +261,7 @@ fn refusal(v: &Vector) -> ValidationError {
 /// and review the diff.
 #[test]
 #[ignore]
-fn regenerate_invalid_vectors() {
+fn regenerate_vectors() {
     let mut text = serde_json::to_string_pretty(&generate()).expect("serialisable");
     text.push('\n');
     std::fs::create_dir_all(path().parent().expect("a parent")).expect("mkdir vectors");
@@ -295,7 +295,7 @@ fn committed_vectors_are_what_the_generator_writes() {
     assert!(
         load() == generate(),
         "protocol/vectors/invalid.json is stale: run `cargo test -p mutual-protocol \
-         --test vectors -- --ignored regenerate_invalid_vectors` and review the diff"
+         --test vectors -- --ignored regenerate_vectors` and review the diff"
     );
 }
 

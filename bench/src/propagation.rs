@@ -1,0 +1,393 @@
+//! Part 2, propagation: nodes on 127.0.0.1, each bootstrapped from two
+//! others, all in one topic; posts published from random nodes at a steady
+//! rate; for each post the time until every node has stored it, and how
+//! many copies of it each node's gossip layer handed to the node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use node::NodeEvent;
+use protocol::post::Draft;
+use protocol::Message;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use tokio::runtime::Runtime;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
+
+use crate::fixtures::{self, BenchNode, Community};
+use crate::report::Report;
+
+const PART: &str = "propagation";
+
+/// Sizes of the propagation part.
+pub(crate) struct Sizes {
+    /// Nodes in the network.
+    pub(crate) nodes: usize,
+    /// Posts published.
+    pub(crate) posts: usize,
+    /// Posts per second across the network.
+    pub(crate) rate: f64,
+    /// How long to wait for the last delivery after the last publish.
+    pub(crate) deadline: Duration,
+}
+
+/// What one node saw, written by its follower task.
+#[derive(Default)]
+struct NodeLog {
+    /// First time each post (printable id) was stored.
+    stored: HashMap<String, Instant>,
+    /// Gossip messages handed to the node per post.
+    gossip: HashMap<String, u32>,
+    /// Events the follower missed (broadcast lag).
+    lagged: u64,
+    /// Bytes of the post messages gossip handed over, and how many.
+    post_bytes: u64,
+    posts: u64,
+}
+
+type Log = Arc<Mutex<NodeLog>>;
+
+fn lock(log: &Log) -> std::sync::MutexGuard<'_, NodeLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn follow(handle: &node::NodeHandle) -> Log {
+    let log: Log = Arc::default();
+    let mut rx = handle.subscribe();
+    let out = log.clone();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(NodeEvent::PostStored(view)) => {
+                    let now = Instant::now();
+                    lock(&out).stored.entry(view.id).or_insert(now);
+                }
+                Ok(NodeEvent::GossipReceived { data, .. }) => {
+                    if let Ok(Message::Post(p)) = Message::decode(&data) {
+                        let mut l = lock(&out);
+                        *l.gossip.entry(p.id().to_string()).or_default() += 1;
+                        l.post_bytes += data.len() as u64;
+                        l.posts += 1;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => lock(&out).lagged += n,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+    log
+}
+
+/// Bytes received on the loopback interface so far (the whole network
+/// namespace: other programs on 127.0.0.1 count too).
+fn loopback_rx_bytes() -> Option<u64> {
+    let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
+    let line = dev.lines().find(|l| l.trim_start().starts_with("lo:"))?;
+    line.split(':')
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Runs the part and adds its rows.
+pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
+    rt.block_on(run_async(report, sizes))
+}
+
+async fn run_async(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
+    let mut com = Community::new()?;
+    let topic = fixtures::topic();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20);
+
+    // A sparse start: node i dials two random earlier nodes; discovery of
+    // the topic's providers does the rest.
+    let mut nodes: Vec<BenchNode> = Vec::new();
+    let mut logs: Vec<Log> = Vec::new();
+    let setup = Instant::now();
+    for i in 0..sizes.nodes {
+        let data = if i == 0 {
+            com.admin.clone()
+        } else {
+            com.member()?
+        };
+        let mut earlier: Vec<usize> = (0..i).collect();
+        earlier.shuffle(&mut rng);
+        let bootstrap = earlier
+            .iter()
+            .take(2)
+            .map(|j| nodes[*j].addr.clone())
+            .collect();
+        let node = BenchNode::start(fixtures::config(data, bootstrap)).await?;
+        logs.push(follow(&node.handle));
+        node.handle.join(topic.clone()).await?;
+        nodes.push(node);
+    }
+    let min_peers = 3.min(sizes.nodes - 1);
+    fixtures::wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        "every node to have 3 peers",
+        || async {
+            for n in &nodes {
+                if n.handle.peers().await.map(|p| p.len()).unwrap_or(0) < min_peers {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await?;
+    // Warm-up posts from three nodes must reach everyone: the mesh works.
+    let mut warm = Vec::new();
+    for (i, node) in nodes.iter().enumerate().take(3) {
+        let id = node
+            .handle
+            .publish(
+                topic.clone(),
+                Draft {
+                    body: format!("warm-up {i}"),
+                    ..Draft::default()
+                },
+            )
+            .await?;
+        warm.push(id.to_string());
+    }
+    fixtures::wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        "the warm-up posts to reach every node",
+        || async {
+            logs.iter()
+                .all(|l| warm.iter().all(|w| lock(l).stored.contains_key(w)))
+        },
+    )
+    .await?;
+    // A few heartbeats for the meshes to settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut peer_counts = Vec::new();
+    for n in &nodes {
+        peer_counts.push(n.handle.peers().await?.len());
+    }
+    let setup_s = setup.elapsed().as_secs_f64();
+
+    // Idle loopback traffic, to subtract from the traffic while posting.
+    let idle_window = Duration::from_secs(3);
+    let lo0 = loopback_rx_bytes();
+    tokio::time::sleep(idle_window).await;
+    let lo1 = loopback_rx_bytes();
+    let idle_rate = match (lo0, lo1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / idle_window.as_secs_f64()),
+        _ => None,
+    };
+
+    // Each node publishes the same share, in a random order, at a steady
+    // overall rate (every node's key stays under the gossip burst of 60).
+    let mut order: Vec<usize> = (0..sizes.posts).map(|k| k % sizes.nodes).collect();
+    order.shuffle(&mut rng);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / sizes.rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut publishing: JoinSet<(usize, Instant, Duration, Result<String, node::NodeError>)> =
+        JoinSet::new();
+    let publish_start = Instant::now();
+    for (k, origin) in order.iter().enumerate() {
+        ticker.tick().await;
+        let handle = nodes[*origin].handle.clone();
+        let topic = topic.clone();
+        let origin = *origin;
+        let filler: u32 = rng.gen();
+        publishing.spawn(async move {
+            let t0 = Instant::now();
+            let r = handle
+                .publish(topic, Draft {
+                    body: format!("post {k} from node {origin} ({filler:08x}): I hear you, and you are not alone in this."),
+                    ..Draft::default()
+                })
+                .await
+                .map(|id| id.to_string());
+            (origin, t0, t0.elapsed(), r)
+        });
+    }
+    let mut published: Vec<(String, usize, Instant)> = Vec::new();
+    let mut publish_ms: Vec<f64> = Vec::new();
+    let mut publish_errors = 0usize;
+    while let Some(r) = publishing.join_next().await {
+        let (origin, t0, took, id) = r?;
+        match id {
+            Ok(id) => {
+                published.push((id, origin, t0));
+                publish_ms.push(fixtures::ms(took));
+            }
+            Err(e) => {
+                publish_errors += 1;
+                eprintln!("propagation: a publish failed: {e}");
+            }
+        }
+    }
+    let publish_span = publish_start.elapsed();
+    let all_in = fixtures::wait_until(
+        sizes.deadline,
+        Duration::from_millis(100),
+        "every post to reach every node",
+        || async {
+            logs.iter().all(|l| {
+                let l = lock(l);
+                published.iter().all(|(id, _, _)| l.stored.contains_key(id))
+            })
+        },
+    )
+    .await;
+    let traffic_span = publish_start.elapsed();
+    let lo2 = loopback_rx_bytes();
+
+    // Latency of each post to its last node, delivery, copies.
+    let mut to_last: Vec<f64> = Vec::new();
+    let mut each: Vec<f64> = Vec::new();
+    let mut delivered = 0usize;
+    let mut extra_copies = 0u64;
+    let mut by_gossip_pairs = 0u64;
+    let mut not_by_gossip = 0u64;
+    let mut lagged = 0u64;
+    let (mut post_bytes, mut post_msgs) = (0u64, 0u64);
+    let locked: Vec<_> = logs.iter().map(lock).collect();
+    for l in &locked {
+        lagged += l.lagged;
+        post_bytes += l.post_bytes;
+        post_msgs += l.posts;
+    }
+    let mean_post = post_bytes as f64 / post_msgs.max(1) as f64;
+    for (id, origin, t0) in &published {
+        let mut last: Option<f64> = Some(0.0);
+        for (i, l) in locked.iter().enumerate() {
+            match l.stored.get(id) {
+                Some(at) => {
+                    delivered += 1;
+                    let lat = fixtures::ms(at.saturating_duration_since(*t0));
+                    if i != *origin {
+                        each.push(lat);
+                        match l.gossip.get(id) {
+                            Some(c) => {
+                                by_gossip_pairs += 1;
+                                extra_copies += u64::from(c.saturating_sub(1));
+                            }
+                            None => not_by_gossip += 1,
+                        }
+                    }
+                    last = last.map(|m| m.max(lat));
+                }
+                None => last = None,
+            }
+        }
+        if let Some(l) = last {
+            to_last.push(l);
+        }
+    }
+    drop(locked);
+    to_last.sort_by(f64::total_cmp);
+    each.sort_by(f64::total_cmp);
+    publish_ms.sort_by(f64::total_cmp);
+    let pairs = sizes.posts * sizes.nodes;
+    let ratio = delivered as f64 / pairs as f64;
+
+    let shape = format!(
+        "{} nodes, {} posts at {}/s",
+        sizes.nodes, sizes.posts, sizes.rate
+    );
+    report
+        .add(PART, "delivery ratio (post × node)", ratio, "")
+        .note(format!(
+            "{shape}; {delivered} of {pairs} within {:.0} s of the last publish; {publish_errors} publish errors",
+            sizes.deadline.as_secs_f64()
+        ));
+    report
+        .add(
+            PART,
+            "latency to the last node, p50",
+            fixtures::quantile(&to_last, 0.5),
+            "ms",
+        )
+        .note("from the publish call to PostStored on the last node");
+    report.add(
+        PART,
+        "latency to the last node, p99",
+        fixtures::quantile(&to_last, 0.99),
+        "ms",
+    );
+    report.add(
+        PART,
+        "latency to the last node, max",
+        to_last.last().copied().unwrap_or(f64::NAN),
+        "ms",
+    );
+    report
+        .add(
+            PART,
+            "latency per delivery, p50",
+            fixtures::quantile(&each, 0.5),
+            "ms",
+        )
+        .note("every (post, other node) pair");
+    report
+        .add(
+            PART,
+            "publish command, p50",
+            fixtures::quantile(&publish_ms, 0.5),
+            "ms",
+        )
+        .note(format!(
+            "sign, store, flush to disk, gossip; p99 {:.1} ms; posting took {:.1} s",
+            fixtures::quantile(&publish_ms, 0.99),
+            publish_span.as_secs_f64()
+        ));
+    report
+        .add(
+            PART,
+            "duplicates per post per node (GossipReceived − 1)",
+            extra_copies as f64 / by_gossip_pairs.max(1) as f64,
+            "",
+        )
+        .note(format!(
+            "gossipsub drops duplicates before the node sees them, so this event cannot show them; {not_by_gossip} deliveries came by sync, {lagged} events lagged"
+        ));
+    if let (Some(idle), Some(a), Some(b)) = (idle_rate, lo1, lo2) {
+        let net = (b.saturating_sub(a) as f64 - idle * traffic_span.as_secs_f64()).max(0.0);
+        let per = net / (published.len().max(1) * (sizes.nodes - 1)) as f64;
+        report
+            .add(PART, "loopback bytes per post per receiving node (estimate)", per, "B")
+            .note(format!(
+                "all of 127.0.0.1 minus the idle rate ({:.0} B/s): gossip, IHAVE/IWANT/IDONTWANT, noise+yamux+TCP/IP headers, sync; {:.1}× the {}-byte post (every copy also pays ~100–200 B of framing)",
+                idle,
+                per / mean_post.max(1.0),
+                mean_post.round()
+            ));
+    }
+    report
+        .add(
+            PART,
+            "peers per node when posting began, mean",
+            peer_counts.iter().sum::<usize>() as f64 / peer_counts.len() as f64,
+            "",
+        )
+        .note(format!(
+            "min {}, max {}; network formed in {:.1} s",
+            peer_counts.iter().min().copied().unwrap_or(0),
+            peer_counts.iter().max().copied().unwrap_or(0),
+            setup_s
+        ));
+
+    let mut stops = JoinSet::new();
+    for n in nodes {
+        stops.spawn(n.stop());
+    }
+    while stops.join_next().await.is_some() {}
+    if let Err(e) = all_in {
+        report.failures.push(format!(
+            "propagation: {e} ({delivered} of {pairs} delivered)"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,774 @@
+use super::*;
+use protocol::post::Draft;
+use protocol::{CommunityId, Identity, Post, ValidationContext};
+
+fn community() -> CommunityId {
+    CommunityId::of_bytes(b"test community")
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName::parse(name).unwrap()
+}
+
+fn post(who: &Identity, topic_name: &str, body: &str, at: u64) -> VerifiedPost {
+    Post::write(
+        who,
+        community(),
+        topic(topic_name),
+        Draft {
+            body: body.into(),
+            ..Draft::default()
+        },
+        at,
+    )
+    .unwrap()
+    .verify(&ValidationContext {
+        community: community(),
+        now_ms: at,
+    })
+    .unwrap()
+}
+
+fn key_of(p: &SignedPost) -> ItemKey {
+    ItemKey {
+        created_at: p.content.created_at,
+        id: p.id().0,
+    }
+}
+
+fn bodies(posts: &[SignedPost]) -> Vec<&str> {
+    posts.iter().map(|p| p.content.body.as_str()).collect()
+}
+
+/// Some valid `Message` bytes, for log entries whose content does not
+/// matter.
+fn log_msg() -> Vec<u8> {
+    Message::Post(post(&Identity::generate(None), "log", "x", 1).into_signed()).encode()
+}
+
+fn assert_consistent(s: &Store) {
+    let problems = s.check_integrity().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn insert_get_and_idempotent_insert() {
+    let s = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let p = post(&me, "t", "hello", 1000);
+    assert!(!s.contains_post(&p.id()).unwrap());
+    assert!(s.get_post(&p.id()).unwrap().is_none());
+    assert!(s.insert_post(&p).unwrap());
+    assert!(s.contains_post(&p.id()).unwrap());
+    assert_eq!(s.get_post(&p.id()).unwrap().unwrap(), *p.signed());
+    let bytes = s.get_post_bytes(&p.id()).unwrap().unwrap();
+    assert_eq!(bytes, Message::Post(p.signed().clone()).encode());
+    assert!(!s.insert_post(&p).unwrap(), "second insert stores nothing");
+    assert_eq!(s.count_topic(&topic("t")).unwrap(), 1);
+    assert_eq!(s.post_count().unwrap(), 1);
+    assert_consistent(&s);
+}
+
+#[test]
+fn topic_pages_newest_first_and_since_oldest_first() {
+    let s = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let t = topic("t");
+    // Inserted out of order: the order comes from created_at.
+    for i in [3u64, 0, 9, 1, 7, 2, 8, 4, 6, 5] {
+        assert!(s
+            .insert_post(&post(&me, "t", &format!("p{i}"), 1000 + i))
+            .unwrap());
+    }
+    s.insert_post(&post(&me, "other", "elsewhere", 1005))
+        .unwrap();
+    assert_eq!(s.count_topic(&t).unwrap(), 10);
+    assert_eq!(s.post_count().unwrap(), 11);
+
+    let page = s.topic_page(&t, None, 4).unwrap();
+    assert_eq!(bodies(&page), ["p9", "p8", "p7", "p6"]);
+    let page2 = s
+        .topic_page(&t, Some(key_of(page.last().unwrap())), 4)
+        .unwrap();
+    assert_eq!(bodies(&page2), ["p5", "p4", "p3", "p2"]);
+    let page3 = s
+        .topic_page(&t, Some(key_of(page2.last().unwrap())), 4)
+        .unwrap();
+    assert_eq!(bodies(&page3), ["p1", "p0"]);
+    let page4 = s
+        .topic_page(&t, Some(key_of(page3.last().unwrap())), 4)
+        .unwrap();
+    assert!(page4.is_empty());
+    assert!(s.topic_page(&t, None, 0).unwrap().is_empty());
+    assert!(s
+        .topic_page(&topic("nothing"), None, 10)
+        .unwrap()
+        .is_empty());
+    // A topic whose name extends another's never leaks into it.
+    s.insert_post(&post(&me, "t-2", "neighbour", 1003)).unwrap();
+    assert_eq!(s.topic_page(&t, None, 100).unwrap().len(), 10);
+
+    let since = s.topic_since(&t, 1006, 10).unwrap();
+    assert_eq!(bodies(&since), ["p6", "p7", "p8", "p9"]);
+    assert_eq!(bodies(&s.topic_since(&t, 0, 2).unwrap()), ["p0", "p1"]);
+    assert!(s.topic_since(&t, 5000, 10).unwrap().is_empty());
+    assert!(s.topic_since(&t, u64::MAX, 10).unwrap().is_empty());
+    assert_consistent(&s);
+}
+
+#[test]
+fn counts_stay_exact_across_deletes_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate(None);
+    let t = topic("t");
+    let posts: Vec<_> = (0..6)
+        .map(|i| post(&me, "t", &format!("p{i}"), 100 + i))
+        .collect();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        for p in &posts {
+            s.insert_post(p).unwrap();
+        }
+        assert_eq!(
+            s.delete_post(&posts[0].id()).unwrap().unwrap(),
+            *posts[0].signed()
+        );
+        assert!(
+            s.delete_post(&posts[0].id()).unwrap().is_none(),
+            "a second delete finds nothing"
+        );
+        assert_eq!(s.count_topic(&t).unwrap(), 5);
+        s.flush().unwrap();
+    }
+    {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.count_topic(&t).unwrap(), 5);
+        s.delete_post(&posts[1].id()).unwrap();
+        assert!(
+            s.insert_post(&posts[0]).unwrap(),
+            "not retracted: may return"
+        );
+        assert_eq!(s.count_topic(&t).unwrap(), 5);
+        for p in &posts {
+            s.delete_post(&p.id()).unwrap();
+        }
+        assert_eq!(s.count_topic(&t).unwrap(), 0);
+        assert_eq!(s.post_count().unwrap(), 0);
+        assert_consistent(&s);
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.count_topic(&t).unwrap(), 0);
+    assert_consistent(&s);
+}
+
+#[test]
+fn reopening_gives_back_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate(None);
+    let other = Identity::generate(None);
+    let p = post(&me, "t", "hello", 5);
+    let hidden = post(&other, "t", "hidden", 6);
+    let retracted = post(&me, "t", "oops", 7);
+    let log_key = ItemKey {
+        created_at: 9,
+        id: [4; 32],
+    };
+    let log_bytes = Message::Post(p.signed().clone()).encode();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.insert_post(&p).unwrap();
+        s.insert_post(&hidden).unwrap();
+        s.hide_post(&hidden.id(), b"hidden: spam").unwrap().unwrap();
+        s.add_retraction(&retracted.id(), &me.public()).unwrap();
+        assert!(s.insert_log(log_key, &log_bytes).unwrap());
+        s.join_topic(&topic("t")).unwrap();
+        s.add_peer_addr(b"peer", "/ip4/1.2.3.4/tcp/1").unwrap();
+        s.mute(&other.public()).unwrap();
+        s.set_meta("manifest", b"m").unwrap();
+        s.flush().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.get_post(&p.id()).unwrap().unwrap(), *p.signed());
+    assert!(!s.contains_post(&hidden.id()).unwrap());
+    assert_eq!(
+        s.tombstone_of(&hidden.id()).unwrap().as_deref(),
+        Some(&b"hidden: spam"[..])
+    );
+    assert_eq!(
+        s.retraction_author(&retracted.id()).unwrap(),
+        Some(me.public())
+    );
+    assert!(!s.insert_post(&retracted).unwrap());
+    assert_eq!(s.log_items().unwrap(), vec![(log_key, log_bytes)]);
+    assert!(s.contains_log(&log_key).unwrap());
+    let joined = s.joined_topics_with_times().unwrap();
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0].0, topic("t"));
+    assert!(joined[0].1.is_some_and(|at| at > 0));
+    assert_eq!(
+        s.peer_addrs().unwrap(),
+        vec![(b"peer".to_vec(), vec!["/ip4/1.2.3.4/tcp/1".to_string()])]
+    );
+    assert!(s.is_muted(&other.public()).unwrap());
+    assert_eq!(s.get_meta("manifest").unwrap().as_deref(), Some(&b"m"[..]));
+    assert_eq!(s.count_topic(&topic("t")).unwrap(), 1);
+    assert_consistent(&s);
+}
+
+#[test]
+fn blocking_an_author_in_a_topic_or_the_community_deletes_index_entries_too() {
+    let s = Store::temporary().unwrap();
+    let troll = Identity::generate(None);
+    let kind = Identity::generate(None);
+    for i in 0..5 {
+        s.insert_post(&post(&troll, "a", &format!("x{i}"), 10 + i))
+            .unwrap();
+        s.insert_post(&post(&troll, "b", &format!("y{i}"), 10 + i))
+            .unwrap();
+        s.insert_post(&post(&troll, "c", &format!("w{i}"), 10 + i))
+            .unwrap();
+        s.insert_post(&post(&kind, "a", &format!("z{i}"), 10 + i))
+            .unwrap();
+    }
+    let (a, b, c) = (topic("a"), topic("b"), topic("c"));
+    let gone = s
+        .delete_author_posts(&troll.public(), &Scope::Topic(a.clone()))
+        .unwrap();
+    assert_eq!(gone.len(), 5);
+    assert!(gone.iter().all(|id| !s.contains_post(id).unwrap()));
+    assert_eq!(s.count_topic(&a).unwrap(), 5);
+    assert_eq!(s.count_topic(&b).unwrap(), 5);
+    assert!(s
+        .topic_page(&a, None, 100)
+        .unwrap()
+        .iter()
+        .all(|p| p.content.author == kind.public()));
+    assert_consistent(&s);
+
+    let gone = s
+        .delete_author_posts(&troll.public(), &Scope::Community)
+        .unwrap();
+    assert_eq!(gone.len(), 10);
+    assert_eq!(s.count_topic(&b).unwrap(), 0);
+    assert_eq!(s.count_topic(&c).unwrap(), 0);
+    assert_eq!(s.count_topic(&a).unwrap(), 5);
+    assert!(s
+        .delete_author_posts(&troll.public(), &Scope::Community)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.count_author_between(&troll.public(), 0, u64::MAX, 100)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.count_author_between(&kind.public(), 11, 12, 100).unwrap(),
+        2
+    );
+    assert_eq!(
+        s.count_author_between(&kind.public(), 12, 11, 100).unwrap(),
+        0
+    );
+    assert_consistent(&s);
+}
+
+#[test]
+fn a_retraction_refuses_the_post_forever_but_only_from_its_author() {
+    let s = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let p = post(&me, "t", "regret", 50);
+    assert!(s.insert_post(&p).unwrap());
+    s.add_retraction(&p.id(), &me.public()).unwrap();
+    s.delete_post(&p.id()).unwrap();
+    assert!(!s.insert_post(&p).unwrap());
+    assert!(!s.contains_post(&p.id()).unwrap());
+    assert_eq!(s.count_topic(&topic("t")).unwrap(), 0);
+    // A bogus retraction recorded later under another key neither binds
+    // the author's post nor undoes the author's own retraction.
+    let q = post(&me, "t", "mine", 51);
+    let mallory = Identity::generate(None).public();
+    s.add_retraction(&q.id(), &mallory).unwrap();
+    assert!(s.insert_post(&q).unwrap());
+    s.add_retraction(&p.id(), &mallory).unwrap();
+    assert!(!s.insert_post(&p).unwrap(), "still refused");
+    assert!(s.is_retracted_by(&p.id(), &me.public()).unwrap());
+    assert_consistent(&s);
+}
+
+#[test]
+fn tombstones_page_and_unhide() {
+    let s = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let t = topic("t");
+    let posts: Vec<_> = (0..4)
+        .map(|i| post(&me, "t", &format!("p{i}"), 10 + i))
+        .collect();
+    for p in &posts {
+        s.insert_post(p).unwrap();
+    }
+    for (i, p) in posts.iter().enumerate() {
+        let hidden = s.hide_post(&p.id(), format!("why {i}").as_bytes()).unwrap();
+        assert_eq!(hidden.unwrap(), *p.signed());
+    }
+    assert!(
+        s.hide_post(&posts[0].id(), b"again").unwrap().is_none(),
+        "nothing stored: nothing hidden, nothing written"
+    );
+    assert_eq!(s.count_topic(&t).unwrap(), 0);
+    let page = s.tombstones_page(&t, None, 3).unwrap();
+    let whys: Vec<_> = page.iter().map(|(_, v)| v.clone()).collect();
+    assert_eq!(
+        whys,
+        [b"why 3".to_vec(), b"why 2".to_vec(), b"why 1".to_vec()]
+    );
+    let rest = s.tombstones_page(&t, Some(page[2].0), 3).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].0, key_of(posts[0].signed()));
+    assert_consistent(&s);
+
+    assert!(s.remove_tombstone_of(&posts[1].id()).unwrap());
+    assert!(!s.remove_tombstone_of(&posts[1].id()).unwrap());
+    s.remove_tombstone(&t, key_of(posts[2].signed())).unwrap();
+    assert!(s.tombstone_of(&posts[2].id()).unwrap().is_none());
+    assert_eq!(s.tombstones_page(&t, None, 10).unwrap().len(), 2);
+    // The unhidden post may come back.
+    assert!(s.insert_post(&posts[1]).unwrap());
+    // put_tombstone replaces an earlier tombstone of the same post.
+    s.put_tombstone(&t, key_of(posts[3].signed()), b"new reason")
+        .unwrap();
+    assert_eq!(
+        s.tombstone_of(&posts[3].id()).unwrap().as_deref(),
+        Some(&b"new reason"[..])
+    );
+    assert_eq!(s.tombstones_page(&t, None, 10).unwrap().len(), 2);
+    assert_consistent(&s);
+}
+
+#[test]
+fn sync_scans_are_ordered_and_bounded() {
+    let s = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    for i in 0..20 {
+        s.insert_post(&post(&me, "t", &format!("p{i}"), 100 + i))
+            .unwrap();
+        s.insert_post(&post(&me, "u", &format!("q{i}"), 100 + i))
+            .unwrap();
+    }
+    let scope = SyncScope::Topic(topic("t"));
+    let mut keys = Vec::new();
+    s.scan_keys(&scope, &ItemKey::MIN, &ItemKey::MAX, &mut |k| {
+        keys.push(*k);
+        true
+    })
+    .unwrap();
+    assert_eq!(keys.len(), 20, "only this topic's keys");
+    assert!(keys.windows(2).all(|w| w[0] < w[1]));
+
+    // Stops when told to.
+    let mut seen = 0;
+    s.scan_keys(&scope, &ItemKey::MIN, &ItemKey::MAX, &mut |_| {
+        seen += 1;
+        seen < 3
+    })
+    .unwrap();
+    assert_eq!(seen, 3);
+
+    // Half-open bounds; empty and inverted ranges are empty.
+    let mut inner = Vec::new();
+    s.scan_keys(&scope, &keys[3], &keys[7], &mut |k| {
+        inner.push(*k);
+        true
+    })
+    .unwrap();
+    assert_eq!(inner, keys[3..7].to_vec());
+    for (from, to) in [(&keys[7], &keys[3]), (&keys[5], &keys[5])] {
+        s.scan_keys(&scope, from, to, &mut |_| panic!("nothing in range"))
+            .unwrap();
+        assert!(s
+            .items_in(&scope, from, to, 10, usize::MAX)
+            .unwrap()
+            .is_empty());
+    }
+
+    let items = s
+        .items_in(&scope, &keys[5], &ItemKey::MAX, 3, usize::MAX)
+        .unwrap();
+    assert_eq!(
+        items.iter().map(|i| i.0).collect::<Vec<_>>(),
+        keys[5..8].to_vec()
+    );
+    for (k, bytes) in &items {
+        match Message::decode(bytes).unwrap() {
+            Message::Post(p) => assert_eq!(p.id().0, k.id),
+            other => panic!("not a post: {other:?}"),
+        }
+    }
+    // Byte bound: stops before the item that would exceed it, but always
+    // returns at least one.
+    let one = items[0].1.len();
+    let two = s
+        .items_in(&scope, &keys[0], &ItemKey::MAX, 100, one * 2 + 1)
+        .unwrap();
+    assert_eq!(two.len(), 2);
+    let at_least_one = s.items_in(&scope, &keys[0], &ItemKey::MAX, 100, 1).unwrap();
+    assert_eq!(at_least_one.len(), 1);
+    assert!(s
+        .items_in(&scope, &keys[0], &ItemKey::MAX, 0, usize::MAX)
+        .unwrap()
+        .is_empty());
+
+    let by_keys = s
+        .items_by_keys(&scope, &[keys[1], ItemKey::MIN, keys[0]])
+        .unwrap();
+    assert_eq!(by_keys.len(), 2, "unknown keys are skipped");
+    assert_eq!(by_keys[0], items_at(&s, &scope, &keys[1]));
+    // A post is not served under another topic.
+    assert!(s
+        .items_by_keys(&SyncScope::Topic(topic("u")), &keys[..2])
+        .unwrap()
+        .is_empty());
+}
+
+fn items_at(s: &Store, scope: &SyncScope, key: &ItemKey) -> Vec<u8> {
+    let mut items = s
+        .items_in(scope, key, &ItemKey::MAX, 1, usize::MAX)
+        .unwrap();
+    items.remove(0).1
+}
+
+#[test]
+fn community_log_is_ordered_and_insert_once() {
+    let s = Store::temporary().unwrap();
+    let key = |at: u64, b: u8| ItemKey {
+        created_at: at,
+        id: [b; 32],
+    };
+    assert!(s.insert_log(key(300, 1), b"c").unwrap());
+    assert!(s.insert_log(key(100, 9), b"a").unwrap());
+    assert!(s.insert_log(key(200, 5), b"b").unwrap());
+    assert!(
+        !s.insert_log(key(200, 5), b"other").unwrap(),
+        "already there"
+    );
+    let items = s.log_items().unwrap();
+    assert_eq!(
+        items,
+        vec![
+            (key(100, 9), b"a".to_vec()),
+            (key(200, 5), b"b".to_vec()),
+            (key(300, 1), b"c".to_vec())
+        ]
+    );
+    assert_eq!(s.log_len().unwrap(), 3);
+    let scope = SyncScope::CommunityLog;
+    let mut keys = Vec::new();
+    s.scan_keys(&scope, &key(150, 0), &ItemKey::MAX, &mut |k| {
+        keys.push(*k);
+        true
+    })
+    .unwrap();
+    assert_eq!(keys, [key(200, 5), key(300, 1)]);
+    let items = s
+        .items_in(&scope, &ItemKey::MIN, &key(300, 1), 10, usize::MAX)
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        s.items_by_keys(&scope, &[key(300, 1), key(1, 1)]).unwrap(),
+        vec![b"c".to_vec()]
+    );
+    assert!(s.contains_log(&key(100, 9)).unwrap());
+    assert!(!s.contains_log(&key(100, 8)).unwrap());
+}
+
+#[test]
+fn a_store_in_use_is_named_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(e @ StoreError::InUse { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("in use by another mutual node"), "{msg}");
+            assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second open of the same directory must fail"),
+    }
+    drop(first);
+    Store::open(dir.path()).expect("free again once the first store is dropped");
+}
+
+#[test]
+fn joined_topics_peers_mutes_and_meta() {
+    let s = Store::temporary().unwrap();
+    s.join_topic(&topic("b")).unwrap();
+    s.join_topic(&topic("a")).unwrap();
+    let first = s.joined_topics_with_times().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    s.join_topic(&topic("a")).unwrap();
+    assert_eq!(
+        s.joined_topics_with_times().unwrap(),
+        first,
+        "rejoining keeps the first time"
+    );
+    assert_eq!(s.joined_topics().unwrap(), [topic("a"), topic("b")]);
+    s.leave_topic(&topic("a")).unwrap();
+    assert_eq!(s.joined_topics().unwrap(), [topic("b")]);
+
+    for i in 0..(MAX_ADDRS_PER_PEER + 3) {
+        s.add_peer_addr(b"p1", &format!("/ip4/10.0.0.{i}/tcp/1"))
+            .unwrap();
+    }
+    s.add_peer_addr(b"p1", "/ip4/10.0.0.5/tcp/1").unwrap();
+    s.add_peer_addr(b"p1", &"x".repeat(MAX_ADDR_BYTES + 1))
+        .unwrap();
+    s.add_peer_addr(b"p2", "/dns/example.org/tcp/4001").unwrap();
+    let book = s.peer_addrs().unwrap();
+    assert_eq!(book.len(), 2);
+    let (peer, addrs) = &book[0];
+    assert_eq!(peer, b"p1");
+    assert_eq!(addrs.len(), MAX_ADDRS_PER_PEER);
+    assert_eq!(addrs[0], "/ip4/10.0.0.5/tcp/1", "seen again: first");
+    assert_eq!(
+        addrs[1],
+        format!("/ip4/10.0.0.{}/tcp/1", MAX_ADDRS_PER_PEER + 2)
+    );
+    assert_eq!(
+        addrs.iter().filter(|a| *a == "/ip4/10.0.0.5/tcp/1").count(),
+        1
+    );
+    s.remove_peer(b"p1").unwrap();
+    assert_eq!(s.peer_addrs().unwrap().len(), 1);
+
+    let who = Identity::generate(None).public();
+    assert!(!s.is_muted(&who).unwrap());
+    s.mute(&who).unwrap();
+    assert!(s.mutes().unwrap().contains(&who));
+    s.unmute(&who).unwrap();
+    assert!(s.mutes().unwrap().is_empty());
+
+    assert_eq!(s.get_meta("seq").unwrap(), None);
+    s.set_meta("seq", &7u64.to_be_bytes()).unwrap();
+    assert_eq!(
+        s.get_meta("seq").unwrap(),
+        Some(7u64.to_be_bytes().to_vec())
+    );
+    s.remove_meta("seq").unwrap();
+    assert_eq!(s.get_meta("seq").unwrap(), None);
+}
+
+#[test]
+fn flushing_tracks_what_is_dirty() {
+    let s = Store::temporary().unwrap();
+    s.flush().unwrap();
+    assert!(!s.is_dirty());
+    assert!(!s.flush_if_dirty().unwrap());
+    s.insert_post(&post(&Identity::generate(None), "t", "x", 1))
+        .unwrap();
+    assert!(s.is_dirty());
+    assert!(s.flush_if_dirty().unwrap());
+    assert!(!s.is_dirty());
+    s.set_meta("k", b"v").unwrap();
+    let fut = s.flush_async();
+    assert!(!s.is_dirty());
+    futures::executor::block_on(fut).unwrap();
+    assert!(s.size_on_disk().unwrap() > 0);
+}
+
+#[test]
+fn damaged_values_are_skipped_reported_and_repaired() {
+    let s = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let posts: Vec<_> = (0..5)
+        .map(|i| post(&me, "t", &format!("body-{i}"), 10 + i))
+        .collect();
+    for p in &posts {
+        s.insert_post(p).unwrap();
+    }
+    let t = topic("t");
+    // Damage behind the store's back: a post's bytes, a dangling index
+    // entry, a missing author entry, a wrong count, junk values elsewhere.
+    let broken = posts[1].id();
+    s.posts
+        .insert(broken.as_bytes(), &b"\x01garbage"[..])
+        .unwrap();
+    let ghost = ItemKey {
+        created_at: 12,
+        id: [0xee; 32],
+    };
+    s.topic_index
+        .insert(topic_key(b"t", &ghost), &[][..])
+        .unwrap();
+    s.author_index
+        .remove(author_key(
+            me.public().as_bytes(),
+            &key_of(posts[3].signed()),
+        ))
+        .unwrap();
+    s.counts.insert(b"t", &encode_u64(42)[..]).unwrap();
+    s.peers.insert(b"p", &b"junk"[..]).unwrap();
+    s.topics.insert(&b"\xff"[..], &[][..]).unwrap();
+    s.mutes.insert(&b"short"[..], &[][..]).unwrap();
+    s.log.insert(&b"bad"[..], &b"x"[..]).unwrap();
+
+    // Reads skip, never panic.
+    let page = s.topic_page(&t, None, 10).unwrap();
+    assert_eq!(bodies(&page), ["body-4", "body-3", "body-2", "body-0"]);
+    assert!(s.get_post(&broken).unwrap().is_none());
+    assert!(s.peer_addrs().unwrap().is_empty());
+    assert!(s.joined_topics().unwrap().is_empty());
+    assert!(s.mutes().unwrap().is_empty());
+    assert!(s.log_items().unwrap().is_empty());
+    let scope = SyncScope::Topic(t.clone());
+    let items = s
+        .items_in(&scope, &ItemKey::MIN, &ItemKey::MAX, 100, usize::MAX)
+        .unwrap();
+    assert_eq!(
+        items.len(),
+        5,
+        "the damaged post is served raw; the ghost is not"
+    );
+
+    let problems = s.check_integrity().unwrap();
+    let text = problems.join("\n");
+    assert!(text.contains("does not decode"), "{text}");
+    assert!(text.contains("has no post"), "{text}");
+    assert!(text.contains("has no author index entry"), "{text}");
+    assert!(text.contains("counts 42"), "{text}");
+    assert!(text.contains("community log"), "{text}");
+    assert!(!text.contains("body-"), "no content in reports");
+
+    let fixed = s.repair().unwrap();
+    assert!(fixed >= 4, "{fixed}");
+    let after: Vec<_> = s
+        .check_integrity()
+        .unwrap()
+        .into_iter()
+        .filter(|p| !p.contains("community log"))
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(s.count_topic(&t).unwrap(), 4);
+    assert_eq!(s.repair().unwrap(), 0, "repair is idempotent");
+
+    // Deleting a post whose bytes are damaged cleans its index entries.
+    let s = Store::temporary().unwrap();
+    for p in &posts {
+        s.insert_post(p).unwrap();
+    }
+    s.posts
+        .insert(broken.as_bytes(), &b"\x01garbage"[..])
+        .unwrap();
+    assert!(s.delete_post(&broken).unwrap().is_none());
+    assert!(!s.contains_post(&broken).unwrap());
+    assert_eq!(s.count_topic(&t).unwrap(), 4);
+    assert_consistent(&s);
+}
+
+#[test]
+fn a_newer_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.info
+            .insert(LAYOUT_KEY, &encode_u64(LAYOUT_VERSION + 1)[..])
+            .unwrap();
+        s.flush().unwrap();
+    }
+    match Store::open(dir.path()) {
+        Err(e @ StoreError::NewerLayout { .. }) => {
+            assert!(e.to_string().contains("upgrade mutual"), "{e}")
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a newer layout must be refused"),
+    }
+}
+
+#[test]
+fn a_store_without_layout_gets_its_tombstone_links() {
+    let s = Store::temporary().unwrap();
+    let t = topic("t");
+    let key = ItemKey {
+        created_at: 3,
+        id: [3; 32],
+    };
+    // As an older store wrote them: a tombstone without its link, a
+    // retraction as post id → author; no layout version.
+    let me = Identity::generate(None);
+    let p = post(&me, "t", "gone", 5);
+    s.retractions
+        .insert(&p.id().0[..], &me.public().0[..])
+        .unwrap();
+    s.tombstones
+        .insert(topic_key(b"t", &key), &b"old"[..])
+        .unwrap();
+    s.info.remove(LAYOUT_KEY).unwrap();
+    assert!(!s.check_integrity().unwrap().is_empty());
+    s.check_layout().unwrap();
+    assert_consistent(&s);
+    assert!(s.remove_tombstone_of(&PostId(key.id)).unwrap());
+    assert!(s.tombstones_page(&t, None, 10).unwrap().is_empty());
+    assert_eq!(s.retraction_author(&p.id()).unwrap(), Some(me.public()));
+    assert!(!s.insert_post(&p).unwrap());
+}
+
+#[test]
+fn applying_a_retraction_logs_remembers_and_deletes_at_once() {
+    let s = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let other = Identity::generate(None);
+    let p = post(&me, "t", "regret", 50);
+    let theirs = post(&other, "t", "not mine", 51);
+    s.insert_post(&p).unwrap();
+    s.insert_post(&theirs).unwrap();
+    let key = ItemKey {
+        created_at: 60,
+        id: [6; 32],
+    };
+    let done = s
+        .apply_retraction(key, &log_msg(), &p.id(), &me.public())
+        .unwrap();
+    assert!(done.new_in_log);
+    assert_eq!(done.removed.unwrap(), *p.signed());
+    assert!(s.contains_log(&key).unwrap());
+    assert_eq!(s.retraction_author(&p.id()).unwrap(), Some(me.public()));
+    assert!(!s.insert_post(&p).unwrap(), "refused from now on");
+    assert_eq!(s.count_topic(&topic("t")).unwrap(), 1);
+    let again = s
+        .apply_retraction(key, &log_msg(), &p.id(), &me.public())
+        .unwrap();
+    assert_eq!(
+        again,
+        Retracted {
+            new_in_log: false,
+            removed: None
+        }
+    );
+    // Someone else's post is not deleted by my retraction of its id.
+    let key2 = ItemKey {
+        created_at: 61,
+        id: [7; 32],
+    };
+    let none = s
+        .apply_retraction(key2, &log_msg(), &theirs.id(), &me.public())
+        .unwrap();
+    assert!(none.new_in_log);
+    assert!(none.removed.is_none());
+    assert!(s.contains_post(&theirs.id()).unwrap());
+    // It is recorded, but binds nothing: the post may still arrive, and a
+    // later retraction by its author still applies.
+    assert!(s.is_retracted_by(&theirs.id(), &me.public()).unwrap());
+    assert!(!s.is_retracted_by(&theirs.id(), &other.public()).unwrap());
+    let key3 = ItemKey {
+        created_at: 62,
+        id: [8; 32],
+    };
+    let own = s
+        .apply_retraction(key3, &log_msg(), &theirs.id(), &other.public())
+        .unwrap();
+    assert!(own.removed.is_some());
+    assert_eq!(
+        s.retraction_authors(&theirs.id()).unwrap().len(),
+        2,
+        "neither retraction overwrote the other"
+    );
+    assert_consistent(&s);
+}

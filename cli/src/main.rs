@@ -1,1 +1,220 @@
-fn main() {}
+//! `mutual`: the command line of a mutual node. It parses, then either
+//! works on the data directory (init, community, rules), runs a node in the
+//! foreground (`run`), asks a running node over its control socket
+//! (everything else), or runs the in-process demo; then prints.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+mod args;
+mod client;
+mod daemon;
+mod demo;
+mod info;
+mod moderation;
+mod offline;
+mod output;
+mod posts;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// The parsed command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "mutual",
+    version,
+    about = "Peer support with no central host",
+    long_about = "Peer support with no central host.\n\nStart with `mutual init`, then \
+                  `mutual community create NAME` or `mutual community join INVITE`, then \
+                  `mutual run` in one terminal and the other commands in another."
+)]
+struct Cli {
+    /// The node's data directory (keys, community, store, control socket).
+    #[arg(long, global = true, env = "MUTUAL_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print JSON instead of text (one object, or one per line for lists of
+    /// posts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Every command.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create this node's identity (keys) in the data directory.
+    Init {
+        /// A pseudonym shown next to your posts (optional).
+        #[arg(long, value_name = "PSEUDONYM")]
+        name: Option<String>,
+    },
+    /// Create or join a community (works without a running node).
+    #[command(subcommand)]
+    Community(CommunityCommand),
+    /// Print an invite code for others to join this node's community.
+    Invite,
+    /// Print the community's name and rules.
+    Rules,
+    /// Run the node in the foreground until Ctrl-C.
+    Run(daemon::RunArgs),
+    /// Show this node's key, pseudonym, peer id and addresses.
+    Id,
+    /// Join a topic.
+    Join {
+        /// Topic name (letters, digits, '-' and '_').
+        topic: String,
+    },
+    /// Leave a topic.
+    Leave {
+        /// Topic name.
+        topic: String,
+    },
+    /// List joined topics with their post counts.
+    Topics,
+    /// Post to a topic.
+    Post(posts::PostArgs),
+    /// Read a topic: pinned first, then oldest to newest, replies under
+    /// their parent.
+    Read(posts::ReadArgs),
+    /// Take back one of your own posts, everywhere.
+    Retract {
+        /// The post's id (full, or the short form `read` prints).
+        post: String,
+    },
+    /// Report a post to the moderators (only they can read the report).
+    Report {
+        /// The post's id.
+        post: String,
+        /// Why you report it.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Stop seeing an author's posts on this node.
+    Mute {
+        /// The author's key (`mu1…`).
+        author: String,
+    },
+    /// See a muted author's posts again.
+    Unmute {
+        /// The author's key (`mu1…`).
+        author: String,
+    },
+    /// List connected peers.
+    Peers,
+    /// Show peers, topics, store size and sync progress.
+    Status,
+    /// Reconcile history with every connected peer now (the node also does
+    /// this by itself, periodically and on joining a topic).
+    Sync,
+    /// Moderation: for the admin and moderators (anyone may `list`).
+    #[command(subcommand)]
+    Mod(moderation::ModCommand),
+    /// Run a narrated demo network of six nodes on 127.0.0.1.
+    Demo,
+}
+
+/// `mutual community …`.
+#[derive(Subcommand, Debug)]
+enum CommunityCommand {
+    /// Create a community with this identity as its admin.
+    Create {
+        /// The community's name.
+        name: String,
+        /// A file with the community's rules and welcome text.
+        #[arg(long, value_name = "FILE")]
+        rules_file: Option<PathBuf>,
+    },
+    /// Join a community with an invite code.
+    Join {
+        /// The invite code (`mutual-invite:…`).
+        invite: String,
+    },
+}
+
+/// What every command gets: where the data directory is and how to print.
+pub(crate) struct Ctx {
+    /// The data directory.
+    pub(crate) data: node::DataDir,
+    /// Print JSON.
+    pub(crate) json: bool,
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    directories::ProjectDirs::from("", "", "mutual")
+        .map(|d| d.data_dir().to_path_buf())
+        .context("could not find a home directory for the default data directory; pass --data-dir DIR or set MUTUAL_DATA_DIR")
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let data = match cli.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let ctx = Ctx {
+        data: node::DataDir::new(data),
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init { name } => offline::init(&ctx, name),
+        Command::Community(CommunityCommand::Create { name, rules_file }) => {
+            offline::create(&ctx, &name, rules_file.as_deref())
+        }
+        Command::Community(CommunityCommand::Join { invite }) => offline::join(&ctx, &invite),
+        Command::Rules => offline::rules(&ctx),
+        Command::Run(args) => daemon::run(&ctx, args).await,
+        Command::Invite => info::invite(&ctx).await,
+        Command::Id => info::id(&ctx).await,
+        Command::Peers => info::peers(&ctx).await,
+        Command::Status => info::status(&ctx).await,
+        Command::Sync => info::sync(&ctx).await,
+        Command::Join { topic } => posts::join(&ctx, topic).await,
+        Command::Leave { topic } => posts::leave(&ctx, topic).await,
+        Command::Topics => posts::topics(&ctx).await,
+        Command::Post(args) => posts::post(&ctx, args).await,
+        Command::Read(args) => posts::read(&ctx, args).await,
+        Command::Retract { post } => posts::retract(&ctx, post).await,
+        Command::Report { post, reason } => posts::report(&ctx, post, reason).await,
+        Command::Mute { author } => posts::mute(&ctx, author, true).await,
+        Command::Unmute { author } => posts::mute(&ctx, author, false).await,
+        Command::Mod(command) => moderation::run(&ctx, command).await,
+        Command::Demo => demo::run().await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: could not start the async runtime: {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A reader that closed our output (`mutual read t | head`) is
+            // not an error.
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

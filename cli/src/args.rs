@@ -1,0 +1,55 @@
+//! Checks of what a person typed, done before the node is asked, so a typo
+//! gets its clear message even when no node runs. The node checks again.
+
+use std::str::FromStr;
+
+use anyhow::Result;
+use protocol::{PostId, PublicKey, TopicName};
+
+/// A topic name obeys the naming rule.
+pub(crate) fn topic(text: &str) -> Result<()> {
+    TopicName::parse(text)?;
+    Ok(())
+}
+
+/// An author or moderator key is well formed (checksum included).
+pub(crate) fn key(text: &str) -> Result<()> {
+    PublicKey::from_str(text)?;
+    Ok(())
+}
+
+/// A post id is a full id or a short form long enough to look up.
+pub(crate) fn post_id(text: &str) -> Result<()> {
+    if PostId::from_str(text).is_ok() {
+        return Ok(());
+    }
+    PostId::prefix_bytes(text)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_are_caught_with_the_protocol_message() {
+        assert!(topic("Burnout").is_ok());
+        assert!(topic("a b")
+            .unwrap_err()
+            .to_string()
+            .starts_with("bad topic name"));
+        let id = PostId::of_bytes(b"x").to_string();
+        assert!(post_id(&id).is_ok());
+        assert!(post_id(&id[..11]).is_ok());
+        assert!(post_id("hello")
+            .unwrap_err()
+            .to_string()
+            .contains("not a valid post id"));
+        let k = protocol::SecretKey::generate().public().to_string();
+        assert!(key(&k).is_ok());
+        let mut typo = k.clone();
+        typo.pop();
+        typo.push(if k.ends_with('q') { 'p' } else { 'q' });
+        assert!(key(&typo).unwrap_err().to_string().contains("checksum"));
+    }
+}

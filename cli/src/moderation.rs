@@ -1,0 +1,266 @@
+//! `mutual mod …`: moderation. The node refuses an action this identity may
+//! not take before anything is signed or published; its message is shown.
+
+use anyhow::Result;
+use clap::Subcommand;
+use node::api::{ModListView, ReportView};
+use node::control::Request;
+use serde_json::Value;
+
+use crate::args;
+use crate::output::{self, line};
+use crate::Ctx;
+
+/// The moderation commands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum ModCommand {
+    /// Admin: make someone a moderator.
+    Appoint {
+        /// Their key (`mu1…`, from `mutual id`).
+        key: String,
+    },
+    /// Admin: end someone's moderator role.
+    Revoke {
+        /// Their key.
+        key: String,
+    },
+    /// Block an author: their posts are deleted and refused everywhere.
+    Block {
+        /// The author's key.
+        author: String,
+        /// Only in this topic (default: the whole community).
+        #[arg(long, value_name = "TOPIC")]
+        topic: Option<String>,
+        /// Why (shown to everyone in the moderation log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a block.
+    Unblock {
+        /// The author's key.
+        author: String,
+        /// The topic of a topic block (default: the community block).
+        #[arg(long, value_name = "TOPIC")]
+        topic: Option<String>,
+    },
+    /// Hide a post: its text is deleted everywhere, a notice stays.
+    Hide {
+        /// The post's id.
+        post: String,
+        /// Why (shown in its place).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a hide.
+    Unhide {
+        /// The post's id.
+        post: String,
+    },
+    /// Pin a post to the top of its topic.
+    Pin {
+        /// The post's id.
+        post: String,
+    },
+    /// Unpin a post.
+    Unpin {
+        /// The post's id.
+        post: String,
+    },
+    /// Show moderators, blocks, hidden and pinned posts and the public log.
+    List,
+    /// Show the reports this node can read (admin and moderators).
+    Queue,
+}
+
+/// Runs a `mod` command.
+pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
+    check(&command)?;
+    let (request, done) = match command {
+        ModCommand::List => return list(ctx).await,
+        ModCommand::Queue => return queue(ctx).await,
+        ModCommand::Appoint { key } => (
+            Request::ModAppoint { key: key.clone() },
+            format!("Appointed {} as a moderator", output::fingerprint(&key)),
+        ),
+        ModCommand::Revoke { key } => (
+            Request::ModRevoke { key: key.clone() },
+            format!("Revoked {} as a moderator", output::fingerprint(&key)),
+        ),
+        ModCommand::Block {
+            author,
+            topic,
+            reason,
+        } => {
+            let text = format!(
+                "Blocked {} {}",
+                output::fingerprint(&author),
+                scope(topic.as_deref())
+            );
+            (
+                Request::ModBlock {
+                    author,
+                    topic,
+                    reason,
+                },
+                text,
+            )
+        }
+        ModCommand::Unblock { author, topic } => {
+            let text = format!(
+                "Unblocked {} {}",
+                output::fingerprint(&author),
+                scope(topic.as_deref())
+            );
+            (Request::ModUnblock { author, topic }, text)
+        }
+        ModCommand::Hide { post, reason } => (
+            Request::ModHide {
+                post: post.clone(),
+                reason,
+            },
+            format!("Hid {}", output::short_id(&post)),
+        ),
+        ModCommand::Unhide { post } => (
+            Request::ModUnhide { post: post.clone() },
+            format!("Unhid {}", output::short_id(&post)),
+        ),
+        ModCommand::Pin { post } => (
+            Request::ModPin { post: post.clone() },
+            format!("Pinned {}", output::short_id(&post)),
+        ),
+        ModCommand::Unpin { post } => (
+            Request::ModUnpin { post: post.clone() },
+            format!("Unpinned {}", output::short_id(&post)),
+        ),
+    };
+    let result = ctx.call(request).await?;
+    if ctx.json {
+        return output::json(&result);
+    }
+    let action = result
+        .get("id")
+        .and_then(Value::as_str)
+        .map(output::short_id)
+        .unwrap_or_default();
+    Ok(line(format!(
+        "{done} (action {action}); every node will enforce it."
+    ))?)
+}
+
+/// Checks keys, topics and post ids before the node is asked.
+fn check(command: &ModCommand) -> Result<()> {
+    match command {
+        ModCommand::Appoint { key } | ModCommand::Revoke { key } => args::key(key),
+        ModCommand::Block { author, topic, .. } | ModCommand::Unblock { author, topic } => {
+            args::key(author)?;
+            topic.as_deref().map(args::topic).transpose()?;
+            Ok(())
+        }
+        ModCommand::Hide { post, .. }
+        | ModCommand::Unhide { post }
+        | ModCommand::Pin { post }
+        | ModCommand::Unpin { post } => args::post_id(post),
+        ModCommand::List | ModCommand::Queue => Ok(()),
+    }
+}
+
+fn scope(topic: Option<&str>) -> String {
+    match topic {
+        Some(t) => format!("in topic {}", output::clean_line(t)),
+        None => "in the whole community".into(),
+    }
+}
+
+fn reason_text(reason: Option<&str>) -> String {
+    match reason.map(output::clean_line) {
+        Some(r) if !r.trim().is_empty() => format!(": \"{r}\""),
+        _ => String::new(),
+    }
+}
+
+async fn list(ctx: &Ctx) -> Result<()> {
+    let l: ModListView = ctx.call_as(Request::ModList).await?;
+    if ctx.json {
+        return output::json(&l);
+    }
+    let now = node::now_ms();
+    line(format!("admin       {}", output::actor(&l.admin)))?;
+    let mods: Vec<String> = l.moderators.iter().map(output::actor).collect();
+    line(format!(
+        "moderators  {}",
+        if mods.is_empty() {
+            "none".into()
+        } else {
+            mods.join(", ")
+        }
+    ))?;
+    if !l.blocks.is_empty() {
+        line("blocks")?;
+        for b in &l.blocks {
+            let scope = if b.scope == "community" {
+                "the whole community".to_string()
+            } else {
+                format!("topic {}", output::clean_line(&b.scope))
+            };
+            line(format!(
+                "  {} in {scope}, by {}, {}{}",
+                output::fingerprint(&b.author),
+                output::actor(&b.by),
+                output::ago(now, b.at),
+                reason_text(Some(b.reason.as_str()))
+            ))?;
+        }
+    }
+    if !l.hidden.is_empty() {
+        line("hidden")?;
+        for h in &l.hidden {
+            line(format!(
+                "  {} by {}, {}{}",
+                output::short_id(&h.post),
+                output::actor(&h.by),
+                output::ago(now, h.at),
+                reason_text(Some(h.reason.as_str()))
+            ))?;
+        }
+    }
+    if !l.pinned.is_empty() {
+        let pinned: Vec<String> = l.pinned.iter().map(|p| output::short_id(p)).collect();
+        line(format!("pinned      {}", pinned.join(", ")))?;
+    }
+    line("log")?;
+    if l.log.is_empty() {
+        line("  (empty)")?;
+    }
+    for e in &l.log {
+        line(format!(
+            "  {}  {}: {}{}",
+            output::ago(now, e.at),
+            output::actor(&e.by),
+            output::clean_line(&e.action),
+            reason_text(e.reason.as_deref())
+        ))?;
+    }
+    Ok(())
+}
+
+async fn queue(ctx: &Ctx) -> Result<()> {
+    let reports: Vec<ReportView> = ctx.call_as(Request::ModQueue).await?;
+    if ctx.json {
+        return output::json(&reports);
+    }
+    if reports.is_empty() {
+        line("No reports.")?;
+    }
+    let now = node::now_ms();
+    for r in &reports {
+        line(format!(
+            "{}  post {} reported by {}, {}{}",
+            output::short_id(&r.id),
+            output::short_id(&r.post),
+            output::actor(&r.reporter),
+            output::ago(now, r.at),
+            reason_text(Some(r.reason.as_str()))
+        ))?;
+    }
+    Ok(())
+}

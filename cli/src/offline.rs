@@ -1,0 +1,136 @@
+//! Commands that work on the data directory alone, with no node running:
+//! `init`, `community create`, `community join`, `rules`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use node::api::CommunityView;
+use node::NodeError;
+use protocol::SignedManifest;
+use serde_json::json;
+
+use crate::output::{self, line};
+use crate::Ctx;
+
+/// Largest rules file read; the protocol's own limit decides what is
+/// accepted, this only keeps a wrong file (a video) from being read whole.
+const MAX_RULES_FILE_BYTES: u64 = 4 * protocol::MAX_RULES_BYTES as u64;
+
+/// `mutual init [--name PSEUDONYM]`.
+pub(crate) fn init(ctx: &Ctx, name: Option<String>) -> Result<()> {
+    let identity = ctx.data.init(name)?;
+    let author = identity.public().to_string();
+    if ctx.json {
+        return output::json(&json!({
+            "author": author,
+            "name": identity.name,
+            "data_dir": ctx.data.path().display().to_string(),
+        }));
+    }
+    line(format!(
+        "Created identity {} in {}.",
+        output::who(identity.name.as_deref(), &author),
+        ctx.data.path().display()
+    ))?;
+    line(format!("Your key: {author}"))?;
+    line("Next: `mutual community create NAME` to start a community, or `mutual community join INVITE` to join one.")?;
+    Ok(())
+}
+
+fn view(manifest: &SignedManifest) -> CommunityView {
+    let m = &manifest.content;
+    CommunityView {
+        name: m.name.clone(),
+        id: manifest.id().to_string(),
+        admin: m.admin.to_string(),
+        rules: m.rules.clone(),
+        created_at: m.created_at,
+    }
+}
+
+fn read_rules(path: &Path) -> Result<String> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the rules file {}", path.display()))?
+        .len();
+    if size > MAX_RULES_FILE_BYTES {
+        anyhow::bail!(
+            "the rules file {} is {} bytes; rules are at most {} bytes",
+            path.display(),
+            size,
+            protocol::MAX_RULES_BYTES
+        );
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the rules file {}", path.display()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("the rules file {} is not UTF-8 text", path.display()))
+}
+
+/// `mutual community create NAME [--rules-file FILE]`.
+pub(crate) fn create(ctx: &Ctx, name: &str, rules_file: Option<&Path>) -> Result<()> {
+    ctx.check_dir()?;
+    let rules = match rules_file {
+        Some(path) => read_rules(path)?,
+        None => String::new(),
+    };
+    let manifest = ctx.data.create_community(name, &rules, node::now_ms())?;
+    let v = view(&manifest);
+    if ctx.json {
+        return output::json(&v);
+    }
+    line(format!(
+        "Created community \"{}\" ({}); you are its admin.",
+        output::clean_line(&v.name),
+        v.id
+    ))?;
+    line("Next: start the node with `mutual run`, then `mutual invite` prints a code for others.")?;
+    Ok(())
+}
+
+/// `mutual community join INVITE`.
+pub(crate) fn join(ctx: &Ctx, code: &str) -> Result<()> {
+    ctx.check_dir()?;
+    let invite = ctx.data.join_community(code, node::now_ms())?;
+    let v = view(&invite.manifest);
+    if ctx.json {
+        return output::json(&json!({ "community": v, "bootstrap": invite.addrs }));
+    }
+    line(format!(
+        "Joined community \"{}\" ({}).",
+        output::clean_line(&v.name),
+        v.id
+    ))?;
+    print_rules(&v)?;
+    line("Next: `mutual run` starts your node; it connects to the inviter by itself.")?;
+    Ok(())
+}
+
+fn print_rules(v: &CommunityView) -> Result<()> {
+    if v.rules.trim().is_empty() {
+        line("The community has no written rules.")?;
+    } else {
+        line("Rules:")?;
+        for l in output::clean(&v.rules).lines() {
+            line(format!("  {l}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `mutual rules`.
+pub(crate) fn rules(ctx: &Ctx) -> Result<()> {
+    ctx.check_dir()?;
+    ctx.data.identity()?;
+    let manifest = ctx.data.community()?.ok_or(NodeError::NoCommunity)?;
+    let v = view(&manifest);
+    if ctx.json {
+        return output::json(&v);
+    }
+    line(format!(
+        "{} ({}), admin {}",
+        output::clean_line(&v.name),
+        v.id,
+        output::fingerprint(&v.admin)
+    ))?;
+    print_rules(&v)
+}

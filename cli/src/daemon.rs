@@ -26,12 +26,14 @@ pub(crate) struct RunArgs {
 }
 
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise. The node
-/// never logs post bodies, report reasons or keys.
+/// never logs post bodies, report reasons or keys. Colours only on a
+/// terminal, so a log file or journal gets plain text.
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

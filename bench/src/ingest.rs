@@ -21,6 +21,8 @@ const PART: &str = "ingest";
 /// Imports kept in flight on the pipelined handle path: enough that the
 /// event loop always finds the next command queued.
 const IN_FLIGHT: usize = 64;
+/// Posts per `import_many` call: the size of a full sync page.
+const IMPORT_MANY_BATCH: usize = 512;
 /// Most posts the raw verification loops run over (about a second each).
 const VERIFY_SAMPLE: usize = 20_000;
 
@@ -179,6 +181,9 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
     let piped = paired(&mut raw, || {
         rt.block_on(handle_path(&mut com, ours, IN_FLIGHT))
     })?;
+    let many = paired(&mut raw, || {
+        rt.block_on(import_many_path(&mut com, ours, IMPORT_MANY_BATCH))
+    })?;
     let mut store_alone = None;
     let mut flush = None;
     let direct = paired(&mut raw, || {
@@ -261,11 +266,19 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
         )
         .vs("raw verify", piped.raw.0)
         .note(describe(&piped, m));
-    let best = if piped.ratios(m).0 >= seq.ratios(m).0 {
-        &piped
-    } else {
-        &seq
-    };
+    report
+        .add(
+            PART,
+            &format!("handle.import_many, {IMPORT_MANY_BATCH} per call"),
+            many.took.rate(m),
+            "posts/s",
+        )
+        .vs("raw verify", many.raw.0)
+        .note(format!("the shape of a sync page; {}", describe(&many, m)));
+    let best = [&seq, &piped, &many]
+        .into_iter()
+        .max_by(|a, b| a.ratios(m).0.total_cmp(&b.ratios(m).0))
+        .unwrap_or(&seq);
     report
         .add(
             PART,
@@ -551,6 +564,34 @@ async fn handle_path(
     anyhow::ensure!(
         stored == posts.len() as u64,
         "handle.import stored {stored} of {} posts",
+        posts.len()
+    );
+    Ok(took)
+}
+
+/// Imports every post through a fresh node's `import_many`, `batch` posts
+/// per call (as a sync page arrives), with the default per-author limit.
+async fn import_many_path(
+    com: &mut Community,
+    posts: &[SignedPost],
+    batch: usize,
+) -> anyhow::Result<Timing> {
+    let data = com.member()?;
+    let mut config = fixtures::config(data, Vec::new());
+    config.author_posts_per_minute = node::AUTHOR_POSTS_PER_MINUTE;
+    let node = BenchNode::start(config).await?;
+    node.handle.join(fixtures::topic()).await?;
+    let messages: Vec<Message> = posts.iter().map(|p| Message::Post(p.clone())).collect();
+    let timer = ProcessTimer::start();
+    let mut stored = 0u64;
+    for chunk in messages.chunks(batch.max(1)) {
+        stored += node.handle.import_many(chunk.to_vec()).await?.stored as u64;
+    }
+    let took = timer.stop();
+    node.stop().await;
+    anyhow::ensure!(
+        stored == posts.len() as u64,
+        "handle.import_many stored {stored} of {} posts",
         posts.len()
     );
     Ok(took)

@@ -12,7 +12,10 @@ use protocol::{
 use crate::api::{CommunityView, IdView, ModListView, StatusView, TopicView};
 use crate::error::NodeError;
 use crate::event_loop::EventLoop;
-use crate::handle::{Command, ReadQuery};
+use crate::handle::{Command, ReadQuery, Reply};
+
+/// Most queued imports verified and stored together.
+const IMPORT_BATCH: usize = 256;
 use crate::ingest::{Origin, Refusal};
 use crate::now_ms;
 use crate::views::Tombstone;
@@ -108,17 +111,7 @@ impl EventLoop {
                     .map_err(|e| NodeError::Network(e.to_string()));
                 let _ = r.send(result);
             }
-            Command::Import(message, r) => {
-                let result = message
-                    .verify(&self.ctx())
-                    .map_err(NodeError::from)
-                    .and_then(|v| match self.arrived(v, Origin::Import) {
-                        Ok(o) => Ok(o == crate::ingest::Outcome::Stored),
-                        Err(Refusal::Store(e)) => Err(e.into()),
-                        Err(refusal) => Err(NodeError::NotAllowed(refusal.to_string())),
-                    });
-                let _ = r.send(result);
-            }
+            Command::Import(message, r) => self.import_queued(message, r),
             Command::CutOff(peer, cut, r) => {
                 let result = peer
                     .parse::<libp2p::PeerId>()
@@ -136,11 +129,18 @@ impl EventLoop {
             Command::ImportMany(messages, r) => {
                 let ctx = self.ctx();
                 let mut report = crate::handle::ImportReport::default();
+                let mut verified = Vec::with_capacity(messages.len());
                 for verdict in crate::verify::verify_all(messages, &ctx) {
-                    match verdict.map(|v| self.arrived(v, Origin::Import)) {
-                        Ok(Ok(crate::ingest::Outcome::Stored)) => report.stored += 1,
-                        Ok(Ok(_)) => report.duplicates += 1,
-                        _ => report.refused += 1,
+                    match verdict {
+                        Ok(v) => verified.push(v),
+                        Err(_) => report.refused += 1,
+                    }
+                }
+                for outcome in self.arrived_all(verified, Origin::Import) {
+                    match outcome {
+                        Ok(crate::ingest::Outcome::Stored) => report.stored += 1,
+                        Ok(_) => report.duplicates += 1,
+                        Err(_) => report.refused += 1,
                     }
                 }
                 let _ = r.send(Ok(report));
@@ -152,6 +152,50 @@ impl EventLoop {
             Command::Shutdown(r) => {
                 let _ = r.send(Ok(()));
             }
+        }
+    }
+
+    /// Imports `first` together with every import already queued behind
+    /// it (up to [`IMPORT_BATCH`]), so that many callers importing one item
+    /// each still get batch verification and one store transaction. Each
+    /// gets the verdict it would have got alone.
+    fn import_queued(&mut self, first: Message, reply: Reply<bool>) {
+        let mut messages = vec![first];
+        let mut replies = vec![reply];
+        while messages.len() < IMPORT_BATCH {
+            match self.commands.try_recv() {
+                Ok(Command::Import(m, r)) => {
+                    messages.push(m);
+                    replies.push(r);
+                }
+                Ok(other) => {
+                    self.read_ahead = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let ctx = self.ctx();
+        let mut slots: Vec<Option<Result<bool, NodeError>>> = Vec::with_capacity(messages.len());
+        let mut verified = Vec::with_capacity(messages.len());
+        for verdict in crate::verify::verify_all(messages, &ctx) {
+            match verdict {
+                Ok(v) => {
+                    verified.push(v);
+                    slots.push(None);
+                }
+                Err(e) => slots.push(Some(Err(NodeError::from(e)))),
+            }
+        }
+        let mut outcomes = self.arrived_all(verified, Origin::Import).into_iter();
+        for (slot, reply) in slots.into_iter().zip(replies) {
+            let result = slot.unwrap_or_else(|| match outcomes.next() {
+                Some(Ok(o)) => Ok(o == crate::ingest::Outcome::Stored),
+                Some(Err(Refusal::Store(e))) => Err(e.into()),
+                Some(Err(refusal)) => Err(NodeError::NotAllowed(refusal.to_string())),
+                None => Ok(false),
+            });
+            let _ = reply.send(result);
         }
     }
 

@@ -51,7 +51,10 @@ pub(crate) struct EventLoop {
     pub(crate) dirty: bool,
     pub(crate) banned: HashMap<PeerId, tokio::time::Instant>,
     pub(crate) rate: crate::ingest::AuthorRateLimiter,
-    commands: mpsc::Receiver<Command>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    /// A command taken off the channel while gathering imports into one
+    /// batch, handled next.
+    pub(crate) read_ahead: Option<Command>,
     pub(crate) config: NodeConfig,
 }
 
@@ -139,6 +142,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         banned: HashMap::new(),
         rate: crate::ingest::AuthorRateLimiter::default(),
         commands: rx,
+        read_ahead: None,
         config,
     };
     ev.subscribe_community()?;
@@ -271,6 +275,16 @@ impl EventLoop {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A command read ahead while gathering a batch of imports.
+            if let Some(command) = self.read_ahead.take() {
+                if let Command::Shutdown(reply) = command {
+                    let result = self.store.flush().map_err(NodeError::from);
+                    let _ = reply.send(result);
+                    break;
+                }
+                self.on_command(command);
+                continue;
+            }
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(reply)) => {

@@ -4,7 +4,7 @@
 //! moderation rules, the retraction rules and the per-author rate limit,
 //! stores the item and enforces what it changes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use libp2p::gossipsub::MessageAcceptance;
@@ -134,6 +134,30 @@ impl AuthorRateLimiter {
     }
 }
 
+/// The posts of one batch taken so far, for the checks of the next ones.
+#[derive(Default)]
+struct PostBatch {
+    ids: HashSet<PostId>,
+    times: HashMap<PublicKey, Vec<u64>>,
+}
+
+impl PostBatch {
+    fn add(&mut self, post: &VerifiedPost) {
+        self.ids.insert(post.id());
+        self.times
+            .entry(post.author)
+            .or_default()
+            .push(post.created_at);
+    }
+
+    /// Posts of `author` in this batch created in `[from, to]`.
+    fn by_author_between(&self, author: &PublicKey, from: u64, to: u64) -> usize {
+        self.times
+            .get(author)
+            .map_or(0, |t| t.iter().filter(|&&c| c >= from && c <= to).count())
+    }
+}
+
 /// Folds the stored moderation log at start-up.
 pub(crate) fn load_moderation(
     store: &Store,
@@ -167,8 +191,52 @@ impl EventLoop {
         item: VerifiedMessage,
         origin: Origin,
     ) -> Result<Outcome, Refusal> {
-        let outcome = match item {
-            VerifiedMessage::Post(post) => self.arrived_post(post, origin)?,
+        self.arrived_all(vec![item], origin)
+            .pop()
+            .unwrap_or(Ok(Outcome::Duplicate))
+    }
+
+    /// The same as [`EventLoop::arrived`] for each item in order, with the
+    /// same verdicts; consecutive posts are written in one transaction.
+    pub(crate) fn arrived_all(
+        &mut self,
+        items: Vec<VerifiedMessage>,
+        origin: Origin,
+    ) -> Vec<Result<Outcome, Refusal>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut posts = Vec::new();
+        for item in items {
+            match item {
+                VerifiedMessage::Post(post) => posts.push(post),
+                other => {
+                    self.arrived_posts(std::mem::take(&mut posts), origin, &mut out);
+                    let outcome = self.arrived_other(other, origin);
+                    self.note_stored(&outcome, origin);
+                    out.push(outcome);
+                }
+            }
+        }
+        self.arrived_posts(posts, origin, &mut out);
+        out
+    }
+
+    /// Marks the store for the next interval flush when something from
+    /// the network was stored (local writes are flushed before they are
+    /// acknowledged).
+    fn note_stored(&mut self, outcome: &Result<Outcome, Refusal>, origin: Origin) {
+        if matches!(outcome, Ok(Outcome::Stored)) && !matches!(origin, Origin::Local) {
+            self.dirty = true;
+        }
+    }
+
+    /// Anything but a run of posts: retractions, actions, reports.
+    fn arrived_other(&mut self, item: VerifiedMessage, origin: Origin) -> Result<Outcome, Refusal> {
+        Ok(match item {
+            VerifiedMessage::Post(post) => {
+                let mut out = Vec::with_capacity(1);
+                self.arrived_posts(vec![post], origin, &mut out);
+                return out.pop().unwrap_or(Ok(Outcome::Duplicate));
+            }
             VerifiedMessage::Retraction(r) => {
                 let key = ItemKey {
                     created_at: r.created_at,
@@ -208,61 +276,127 @@ impl EventLoop {
                 }
                 Outcome::Stored
             }
-        };
-        if outcome == Outcome::Stored && !matches!(origin, Origin::Local) {
-            self.dirty = true;
-        }
-        Ok(outcome)
+        })
     }
 
-    fn arrived_post(&mut self, post: VerifiedPost, origin: Origin) -> Result<Outcome, Refusal> {
-        let id = post.id();
-        if !self.joined.contains(&post.topic) {
-            return Err(Refusal::NotJoined);
+    /// Judges a run of posts one by one (each as if the ones before it were
+    /// already stored), then stores those taken in one transaction.
+    fn arrived_posts(
+        &mut self,
+        posts: Vec<VerifiedPost>,
+        origin: Origin,
+        out: &mut Vec<Result<Outcome, Refusal>>,
+    ) {
+        if posts.is_empty() {
+            return;
         }
-        if let Some(author) = self.store.retraction_author(&id)? {
-            if author == post.author {
-                return Err(Refusal::Moderation("the author retracted this post".into()));
+        let mut taken: Vec<(usize, VerifiedPost)> = Vec::with_capacity(posts.len());
+        let mut batch = PostBatch::default();
+        for post in posts {
+            match self.judge_post(&post, origin, &batch) {
+                Ok(()) => {
+                    batch.add(&post);
+                    out.push(Ok(Outcome::Stored));
+                    taken.push((out.len() - 1, post));
+                }
+                Err(verdict) => out.push(verdict),
             }
         }
+        if taken.is_empty() {
+            return;
+        }
+        let refs: Vec<&VerifiedPost> = taken.iter().map(|(_, p)| p).collect();
+        match self.store.insert_posts(&refs) {
+            Ok(stored) => {
+                let announce = self.events.receiver_count() > 0;
+                for ((slot, post), new) in taken.into_iter().zip(stored) {
+                    if !new {
+                        out[slot] = Ok(Outcome::Duplicate);
+                        continue;
+                    }
+                    if let Origin::Sync = origin {
+                        self.sync.received += 1;
+                    }
+                    self.note_stored(&out[slot], origin);
+                    if announce {
+                        let view = self.post_view(post.signed());
+                        self.emit(NodeEvent::PostStored(Box::new(view)));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("storing {} posts: {e}", taken.len());
+                let text = e.to_string();
+                let mut first = Some(e);
+                for (slot, _) in taken {
+                    out[slot] = Err(match first.take() {
+                        Some(e) => Refusal::Store(e),
+                        None => Refusal::Invalid(format!("not stored: {text}")),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Every rule a post must pass before it is stored, given the posts of
+    /// the same batch taken before it. `Err(Ok(Duplicate))`: already known.
+    fn judge_post(
+        &mut self,
+        post: &VerifiedPost,
+        origin: Origin,
+        batch: &PostBatch,
+    ) -> Result<(), Result<Outcome, Refusal>> {
+        let id = post.id();
+        if !self.joined.contains(&post.topic) {
+            return Err(Err(Refusal::NotJoined));
+        }
+        let refuse = |r: Refusal| Err(Err(r));
+        match self.store.retraction_author(&id) {
+            Ok(Some(author)) if author == post.author => {
+                return refuse(Refusal::Moderation("the author retracted this post".into()))
+            }
+            Ok(_) => {}
+            Err(e) => return refuse(e.into()),
+        }
         if let Some(block) = self.moderation.is_blocked(&post.author, &post.topic) {
-            return Err(Refusal::Moderation(format!(
+            return refuse(Refusal::Moderation(format!(
                 "the author is blocked: {}",
                 block.reason
             )));
         }
         if self.moderation.hidden(&id).is_some() {
-            return Err(Refusal::Moderation("a moderator hid this post".into()));
+            return refuse(Refusal::Moderation("a moderator hid this post".into()));
         }
-        if self.store.contains_post(&id)? {
-            return Ok(Outcome::Duplicate);
+        if batch.ids.contains(&id) {
+            return Err(Ok(Outcome::Duplicate));
+        }
+        match self.store.contains_post(&id) {
+            Ok(true) => return Err(Ok(Outcome::Duplicate)),
+            Ok(false) => {}
+            Err(e) => return refuse(e.into()),
         }
         // Posts within a minute on either side: whatever order posts arrive
         // in, no 60 s window of creation time ends up with more than `limit`.
         let limit = self.config.author_posts_per_minute;
         if limit != usize::MAX {
-            let recent = self.store.count_author_between(
-                &post.author,
-                post.created_at.saturating_sub(59_999),
-                post.created_at.saturating_add(59_999),
-                limit,
-            )?;
-            if recent >= limit {
-                return Err(Refusal::RateLimited(limit));
+            let from = post.created_at.saturating_sub(59_999);
+            let to = post.created_at.saturating_add(59_999);
+            let in_batch = batch.by_author_between(&post.author, from, to);
+            let stored = match self
+                .store
+                .count_author_between(&post.author, from, to, limit)
+            {
+                Ok(n) => n,
+                Err(e) => return refuse(e.into()),
+            };
+            if stored.saturating_add(in_batch) >= limit {
+                return refuse(Refusal::RateLimited(limit));
             }
         }
         if matches!(origin, Origin::Gossip) && !self.rate.allow(&post.author, Instant::now()) {
-            return Err(Refusal::GossipFlood);
+            return refuse(Refusal::GossipFlood);
         }
-        if !self.store.insert_post(&post)? {
-            return Ok(Outcome::Duplicate);
-        }
-        if let Origin::Sync = origin {
-            self.sync.received += 1;
-        }
-        let view = self.post_view(post.signed());
-        self.emit(NodeEvent::PostStored(Box::new(view)));
-        Ok(Outcome::Stored)
+        Ok(())
     }
 
     fn arrived_action(&mut self, action: VerifiedModAction) -> Result<Outcome, Refusal> {

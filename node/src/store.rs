@@ -172,20 +172,15 @@ fn decode_post(bytes: &[u8]) -> Option<SignedPost> {
     }
 }
 
-/// Adds one to (`up`) or takes one from a topic's count inside a
-/// transaction; a count that reaches zero is removed, so the tree only
-/// holds non-empty topics.
+/// Adds `delta` to a topic's count inside a transaction; a count that
+/// reaches zero is removed, so the tree only holds non-empty topics.
 fn add_count(
     counts: &TransactionalTree,
     topic: &[u8],
-    up: bool,
+    delta: i64,
 ) -> Result<(), UnabortableTransactionError> {
     let n = counts.get(topic)?.and_then(|v| parse_u64(&v)).unwrap_or(0);
-    let n = if up {
-        n.saturating_add(1)
-    } else {
-        n.saturating_sub(1)
-    };
+    let n = n.saturating_add_signed(delta);
     if n == 0 {
         counts.remove(topic)?;
     } else {
@@ -312,17 +307,31 @@ impl Store {
     /// stored, or its author retracted it (a retracted post never comes
     /// back, whoever relays it).
     pub fn insert_post(&self, post: &VerifiedPost) -> Result<bool, StoreError> {
-        let id = post.id();
-        if self
-            .posts
-            .contains_key(id.as_bytes())
-            .during("read a post")?
-        {
-            return Ok(false);
-        }
-        let k = PostKeys::of(post.signed(), &id);
-        let author = post.author.0;
-        let bytes = Message::Post(post.signed().clone()).encode();
+        Ok(self
+            .insert_posts(&[post])?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    /// Stores many posts in one transaction (what a sync page or an import
+    /// batch brings): each as [`Store::insert_post`] would, in order, so a
+    /// post given twice is stored once. `result[i]` says whether `posts[i]`
+    /// was newly stored. One transaction instead of one per post is most of
+    /// what makes ingest fast (see ARCHITECTURE.md, "Where the time goes").
+    pub fn insert_posts(&self, posts: &[&VerifiedPost]) -> Result<Vec<bool>, StoreError> {
+        // Encode and derive keys outside the transaction, which may rerun.
+        let prepared: Vec<(PostKeys, [u8; 32], Vec<u8>)> = posts
+            .iter()
+            .map(|post| {
+                let id = post.id();
+                (
+                    PostKeys::of(post.signed(), &id),
+                    post.author.0,
+                    Message::Post(post.signed().clone()).encode(),
+                )
+            })
+            .collect();
         let stored = (
             &self.posts,
             &self.topic_index,
@@ -330,22 +339,32 @@ impl Store {
             &self.counts,
             &self.retractions,
         )
-            .transaction(|(posts, tindex, aindex, counts, retractions)| -> Tx<bool> {
-                if posts.get(k.id)?.is_some() {
-                    return Ok(false);
-                }
-                if retractions.get(retraction_key(&k.id, &author))?.is_some() {
-                    return Ok(false);
-                }
-                posts.insert(&k.id[..], bytes.as_slice())?;
-                if tindex.insert(k.topic_key.as_slice(), &[][..])?.is_none() {
-                    add_count(counts, &k.topic, true)?;
-                }
-                aindex.insert(k.author_key.as_slice(), k.topic.as_slice())?;
-                Ok(true)
-            })
-            .during("write a post")?;
-        if stored {
+            .transaction(
+                |(posts, tindex, aindex, counts, retractions)| -> Tx<Vec<bool>> {
+                    let mut stored = Vec::with_capacity(prepared.len());
+                    let mut added: BTreeMap<&[u8], u64> = BTreeMap::new();
+                    for (k, author, bytes) in &prepared {
+                        if posts.get(k.id)?.is_some()
+                            || retractions.get(retraction_key(&k.id, author))?.is_some()
+                        {
+                            stored.push(false);
+                            continue;
+                        }
+                        posts.insert(&k.id[..], bytes.as_slice())?;
+                        if tindex.insert(k.topic_key.as_slice(), &[][..])?.is_none() {
+                            *added.entry(k.topic.as_slice()).or_default() += 1;
+                        }
+                        aindex.insert(k.author_key.as_slice(), k.topic.as_slice())?;
+                        stored.push(true);
+                    }
+                    for (topic, n) in added {
+                        add_count(counts, topic, n as i64)?;
+                    }
+                    Ok(stored)
+                },
+            )
+            .during("write posts")?;
+        if stored.contains(&true) {
             self.touch();
         }
         Ok(stored)
@@ -550,7 +569,7 @@ impl Store {
                         return Ok(false);
                     }
                     if tindex.remove(k.topic_key.as_slice())?.is_some() {
-                        add_count(counts, &k.topic, false)?;
+                        add_count(counts, &k.topic, -1)?;
                     }
                     aindex.remove(k.author_key.as_slice())?;
                     if let Some(data) = tombstone {
@@ -600,7 +619,7 @@ impl Store {
                 for k in &tkeys {
                     if tindex.remove(k)?.is_some() {
                         if let Some((topic, _)) = split_topic_key(k) {
-                            add_count(counts, topic, false)?;
+                            add_count(counts, topic, -1)?;
                         }
                     }
                 }
@@ -776,7 +795,7 @@ impl Store {
                         return Ok((new_in_log, false));
                     }
                     if tindex.remove(k.topic_key.as_slice())?.is_some() {
-                        add_count(counts, &k.topic, false)?;
+                        add_count(counts, &k.topic, -1)?;
                     }
                     aindex.remove(k.author_key.as_slice())?;
                     Ok((new_in_log, true))

@@ -290,18 +290,22 @@ impl EventLoop {
         // signatures are checked on every core first.
         let ctx = self.ctx();
         let items = session.initiator.take_items();
+        let mut verified = Vec::with_capacity(items.len());
         for verdict in crate::verify::decode_and_verify_all(&items, &ctx) {
             match verdict {
-                Ok(v) => match self.arrived(v, Origin::Sync) {
-                    Ok(crate::ingest::Outcome::Stored) => session.received += 1,
-                    Ok(_) => {}
-                    Err(Refusal::Invalid(_)) => session.invalid += 1,
-                    Err(r) => tracing::trace!(%peer, "sync item refused: {r}"),
-                },
+                Ok(v) => verified.push(v),
                 Err(e) => {
                     tracing::debug!(%peer, "invalid item from sync: {e}");
                     session.invalid += 1;
                 }
+            }
+        }
+        for outcome in self.arrived_all(verified, Origin::Sync) {
+            match outcome {
+                Ok(crate::ingest::Outcome::Stored) => session.received += 1,
+                Ok(_) => {}
+                Err(Refusal::Invalid(_)) => session.invalid += 1,
+                Err(r) => tracing::trace!(%peer, "sync item refused: {r}"),
             }
         }
         if session.invalid > MAX_INVALID_ITEMS_PER_SESSION {

@@ -14,7 +14,9 @@ pub(crate) fn decode_and_verify_all(
     items: &[Vec<u8>],
     ctx: &ValidationContext,
 ) -> Vec<Result<VerifiedMessage, ValidationError>> {
-    parallel_map(items, |bytes| Message::decode_and_verify(bytes, ctx))
+    let decoded: Vec<Result<Message, ValidationError>> =
+        items.iter().map(|b| Message::decode(b)).collect();
+    verify_decoded(decoded, ctx)
 }
 
 /// Verifies each message, in order.
@@ -22,59 +24,76 @@ pub(crate) fn verify_all(
     messages: Vec<Message>,
     ctx: &ValidationContext,
 ) -> Vec<Result<VerifiedMessage, ValidationError>> {
+    verify_decoded(messages.into_iter().map(Ok).collect(), ctx)
+}
+
+/// Verifies the decoded messages in batches, one batch per core; decoding
+/// errors stay in place.
+fn verify_decoded(
+    decoded: Vec<Result<Message, ValidationError>>,
+    ctx: &ValidationContext,
+) -> Vec<Result<VerifiedMessage, ValidationError>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || messages.len() < PARALLEL_THRESHOLD {
-        return messages.into_iter().map(|m| m.verify(ctx)).collect();
-    }
-    let chunk = messages.len().div_ceil(cores);
-    let mut parts: Vec<Vec<Message>> = Vec::with_capacity(cores);
-    let mut rest = messages;
+    let parts = if decoded.len() < PARALLEL_THRESHOLD {
+        1
+    } else {
+        cores
+    };
+    let chunk = decoded.len().div_ceil(parts).max(1);
+    let mut chunks: Vec<Vec<Result<Message, ValidationError>>> = Vec::with_capacity(parts);
+    let mut rest = decoded;
     while rest.len() > chunk {
         let tail = rest.split_off(chunk);
-        parts.push(rest);
+        chunks.push(rest);
         rest = tail;
     }
-    parts.push(rest);
+    chunks.push(rest);
+    if chunks.len() == 1 {
+        return chunks
+            .pop()
+            .map(|c| verify_chunk(c, ctx))
+            .unwrap_or_default();
+    }
     std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
+        let handles: Vec<_> = chunks
             .into_iter()
-            .map(|part| {
-                scope.spawn(move || part.into_iter().map(|m| m.verify(ctx)).collect::<Vec<_>>())
-            })
+            .map(|part| scope.spawn(move || verify_chunk(part, ctx)))
             .collect();
-        join_in_order(handles)
+        let mut out = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                // A panic in a verifier thread is a bug; re-raise it here
+                // rather than silently dropping items.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
     })
 }
 
-fn join_in_order<R>(handles: Vec<std::thread::ScopedJoinHandle<'_, Vec<R>>>) -> Vec<R> {
-    let mut out = Vec::new();
-    for h in handles {
-        match h.join() {
-            Ok(part) => out.extend(part),
-            // A panic in a verifier thread is a bug; re-raise it here
-            // rather than silently dropping items.
-            Err(panic) => std::panic::resume_unwind(panic),
+/// One batch on the calling thread.
+fn verify_chunk(
+    chunk: Vec<Result<Message, ValidationError>>,
+    ctx: &ValidationContext,
+) -> Vec<Result<VerifiedMessage, ValidationError>> {
+    let mut slots: Vec<Option<Result<VerifiedMessage, ValidationError>>> =
+        Vec::with_capacity(chunk.len());
+    let mut messages = Vec::with_capacity(chunk.len());
+    for m in chunk {
+        match m {
+            Ok(m) => {
+                messages.push(m);
+                slots.push(None);
+            }
+            Err(e) => slots.push(Some(Err(e))),
         }
     }
-    out
-}
-
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || items.len() < PARALLEL_THRESHOLD {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(cores);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                let f = &f;
-                scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())
-            })
-            .collect();
-        join_in_order(handles)
-    })
+    let mut verdicts = Message::verify_many(messages, ctx, &mut rand::thread_rng()).into_iter();
+    slots
+        .into_iter()
+        .filter_map(|slot| slot.or_else(|| verdicts.next()))
+        .collect()
 }
 
 #[cfg(test)]

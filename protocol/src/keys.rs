@@ -37,14 +37,11 @@ impl PublicKey {
             .collect()
     }
 
-    /// Checks `signature` over `message` with this key (strict verification:
-    /// no malleable or small-order signatures).
+    /// Checks `signature` over `message` with this key, under the one
+    /// signature rule of [`crate::sigcheck`] (canonical encodings, no
+    /// small-order points, the cofactored equation).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
-            return false;
-        };
-        let sig = ed25519_dalek::Signature::from_bytes(&signature.to_bytes());
-        key.verify_strict(message, &sig).is_ok()
+        crate::sigcheck::verify_one(self, message, signature)
     }
 
     /// The X25519 public key that reports to this key's holder are sealed to

@@ -20,6 +20,7 @@ pub mod moderation;
 pub mod post;
 pub mod report;
 pub mod retraction;
+pub mod sigcheck;
 pub mod signed;
 pub mod state;
 pub mod sync;

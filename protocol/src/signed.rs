@@ -58,8 +58,7 @@ impl<T: Signable> Signed<T> {
     pub fn verify(self, ctx: &ValidationContext) -> Result<Verified<T>, ValidationError> {
         self.check_cheap(ctx)?;
         self.check_signature()?;
-        let id = self.id();
-        Ok(Verified { signed: self, id })
+        Ok(self.checked())
     }
 
     /// The checks that need no cryptography.
@@ -78,12 +77,29 @@ impl<T: Signable> Signed<T> {
 
     /// The signature check alone.
     pub fn check_signature(&self) -> Result<(), ValidationError> {
-        let message = wire::signing_bytes(T::DOMAIN, &self.content);
+        let message = self.signing_bytes();
         if self.content.signer().verify(&message, &self.signature) {
             Ok(())
         } else {
-            Err(ValidationError::BadSignature(self.content.signer().short()))
+            Err(self.bad_signature())
         }
+    }
+
+    /// The exact bytes the signature covers.
+    pub(crate) fn signing_bytes(&self) -> Vec<u8> {
+        wire::signing_bytes(T::DOMAIN, &self.content)
+    }
+
+    /// The error for a signature that does not verify.
+    pub(crate) fn bad_signature(&self) -> ValidationError {
+        ValidationError::BadSignature(self.content.signer().short())
+    }
+
+    /// Wraps an item whose cheap checks and signature were checked
+    /// elsewhere in this crate (batch verification).
+    pub(crate) fn checked(self) -> Verified<T> {
+        let id = self.id();
+        Verified { signed: self, id }
     }
 }
 

@@ -202,7 +202,18 @@ pub struct ModerationState {
     blocks: BTreeMap<(PublicKey, Scope), Winner>,
     hidden: BTreeMap<PostId, Winner>,
     pins: BTreeMap<PostId, Winner>,
+    /// How many kept actions are pending (see [`MAX_PENDING`]).
+    pending_len: usize,
 }
+
+/// Most pending actions [`ModerationState::apply`] keeps. Anyone can sign
+/// an action, so without a bound a member's junk would grow every node's
+/// memory; past it a not-yet-effective action is refused without being
+/// kept, and a late appointment makes it effective only when log sync
+/// offers it again (peers that saw the appointment first keep it in their
+/// logs). Appointments arrive before their moderators' actions in any
+/// normal order, so honest actions almost never wait here.
+pub const MAX_PENDING: usize = 1024;
 
 impl ModerationState {
     /// The state of a community with no actions yet: only the admin
@@ -217,6 +228,7 @@ impl ModerationState {
             blocks: BTreeMap::new(),
             hidden: BTreeMap::new(),
             pins: BTreeMap::new(),
+            pending_len: 0,
         }
     }
 
@@ -285,13 +297,28 @@ impl ModerationState {
             applied.moderators_changed = was != self.is_current_moderator(&key);
             return Ok(applied);
         }
-        self.admit(a)?;
         if !effective {
-            return Err(ModerationError::NotModerator {
+            let refusal = ModerationError::NotModerator {
                 signer: a.signer.short(),
                 at_ms: a.created_at,
-            });
+            };
+            if self.pending_len >= MAX_PENDING {
+                if a.community != self.community {
+                    return Err(ModerationError::WrongCommunity {
+                        expected: self.community.short(),
+                        found: a.community.short(),
+                    });
+                }
+                if self.ids.contains_key(&a.id()) {
+                    return Err(ModerationError::Duplicate);
+                }
+                return Err(refusal);
+            }
+            self.admit(a)?;
+            self.pending_len += 1;
+            return Err(refusal);
         }
+        self.admit(a)?;
         let Some(target) = target_of(&a.kind) else {
             return Ok(Applied::default());
         };
@@ -352,6 +379,12 @@ impl ModerationState {
         for a in &effective {
             self.apply_effect(a);
         }
+        let admin_only = self
+            .actions
+            .values()
+            .filter(|a| a.kind.admin_only())
+            .count();
+        self.pending_len = self.actions.len() - admin_only - effective.len();
     }
 
     /// Latest-wins update of the one target `a` is about.

@@ -888,3 +888,42 @@ fn moderators_log_and_pins_say_who_did_what() {
     assert_eq!(state.admin(), admin());
     assert_eq!(state.community(), *COMMUNITY);
 }
+
+/// A member signing actions by the thousand cannot grow a node's memory
+/// without bound: at most `MAX_PENDING` of them are kept, the rest are
+/// refused the same way and nothing they name is decided.
+#[test]
+fn pending_actions_are_bounded() {
+    use protocol::state::MAX_PENDING;
+    let mut state = protocol::ModerationState::new(*COMMUNITY, admin());
+    let extra = 50;
+    for i in 0..(MAX_PENDING + extra) {
+        let junk = Spec {
+            signer: 1,
+            kind: Kind::Hide((i % 250) as u8),
+            at: 10 + i as u64,
+            seq: i as u64,
+            other_community: false,
+        }
+        .verified();
+        match state.apply(&junk) {
+            Err(ModerationError::NotModerator { .. }) => {}
+            other => panic!("action {i}: expected NotModerator, got {other:?}"),
+        }
+    }
+    assert_eq!(state.pending().len(), MAX_PENDING);
+    assert!(state.hidden_targets().is_empty(), "junk decides nothing");
+    // The admin still acts, and appointing the signer makes the kept ones
+    // effective, as the fold would.
+    let appoint = Spec {
+        signer: 0,
+        kind: Kind::Appoint(1),
+        at: 1,
+        seq: 1,
+        other_community: false,
+    }
+    .verified();
+    state.apply(&appoint).expect("the admin appoints");
+    assert!(state.pending().is_empty());
+    assert!(!state.hidden_targets().is_empty());
+}

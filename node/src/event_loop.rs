@@ -117,7 +117,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         }
     }
 
-    let moderation = crate::ingest::load_moderation(&store, &manifest, community)?;
+    let stored = crate::ingest::load_log(&store, &manifest, community, &identity.public())?;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let community_topic = IdentTopic::new(community_gossip_topic(&community));
@@ -127,7 +127,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         identity,
         manifest,
         community,
-        moderation,
+        moderation: stored.moderation,
         events: events.clone(),
         joined: BTreeSet::new(),
         topic_hashes: HashMap::new(),
@@ -145,7 +145,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
     for topic in ev.store.joined_topics()? {
         ev.subscribe_topic(&topic)?;
     }
-    ev.reports = ev.open_reports();
+    ev.reports = ev.open_reports(&stored.reports);
     let mut bootstrap: Vec<String> = ev.config.bootstrap.clone();
     bootstrap.extend(ev.config.data_dir.bootstrap());
     for (peer, addrs) in ev.store.peer_addrs().unwrap_or_default() {

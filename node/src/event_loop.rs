@@ -298,6 +298,16 @@ impl EventLoop {
             }
         }
         tracing::info!("node stopped; store flushed");
+        // Last, the store: closed with a fresh snapshot, so the next start
+        // does not replay what this run wrote (on a blocking thread: with
+        // a large store, that is the replay, seconds).
+        let EventLoop { store, swarm, .. } = self;
+        drop(swarm);
+        match tokio::task::spawn_blocking(move || store.close()).await {
+            Ok(Ok(())) => tracing::debug!("store closed"),
+            Ok(Err(e)) => tracing::warn!("closing the store: {e}"),
+            Err(e) => tracing::warn!("closing the store: {e}"),
+        }
     }
 
     fn discover(&mut self) {

@@ -89,11 +89,12 @@ pub const BACKGROUND_FLUSH_MS: u64 = 100;
 /// written by a newer layout is refused rather than misread.
 pub const LAYOUT_VERSION: u64 = 1;
 
-/// sled's page cache, in bytes. sled's default (1 GiB) let a node that
-/// ingests a lot grow far past its memory budget (128 MiB peak for 100,000
-/// posts); reads of a topic's newest page touch a handful of pages, so a
-/// bounded cache costs them nothing measurable (see `mutual-bench --only
-/// read`).
+/// sled's page cache, in bytes (sled's default is 1 GiB). With a 1,000,000
+/// post store, reading a topic's newest page took the same time with 32
+/// MiB, 64 MiB and 1 GiB (it touches a handful of pages), so the cache is
+/// bounded well below the node's memory budget. It is not what dominates
+/// memory while ingesting: writing 100,000 posts peaked near 300 MiB with
+/// 64 MiB and with 1 GiB alike (sled 0.34's own bookkeeping).
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Largest peer address list value read back (8 addresses of 512 bytes and

@@ -13,7 +13,9 @@
 //!    latency to the last node, duplicates.
 //! 3. `sync`: our reconciliation next to Negentropy on the same sets
 //!    (near-identical, identical, empty), and a real catch-up over TCP.
-//! 4. `read`: reading the newest 50 of a 1,000,000-post topic; start-up.
+//! 4. `read`: reading the newest 50 of a 1,000,000-post topic; start-up
+//!    after a clean stop and after a crash; an idle node's RSS (in a child
+//!    process).
 //! 5. `moderation`: a block deleting 10,000 posts; folding 100,000 actions.
 //!
 //! Two modes serve the ingest part and profiling: `--ingest-child DATA_DIR
@@ -164,6 +166,18 @@ fn main() {
         };
         if let Err(e) = ingest::child_main(dir.as_ref(), file.as_ref()) {
             eprintln!("ingest child: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // The read part measures an idle node's memory in a child process.
+    if argv.first().map(String::as_str) == Some("--idle-child") {
+        let (Some(dir), Some(topic), Some(limit)) = (argv.get(1), argv.get(2), argv.get(3)) else {
+            eprintln!("usage: mutual-bench --idle-child DATA_DIR TOPIC LIMIT");
+            std::process::exit(2);
+        };
+        if let Err(e) = read::idle_child_main(dir, topic, limit) {
+            eprintln!("idle child: {e:#}");
             std::process::exit(1);
         }
         return;

@@ -13,6 +13,8 @@ const PART: &str = "read";
 /// Posts signed, verified and stored per batch while filling the store,
 /// so memory stays bounded whatever the size.
 const BATCH: usize = 50_000;
+/// Reads the idle child makes before it reports its memory.
+const IDLE_READS: usize = 100;
 
 /// Sizes of the read part.
 pub(crate) struct Sizes {
@@ -65,8 +67,14 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
         store.count_topic(&topic)?,
         sizes.posts
     );
-    drop(store);
     let disk = fixtures::dir_bytes(&data.store_path());
+    // What a crash would leave: the flushed store, never closed (sled then
+    // replays every write since it last opened the store).
+    let crashed = node::DataDir::new(com.root.path().join("crashed"));
+    copy_dir(data.path(), crashed.path())?;
+    let t = Instant::now();
+    store.close()?;
+    let close = t.elapsed();
 
     rt.block_on(async {
         let t = Instant::now();
@@ -112,9 +120,33 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
             .add(PART, &format!("read newest {}, p50", sizes.limit), fixtures::quantile(&lat, 0.5), "ms")
             .note(format!("handle.read, {} reads, {shape}", sizes.reads));
         report.add(PART, &format!("read newest {}, p99", sizes.limit), fixtures::quantile(&lat, 0.99), "ms");
+        let t = Instant::now();
+        let running = node::start(fixtures::config(crashed.clone(), Vec::new())).await?;
+        running.handle.id().await?;
+        let crash_startup = t.elapsed();
+        let _ = running.handle.shutdown().await;
+        let _ = running.task.await;
+        std::fs::remove_dir_all(crashed.path())?;
+        let idle = idle_child(&data, &topic, sizes.limit)?;
+
         report
             .add(PART, "node start-up on that store", fixtures::ms(startup), "ms")
-            .note("node::start to the first handle.id() reply");
+            .note("node::start to the first handle.id() reply, after a clean stop (Store::close)");
+        report
+            .add(PART, "node start-up on that store after a crash", fixtures::ms(crash_startup), "ms")
+            .note("the same store flushed but never closed: sled replays every write since it last opened it");
+        report
+            .add(PART, "store close after the fill", fixtures::ms(close), "ms")
+            .note("Store::close: sled's snapshot, written by reopening once, so the next start need not replay");
+        report
+            .add(PART, "idle node RSS on that store (child)", idle.rss_kib as f64 / 1024.0, "MiB")
+            .note(format!(
+                "VmRSS of a fresh process after node start-up and {} reads of the newest {}; peak {:.1} MiB; start-up there {:.0} ms",
+                IDLE_READS,
+                sizes.limit,
+                idle.hwm_kib as f64 / 1024.0,
+                idle.startup_ms
+            ));
         report
             .add(PART, "store fill, direct Store::insert_post", sizes.posts as f64 / insert_s, "posts/s")
             .note(format!(
@@ -140,4 +172,83 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
         );
         anyhow::Ok(())
     })
+}
+
+/// Copies a directory tree (a data directory).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the idle child measured.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Idle {
+    startup_ms: f64,
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+/// Runs `mutual-bench --idle-child` on `data` and reads its figures.
+fn idle_child(
+    data: &node::DataDir,
+    topic: &protocol::TopicName,
+    limit: usize,
+) -> anyhow::Result<Idle> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("--idle-child")
+        .arg(data.path())
+        .arg(topic.as_str())
+        .arg(limit.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the idle child failed: {}",
+        out.status
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .ok_or_else(|| anyhow::anyhow!("the idle child printed no result"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// The idle child: starts a node on `data_dir`, reads the newest `limit`
+/// posts of `topic` [`IDLE_READS`] times, and prints its memory as one JSON
+/// line. Nothing else lives in this process.
+pub(crate) fn idle_child_main(data_dir: &str, topic: &str, limit: &str) -> anyhow::Result<()> {
+    let topic = protocol::TopicName::parse(topic)?;
+    let limit: usize = limit.parse()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let idle = rt.block_on(async {
+        let data = node::DataDir::new(data_dir);
+        let t = Instant::now();
+        let node = BenchNode::start(fixtures::config(data, Vec::new())).await?;
+        let startup_ms = fixtures::ms(t.elapsed());
+        for _ in 0..IDLE_READS {
+            let got = node.read(&topic, limit).await?;
+            anyhow::ensure!(got == limit, "a read returned {got} posts");
+        }
+        let idle = Idle {
+            startup_ms,
+            rss_kib: fixtures::proc_status_kib("VmRSS"),
+            hwm_kib: fixtures::proc_status_kib("VmHWM"),
+        };
+        node.stop().await;
+        anyhow::Ok(idle)
+    })?;
+    println!("{}", serde_json::to_string(&idle)?);
+    Ok(())
 }

@@ -120,7 +120,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         }
     }
 
-    let moderation = crate::ingest::load_moderation(&store, &manifest, community)?;
+    let stored = crate::ingest::load_log(&store, &manifest, community, &identity.public())?;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let community_topic = IdentTopic::new(community_gossip_topic(&community));
@@ -130,7 +130,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         identity,
         manifest,
         community,
-        moderation,
+        moderation: stored.moderation,
         events: events.clone(),
         joined: BTreeSet::new(),
         topic_hashes: HashMap::new(),
@@ -149,7 +149,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
     for topic in ev.store.joined_topics()? {
         ev.subscribe_topic(&topic)?;
     }
-    ev.reports = ev.open_reports();
+    ev.reports = ev.open_reports(&stored.reports);
     let mut bootstrap: Vec<String> = ev.config.bootstrap.clone();
     bootstrap.extend(ev.config.data_dir.bootstrap());
     for (peer, addrs) in ev.store.peer_addrs().unwrap_or_default() {
@@ -312,6 +312,16 @@ impl EventLoop {
             }
         }
         tracing::info!("node stopped; store flushed");
+        // Last, the store: closed with a fresh snapshot, so the next start
+        // does not replay what this run wrote (on a blocking thread: with
+        // a large store, that is the replay, seconds).
+        let EventLoop { store, swarm, .. } = self;
+        drop(swarm);
+        match tokio::task::spawn_blocking(move || store.close()).await {
+            Ok(Ok(())) => tracing::debug!("store closed"),
+            Ok(Err(e)) => tracing::warn!("closing the store: {e}"),
+            Err(e) => tracing::warn!("closing the store: {e}"),
+        }
     }
 
     fn discover(&mut self) {

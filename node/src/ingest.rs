@@ -10,8 +10,8 @@ use std::time::Instant;
 use libp2p::gossipsub::MessageAcceptance;
 use protocol::sync::ItemKey;
 use protocol::{
-    CommunityId, Message, ModerationState, PostId, PublicKey, Scope, SignedManifest, TopicName,
-    VerifiedMessage, VerifiedModAction, VerifiedPost,
+    CommunityId, Message, ModerationState, PostId, PublicKey, Scope, SealedReport, SignedManifest,
+    TopicName, VerifiedMessage, VerifiedModAction, VerifiedPost,
 };
 
 use crate::api::ReportView;
@@ -158,30 +158,56 @@ impl PostBatch {
     }
 }
 
-/// Folds the stored moderation log at start-up.
-pub(crate) fn load_moderation(
+/// What start-up takes from the stored community log, read in one pass.
+pub(crate) struct StoredLog {
+    /// The fold of every stored moderation action.
+    pub(crate) moderation: ModerationState,
+    /// The stored reports with a copy sealed to this node's key (opened by
+    /// [`EventLoop::open_reports`]).
+    pub(crate) reports: Vec<SealedReport>,
+}
+
+/// Reads the stored community log once at start-up: folds its moderation
+/// actions and keeps the reports sealed to `me`.
+///
+/// Every item was verified before it was stored (the store is this node's
+/// own directory, mode 0700), so signatures are not checked again: that
+/// was most of the start-up time with a long log. The checks that need no
+/// cryptography (community, field sizes) still run, and the fold applies
+/// the moderation rules (who may take which action) again.
+pub(crate) fn load_log(
     store: &Store,
     manifest: &SignedManifest,
     community: CommunityId,
-) -> Result<ModerationState, NodeError> {
+    me: &PublicKey,
+) -> Result<StoredLog, NodeError> {
     let ctx = protocol::ValidationContext {
         community,
         // Stored items were checked when they arrived; time is not re-judged.
         now_ms: u64::MAX,
     };
     let mut actions: Vec<VerifiedModAction> = Vec::new();
+    let mut reports = Vec::new();
     for (_, bytes) in store.log_items()? {
-        match Message::decode(&bytes).and_then(|m| m.verify(&ctx)) {
-            Ok(VerifiedMessage::Moderation(a)) => actions.push(a),
+        match Message::decode(&bytes) {
+            Ok(Message::Moderation(signed)) => match signed.trusted_from_store(&ctx) {
+                Ok(action) => actions.push(action),
+                Err(e) => tracing::warn!("skipping a stored moderation action: {e}"),
+            },
+            Ok(Message::Report(sealed)) => {
+                if sealed.copies.iter().any(|c| c.recipient == *me) {
+                    reports.push(sealed);
+                }
+            }
+            // Retractions are looked up in their own tree.
             Ok(_) => {}
-            Err(e) => tracing::warn!("skipping a stored log item that no longer verifies: {e}"),
+            Err(e) => tracing::warn!("skipping a stored log item that does not decode: {e}"),
         }
     }
-    Ok(ModerationState::fold(
-        community,
-        manifest.content.admin,
-        actions.iter(),
-    ))
+    Ok(StoredLog {
+        moderation: ModerationState::fold(community, manifest.content.admin, actions.iter()),
+        reports,
+    })
 }
 
 impl EventLoop {
@@ -487,17 +513,10 @@ impl EventLoop {
         }
     }
 
-    /// Re-opens every stored report addressed to this node (at start-up).
-    pub(crate) fn open_reports(&self) -> Vec<ReportView> {
-        let mut out = Vec::new();
-        for (_, bytes) in self.store.log_items().unwrap_or_default() {
-            if let Ok(Message::Report(sealed)) = Message::decode(&bytes) {
-                if let Some(view) = self.open_report(&sealed) {
-                    out.push(view);
-                }
-            }
-        }
-        out
+    /// Opens the stored reports addressed to this node (at start-up, from
+    /// [`load_log`]).
+    pub(crate) fn open_reports(&self, sealed: &[SealedReport]) -> Vec<ReportView> {
+        sealed.iter().filter_map(|s| self.open_report(s)).collect()
     }
 
     /// Topics of `topic` the node is joined to (helper for sync).

@@ -367,5 +367,36 @@ async fn a_report_is_readable_by_moderators_alone() -> anyhow::Result<()> {
     for n in &nodes[2..] {
         assert!(n.handle.mod_queue().await?.is_empty());
     }
+    // After a restart the moderator still has the report and the
+    // appointment, both read back from its stored log; an action of
+    // another community slipped into that log is not taken.
+    let mut nodes = nodes;
+    let moderator = nodes.remove(1);
+    let list = moderator.handle.mod_list().await?;
+    let dir = moderator.stop().await;
+    let elsewhere = TestNet::new()?.manifest.id();
+    let foreign = ModAction::create(
+        &net.admin.identity()?,
+        elsewhere,
+        1,
+        ModActionKind::Block {
+            author: key(&nodes[2]).await?,
+            scope: Scope::Community,
+            reason: "another community".into(),
+        },
+        node::now_ms(),
+    )?;
+    let store = node::store::Store::open(&dir.store_path())?;
+    let at = protocol::sync::ItemKey {
+        created_at: foreign.content.created_at,
+        id: foreign.id().0,
+    };
+    store.insert_log(at, &Message::Moderation(foreign).encode())?;
+    store.close()?;
+    let again = start(dir, &[]).await?;
+    let q = again.handle.mod_queue().await?;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].reason, "this hurt me");
+    assert_eq!(again.handle.mod_list().await?, list);
     Ok(())
 }

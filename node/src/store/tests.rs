@@ -772,3 +772,43 @@ fn applying_a_retraction_logs_remembers_and_deletes_at_once() {
     );
     assert_consistent(&s);
 }
+
+/// sled's snapshot files in a store directory.
+fn snapshots(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snap."))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn closing_leaves_a_fresh_snapshot_and_everything_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate(None);
+    let posts: Vec<VerifiedPost> = (0..50)
+        .map(|i| post(&me, "t", &format!("p{i}"), 10 + i))
+        .collect();
+    let s = Store::open(dir.path()).unwrap();
+    for p in &posts {
+        assert!(s.insert_post(p).unwrap());
+    }
+    s.flush().unwrap();
+    let before = snapshots(dir.path());
+    s.close().unwrap();
+    let after = snapshots(dir.path());
+    assert!(
+        after.iter().any(|n| !before.contains(n)),
+        "no new snapshot: {before:?} then {after:?}"
+    );
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.count_topic(&topic("t")).unwrap(), 50);
+    for p in &posts {
+        assert_eq!(s.get_post(&p.id()).unwrap().unwrap(), *p.signed());
+    }
+    assert_consistent(&s);
+    // A temporary store has nothing to reopen.
+    Store::temporary().unwrap().close().unwrap();
+}

@@ -228,7 +228,9 @@ async fn run_async(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     let settle = Instant::now();
     let mut last = peer_counts(&nodes).await?;
     let mut same_since = Instant::now();
-    while settle.elapsed() < Duration::from_secs(40) && same_since.elapsed() < Duration::from_secs(3) {
+    while settle.elapsed() < Duration::from_secs(40)
+        && same_since.elapsed() < Duration::from_secs(3)
+    {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let now = peer_counts(&nodes).await?;
         if now != last || settle.elapsed() < Duration::from_secs(12) {

@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rand::seq::SliceRandom;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::kad::{self, RecordKey};
 use libp2p::multiaddr::Protocol;
@@ -17,6 +16,7 @@ use protocol::topic::community_gossip_topic;
 use protocol::{
     CommunityId, Identity, Message, ModerationState, SignedManifest, TopicName, ValidationContext,
 };
+use rand::seq::SliceRandom;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::api::{PeerView, ReportView};

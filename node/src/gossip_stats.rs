@@ -119,9 +119,7 @@ mod tests {
     #[test]
     fn reads_a_real_gossipsub_registry() {
         let mut registry = Registry::default();
-        let config = libp2p::gossipsub::ConfigBuilder::default()
-            .build()
-            .unwrap();
+        let config = libp2p::gossipsub::ConfigBuilder::default().build().unwrap();
         let _gs = libp2p::gossipsub::Behaviour::<
             libp2p::gossipsub::IdentityTransform,
             libp2p::gossipsub::AllowAllSubscriptionFilter,

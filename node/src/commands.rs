@@ -149,6 +149,9 @@ impl EventLoop {
                 let s = &self.sync;
                 let _ = r.send(Ok((s.round_trips, s.bytes_sent, s.bytes_received)));
             }
+            Command::GossipStats(r) => {
+                let _ = r.send(Ok(crate::GossipStats::read(&self.gossip_metrics)));
+            }
             Command::Shutdown(r) => {
                 let _ = r.send(Ok(()));
             }
@@ -233,7 +236,13 @@ impl EventLoop {
             .collect()
     }
 
-    /// Signs, takes through the one arrival path, flushes, then gossips.
+    /// Signs, takes through the one arrival path, gossips, then flushes:
+    /// the command returns only once the item is on disk, so an
+    /// acknowledged item survives a crash, but gossip does not wait for the
+    /// disk (gossipsub's send queues are drained by the connection tasks
+    /// while the flush blocks this loop). If the node crashes before the
+    /// flush, the item was never acknowledged; sync brings it back from
+    /// the peers that received it.
     fn publish_local(&mut self, message: Message) -> Result<[u8; 32], NodeError> {
         let verified = message.verify(&self.ctx())?;
         let topic = match &verified {
@@ -247,9 +256,9 @@ impl EventLoop {
             Err(Refusal::Store(e)) => return Err(e.into()),
             Err(refusal) => return Err(NodeError::NotAllowed(refusal.to_string())),
         }
+        self.gossip(topic, bytes);
         // Acknowledged only once on disk.
         self.store.flush()?;
-        self.gossip(topic, bytes);
         Ok(id)
     }
 

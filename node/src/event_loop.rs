@@ -2,7 +2,7 @@
 //! driven by commands from [`NodeHandle`]s and by swarm events, and never
 //! blocks on either for long.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -11,14 +11,19 @@ use libp2p::kad::{self, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{dial_opts::DialOpts, SwarmEvent};
 use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder};
+use prometheus_client::registry::Registry;
 use protocol::topic::community_gossip_topic;
 use protocol::{
     CommunityId, Identity, Message, ModerationState, SignedManifest, TopicName, ValidationContext,
 };
+use rand::seq::SliceRandom;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::api::{PeerView, ReportView};
-use crate::behaviour::{topic_score_params, Behaviour, BehaviourEvent, DISCONNECT_SCORE};
+use crate::behaviour::{
+    topic_score_params, Behaviour, BehaviourEvent, DISCONNECT_SCORE, MAX_PEERS, PEER_GRACE,
+    TOPIC_PEERS,
+};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::handle::{Command, NodeEvent, NodeHandle};
@@ -56,6 +61,11 @@ pub(crate) struct EventLoop {
     /// batch, handled next.
     pub(crate) read_ahead: Option<Command>,
     pub(crate) config: NodeConfig,
+    /// Where gossipsub keeps its counters ([`crate::GossipStats`]).
+    pub(crate) gossip_metrics: Registry,
+    /// When each connected peer connected (surplus peers are closed only
+    /// after [`PEER_GRACE`]).
+    connected_since: HashMap<PeerId, tokio::time::Instant>,
 }
 
 fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
@@ -75,6 +85,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
 
     let mdns_on = config.mdns;
     let max_transmit = config.gossip_max_transmit;
+    let mut gossip_metrics = Registry::default();
     let mut swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -85,7 +96,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         .map_err(|e| NodeError::Network(e.to_string()))?
         .with_quic()
         .with_behaviour(|key| {
-            Behaviour::new(key, mdns_on, max_transmit)
+            Behaviour::new(key, mdns_on, max_transmit, &mut gossip_metrics)
                 .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .map_err(|e| NodeError::Network(e.to_string()))?
@@ -144,6 +155,8 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         commands: rx,
         read_ahead: None,
         config,
+        gossip_metrics,
+        connected_since: HashMap::new(),
     };
     ev.subscribe_community()?;
     for topic in ev.store.joined_topics()? {
@@ -324,10 +337,25 @@ impl EventLoop {
         }
     }
 
+    /// Peers known to be subscribed to `topic`.
+    fn peers_in_topic(&self, topic: &TopicName) -> usize {
+        let hash = self.topic_hash(topic);
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&hash))
+            .count()
+    }
+
+    /// Looks for more members of the joined topics that have fewer than
+    /// [`TOPIC_PEERS`] known peers (a DHT query connects to many peers, so
+    /// a node with enough does not ask), and trims surplus connections.
     fn discover(&mut self) {
         let keys: Vec<RecordKey> = self
             .joined
             .iter()
+            .filter(|t| self.peers_in_topic(t) < TOPIC_PEERS)
             .map(|t| provider_key(&self.community, t))
             .collect();
         let kad = &mut self.swarm.behaviour_mut().kad;
@@ -344,6 +372,37 @@ impl EventLoop {
         for peer in expired {
             self.banned.remove(&peer);
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
+        self.trim_peers();
+    }
+
+    /// Beyond [`MAX_PEERS`] connections, closes connections to peers in
+    /// none of this node's meshes and connected for at least
+    /// [`PEER_GRACE`], at random, down to the limit. Mesh peers are never
+    /// closed, so a node keeps all the peers it relays through.
+    fn trim_peers(&mut self) {
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let excess = connected.len().saturating_sub(MAX_PEERS);
+        if excess == 0 {
+            return;
+        }
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let mesh: HashSet<PeerId> = gossipsub.all_mesh_peers().copied().collect();
+        let now = tokio::time::Instant::now();
+        let mut spare: Vec<PeerId> = connected
+            .into_iter()
+            .filter(|p| {
+                !mesh.contains(p)
+                    && self
+                        .connected_since
+                        .get(p)
+                        .is_some_and(|t| now.duration_since(*t) >= PEER_GRACE)
+            })
+            .collect();
+        spare.shuffle(&mut rand::thread_rng());
+        for peer in spare.into_iter().take(excess) {
+            tracing::debug!(%peer, "closing a surplus connection");
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
@@ -389,6 +448,8 @@ impl EventLoop {
                     let _ = self.store.add_peer_addr(&peer_id.to_bytes(), &addr);
                 }
                 if num_established.get() == 1 {
+                    self.connected_since
+                        .insert(peer_id, tokio::time::Instant::now());
                     self.start_sync_with(peer_id);
                 }
             }
@@ -396,7 +457,10 @@ impl EventLoop {
                 peer_id,
                 num_established: 0,
                 ..
-            } => self.sync.peer_gone(&peer_id),
+            } => {
+                self.connected_since.remove(&peer_id);
+                self.sync.peer_gone(&peer_id);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -422,22 +486,41 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result:
                     kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                        key,
                         providers,
-                        ..
                     })),
                 ..
-            })) => {
-                let me = *self.swarm.local_peer_id();
-                for peer in providers {
-                    if peer != me
-                        && !self.swarm.is_connected(&peer)
-                        && !self.banned.contains_key(&peer)
-                    {
-                        let _ = self.swarm.dial(DialOpts::peer_id(peer).build());
-                    }
-                }
-            }
+            })) => self.dial_providers(&key, providers),
             _ => {}
+        }
+    }
+
+    /// Dials providers of a joined topic, at random, while the node knows
+    /// fewer than [`TOPIC_PEERS`] peers in it (dials under way count): the
+    /// topology stays sparse however many members the topic has.
+    fn dial_providers(&mut self, key: &RecordKey, providers: HashSet<PeerId>) {
+        let Some(topic) = self
+            .joined
+            .iter()
+            .find(|t| provider_key(&self.community, t) == *key)
+        else {
+            return;
+        };
+        let in_topic = self.peers_in_topic(topic);
+        let pending = self
+            .swarm
+            .network_info()
+            .connection_counters()
+            .num_pending_outgoing() as usize;
+        let room = TOPIC_PEERS.saturating_sub(in_topic + pending);
+        let me = *self.swarm.local_peer_id();
+        let mut candidates: Vec<PeerId> = providers
+            .into_iter()
+            .filter(|p| *p != me && !self.swarm.is_connected(p) && !self.banned.contains_key(p))
+            .collect();
+        candidates.shuffle(&mut rand::thread_rng());
+        for peer in candidates.into_iter().take(room) {
+            let _ = self.swarm.dial(DialOpts::peer_id(peer).build());
         }
     }
 

@@ -92,6 +92,7 @@ pub(crate) enum Command {
     Dial(String, Reply<()>),
     SyncNow(Reply<()>),
     SyncCounters(Reply<(u64, u64, u64)>),
+    GossipStats(Reply<crate::GossipStats>),
     Import(protocol::Message, Reply<bool>),
     ImportMany(Vec<protocol::Message>, Reply<ImportReport>),
     CutOff(String, bool, Reply<()>),
@@ -258,6 +259,12 @@ impl NodeHandle {
     /// Sync traffic counters: (round trips, bytes sent, bytes received).
     pub async fn sync_counters(&self) -> Result<(u64, u64, u64), NodeError> {
         self.ask(Command::SyncCounters).await
+    }
+
+    /// Gossip counters since start: copies received (duplicates included),
+    /// unique messages, IWANT and IDONTWANT (diagnostics, benchmarks).
+    pub async fn gossip_stats(&self) -> Result<crate::GossipStats, NodeError> {
+        self.ask(Command::GossipStats).await
     }
 
     /// Flushes the store and stops the node.

@@ -254,3 +254,34 @@ async fn nodes_talk_over_quic_too() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_stats_count_every_copy_and_the_first_ones() -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let hub = start(net.admin.clone(), &[]).await?;
+    let a = start(net.member("a")?, &[&hub.addr]).await?;
+    for n in [&hub, &a] {
+        n.handle.join(topic("grief")).await?;
+    }
+    // Publish every 2 s until the hub has had one by gossip (the first may
+    // precede the subscription exchange and travel by sync instead).
+    let mut polls = 0u32;
+    wait_until(DEADLINE, "a post to reach the hub by gossip", || {
+        polls += 1;
+        let publish = polls % 40 == 1;
+        let (a, hub) = (&a, &hub);
+        async move {
+            if publish {
+                let _ = a.handle.publish(topic("grief"), draft("counted")).await;
+            }
+            hub.handle.gossip_stats().await.is_ok_and(|s| s.unique >= 1)
+        }
+    })
+    .await?;
+    let sent = a.handle.gossip_stats().await?;
+    assert!(sent.published >= 1 && sent.sent >= 1, "{sent:?}");
+    let got = hub.handle.gossip_stats().await?;
+    assert!(got.received >= got.unique, "{got:?}");
+    assert_eq!(got.duplicates(), got.received - got.unique);
+    Ok(())
+}

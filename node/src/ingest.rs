@@ -154,7 +154,7 @@ impl PostBatch {
     fn by_author_between(&self, author: &PublicKey, from: u64, to: u64) -> usize {
         self.times
             .get(author)
-            .map_or(0, |t| t.iter().filter(|&&c| c >= from && c <= to).count())
+            .map_or(0, |t| t.iter().filter(|c| (from..=to).contains(*c)).count())
     }
 }
 

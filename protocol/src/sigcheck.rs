@@ -59,7 +59,7 @@ const fn hex32(s: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     let mut i = 0;
     while i < 32 {
-        out[i] = nibble(b[2 * i]) << 4 | nibble(b[2 * i + 1]);
+        out[i] = (nibble(b[2 * i]) << 4) | nibble(b[2 * i + 1]);
         i += 1;
     }
     out
@@ -119,7 +119,7 @@ pub fn verify_one(key: &PublicKey, message: &[u8], signature: &Signature) -> boo
 
 /// One signature to check: who signed, the exact signed bytes, the
 /// signature.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct SignatureCheck<'a> {
     /// The key that must have signed.
     pub key: PublicKey,
@@ -293,6 +293,6 @@ mod tests {
             message: b"forged",
             signature: Signature(sig),
         };
-        assert_eq!(verify_many(&vec![c; 8], &mut rng), vec![false; 8]);
+        assert_eq!(verify_many(&[c; 8], &mut rng), vec![false; 8]);
     }
 }

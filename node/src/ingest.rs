@@ -434,6 +434,22 @@ impl EventLoop {
         let hidden_before: BTreeSet<PostId> = self.moderation.hidden_targets();
         match self.moderation.apply(&action) {
             Ok(_) => {}
+            // A copy of an action kept as pending (its signer does not
+            // moderate) is refused again, not waved through as known.
+            Err(protocol::state::ModerationError::Duplicate)
+                if !action.kind.admin_only()
+                    && !self
+                        .moderation
+                        .is_moderator(&action.signer, action.created_at) =>
+            {
+                return Err(Refusal::Moderation(
+                    protocol::state::ModerationError::NotModerator {
+                        signer: action.signer.short(),
+                        at_ms: action.created_at,
+                    }
+                    .to_string(),
+                ))
+            }
             Err(protocol::state::ModerationError::Duplicate) => return Ok(Outcome::Duplicate),
             Err(e) => return Err(Refusal::Moderation(e.to_string())),
         }

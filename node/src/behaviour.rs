@@ -26,7 +26,7 @@ use crate::codec::{FrameCodec, SYNC_PROTOCOL};
 /// |---|---|---|---|
 /// | 6 / 4 / 8 | on | 1,000 B (default) | 4.82 |
 /// | 6 / 4 / 8 | off | 0 B | 3.89 |
-/// | 4 / 2 / 6 | off | 0 B | 2.19 (2.31 on a second run) |
+/// | 4 / 2 / 6 | off | 0 B | 2.19 (2.31, 2.38 on later runs) |
 /// | 3 / 1 / 5 | off | 0 B | 1.61 (2 of 19,000 deliveries left to sync) |
 ///
 /// 4 / 2 / 6 is the lowest degree that still delivered everything by

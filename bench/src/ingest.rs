@@ -177,12 +177,26 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
 
     // --- The real path, one `handle.import` command per post; then the
     // same steps without the event loop; then the store alone.
-    let seq = paired(&mut raw, || rt.block_on(handle_path(&mut com, ours, 1)))?;
+    let seq = paired(&mut raw, || {
+        rt.block_on(handle_path(&mut com, ours, Feed::Import { in_flight: 1 }))
+    })?;
     let piped = paired(&mut raw, || {
-        rt.block_on(handle_path(&mut com, ours, IN_FLIGHT))
+        rt.block_on(handle_path(
+            &mut com,
+            ours,
+            Feed::Import {
+                in_flight: IN_FLIGHT,
+            },
+        ))
     })?;
     let many = paired(&mut raw, || {
-        rt.block_on(import_many_path(&mut com, ours, IMPORT_MANY_BATCH))
+        rt.block_on(handle_path(
+            &mut com,
+            ours,
+            Feed::ImportMany {
+                batch: IMPORT_MANY_BATCH,
+            },
+        ))
     })?;
     let mut store_alone = None;
     let mut flush = None;
@@ -544,12 +558,21 @@ fn direct_path(com: &Community, encoded: &[Vec<u8>]) -> anyhow::Result<Direct> {
     })
 }
 
-/// Imports every post through a fresh node's handle, `in_flight` commands
-/// at a time, with the default per-author limit.
+/// How the handle path feeds posts to the node.
+#[derive(Clone, Copy)]
+enum Feed {
+    /// One `import` per post, this many commands outstanding.
+    Import { in_flight: usize },
+    /// `import_many` with this many posts per call (a sync page's shape).
+    ImportMany { batch: usize },
+}
+
+/// Imports every post through a fresh node's handle, fed as `feed` says,
+/// with the default per-author limit.
 async fn handle_path(
     com: &mut Community,
     posts: &[SignedPost],
-    in_flight: usize,
+    feed: Feed,
 ) -> anyhow::Result<Timing> {
     let data = com.member()?;
     let mut config = fixtures::config(data, Vec::new());
@@ -558,40 +581,23 @@ async fn handle_path(
     node.handle.join(fixtures::topic()).await?;
     let messages: Vec<Message> = posts.iter().map(|p| Message::Post(p.clone())).collect();
     let timer = ProcessTimer::start();
-    let stored = import_all(&node.handle, messages.into_iter(), in_flight).await?;
+    let stored = match feed {
+        Feed::Import { in_flight } => {
+            import_all(&node.handle, messages.into_iter(), in_flight).await?
+        }
+        Feed::ImportMany { batch } => {
+            let mut stored = 0u64;
+            for chunk in messages.chunks(batch.max(1)) {
+                stored += node.handle.import_many(chunk.to_vec()).await?.stored as u64;
+            }
+            stored
+        }
+    };
     let took = timer.stop();
     node.stop().await;
     anyhow::ensure!(
         stored == posts.len() as u64,
-        "handle.import stored {stored} of {} posts",
-        posts.len()
-    );
-    Ok(took)
-}
-
-/// Imports every post through a fresh node's `import_many`, `batch` posts
-/// per call (as a sync page arrives), with the default per-author limit.
-async fn import_many_path(
-    com: &mut Community,
-    posts: &[SignedPost],
-    batch: usize,
-) -> anyhow::Result<Timing> {
-    let data = com.member()?;
-    let mut config = fixtures::config(data, Vec::new());
-    config.author_posts_per_minute = node::AUTHOR_POSTS_PER_MINUTE;
-    let node = BenchNode::start(config).await?;
-    node.handle.join(fixtures::topic()).await?;
-    let messages: Vec<Message> = posts.iter().map(|p| Message::Post(p.clone())).collect();
-    let timer = ProcessTimer::start();
-    let mut stored = 0u64;
-    for chunk in messages.chunks(batch.max(1)) {
-        stored += node.handle.import_many(chunk.to_vec()).await?.stored as u64;
-    }
-    let took = timer.stop();
-    node.stop().await;
-    anyhow::ensure!(
-        stored == posts.len() as u64,
-        "handle.import_many stored {stored} of {} posts",
+        "the handle path stored {stored} of {} posts",
         posts.len()
     );
     Ok(took)

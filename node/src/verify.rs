@@ -9,14 +9,15 @@ use protocol::{Message, ValidationContext, ValidationError, VerifiedMessage};
 /// Below this many items, threads cost more than they save.
 const PARALLEL_THRESHOLD: usize = 32;
 
-/// Decodes and verifies each encoded item, in order.
+/// Decodes and verifies each encoded item, in order; decoding is split
+/// over the cores with the verification.
 pub(crate) fn decode_and_verify_all(
     items: &[Vec<u8>],
     ctx: &ValidationContext,
 ) -> Vec<Result<VerifiedMessage, ValidationError>> {
-    let decoded: Vec<Result<Message, ValidationError>> =
-        items.iter().map(|b| Message::decode(b)).collect();
-    verify_decoded(decoded, ctx)
+    on_cores(items.iter().collect(), |part: Vec<&Vec<u8>>| {
+        verify_chunk(part.into_iter().map(|b| Message::decode(b)).collect(), ctx)
+    })
 }
 
 /// Verifies each message, in order.
@@ -24,40 +25,34 @@ pub(crate) fn verify_all(
     messages: Vec<Message>,
     ctx: &ValidationContext,
 ) -> Vec<Result<VerifiedMessage, ValidationError>> {
-    verify_decoded(messages.into_iter().map(Ok).collect(), ctx)
+    on_cores(messages, |part| {
+        verify_chunk(part.into_iter().map(Ok).collect(), ctx)
+    })
 }
 
-/// Verifies the decoded messages in batches, one batch per core; decoding
-/// errors stay in place.
-fn verify_decoded(
-    decoded: Vec<Result<Message, ValidationError>>,
-    ctx: &ValidationContext,
-) -> Vec<Result<VerifiedMessage, ValidationError>> {
+/// Splits `items` into one part per core (one part when there are few),
+/// runs `f` on each part on its own thread, and joins the results in order.
+fn on_cores<T: Send, R: Send>(items: Vec<T>, f: impl Fn(Vec<T>) -> Vec<R> + Sync) -> Vec<R> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let parts = if decoded.len() < PARALLEL_THRESHOLD {
-        1
-    } else {
-        cores
-    };
-    let chunk = decoded.len().div_ceil(parts).max(1);
-    let mut chunks: Vec<Vec<Result<Message, ValidationError>>> = Vec::with_capacity(parts);
-    let mut rest = decoded;
+    if cores < 2 || items.len() < PARALLEL_THRESHOLD {
+        return f(items);
+    }
+    let chunk = items.len().div_ceil(cores);
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(cores);
+    let mut rest = items;
     while rest.len() > chunk {
         let tail = rest.split_off(chunk);
-        chunks.push(rest);
+        parts.push(rest);
         rest = tail;
     }
-    chunks.push(rest);
-    if chunks.len() == 1 {
-        return chunks
-            .pop()
-            .map(|c| verify_chunk(c, ctx))
-            .unwrap_or_default();
-    }
+    parts.push(rest);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
+        let handles: Vec<_> = parts
             .into_iter()
-            .map(|part| scope.spawn(move || verify_chunk(part, ctx)))
+            .map(|part| {
+                let f = &f;
+                scope.spawn(move || f(part))
+            })
             .collect();
         let mut out = Vec::new();
         for h in handles {

@@ -337,13 +337,15 @@ impl EventLoop {
                 let announce = self.events.receiver_count() > 0;
                 for ((slot, post), new) in taken.into_iter().zip(stored) {
                     if !new {
-                        out[slot] = Ok(Outcome::Duplicate);
+                        if let Some(verdict) = out.get_mut(slot) {
+                            *verdict = Ok(Outcome::Duplicate);
+                        }
                         continue;
                     }
                     if let Origin::Sync = origin {
                         self.sync.received += 1;
                     }
-                    self.note_stored(&out[slot], origin);
+                    self.note_stored(&Ok(Outcome::Stored), origin);
                     if announce {
                         let view = self.post_view(post.signed());
                         self.emit(NodeEvent::PostStored(Box::new(view)));
@@ -355,10 +357,12 @@ impl EventLoop {
                 let text = e.to_string();
                 let mut first = Some(e);
                 for (slot, _) in taken {
-                    out[slot] = Err(match first.take() {
-                        Some(e) => Refusal::Store(e),
-                        None => Refusal::Invalid(format!("not stored: {text}")),
-                    });
+                    if let Some(verdict) = out.get_mut(slot) {
+                        *verdict = Err(match first.take() {
+                            Some(e) => Refusal::Store(e),
+                            None => Refusal::Invalid(format!("not stored: {text}")),
+                        });
+                    }
                 }
             }
         }

@@ -114,7 +114,9 @@ impl Message {
         let verdicts = verify_many(&checks, rng);
         let mut signature_ok = vec![true; pending.len()];
         for ((i, ..), ok) in jobs.iter().zip(verdicts) {
-            signature_ok[*i] = ok;
+            if let Some(slot) = signature_ok.get_mut(*i) {
+                *slot = ok;
+            }
         }
         pending
             .into_iter()

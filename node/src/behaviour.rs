@@ -26,17 +26,24 @@ use crate::codec::{FrameCodec, SYNC_PROTOCOL};
 /// |---|---|---|---|
 /// | 6 / 4 / 8 | on | 1,000 B (default) | 4.82 |
 /// | 6 / 4 / 8 | off | 0 B | 3.89 |
-/// | 4 / 2 / 6 | off | 0 B | 2.19 (2.31, 2.38 on later runs) |
+/// | 4 / 2 / 6 | off | 0 B | 2.19 (2.31, 2.38 on later runs; 1.99 quiet) |
+/// | 4 / 3 / 5 | off | 0 B | 2.03, 2.02, 1.95 (quiet machine) |
 /// | 3 / 1 / 5 | off | 0 B | 1.61 (2 of 19,000 deliveries left to sync) |
+/// | 3 / 2 / 4 | off | 0 B | 0.69, 0.79 (all 19,000 by gossip) |
 ///
-/// 4 / 2 / 6 is the lowest degree that still delivered everything by
-/// gossip; a mesh of 3 with D_lo 1 let messages fall through to sync.
-pub(crate) const MESH_N: usize = 4;
-/// Below this many mesh peers, graft more at the next heartbeat (also the
-/// lower bound gossipsub allows for two outbound mesh peers).
+/// On loopback a forward takes about a millisecond, so IDONTWANT rarely
+/// outruns it and each node receives about (mesh degree − 2) duplicates:
+/// with D 4 and D_hi 5 or 6 that sat right at the target of 2. D 3 with
+/// D_lo 2 keeps every node on at least two mesh paths (a mesh of 3 with
+/// D_lo 1 let messages fall through to sync) and lazy gossip (IHAVE to
+/// D_lazy more peers every heartbeat) repairs any gap; sync is the
+/// backstop.
+pub(crate) const MESH_N: usize = 3;
+/// Below this many mesh peers, graft more at the next heartbeat: two, so
+/// that no node hangs off the mesh by a single link.
 pub(crate) const MESH_N_LOW: usize = 2;
 /// Above this many, prune.
-pub(crate) const MESH_N_HIGH: usize = 6;
+pub(crate) const MESH_N_HIGH: usize = 4;
 /// A node dials providers of a topic found in the DHT only while it knows
 /// fewer peers in the topic than this: a full mesh (D_hi) plus as many for
 /// lazy gossip (D_lazy = D), not every member of a large topic.
@@ -136,7 +143,8 @@ impl Behaviour {
             // before the peer forwards; the publisher sends it first too.
             .idontwant_message_size_threshold(0)
             .idontwant_on_publish(true)
-            .mesh_outbound_min(2)
+            // gossipsub allows at most D / 2 outbound peers as the minimum.
+            .mesh_outbound_min(1)
             .heartbeat_interval(Duration::from_millis(700))
             .max_transmit_size(max_transmit)
             .duplicate_cache_time(Duration::from_secs(120))

@@ -53,7 +53,8 @@ impl EventLoop {
                 let _ = r.send(self.topic_views());
             }
             Command::Publish(topic, draft, r) => {
-                let _ = r.send(self.publish(topic, draft));
+                let result = self.publish(topic, draft);
+                self.reply_when_durable(r, result);
             }
             Command::Read(topic, q, r) => {
                 let _ = r.send(self.read(&topic, &q));
@@ -62,13 +63,16 @@ impl EventLoop {
                 let _ = r.send(self.resolve_post(&text));
             }
             Command::Retract(post, r) => {
-                let _ = r.send(self.retract(post));
+                let result = self.retract(post);
+                self.reply_when_durable(r, result);
             }
             Command::Report(post, reason, r) => {
-                let _ = r.send(self.report(post, &reason));
+                let result = self.report(post, &reason);
+                self.reply_when_durable(r, result);
             }
             Command::Moderate(kind, r) => {
-                let _ = r.send(self.moderate(kind));
+                let result = self.moderate(kind);
+                self.reply_when_durable(r, result);
             }
             Command::ModList(r) => {
                 let _ = r.send(Ok(self.mod_list()));
@@ -236,13 +240,12 @@ impl EventLoop {
             .collect()
     }
 
-    /// Signs, takes through the one arrival path, gossips, then flushes:
-    /// the command returns only once the item is on disk, so an
-    /// acknowledged item survives a crash, but gossip does not wait for the
-    /// disk (gossipsub's send queues are drained by the connection tasks
-    /// while the flush blocks this loop). If the node crashes before the
-    /// flush, the item was never acknowledged; sync brings it back from
-    /// the peers that received it.
+    /// Checks, takes through the one arrival path and gossips. The command
+    /// is answered only once the item is on disk
+    /// ([`EventLoop::reply_when_durable`]), so an acknowledged item
+    /// survives a crash; neither gossip nor this loop waits for the disk.
+    /// If the node crashes before the flush, the item was never
+    /// acknowledged; sync brings it back from the peers that received it.
     fn publish_local(&mut self, message: Message) -> Result<[u8; 32], NodeError> {
         let verified = message.verify(&self.ctx())?;
         let topic = match &verified {
@@ -257,8 +260,6 @@ impl EventLoop {
             Err(refusal) => return Err(NodeError::NotAllowed(refusal.to_string())),
         }
         self.gossip(topic, bytes);
-        // Acknowledged only once on disk.
-        self.store.flush()?;
         Ok(id)
     }
 

@@ -3,6 +3,8 @@
 //! blocks on either for long.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,7 +19,7 @@ use protocol::{
     CommunityId, Identity, Message, ModerationState, SignedManifest, TopicName, ValidationContext,
 };
 use rand::seq::SliceRandom;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::api::{PeerView, ReportView};
 use crate::behaviour::{
@@ -66,6 +68,13 @@ pub(crate) struct EventLoop {
     /// When each connected peer connected (surplus peers are closed only
     /// after [`PEER_GRACE`]).
     connected_since: HashMap<PeerId, tokio::time::Instant>,
+    /// Flushes running on blocking threads: the interval flush and the
+    /// acknowledgements of local writes, which wait for their flush there
+    /// rather than in this loop (an fsync stalled every peer's gossip).
+    pub(crate) flushes: tokio::task::JoinSet<()>,
+    /// Whether the interval flush is among [`EventLoop::flushes`]; a slow
+    /// disk then skips ticks rather than piling flushes up.
+    interval_flush: Arc<AtomicBool>,
 }
 
 fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
@@ -157,6 +166,8 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         config,
         gossip_metrics,
         connected_since: HashMap::new(),
+        flushes: tokio::task::JoinSet::new(),
+        interval_flush: Arc::new(AtomicBool::new(false)),
     };
     ev.subscribe_community()?;
     for topic in ev.store.joined_topics()? {
@@ -280,6 +291,44 @@ impl EventLoop {
         out
     }
 
+    /// The interval flush, for what arrived from the network: on a blocking
+    /// thread, at most one at a time.
+    fn flush_in_background(&mut self) {
+        if !self.dirty || self.interval_flush.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.dirty = false;
+        let flusher = self.store.flusher();
+        let running = Arc::clone(&self.interval_flush);
+        self.flushes.spawn_blocking(move || {
+            if let Err(e) = flusher.flush() {
+                tracing::error!("flushing the store: {e}");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Answers a local write once it is on disk, without holding this loop
+    /// during the fsync: an acknowledged item survives a crash. A refusal
+    /// is answered at once.
+    pub(crate) fn reply_when_durable<T: Send + 'static>(
+        &mut self,
+        reply: oneshot::Sender<Result<T, NodeError>>,
+        result: Result<T, NodeError>,
+    ) {
+        let value = match result {
+            Ok(value) => value,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let flusher = self.store.flusher();
+        self.flushes.spawn_blocking(move || {
+            let _ = reply.send(flusher.flush().map(|()| value).map_err(NodeError::from));
+        });
+    }
+
     async fn run(mut self) {
         let mut flush = tokio::time::interval(self.config.flush_interval);
         let mut resync = tokio::time::interval(self.config.sync_interval);
@@ -312,18 +361,19 @@ impl EventLoop {
                     }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                _ = flush.tick() => {
-                    if self.dirty {
-                        if let Err(e) = self.store.flush() {
-                            tracing::error!("flushing the store: {e}");
-                        }
-                        self.dirty = false;
+                _ = flush.tick() => self.flush_in_background(),
+                Some(done) = self.flushes.join_next(), if !self.flushes.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!("a flush task failed: {e}");
                     }
                 }
                 _ = resync.tick() => self.sync_all_peers(),
                 _ = discover.tick() => self.discover(),
             }
         }
+        // Acknowledgements still waiting for their flush are sent, and
+        // every handle on the database is gone before it is closed.
+        while self.flushes.join_next().await.is_some() {}
         tracing::info!("node stopped; store flushed");
         // Last, the store: closed with a fresh snapshot, so the next start
         // does not replay what this run wrote (on a blocking thread: with

@@ -381,11 +381,13 @@ impl EventLoop {
             return Err(Err(Refusal::NotJoined));
         }
         let refuse = |r: Refusal| Err(Err(r));
-        match self.store.retraction_author(&id) {
-            Ok(Some(author)) if author == post.author => {
+        // Only the author's own retraction binds (a bogus one by someone
+        // else may also be stored).
+        match self.store.is_retracted_by(&id, &post.author) {
+            Ok(true) => {
                 return refuse(Refusal::Moderation("the author retracted this post".into()))
             }
-            Ok(_) => {}
+            Ok(false) => {}
             Err(e) => return refuse(e.into()),
         }
         if let Some(block) = self.moderation.is_blocked(&post.author, &post.topic) {

@@ -39,7 +39,7 @@
 //! (every [`BACKGROUND_FLUSH_MS`]). Call [`Store::flush`] before telling
 //! the local user a post is published; posts and actions from the network
 //! are made durable by the caller on an interval with
-//! [`Store::flush_if_dirty`] or [`Store::flush_async`] (anything lost in a
+//! [`Store::flush_if_dirty`] or a [`Flusher`] (anything lost in a
 //! crash comes back by sync).
 //!
 //! # Corrupt data
@@ -55,7 +55,6 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -116,6 +115,27 @@ pub struct Retracted {
     /// The post it deleted, if it was stored and written by the retracting
     /// author.
     pub removed: Option<SignedPost>,
+}
+
+/// Makes the store's writes durable from another thread (see
+/// [`Store::flusher`]); what it flushes is everything written before the
+/// call, by anyone.
+#[derive(Clone)]
+pub struct Flusher {
+    db: sled::Db,
+    dirty: Arc<AtomicBool>,
+}
+
+impl Flusher {
+    /// Blocks until everything written so far is on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.dirty.store(false, Ordering::Release);
+        let result = self.db.flush().map(|_| ()).during("flush to disk");
+        if result.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
+    }
 }
 
 /// A transaction body's result; transactions never abort on purpose (a
@@ -1359,14 +1379,10 @@ impl Store {
     // ----- durability ------------------------------------------------------
 
     /// Makes everything written so far durable before returning (an fsync:
-    /// milliseconds). Call it before acknowledging a local publish.
+    /// milliseconds, tens of them on a slow disk). The event loop never
+    /// calls it while serving: it hands a [`Flusher`] to a blocking thread.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.dirty.store(false, Ordering::Release);
-        let result = self.db.flush().map(|_| ()).during("flush to disk");
-        if result.is_err() {
-            self.touch();
-        }
-        result
+        self.flusher().flush()
     }
 
     /// Like [`Store::flush`], but only if something was written since the
@@ -1380,19 +1396,13 @@ impl Store {
         Ok(true)
     }
 
-    /// A flush that runs on sled's own thread pool: the returned future
-    /// borrows nothing, so the event loop can spawn it and keep serving
-    /// while the disk syncs. Covers everything written before this call.
-    pub fn flush_async(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let db = self.db.clone();
-        let dirty = Arc::clone(&self.dirty);
-        dirty.store(false, Ordering::Release);
-        async move {
-            let result = db.flush_async().await.map(|_| ()).during("flush to disk");
-            if result.is_err() {
-                dirty.store(true, Ordering::Release);
-            }
-            result
+    /// A handle that flushes from another thread, so that whoever owns the
+    /// store keeps serving while the disk syncs. It keeps the database
+    /// open: every one must be dropped before [`Store::close`].
+    pub fn flusher(&self) -> Flusher {
+        Flusher {
+            db: self.db.clone(),
+            dirty: Arc::clone(&self.dirty),
         }
     }
 

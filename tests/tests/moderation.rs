@@ -400,3 +400,47 @@ async fn a_report_is_readable_by_moderators_alone() -> anyhow::Result<()> {
     assert_eq!(again.handle.mod_list().await?, list);
     Ok(())
 }
+
+/// A retraction by someone other than the author binds nothing, and must
+/// not hide the author's own: with a bogus retraction stored beside the
+/// real one, a copy of the retracted post is still refused as retracted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bogus_retraction_does_not_mask_the_authors_own() -> anyhow::Result<()> {
+    use protocol::post::Post;
+    use protocol::{Identity, Retraction};
+    let net = TestNet::new()?;
+    let a = start(net.admin.clone(), &[]).await?;
+    a.handle.join(topic("t")).await?;
+    let community = net.manifest.id();
+    let author = Identity::generate(None);
+    // The stranger's key sorts first among the post's retractions.
+    let stranger = loop {
+        let s = Identity::generate(None);
+        if s.public().as_bytes() < author.public().as_bytes() {
+            break s;
+        }
+    };
+    let now = node::now_ms();
+    let post = Post::write(
+        &author,
+        community,
+        topic("t"),
+        draft("mine to take back"),
+        now,
+    )?;
+    let id = post.id();
+    // Arriving before the post, the stranger's retraction cannot be
+    // checked against it, so it is kept (a stored post refuses it).
+    let bogus = Retraction::create(&stranger.secret, community, id, now + 1);
+    a.handle.import(Message::Retraction(bogus)).await?;
+    assert!(a.handle.import(Message::Post(post.clone())).await?);
+    assert_eq!(a.count("t").await, 1, "a stranger cannot retract it");
+    let real = Retraction::create(&author.secret, community, id, now + 2);
+    a.handle.import(Message::Retraction(real)).await?;
+    assert_eq!(a.count("t").await, 0, "the author's retraction deletes it");
+    let again = a.handle.import(Message::Post(post)).await;
+    let err = again.expect_err("a retracted post is refused").to_string();
+    assert!(err.contains("retracted"), "unexpected refusal: {err}");
+    assert_eq!(a.count("t").await, 0);
+    Ok(())
+}

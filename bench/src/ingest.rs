@@ -199,10 +199,12 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
         ))
     })?;
     let mut store_alone = None;
+    let mut store_batched = None;
     let mut flush = None;
     let direct = paired(&mut raw, || {
         let d = direct_path(&com, ours_bytes)?;
         store_alone = Some(d.store);
+        store_batched = Some(d.store_batched);
         flush = Some(d.flush);
         Ok(d.path)
     })?;
@@ -320,6 +322,19 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
             .note(format!(
                 "the ceiling once verification leaves the store's thread; {:.0} per CPU-second",
                 t.cpu_rate(m)
+            ));
+    }
+    if let Some(t) = store_batched {
+        report
+            .add(
+                PART,
+                &format!("store alone, insert_posts in batches of {IMPORT_MANY_BATCH}, one core"),
+                t.rate(m),
+                "posts/s",
+            )
+            .note(format!(
+                "one sled transaction per batch; {:.1} µs of CPU per post; sled's own floor for the same keys: cargo run --release -p mutual-bench --example sled_floor",
+                t.cpu.as_secs_f64() * 1e6 / m as f64
             ));
     }
     if let Some(f) = flush {
@@ -486,6 +501,8 @@ fn phase_profile(
 struct Direct {
     path: Timing,
     store: Timing,
+    /// The same posts through `Store::insert_posts`, in batches.
+    store_batched: Timing,
     flush: Timing,
 }
 
@@ -551,9 +568,19 @@ fn direct_path(com: &Community, encoded: &[Vec<u8>]) -> anyhow::Result<Direct> {
         store2.insert_post(p)?;
     }
     let store_time = timer.stop();
+    // And in batches, as sync pages and queued imports are stored.
+    let dir3 = tempfile::tempdir()?;
+    let store3 = node::store::Store::open(dir3.path())?;
+    let refs: Vec<&protocol::VerifiedPost> = posts.iter().collect();
+    let timer = ProcessTimer::start();
+    for chunk in refs.chunks(IMPORT_MANY_BATCH) {
+        store3.insert_posts(chunk)?;
+    }
+    let store_batched = timer.stop();
     Ok(Direct {
         path,
         store: store_time,
+        store_batched,
         flush,
     })
 }

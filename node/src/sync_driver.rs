@@ -104,6 +104,18 @@ impl sync::SyncSet for StoreSet<'_> {
             tracing::warn!("sync scan: {e}");
         }
     }
+
+    /// From the store's cache: every session starts by comparing the whole
+    /// set, and between nodes that agree that is all there is.
+    fn whole_sum(&self) -> Option<sync::Accumulator> {
+        match self.store.scope_sum(self.scope) {
+            Ok(acc) => Some(acc),
+            Err(e) => {
+                tracing::warn!("sync scan: {e}");
+                None
+            }
+        }
+    }
 }
 
 impl sync::ItemSource for StoreSet<'_> {

@@ -177,8 +177,18 @@ pub trait SyncSet {
     /// returns `false`. Nothing if `from >= to`.
     fn for_each_in(&self, from: &ItemKey, to: &ItemKey, f: &mut dyn FnMut(&ItemKey) -> bool);
 
+    /// The [`Accumulator`] of the whole set, if the set keeps it at hand
+    /// (a store can maintain it as items come and go); `None`, the default:
+    /// computed by a scan when asked.
+    fn whole_sum(&self) -> Option<Accumulator> {
+        None
+    }
+
     /// Number of keys in `[from, to)`.
     fn count_in(&self, from: &ItemKey, to: &ItemKey) -> u64 {
+        if let Some(acc) = whole(from, to).then(|| self.whole_sum()).flatten() {
+            return acc.count();
+        }
         let mut n = 0u64;
         self.for_each_in(from, to, &mut |_| {
             n = n.saturating_add(1);
@@ -189,6 +199,9 @@ pub trait SyncSet {
 
     /// The [`Accumulator`] of the ids in `[from, to)`.
     fn accumulate_in(&self, from: &ItemKey, to: &ItemKey) -> Accumulator {
+        if let Some(acc) = whole(from, to).then(|| self.whole_sum()).flatten() {
+            return acc;
+        }
         let mut acc = Accumulator::EMPTY;
         self.for_each_in(from, to, &mut |k| {
             acc.add(&k.id);
@@ -196,6 +209,11 @@ pub trait SyncSet {
         });
         acc
     }
+}
+
+/// Whether `[from, to)` is the whole key space.
+fn whole(from: &ItemKey, to: &ItemKey) -> bool {
+    *from == ItemKey::MIN && *to == ItemKey::MAX
 }
 
 /// Where the responder gets the bytes of items it sends: opaque encoded

@@ -815,3 +815,76 @@ fn closing_leaves_a_fresh_snapshot_and_everything_reopens() {
     // A temporary store has nothing to reopen.
     Store::temporary().unwrap().close().unwrap();
 }
+
+/// What a fresh scan of a scope's keys sums to.
+fn scanned_sum(s: &Store, scope: &SyncScope) -> Accumulator {
+    let mut acc = Accumulator::EMPTY;
+    s.scan_keys(scope, &ItemKey::MIN, &ItemKey::MAX, &mut |k| {
+        acc.add(&k.id);
+        true
+    })
+    .unwrap();
+    acc
+}
+
+#[test]
+fn the_cached_scope_sums_follow_every_write() {
+    let s = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let other = Identity::generate(None);
+    let t = SyncScope::Topic(topic("t"));
+    let u = SyncScope::Topic(topic("u"));
+    let log = SyncScope::CommunityLog;
+    let check = |s: &Store| {
+        for scope in [&t, &u, &log] {
+            assert_eq!(
+                s.scope_sum(scope).unwrap(),
+                scanned_sum(s, scope),
+                "{scope:?}"
+            );
+        }
+    };
+    check(&s); // caches the empty sets
+    let mine: Vec<_> = (0..6)
+        .map(|i| post(&me, "t", &format!("mine {i}"), 100 + i))
+        .collect();
+    let theirs = post(&other, "u", "theirs", 200);
+    s.insert_post(&mine[0]).unwrap();
+    check(&s);
+    // A batch with a duplicate inside it and one already stored.
+    let batch = vec![&mine[0], &mine[1], &mine[2], &mine[2], &mine[3], &theirs];
+    assert_eq!(
+        s.insert_posts(&batch).unwrap(),
+        vec![false, true, true, false, true, true]
+    );
+    check(&s);
+    assert_eq!(s.scope_sum(&t).unwrap().count(), 4);
+    s.delete_post(&mine[1].id()).unwrap();
+    check(&s);
+    s.hide_post(&mine[2].id(), b"hidden").unwrap();
+    check(&s);
+    s.insert_post(&mine[4]).unwrap();
+    check(&s);
+    let key = ItemKey {
+        created_at: 300,
+        id: [9; 32],
+    };
+    assert!(s.insert_log(key, &log_msg()).unwrap());
+    check(&s);
+    let rkey = ItemKey {
+        created_at: 301,
+        id: [8; 32],
+    };
+    s.apply_retraction(rkey, &log_msg(), &mine[3].id(), &me.public())
+        .unwrap();
+    check(&s);
+    s.insert_post(&mine[5]).unwrap();
+    s.delete_author_posts(&other.public(), &Scope::Community)
+        .unwrap();
+    check(&s);
+    assert_eq!(
+        s.scope_sum(&t).unwrap().count(),
+        s.count_topic(&topic("t")).unwrap()
+    );
+    assert_eq!(s.scope_sum(&u).unwrap(), Accumulator::EMPTY);
+}

@@ -1,0 +1,168 @@
+//! sled 0.34 alone, with the keys a post costs in the store: what no work
+//! on our side of `Store::insert_posts` can beat. The one place outside
+//! `node/src/store.rs` that names sled, because it measures the engine,
+//! not the project.
+//!
+//! `cargo run --release -p mutual-bench --example sled_floor` writes
+//! 100,000 post-shaped entries (a 420-byte value under a random 32-byte
+//! id, a topic index key, an author index key) in batches of 512, four
+//! ways, each into a fresh database, and prints µs per post.
+
+use std::time::Instant;
+
+use sled::Transactional;
+
+const POSTS: u64 = 100_000;
+const BATCH: u64 = 512;
+const VALUE: usize = 420;
+
+/// A random-looking 32-byte id, as BLAKE3 post ids are.
+fn id(i: u64) -> [u8; 32] {
+    *blake3::hash(&i.to_le_bytes()).as_bytes()
+}
+
+fn value(i: u64) -> Vec<u8> {
+    let mut v = vec![0u8; VALUE];
+    v[..8].copy_from_slice(&i.to_be_bytes());
+    v
+}
+
+fn topic_key(i: u64, id: &[u8; 32]) -> Vec<u8> {
+    let mut k = b"topic\0".to_vec();
+    k.extend_from_slice(&i.to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+fn author_key(i: u64, id: &[u8; 32]) -> Vec<u8> {
+    let mut k = blake3::hash(&(i % 1000).to_be_bytes()).as_bytes().to_vec();
+    k.extend_from_slice(&i.to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 * 1024 * 1024)
+        .flush_every_ms(Some(100))
+        .open()
+}
+
+/// One way of writing the posts.
+type Way = fn(&sled::Db) -> sled::Result<()>;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let ways: [(&str, Way); 4] = [
+        (
+            "3 trees + count in one transaction per batch (the store's shape)",
+            transaction,
+        ),
+        (
+            "3 trees, one apply_batch per tree per batch (not atomic across trees)",
+            batches,
+        ),
+        ("only the post (id → bytes), apply_batch", posts_only),
+        (
+            "only a time-ordered key → bytes, apply_batch",
+            sequential_only,
+        ),
+    ];
+    for (name, write) in ways {
+        let dir = tempfile::tempdir()?;
+        let db = open(dir.path())?;
+        let t = Instant::now();
+        write(&db)?;
+        let took = t.elapsed();
+        db.flush()?;
+        println!(
+            "{:>6.1} µs/post  {:>7.0} posts/s  {:>4} MiB on disk  {name}",
+            took.as_secs_f64() * 1e6 / POSTS as f64,
+            POSTS as f64 / took.as_secs_f64(),
+            db.size_on_disk()? >> 20,
+        );
+    }
+    Ok(())
+}
+
+fn transaction(db: &sled::Db) -> sled::Result<()> {
+    let trees = (
+        db.open_tree("posts")?,
+        db.open_tree("topic_index")?,
+        db.open_tree("author_index")?,
+        db.open_tree("counts")?,
+    );
+    for first in (0..POSTS).step_by(BATCH as usize) {
+        (&trees.0, &trees.1, &trees.2, &trees.3)
+            .transaction(|(posts, tindex, aindex, counts)| {
+                for i in first..first + BATCH {
+                    let k = id(i);
+                    if posts.get(k)?.is_some() {
+                        continue;
+                    }
+                    posts.insert(&k[..], value(i))?;
+                    tindex.insert(topic_key(i, &k), &[][..])?;
+                    aindex.insert(author_key(i, &k), &b"topic"[..])?;
+                }
+                counts.insert(&b"topic"[..], &(first + BATCH).to_be_bytes()[..])?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => e,
+                sled::transaction::TransactionError::Abort(()) => {
+                    sled::Error::Unsupported("aborted".into())
+                }
+            })?;
+    }
+    Ok(())
+}
+
+fn batches(db: &sled::Db) -> sled::Result<()> {
+    let posts = db.open_tree("posts")?;
+    let tindex = db.open_tree("topic_index")?;
+    let aindex = db.open_tree("author_index")?;
+    for first in (0..POSTS).step_by(BATCH as usize) {
+        let (mut p, mut t, mut a) = (
+            sled::Batch::default(),
+            sled::Batch::default(),
+            sled::Batch::default(),
+        );
+        for i in first..first + BATCH {
+            let k = id(i);
+            if posts.get(k)?.is_some() {
+                continue;
+            }
+            p.insert(&k[..], value(i));
+            t.insert(topic_key(i, &k), &[][..]);
+            a.insert(author_key(i, &k), &b"topic"[..]);
+        }
+        posts.apply_batch(p)?;
+        tindex.apply_batch(t)?;
+        aindex.apply_batch(a)?;
+    }
+    Ok(())
+}
+
+fn posts_only(db: &sled::Db) -> sled::Result<()> {
+    let posts = db.open_tree("posts")?;
+    for first in (0..POSTS).step_by(BATCH as usize) {
+        let mut p = sled::Batch::default();
+        for i in first..first + BATCH {
+            p.insert(&id(i)[..], value(i));
+        }
+        posts.apply_batch(p)?;
+    }
+    Ok(())
+}
+
+fn sequential_only(db: &sled::Db) -> sled::Result<()> {
+    let posts = db.open_tree("posts")?;
+    for first in (0..POSTS).step_by(BATCH as usize) {
+        let mut p = sled::Batch::default();
+        for i in first..first + BATCH {
+            p.insert(&i.to_be_bytes()[..], value(i));
+        }
+        posts.apply_batch(p)?;
+    }
+    Ok(())
+}

@@ -90,11 +90,11 @@ pub const LAYOUT_VERSION: u64 = 1;
 
 /// sled's page cache, in bytes (sled's default is 1 GiB). With a 1,000,000
 /// post store, reading a topic's newest page took the same time with 32
-/// MiB, 64 MiB and 1 GiB (it touches a handful of pages), so the cache is
-/// bounded well below the node's memory budget. It is not what dominates
-/// memory while ingesting: writing 100,000 posts peaked near 300 MiB with
-/// 64 MiB and with 1 GiB alike (sled 0.34's own bookkeeping).
-pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// MiB, 64 MiB and 1 GiB (it touches a handful of pages). While ingesting
+/// 100,000 posts (the bench's `--ingest-child`), the peak RSS was 148 MiB
+/// with 64 MiB and 103 MiB with 16 MiB, at about the same rate, so the
+/// cache is kept small: the OS page cache still holds the store's files.
+pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Largest peer address list value read back (8 addresses of 512 bytes and
 /// their lengths fit easily).

@@ -467,7 +467,7 @@ fn phase_profile(
         let timer = ProcessTimer::start();
         for p in &verified {
             let id = p.id();
-            std::hint::black_box(store.retraction_author(&id)?);
+            std::hint::black_box(store.is_retracted_by(&id, &p.author)?);
             std::hint::black_box(moderation.is_blocked(&p.author, &p.topic));
             std::hint::black_box(moderation.hidden(&id));
             std::hint::black_box(store.contains_post(&id)?);
@@ -522,7 +522,7 @@ fn direct_path(com: &Community, encoded: &[Vec<u8>]) -> anyhow::Result<Direct> {
             anyhow::bail!("a bench item is not a post");
         };
         let id = p.id();
-        if store.retraction_author(&id)?.is_some()
+        if store.is_retracted_by(&id, &p.author)?
             || moderation.is_blocked(&p.author, &p.topic).is_some()
             || moderation.hidden(&id).is_some()
             || store.contains_post(&id)?

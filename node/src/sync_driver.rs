@@ -298,6 +298,16 @@ impl EventLoop {
             };
             session.initiator.on_response(response, &set)
         };
+        // Ask for the next page before checking and storing this one, so
+        // the peer reads and sends it while this node verifies and writes
+        // (the request depends only on what this node held before).
+        if let Ok(Step::Continue(next)) = &step {
+            let bytes = wire::encode_versioned(next);
+            self.sync.bytes_sent += bytes.len() as u64;
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
+            self.sync.by_request.insert(id, peer);
+            session.request = Some(id);
+        }
         // Every item goes through the one arrival path, as gossip does;
         // signatures are checked on every core first.
         let ctx = self.ctx();
@@ -322,19 +332,16 @@ impl EventLoop {
         }
         if session.invalid > MAX_INVALID_ITEMS_PER_SESSION {
             tracing::info!(%peer, "dropping a sync session that sent invalid items");
+            // The answer to the request already sent is ignored.
+            if let Some(id) = session.request.take() {
+                self.sync.by_request.remove(&id);
+            }
             self.put_back(peer, session);
             self.end_session(peer);
             return;
         }
         match step {
-            Ok(Step::Continue(next)) => {
-                let bytes = wire::encode_versioned(&next);
-                self.sync.bytes_sent += bytes.len() as u64;
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
-                self.sync.by_request.insert(id, peer);
-                session.request = Some(id);
-                self.put_back(peer, session);
-            }
+            Ok(Step::Continue(_)) => self.put_back(peer, session),
             Ok(Step::Done) => {
                 self.put_back(peer, session);
                 self.end_session(peer);

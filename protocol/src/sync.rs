@@ -130,6 +130,11 @@ pub const MAX_HAVE_IDS: usize = 32;
 /// ids (about 12 bytes each) rather than an accumulator (about 36 bytes), so
 /// the initiator can ask for exactly what it lacks.
 pub const MAX_IDS_PER_SUMMARY: usize = 4;
+/// Most items a responder counts to say how many remain after a page
+/// ([`RangeReply::Items`]'s `remaining`, for progress only): counting all of
+/// them on every page made a catch-up quadratic (every page rescanned the
+/// rest of the set). Beyond it, `remaining` is a lower bound.
+pub const MAX_REMAINING_COUNTED: u64 = 8 * MAX_ITEMS_PER_RESPONSE as u64;
 /// Most items in one response: one page of a catch-up, small enough that a
 /// page is validated and stored in well under a second.
 pub const MAX_ITEMS_PER_RESPONSE: usize = 512;

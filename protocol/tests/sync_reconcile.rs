@@ -916,3 +916,40 @@ fn a_kept_whole_sum_spares_agreeing_nodes_a_scan() {
     }
     assert_eq!(keys(&summed_a.items), keys(&plain_a));
 }
+
+#[test]
+fn a_catch_up_reads_each_key_of_the_responder_a_bounded_number_of_times() {
+    use protocol::sync::MAX_REMAINING_COUNTED;
+    let n = 20_000u64;
+    let b = Summed::new(store(timeline(n, 9), |_| 60));
+    let mut a = Summed::new(Store::new());
+    let (mut init, mut req) = Initiator::new(SyncScope::CommunityLog, &a);
+    let mut first = true;
+    loop {
+        let before = b.keys_read.get();
+        let resp = respond(&req, &b, &b);
+        let read = b.keys_read.get() - before;
+        // One page of items plus at most the capped count of what remains,
+        // never the whole rest of the set on every page.
+        assert!(
+            read as u64 <= MAX_ITEMS_PER_RESPONSE as u64 + MAX_REMAINING_COUNTED + 64,
+            "a page read {read} keys"
+        );
+        let step = init.on_response(resp, &a).unwrap();
+        if first {
+            // Beyond the cap, what is known missing is a lower bound.
+            assert_eq!(init.progress().missing, MAX_REMAINING_COUNTED);
+            first = false;
+        }
+        for it in init.take_items() {
+            a.items.insert(key_of(&it), it);
+        }
+        a = Summed::new(std::mem::take(&mut a.items));
+        match step {
+            Step::Continue(next) => req = next,
+            Step::Done => break,
+        }
+    }
+    assert_eq!(a.items.len() as u64, n);
+    assert_eq!(init.progress().missing, 0);
+}

@@ -106,7 +106,9 @@ pub enum RangeReply {
         /// Where the page was cut (time relative to the range's lower
         /// bound): ask again for `[next, upper)`. None: the range is done.
         next: Option<Bound>,
-        /// About how many items remain in `[next, upper)`, for progress.
+        /// About how many items remain in `[next, upper)`, for progress:
+        /// counted up to [`crate::sync::MAX_REMAINING_COUNTED`], a lower
+        /// bound beyond.
         remaining: u64,
     },
 }

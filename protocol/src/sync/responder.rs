@@ -14,7 +14,8 @@ use super::message::{
 use super::{
     ItemKey, ItemSource, SyncSet, FIRST_SPLIT, MAX_HAVE_IDS, MAX_IDS_PER_SUMMARY,
     MAX_ITEMS_PER_RESPONSE, MAX_ITEMS_PER_WANT, MAX_ITEM_BYTES_PER_RESPONSE,
-    MAX_RANGES_PER_REQUEST, MAX_SUMMARIES_PER_RESPONSE, MAX_WANTS_PER_REQUEST, SPLIT,
+    MAX_RANGES_PER_REQUEST, MAX_REMAINING_COUNTED, MAX_SUMMARIES_PER_RESPONSE,
+    MAX_WANTS_PER_REQUEST, SPLIT,
 };
 use crate::wire::MAX_MESSAGE_BYTES;
 
@@ -297,9 +298,7 @@ impl Responder<'_> {
         let (next, remaining) =
             match next.and_then(|n| Bound::encode(&n, lo.created_at).map(|b| (n, b))) {
                 Some((key, bound)) => {
-                    let left = self
-                        .set
-                        .count_in(&key, hi)
+                    let left = count_up_to(self.set, &key, hi, MAX_REMAINING_COUNTED)
                         .saturating_sub(have.len() as u64);
                     (Some(bound), left)
                 }
@@ -400,4 +399,14 @@ impl Sub {
             ids: Vec::new(),
         }
     }
+}
+
+/// The keys in `[from, to)`, counted up to `cap`.
+fn count_up_to(set: &dyn SyncSet, from: &ItemKey, to: &ItemKey, cap: u64) -> u64 {
+    let mut n = 0u64;
+    set.for_each_in(from, to, &mut |_| {
+        n += 1;
+        n < cap
+    });
+    n
 }

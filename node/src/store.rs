@@ -200,6 +200,29 @@ impl PostKeys {
     }
 }
 
+/// How long opening a store waits for its directory's lock before saying
+/// the directory is in use. A store of this process that was just closed
+/// may hold it a moment longer: sled's own threads finish its last writes
+/// after the last handle is dropped (a node restarted at once in the tests
+/// found its directory "in use" under load).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens sled on `dir`, waiting up to [`LOCK_WAIT`] for the lock.
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled_config(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(e) => match StoreError::opening(dir, e) {
+                StoreError::InUse { .. } if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                err => return Err(err),
+            },
+        }
+    }
+}
+
 /// The post inside stored `Message::Post` bytes, or `None` for anything
 /// else (damaged bytes, another kind of message).
 fn decode_post(bytes: &[u8]) -> Option<SignedPost> {
@@ -250,10 +273,7 @@ impl Store {
     /// [`StoreError::InUse`] when another node already has it open: sled
     /// locks the directory, because two writers would corrupt it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled_config(dir)
-            .open()
-            .map_err(|e| StoreError::opening(dir, e))?;
-        Store::from_db(db, dir.to_path_buf(), false)
+        Store::from_db(open_db(dir)?, dir.to_path_buf(), false)
     }
 
     /// A store that lives in memory and vanishes when dropped: for tests
@@ -285,10 +305,7 @@ impl Store {
         // sled holds the directory's lock until then.
         drop(self);
         if !temporary {
-            let db = sled_config(&path)
-                .open()
-                .map_err(|e| StoreError::opening(&path, e))?;
-            drop(db);
+            drop(open_db(&path)?);
         }
         Ok(())
     }

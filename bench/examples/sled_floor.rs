@@ -144,23 +144,20 @@ fn batches(db: &sled::Db) -> sled::Result<()> {
 }
 
 fn posts_only(db: &sled::Db) -> sled::Result<()> {
-    let posts = db.open_tree("posts")?;
-    for first in (0..POSTS).step_by(BATCH as usize) {
-        let mut p = sled::Batch::default();
-        for i in first..first + BATCH {
-            p.insert(&id(i)[..], value(i));
-        }
-        posts.apply_batch(p)?;
-    }
-    Ok(())
+    values_only(db, |i| id(i).to_vec())
 }
 
 fn sequential_only(db: &sled::Db) -> sled::Result<()> {
+    values_only(db, |i| i.to_be_bytes().to_vec())
+}
+
+/// Only the posts' bytes, one entry each, under `key(i)`.
+fn values_only(db: &sled::Db, key: fn(u64) -> Vec<u8>) -> sled::Result<()> {
     let posts = db.open_tree("posts")?;
     for first in (0..POSTS).step_by(BATCH as usize) {
         let mut p = sled::Batch::default();
         for i in first..first + BATCH {
-            p.insert(&i.to_be_bytes()[..], value(i));
+            p.insert(key(i), value(i));
         }
         posts.apply_batch(p)?;
     }

@@ -237,7 +237,9 @@ impl EventLoop {
                 other => {
                     self.arrived_posts(std::mem::take(&mut posts), origin, &mut out);
                     let outcome = self.arrived_other(other, origin);
-                    self.note_stored(&outcome, origin);
+                    if matches!(outcome, Ok(Outcome::Stored)) {
+                        self.note_stored(origin);
+                    }
                     out.push(outcome);
                 }
             }
@@ -249,8 +251,8 @@ impl EventLoop {
     /// Marks the store for the next interval flush when something from
     /// the network was stored (local writes are flushed before they are
     /// acknowledged).
-    fn note_stored(&mut self, outcome: &Result<Outcome, Refusal>, origin: Origin) {
-        if matches!(outcome, Ok(Outcome::Stored)) && !matches!(origin, Origin::Local) {
+    fn note_stored(&mut self, origin: Origin) {
+        if !matches!(origin, Origin::Local) {
             self.dirty = true;
         }
     }
@@ -345,7 +347,7 @@ impl EventLoop {
                     if let Origin::Sync = origin {
                         self.sync.received += 1;
                     }
-                    self.note_stored(&Ok(Outcome::Stored), origin);
+                    self.note_stored(origin);
                     if announce {
                         let view = self.post_view(post.signed());
                         self.emit(NodeEvent::PostStored(Box::new(view)));
@@ -354,14 +356,11 @@ impl EventLoop {
             }
             Err(e) => {
                 tracing::error!("storing {} posts: {e}", taken.len());
-                let text = e.to_string();
-                let mut first = Some(e);
+                // This node's failure, not the senders': no post of the
+                // batch is reported invalid (that would penalise peers).
                 for (slot, _) in taken {
                     if let Some(verdict) = out.get_mut(slot) {
-                        *verdict = Err(match first.take() {
-                            Some(e) => Refusal::Store(e),
-                            None => Refusal::Invalid(format!("not stored: {text}")),
-                        });
+                        *verdict = Err(Refusal::Store(e.clone()));
                     }
                 }
             }

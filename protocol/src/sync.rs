@@ -194,12 +194,7 @@ pub trait SyncSet {
         if let Some(acc) = whole(from, to).then(|| self.whole_sum()).flatten() {
             return acc.count();
         }
-        let mut n = 0u64;
-        self.for_each_in(from, to, &mut |_| {
-            n = n.saturating_add(1);
-            true
-        });
-        n
+        keys::count_up_to(self, from, to, u64::MAX)
     }
 
     /// The [`Accumulator`] of the ids in `[from, to)`.

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use sled::transaction::TransactionError;
 
 /// Why the store failed. Each message names the cause and what to try.
-#[derive(Debug, thiserror::Error)]
+/// Clone: one failed batch write is the answer for every item in it.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another process (or another store in this process) holds the
     /// directory's lock: two nodes writing one store would corrupt it.

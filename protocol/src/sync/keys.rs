@@ -106,6 +106,24 @@ pub(crate) fn keys_up_to(
     out
 }
 
+/// The keys in `[from, to)`, counted up to `cap` (`u64::MAX`: all).
+pub(crate) fn count_up_to<S: SyncSet + ?Sized>(
+    set: &S,
+    from: &ItemKey,
+    to: &ItemKey,
+    cap: u64,
+) -> u64 {
+    let mut n = 0u64;
+    if cap == 0 {
+        return n;
+    }
+    set.for_each_in(from, to, &mut |_| {
+        n = n.saturating_add(1);
+        n < cap
+    });
+    n
+}
+
 /// The first key of `[from, to)`.
 pub(crate) fn first_in(set: &dyn SyncSet, from: &ItemKey, to: &ItemKey) -> Option<ItemKey> {
     keys_up_to(set, from, to, 1).into_iter().next()

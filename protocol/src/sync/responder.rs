@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use super::accumulator::Accumulator;
 use super::error::SyncError;
 use super::keys::{
-    find_id, first_in, id_prefix, keys_up_to, separating, short_id, short_range, successor, ShortId,
+    count_up_to, find_id, first_in, id_prefix, keys_up_to, separating, short_id, short_range,
+    successor, ShortId,
 };
 use super::message::{
     decode_shorts, encode_shorts, Bound, QueryMode, RangeReply, ResponseStatus, Summary,
@@ -399,14 +400,4 @@ impl Sub {
             ids: Vec::new(),
         }
     }
-}
-
-/// The keys in `[from, to)`, counted up to `cap`.
-fn count_up_to(set: &dyn SyncSet, from: &ItemKey, to: &ItemKey, cap: u64) -> u64 {
-    let mut n = 0u64;
-    set.for_each_in(from, to, &mut |_| {
-        n += 1;
-        n < cap
-    });
-    n
 }

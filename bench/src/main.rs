@@ -17,6 +17,8 @@
 //!    after a clean stop and after a crash; an idle node's RSS (in a child
 //!    process).
 //! 5. `moderation`: a block deleting 10,000 posts; folding 100,000 actions.
+//! 6. `restart`: a node restarted with no bootstrap address, connected
+//!    again and caught up on what it missed.
 //!
 //! Two modes serve the ingest part and profiling: `--ingest-child DATA_DIR
 //! POSTS_FILE` (the child process whose peak memory is measured) and
@@ -33,6 +35,7 @@ mod moderation;
 mod propagation;
 mod read;
 mod report;
+mod restart;
 mod sync;
 
 use std::path::PathBuf;
@@ -40,10 +43,17 @@ use std::time::{Duration, Instant};
 
 use report::Report;
 
-const PARTS: [&str; 5] = ["ingest", "propagation", "sync", "read", "moderation"];
+const PARTS: [&str; 6] = [
+    "ingest",
+    "propagation",
+    "sync",
+    "read",
+    "moderation",
+    "restart",
+];
 
 const USAGE: &str =
-    "usage: mutual-bench [--smoke] [--json FILE] [--only ingest,propagation,sync,read,moderation]";
+    "usage: mutual-bench [--smoke] [--json FILE] [--only ingest,propagation,sync,read,moderation,restart]";
 
 /// Sizes of every part for one run.
 struct Plan {
@@ -52,6 +62,7 @@ struct Plan {
     sync: sync::Sizes,
     read: read::Sizes,
     moderation: moderation::Sizes,
+    restart: restart::Sizes,
 }
 
 impl Plan {
@@ -82,6 +93,7 @@ impl Plan {
                 blocked_posts: 10_000,
                 actions: 100_000,
             },
+            restart: restart::Sizes { restarts: 20 },
         }
     }
 
@@ -112,6 +124,7 @@ impl Plan {
                 blocked_posts: 1000,
                 actions: 5000,
             },
+            restart: restart::Sizes { restarts: 4 },
         }
     }
 }
@@ -237,7 +250,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             "propagation" => propagation::run(&rt, &mut report, &plan.propagation),
             "sync" => sync::run(&rt, &mut report, &plan.sync),
             "read" => read::run(&rt, &mut report, &plan.read),
-            _ => moderation::run(&rt, &mut report, &plan.moderation),
+            "moderation" => moderation::run(&rt, &mut report, &plan.moderation),
+            _ => restart::run(&rt, &mut report, &plan.restart),
         };
         if let Err(e) = result {
             report.failures.push(format!("{part}: {e:#}"));

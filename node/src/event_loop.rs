@@ -243,7 +243,6 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         }
         ev.peers.user_address(&addr);
         if let Err(e) = ev.dial_multiaddr(addr.clone()) {
-            tracing::warn!("bootstrap {addr}: {e}");
             ev.peers.problem(format!("bootstrap address {addr}: {e}"));
         }
     }

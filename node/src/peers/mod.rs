@@ -211,6 +211,7 @@ impl PeerManager {
         if self.problems.len() >= MAX_PROBLEMS {
             self.problems.pop_front();
         }
+        tracing::warn!("{text}");
         self.problems.push_back(text);
     }
 

@@ -45,14 +45,7 @@ use std::time::{Duration, Instant};
 
 use report::Report;
 
-const PARTS: [&str; 6] = [
-    "ingest",
-    "propagation",
-    "sync",
-    "read",
-    "moderation",
-    "nat",
-];
+const PARTS: [&str; 6] = ["ingest", "propagation", "sync", "read", "moderation", "nat"];
 
 const USAGE: &str =
     "usage: mutual-bench [--smoke] [--json FILE] [--only ingest,propagation,sync,read,moderation,nat]";

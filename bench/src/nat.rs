@@ -51,7 +51,13 @@ fn community(mode: NatMode) -> anyhow::Result<(NatNet, Member, Member, Member, I
 }
 
 /// Posts `body` from `from` and waits until `to` holds it; the time.
-fn deliver(net: &NatNet, from: &Member, to: &Member, body: &str, deadline: Duration) -> anyhow::Result<Duration> {
+fn deliver(
+    net: &NatNet,
+    from: &Member,
+    to: &Member,
+    body: &str,
+    deadline: Duration,
+) -> anyhow::Result<Duration> {
     let t = Instant::now();
     net.cli(&from.dir, &["post", TOPIC, body])?;
     net.wait_post(to, TOPIC, body, deadline)?;
@@ -83,18 +89,34 @@ pub(crate) fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
             deliver(&net, &a, &b, &body, sizes.deadline)?;
             first.push(started.elapsed().as_secs_f64() * 1000.0);
             let direct = wait_for(sizes.deadline, "a direct link", || {
-                Ok(net.peer(&a, &b)?.is_some_and(|r| r.has_direct() && !r.relayed))
+                Ok(net
+                    .peer(&a, &b)?
+                    .is_some_and(|r| r.has_direct() && !r.relayed))
             });
             if direct.is_ok() {
                 upgrade.push(started.elapsed().as_secs_f64() * 1000.0);
-                let d = deliver(&net, &a, &b, &format!("direct post {attempt}"), sizes.deadline)?;
+                let d = deliver(
+                    &net,
+                    &a,
+                    &b,
+                    &format!("direct post {attempt}"),
+                    sizes.deadline,
+                )?;
                 after.push(d.as_secs_f64() * 1000.0);
             }
         }
         if let Some(ms) = median(first) {
             report
-                .add(PART, &format!("{name}: start → first post delivered"), ms, "ms")
-                .note = format!("median of {}; relayed or direct, whichever came first", sizes.attempts);
+                .add(
+                    PART,
+                    &format!("{name}: start → first post delivered"),
+                    ms,
+                    "ms",
+                )
+                .note = format!(
+                "median of {}; relayed or direct, whichever came first",
+                sizes.attempts
+            );
         }
         report
             .add(
@@ -148,14 +170,24 @@ fn relay_cost(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     let busy_cpu = cpu2 - cpu1;
     let posts = n as f64;
     report
-        .add(PART, "relay: bytes per relayed post", (busy_bytes - idle_bytes).max(0.0) / posts, "bytes")
+        .add(
+            PART,
+            "relay: bytes per relayed post",
+            (busy_bytes - idle_bytes).max(0.0) / posts,
+            "bytes",
+        )
         .note = format!(
         "relay's interface, in + out, {n} posts over {:.1} s, net of {:.0} bytes idle in as long",
         busy.as_secs_f64(),
         idle_bytes
     );
     report
-        .add(PART, "relay: CPU per relayed post", (busy_cpu - idle_cpu).max(0.0) / posts * 1000.0, "ms")
+        .add(
+            PART,
+            "relay: CPU per relayed post",
+            (busy_cpu - idle_cpu).max(0.0) / posts * 1000.0,
+            "ms",
+        )
         .note = format!(
         "user + system of the relay process (/proc), net of {:.0} ms idle in as long",
         idle_cpu * 1000.0

@@ -4,7 +4,8 @@
 //! by the NAT tests and the NAT benchmark.
 //!
 //! Each daemon listens on its host's address only (TCP and QUIC, port
-//! 4001), with mDNS and UPnP off, and logs to a file in its own temporary
+//! 4001; a member that hides its address listens nowhere), with mDNS and
+//! UPnP off, and logs to a file in its own temporary
 //! directory; the `mutual` commands that drive it reach its control socket
 //! through the file system.
 
@@ -209,10 +210,12 @@ impl NatNet {
         let tcp = format!("/ip4/{}/tcp/{PORT}", host.ip);
         let quic = format!("/ip4/{}/udp/{PORT}/quic-v1", host.ip);
         let mut cmd = self.lab.command(&host.ns, &self.bin);
-        cmd.arg("--data-dir")
-            .arg(dir)
-            .args(["run", "--listen", &tcp, "--listen", &quic, "--no-upnp"])
-            .args(extra)
+        cmd.arg("--data-dir").arg(dir).args(["run", "--no-upnp"]);
+        // A hidden member listens nowhere.
+        if !extra.contains(&"--hide-address") {
+            cmd.args(["--listen", &tcp, "--listen", &quic]);
+        }
+        cmd.args(extra)
             .env_remove("MUTUAL_DATA_DIR")
             .env("RUST_LOG", &self.rust_log)
             .stdin(Stdio::null())

@@ -133,7 +133,8 @@ pub struct NatNet {
     pub root: TempDir,
     /// The public node's invite code.
     pub invite: String,
-    /// `RUST_LOG` for the daemons started from now on.
+    /// `RUST_LOG` for the daemons started from now on (`info`, or what
+    /// `MUTUAL_NAT_LOG` says).
     pub rust_log: String,
 }
 
@@ -146,7 +147,8 @@ impl NatNet {
             bin: mutual_bin()?,
             root: tempfile::tempdir()?,
             invite: String::new(),
-            rust_log: "info".into(),
+            // `MUTUAL_NAT_LOG` overrides, to diagnose a failing run.
+            rust_log: std::env::var("MUTUAL_NAT_LOG").unwrap_or_else(|_| "info".into()),
         };
         let dir = net.root.path().join(&host.name);
         net.cli(&dir, &["init", "--name", &host.name])?;

@@ -45,7 +45,7 @@ fn logs(members: &[&Member]) -> String {
         .iter()
         .map(|m| {
             let log = std::fs::read_to_string(&m.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             format!("--- {} log (tail) ---\n{}\n", m.name, tail.join("\n"))
         })

@@ -27,16 +27,17 @@ fn lab() -> Lab {
     Lab::new().expect("the test network (these tests need root, iproute2 and nftables)")
 }
 
-/// Both members join the topic; each posts and waits for the other's post.
-fn exchange(net: &NatNet, a: &Member, b: &Member, round: &str) {
+/// Each member posts and waits for the other's post (the relay's log, too,
+/// on failure).
+fn exchange(net: &NatNet, relay: &Member, a: &Member, b: &Member, round: &str) {
     let from_a = format!("{round}: hello from {}", a.name);
     let from_b = format!("{round}: hello from {}", b.name);
     net.cli(&a.dir, &["post", TOPIC, &from_a]).expect("a posts");
     net.cli(&b.dir, &["post", TOPIC, &from_b]).expect("b posts");
     net.wait_post(b, TOPIC, &from_a, DEADLINE)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[a, b])));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[relay, a, b])));
     net.wait_post(a, TOPIC, &from_b, DEADLINE)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[a, b])));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[relay, a, b])));
 }
 
 /// The tail of each member's log, for a failure message.
@@ -70,8 +71,8 @@ fn community(mode: NatMode) -> (NatNet, Member, Member, Member) {
 
 #[test]
 fn behind_endpoint_independent_nats_posts_flow_and_the_link_turns_direct() {
-    let (net, _relay, a, b) = community(NatMode::EndpointIndependent);
-    exchange(&net, &a, &b, "first");
+    let (net, relay, a, b) = community(NatMode::EndpointIndependent);
+    exchange(&net, &relay, &a, &b, "first");
     // The relayed connection is upgraded by hole punching: each sees the
     // other at its NAT's public address, not through the relay.
     for (m, other) in [(&a, &b), (&b, &a)] {
@@ -84,7 +85,7 @@ fn behind_endpoint_independent_nats_posts_flow_and_the_link_turns_direct() {
                     .is_some_and(|r| r.has_direct() && !r.relayed))
             },
         )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[&a, &b])));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[&relay, &a, &b])));
         let row = net.peer(m, other).expect("peers").expect("connected");
         let nat_ip = other.host.public_ip().to_string();
         assert!(
@@ -98,12 +99,12 @@ fn behind_endpoint_independent_nats_posts_flow_and_the_link_turns_direct() {
         );
     }
     // And posts keep flowing both ways.
-    exchange(&net, &a, &b, "direct");
+    exchange(&net, &relay, &a, &b, "direct");
 }
 
 #[test]
 fn behind_symmetric_nats_every_post_arrives_through_the_relay() {
-    let (net, _relay, a, b) = community(NatMode::Symmetric);
+    let (net, relay, a, b) = community(NatMode::Symmetric);
     let posts = 5;
     for i in 0..posts {
         net.cli(&a.dir, &["post", TOPIC, &format!("a{i}")])
@@ -114,7 +115,7 @@ fn behind_symmetric_nats_every_post_arrives_through_the_relay() {
     for (m, from) in [(&b, "a"), (&a, "b")] {
         for i in 0..posts {
             net.wait_post(m, TOPIC, &format!("{from}{i}"), DEADLINE)
-                .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[&a, &b])));
+                .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[&relay, &a, &b])));
         }
     }
     // What carried them: a connection through the relay (the NATs give a
@@ -122,7 +123,7 @@ fn behind_symmetric_nats_every_post_arrives_through_the_relay() {
     let row = net
         .peer(&a, &b)
         .expect("peers")
-        .unwrap_or_else(|| panic!("alice is connected to bob\n{}", logs(&[&a, &b])));
+        .unwrap_or_else(|| panic!("alice is connected to bob\n{}", logs(&[&relay, &a, &b])));
     assert!(row.relayed, "relayed: {row:?}");
     assert!(
         row.addrs.iter().all(|addr| addr.contains("/p2p-circuit")),
@@ -156,18 +157,18 @@ fn a_hidden_member_posts_and_reads_and_no_other_member_learns_its_address() {
     }
 
     // The hidden member posts and reads like anyone.
-    exchange(&net, &h, &c, "hidden-carol");
-    exchange(&net, &h, &m, "hidden-mallory");
+    exchange(&net, &relay, &h, &c, "hidden-carol");
+    exchange(&net, &relay, &h, &m, "hidden-mallory");
     // Proof that addresses did spread in this network: carol and mallory,
     // who do not hide, punched through to each other.
     wait_for(DEADLINE, "a direct connection carol → mallory", || {
         Ok(net.peer(&c, &m)?.is_some_and(|r| r.has_direct()))
     })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[&c, &m])));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&[&relay, &c, &m])));
     // One more round after that, so anything the hidden member's node
     // would announce has had its chance to spread.
-    exchange(&net, &h, &c, "after");
-    exchange(&net, &h, &m, "after");
+    exchange(&net, &relay, &h, &c, "after");
+    exchange(&net, &relay, &h, &m, "after");
 
     let ips = h.host.all_ips();
     for other in [&c, &m] {

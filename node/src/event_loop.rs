@@ -743,6 +743,15 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer_id, "connected");
+                if let libp2p::core::ConnectedPoint::Listener {
+                    local_addr,
+                    send_back_addr,
+                } = &endpoint
+                {
+                    if !is_loopback(send_back_addr) && !is_relayed(send_back_addr) {
+                        self.peers.reached_directly(local_addr.clone());
+                    }
+                }
                 let actions = self.peers.connected(
                     peer_id,
                     connection_id,

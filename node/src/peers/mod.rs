@@ -234,8 +234,7 @@ impl PeerManager {
             .unwrap_or_default()
     }
 
-    /// A connection was established. `reached_at` is the local address a
-    /// peer on another machine dialled directly (not through a relay).
+    /// A connection was established.
     pub(crate) fn connected(
         &mut self,
         peer: PeerId,
@@ -262,6 +261,13 @@ impl PeerManager {
             if conns.is_empty() {
                 self.conns.remove(&peer);
             }
+        }
+    }
+
+    /// A peer on another machine dialled this node directly at `local`.
+    pub(crate) fn reached_directly(&mut self, local: Multiaddr) {
+        if !is_relayed(&local) && !self.reached_at.contains(&local) && self.reached_at.len() < 4 {
+            self.reached_at.push(local);
         }
     }
 

@@ -71,7 +71,10 @@ fn print_status(s: &StatusView) -> Result<()> {
         output::clean_line(&s.community),
         s.community_id
     ))?;
-    line(format!("peers      {}", s.peers))?;
+    line(format!(
+        "peers      {} ({} in the community)",
+        s.peers, s.community_peers
+    ))?;
     if s.topics.is_empty() {
         line("topics     none joined (`mutual join TOPIC`)")?;
     } else {
@@ -142,6 +145,7 @@ pub(crate) async fn status(ctx: &Ctx) -> Result<()> {
 
 /// `mutual sync`.
 pub(crate) async fn sync(ctx: &Ctx) -> Result<()> {
+    crate::connect::require_community_peer(ctx).await?;
     ctx.call(Request::Sync).await?;
     if ctx.json {
         return output::json(&serde_json::json!({ "ok": true }));

@@ -70,6 +70,11 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
+    /// Connections in total, per peer and in their handshake
+    /// ([`crate::limits`]).
+    pub(crate) limits: libp2p::connection_limits::Behaviour,
+    /// Inbound connections per remote address ([`crate::limits::PerIp`]).
+    pub(crate) per_ip: crate::limits::PerIp,
 }
 
 /// Score parameters of one topic (posts or the community topic).
@@ -190,6 +195,8 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             mdns: Toggle::from(mdns),
             sync,
+            limits: crate::limits::connection_limits(),
+            per_ip: crate::limits::PerIp::new(crate::limits::MAX_PER_IP),
         })
     }
 }

@@ -100,6 +100,7 @@ impl EventLoop {
             Command::Dial(addr, r) => {
                 let _ = r.send(self.dial_addr(&addr));
             }
+            Command::Connect(addr, r) => self.connect(addr, r),
             Command::SyncNow(r) => {
                 self.sync_all_peers();
                 let _ = r.send(Ok(()));
@@ -417,6 +418,7 @@ impl EventLoop {
             topics,
             store_bytes: self.store.size_on_disk().unwrap_or(0),
             sync: self.sync.progress(),
+            community_peers: self.community_peers(),
         })
     }
 

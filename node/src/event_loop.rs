@@ -75,6 +75,9 @@ pub(crate) struct EventLoop {
     /// Whether the interval flush is among [`EventLoop::flushes`]; a slow
     /// disk then skips ticks rather than piling flushes up.
     interval_flush: Arc<AtomicBool>,
+    /// Dials asked for by `connect`, answered when they succeed or fail.
+    pub(crate) pending_connects:
+        HashMap<libp2p::swarm::ConnectionId, crate::connect::PendingConnect>,
 }
 
 fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
@@ -168,6 +171,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         connected_since: HashMap::new(),
         flushes: tokio::task::JoinSet::new(),
         interval_flush: Arc::new(AtomicBool::new(false)),
+        pending_connects: HashMap::new(),
     };
     ev.subscribe_community()?;
     for topic in ev.store.joined_topics()? {
@@ -490,9 +494,11 @@ impl EventLoop {
                 peer_id,
                 endpoint,
                 num_established,
+                connection_id,
                 ..
             } => {
                 tracing::debug!(%peer_id, "connected");
+                self.connect_succeeded(connection_id, peer_id);
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().to_string();
                     let _ = self.store.add_peer_addr(&peer_id.to_bytes(), &addr);
@@ -503,6 +509,11 @@ impl EventLoop {
                     self.start_sync_with(peer_id);
                 }
             }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => self.connect_failed(connection_id, &error),
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,

@@ -9,6 +9,8 @@ use node::{DataDir, NodeConfig, NodeHandle, ReadQuery};
 use protocol::{Invite, SignedManifest, TopicName};
 use tempfile::TempDir;
 
+pub mod daemon;
+
 pub use node;
 pub use protocol;
 

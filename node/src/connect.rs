@@ -118,33 +118,43 @@ impl EventLoop {
     }
 }
 
-/// Whether `error` or any error it wraps is an I/O error of `kind`.
-fn caused_by(error: &io::Error, kind: io::ErrorKind) -> bool {
+/// Whether `error` or any error it wraps satisfies `test`. An `io::Error`
+/// wrapping another error reports that error's cause as its `source`, not
+/// the error itself, so the walk takes the inner error with `get_ref`.
+fn any_cause(error: &io::Error, test: impl Fn(&(dyn std::error::Error + 'static)) -> bool) -> bool {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = next {
-        if e.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == kind)
-        {
+        if test(e) {
             return true;
         }
-        next = e.source();
+        next = match e.downcast_ref::<io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
 
+/// Whether `error` or any error it wraps is an I/O error of `kind`, or
+/// says so: some layers of the transport (`Either` of TCP and QUIC) show
+/// their inner error only in their message, not as a `source`.
+fn caused_by(error: &io::Error, kind: io::ErrorKind) -> bool {
+    let words = io::Error::from(kind).to_string().to_lowercase();
+    any_cause(error, |e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == kind)
+            || e.to_string().to_lowercase().contains(&words)
+    })
+}
+
 /// Whether the transport's own timeout ended the attempt.
 fn timed_out(error: &io::Error) -> bool {
-    if caused_by(error, io::ErrorKind::TimedOut) {
-        return true;
-    }
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = next {
-        if e.to_string().contains("Timeout has been reached") {
-            return true;
-        }
-        next = e.source();
-    }
-    false
+    caused_by(error, io::ErrorKind::TimedOut)
+        || any_cause(error, |e| {
+            e.to_string().contains("Timeout has been reached")
+        })
 }
 
 /// One sentence a person can act on, for a failed dial of `address`.
@@ -214,6 +224,10 @@ mod tests {
         let text = explain_dial_error(a, &refused);
         assert!(text.starts_with("nothing accepts connections at /ip4/127.0.0.1/tcp/9"));
         assert!(text.contains("`mutual id`"), "{text}");
+
+        // Behind a layer that shows it only in its message.
+        let wrapped = transport(io::Error::other("Connection refused (os error 111)"));
+        assert!(explain_dial_error(a, &wrapped).starts_with("nothing accepts"));
 
         let slow = transport(io::Error::other("Timeout has been reached"));
         assert!(explain_dial_error(a, &slow).starts_with("no answer from"));

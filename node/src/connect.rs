@@ -56,6 +56,14 @@ impl EventLoop {
                 return;
             }
         };
+        if self.peers.hidden() && !crate::peers::is_relayed(&ma) {
+            let _ = reply.send(Err(NodeError::BadInput(
+                "this node hides its address (--hide-address), so it connects to members only \
+                 through relays; give a relayed address (ending in /p2p-circuit/p2p/PEER_ID)"
+                    .into(),
+            )));
+            return;
+        }
         let named = match ma.iter().last() {
             Some(Protocol::P2p(peer)) => Some(peer),
             _ => None,

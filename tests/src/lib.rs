@@ -10,6 +10,8 @@ use protocol::{Invite, SignedManifest, TopicName};
 use tempfile::TempDir;
 
 pub mod daemon;
+pub mod natnet;
+pub mod netns;
 
 pub use node;
 pub use protocol;

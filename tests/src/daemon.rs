@@ -169,7 +169,8 @@ impl Daemon {
         let log_file = std::fs::File::create(&log)?;
         cmd.arg("--data-dir")
             .arg(dir)
-            .args(["run", "--listen", LISTEN, "--no-mdns"])
+            // No UPnP: it would search the LAN for a router (multicast).
+            .args(["run", "--listen", LISTEN, "--no-upnp"])
             .env_remove("MUTUAL_DATA_DIR")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -95,6 +95,12 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     // Before the store is opened: a second node gets the clear message.
     control::claim_socket(&socket).await?;
     init_logging();
+    // Before any connection: the node's limits fit in 1,024 descriptors,
+    // and a higher soft limit is headroom.
+    match node::limits::raise_fd_limit() {
+        Ok(outcome) => tracing::info!("{outcome}"),
+        Err(e) => tracing::warn!("could not read or raise the open-file limit: {e}"),
+    }
 
     let mut config = NodeConfig::new(data.clone());
     if !args.listen.is_empty() {

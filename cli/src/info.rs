@@ -73,8 +73,8 @@ fn print_status(s: &StatusView) -> Result<()> {
         s.community_id
     ))?;
     line(format!(
-        "peers      {} connected, {} remembered",
-        s.peers, s.remembered_peers
+        "peers      {} connected ({} in the community), {} remembered",
+        s.peers, s.community_peers, s.remembered_peers
     ))?;
     line(format!("reachable  {}", s.reachability))?;
     for problem in &s.problems {
@@ -150,6 +150,7 @@ pub(crate) async fn status(ctx: &Ctx) -> Result<()> {
 
 /// `mutual sync`.
 pub(crate) async fn sync(ctx: &Ctx) -> Result<()> {
+    crate::connect::require_community_peer(ctx).await?;
     ctx.call(Request::Sync).await?;
     if ctx.json {
         return output::json(&serde_json::json!({ "ok": true }));

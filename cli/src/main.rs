@@ -9,6 +9,7 @@
 
 mod args;
 mod client;
+mod connect;
 mod daemon;
 mod demo;
 mod info;
@@ -113,6 +114,13 @@ enum Command {
     /// Reconcile history with every connected peer now (the node also does
     /// this by itself, periodically and on joining a topic).
     Sync,
+    /// Connect the running node to another node's address now (the node
+    /// also finds peers by itself; this helps when it has none).
+    Connect {
+        /// The multiaddress, as `mutual id` prints it on the other node
+        /// (such as /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…).
+        addr: String,
+    },
     /// Moderation: for the admin and moderators (anyone may `list`).
     #[command(subcommand)]
     Mod(moderation::ModCommand),
@@ -174,6 +182,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Peers => info::peers(&ctx).await,
         Command::Status => info::status(&ctx).await,
         Command::Sync => info::sync(&ctx).await,
+        Command::Connect { addr } => connect::connect(&ctx, addr).await,
         Command::Join { topic } => posts::join(&ctx, topic).await,
         Command::Leave { topic } => posts::leave(&ctx, topic).await,
         Command::Topics => posts::topics(&ctx).await,

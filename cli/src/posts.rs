@@ -146,6 +146,7 @@ pub(crate) async fn post(ctx: &Ctx, args: PostArgs) -> Result<()> {
             cw: args.cw,
         })
         .await?;
+    crate::connect::warn_if_alone(ctx, crate::connect::Doing::Posting).await?;
     if ctx.json {
         return output::json(&result);
     }
@@ -179,6 +180,7 @@ pub(crate) async fn read(ctx: &Ctx, args: ReadArgs) -> Result<()> {
             since_ms,
         })
         .await?;
+    crate::connect::warn_if_alone(ctx, crate::connect::Doing::Reading).await?;
     let style = Style {
         now_ms: now,
         show_warned: args.show_warned,

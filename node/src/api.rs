@@ -119,6 +119,11 @@ pub struct StatusView {
     /// invite, `connect`), with what to do.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Connected peers subscribed to the community's gossip topic: the
+    /// members this node exchanges posts with now. Zero means the node is
+    /// alone (what it posts waits until a member connects).
+    #[serde(default)]
+    pub community_peers: usize,
 }
 
 /// A block in the moderation state.
@@ -209,4 +214,15 @@ pub struct CommunityView {
     pub rules: String,
     /// Creation time, ms since the Unix epoch.
     pub created_at: u64,
+}
+
+/// The outcome of `connect`: which peer answered at the address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectView {
+    /// The peer id of the node that answered.
+    pub peer_id: String,
+    /// The address dialled.
+    pub address: String,
+    /// Whether the node was connected to that peer already (nothing dialled).
+    pub already_connected: bool,
 }

@@ -86,6 +86,11 @@ pub(crate) struct Behaviour {
     pub(crate) autonat_server: Toggle<autonat::v2::server::Behaviour>,
     /// Port mapping on the home router.
     pub(crate) upnp: Toggle<upnp::tokio::Behaviour>,
+    /// Connections in total, per peer and in their handshake
+    /// ([`crate::limits`]).
+    pub(crate) limits: libp2p::connection_limits::Behaviour,
+    /// Inbound connections per remote address ([`crate::limits::PerIp`]).
+    pub(crate) per_ip: crate::limits::PerIp,
 }
 
 /// What the behaviour is built with (from [`crate::NodeConfig`]).
@@ -288,6 +293,8 @@ impl Behaviour {
             upnp: Toggle::from(
                 (options.upnp && !options.hidden).then(upnp::tokio::Behaviour::default),
             ),
+            limits: crate::limits::connection_limits(),
+            per_ip: crate::limits::PerIp::new(crate::limits::MAX_PER_IP),
         })
     }
 }

@@ -100,6 +100,7 @@ impl EventLoop {
             Command::Dial(addr, r) => {
                 let _ = r.send(self.dial_addr(&addr));
             }
+            Command::Connect(addr, r) => self.connect(addr, r),
             Command::SyncNow(r) => {
                 self.sync_all_peers();
                 let _ = r.send(Ok(()));
@@ -423,6 +424,7 @@ impl EventLoop {
                 .describe(),
             remembered_peers: self.peers.book().len(),
             problems: self.peers.problems(),
+            community_peers: self.community_peers(),
         })
     }
 

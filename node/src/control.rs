@@ -41,7 +41,7 @@
 //! | `mute` | `author` | `null` |
 //! | `unmute` | `author` | `null` |
 //! | `peers` | | `[PeerView]`: `[{peer_id, addrs}]` |
-//! | `status` | | `StatusView`: `{community, community_id, peers, topics, posts, store_bytes, sync}` |
+//! | `status` | | `StatusView`: `{community, community_id, peers, topics, posts, store_bytes, sync, community_peers}` |
 //! | `invite` | | `{"invite": invite code}` |
 //! | `mod_appoint` | `key` | `{"id": action id}` |
 //! | `mod_revoke` | `key` | `{"id": action id}` |
@@ -54,6 +54,7 @@
 //! | `mod_list` | | `ModListView`: `{admin, moderators, blocks, hidden, pinned, log}` |
 //! | `mod_queue` | | `[ReportView]`: `[{id, post, reporter, reason, at}]` |
 //! | `sync` | | `null` (a sync round with every connected peer has started) |
+//! | `connect` | `addr` (a multiaddress) | `ConnectView`: `{peer_id, address, already_connected}`, once connected (at most 20 s) |
 //! | `shutdown` | | `null` (the node flushes its store and stops) |
 //! | `follow` | `topic` | `null`, then a stream (below) |
 //!
@@ -262,6 +263,11 @@ pub enum Request {
     Sync,
     /// Flush and stop the node.
     Shutdown,
+    /// Dial a multiaddress and wait until connected (or why not).
+    Connect {
+        /// The multiaddress, such as `/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…`.
+        addr: String,
+    },
     /// Stream the topic's new posts until the client disconnects.
     Follow {
         /// Topic name.
@@ -385,6 +391,7 @@ pub async fn serve(
     })?;
     set_mode(path, 0o600)?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut failures = AcceptFailures::default();
     Ok(tokio::spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -392,6 +399,7 @@ pub async fn serve(
             };
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    failures.recovered();
                     let handle = handle.clone();
                     tokio::spawn(async move {
                         serve_connection(handle, stream).await;
@@ -399,13 +407,51 @@ pub async fn serve(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!("control socket: accepting a connection failed: {e}");
-                    // Out of descriptors or similar: do not spin.
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // Out of descriptors or similar: keep serving, without
+                    // spinning or filling the log.
+                    failures.failed(&e);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
         }
     }))
+}
+
+/// How long the control socket waits after a failed accept (out of file
+/// descriptors, say) before trying again: short, so the local user is
+/// served as soon as a descriptor is free, and not a busy loop.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Failed accepts in a row, so that a long shortage is logged once when it
+/// starts, about every 10 s while it lasts, and once when it ends.
+#[derive(Default)]
+struct AcceptFailures {
+    in_a_row: u64,
+}
+
+impl AcceptFailures {
+    /// Failed accepts between two log lines (about 10 s of back-off).
+    const LOG_EVERY: u64 = 200;
+
+    fn failed(&mut self, e: &io::Error) {
+        if self.in_a_row.is_multiple_of(Self::LOG_EVERY) {
+            tracing::warn!(
+                "control socket: accepting a connection failed ({e}); retrying every {} ms",
+                ACCEPT_BACKOFF.as_millis()
+            );
+        }
+        self.in_a_row += 1;
+    }
+
+    fn recovered(&mut self) {
+        if self.in_a_row > 0 {
+            tracing::info!(
+                "control socket: accepting again after {} failed attempts",
+                self.in_a_row
+            );
+            self.in_a_row = 0;
+        }
+    }
 }
 
 async fn serve_connection(handle: NodeHandle, stream: UnixStream) {
@@ -604,6 +650,7 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             handle.shutdown().await.map_err(e)?;
             Ok(Value::Null)
         }
+        Request::Connect { addr } => to_value(handle.connect(&addr).await.map_err(e)?),
         Request::Follow { .. } => Err("follow takes over its connection; send it alone".into()),
     }
 }

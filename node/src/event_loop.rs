@@ -84,6 +84,9 @@ pub(crate) struct EventLoop {
     interval_flush: Arc<AtomicBool>,
     /// Peer management: the address book, redials, relays, reachability.
     pub(crate) peers: PeerManager,
+    /// Dials asked for by `connect`, answered when they succeed or fail.
+    pub(crate) pending_connects:
+        HashMap<libp2p::swarm::ConnectionId, crate::connect::PendingConnect>,
 }
 
 fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
@@ -225,6 +228,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         flushes: tokio::task::JoinSet::new(),
         interval_flush: Arc::new(AtomicBool::new(false)),
         peers,
+        pending_connects: HashMap::new(),
     };
     ev.subscribe_community()?;
     for topic in ev.store.joined_topics()? {
@@ -743,6 +747,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer_id, "connected");
+                self.connect_succeeded(connection_id, peer_id);
                 if let libp2p::core::ConnectedPoint::Listener {
                     local_addr,
                     send_back_addr,
@@ -778,8 +783,13 @@ impl EventLoop {
                     self.sync.peer_gone(&peer_id);
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
                 tracing::debug!(peer = ?peer_id, "dial failed: {error}");
+                self.connect_failed(connection_id, &error);
                 let actions = self
                     .peers
                     .dial_failed(peer_id, &error.to_string(), now_ms());

@@ -9,7 +9,8 @@ use protocol::{ActionId, PostId, PublicKey, TopicName};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::api::{
-    CommunityView, IdView, ModListView, PeerView, PostView, ReportView, StatusView, TopicView,
+    CommunityView, ConnectView, IdView, ModListView, PeerView, PostView, ReportView, StatusView,
+    TopicView,
 };
 use crate::error::NodeError;
 
@@ -90,6 +91,7 @@ pub(crate) enum Command {
     Status(Reply<StatusView>),
     Invite(Reply<String>),
     Dial(String, Reply<()>),
+    Connect(String, Reply<ConnectView>),
     SyncNow(Reply<()>),
     SyncCounters(Reply<(u64, u64, u64)>),
     GossipStats(Reply<crate::GossipStats>),
@@ -216,6 +218,24 @@ impl NodeHandle {
     pub async fn dial(&self, addr: &str) -> Result<(), NodeError> {
         let addr = addr.to_string();
         self.ask(|r| Command::Dial(addr, r)).await
+    }
+
+    /// Dials a multiaddress and waits (at most
+    /// [`crate::connect::CONNECT_TIMEOUT`]) until a connection is up: the
+    /// peer that answered, or why none did, with what to do.
+    pub async fn connect(&self, addr: &str) -> Result<ConnectView, NodeError> {
+        let addr = addr.to_string();
+        let shown = addr.clone();
+        let timeout = crate::connect::CONNECT_TIMEOUT;
+        tokio::time::timeout(timeout, self.ask(|r| Command::Connect(addr, r)))
+            .await
+            .map_err(|_| {
+                NodeError::Network(format!(
+                    "no connection to {shown} within {} s; check the address, or connect \
+                     to another member",
+                    timeout.as_secs()
+                ))
+            })?
     }
 
     /// Starts a sync round with every connected peer now.

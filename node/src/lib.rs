@@ -8,10 +8,12 @@
 
 pub mod api;
 pub mod config;
+pub mod connect;
 pub mod control;
 pub mod datadir;
 pub mod error;
 pub mod handle;
+pub mod limits;
 pub mod store;
 
 mod behaviour;

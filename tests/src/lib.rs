@@ -9,6 +9,7 @@ use node::{DataDir, NodeConfig, NodeHandle, ReadQuery};
 use protocol::{Invite, SignedManifest, TopicName};
 use tempfile::TempDir;
 
+pub mod daemon;
 pub mod natnet;
 pub mod netns;
 

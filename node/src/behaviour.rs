@@ -70,6 +70,8 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
+    /// Hands out the community manifest to nodes joining by invite.
+    pub(crate) manifest: request_response::Behaviour<FrameCodec>,
 }
 
 /// Score parameters of one topic (posts or the community topic).
@@ -190,6 +192,7 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             mdns: Toggle::from(mdns),
             sync,
+            manifest: crate::manifest_fetch::serving_behaviour(),
         })
     }
 }

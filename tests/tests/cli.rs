@@ -11,6 +11,8 @@ mod support;
 
 use std::path::PathBuf;
 
+use serde_json::Value;
+
 use support::*;
 
 #[test]

@@ -169,9 +169,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Community(CommunityCommand::Create { name, rules_file }) => {
             offline::create(&ctx, &name, rules_file.as_deref())
         }
-        Command::Community(CommunityCommand::Join { invite }) => {
-            offline::join(&ctx, &invite).await
-        }
+        Command::Community(CommunityCommand::Join { invite }) => offline::join(&ctx, &invite).await,
         Command::Rules => offline::rules(&ctx),
         Command::Run(args) => daemon::run(&ctx, args).await,
         Command::Invite => info::invite(&ctx).await,

@@ -100,7 +100,10 @@ fn invite_text(args: &[String]) -> Result<String> {
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        let _ = writeln!(std::io::stderr(), "Paste the invite code, then press Ctrl-D on a new line.");
+        let _ = writeln!(
+            std::io::stderr(),
+            "Paste the invite code, then press Ctrl-D on a new line."
+        );
     }
     let mut bytes = Vec::new();
     stdin

@@ -206,7 +206,10 @@ impl DataDir {
             return Err(NodeError::CommunityExists(existing.content.name));
         }
         self.add_bootstrap(bootstrap)?;
-        write_private(&self.path.join(COMMUNITY), &protocol::wire::encode(manifest))?;
+        write_private(
+            &self.path.join(COMMUNITY),
+            &protocol::wire::encode(manifest),
+        )?;
         Ok(id)
     }
 

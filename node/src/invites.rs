@@ -264,7 +264,9 @@ mod tests {
         let mut candidates = vec![
             ma("/ip4/203.0.113.7/tcp/4001"),
             ma("/ip4/203.0.113.7/udp/4001/quic-v1"),
-            ma(&format!("/ip4/198.51.100.1/tcp/4001/p2p/{relay}/p2p-circuit")),
+            ma(&format!(
+                "/ip4/198.51.100.1/tcp/4001/p2p/{relay}/p2p-circuit"
+            )),
         ];
         let code = invite_code(community, &key, &me, &candidates, 10).unwrap();
         assert!(code.len() <= MAX_INVITE_CHARS, "{} chars", code.len());

@@ -20,8 +20,8 @@ mod codec;
 mod commands;
 mod event_loop;
 mod gossip_stats;
-mod manifest_fetch;
 mod ingest;
+mod manifest_fetch;
 mod moderation_view;
 mod sync_driver;
 mod verify;
@@ -31,9 +31,9 @@ pub use config::NodeConfig;
 pub use datadir::DataDir;
 pub use error::NodeError;
 pub use gossip_stats::GossipStats;
-pub use manifest_fetch::fetch_manifest;
 pub use handle::{ImportReport, NodeEvent, NodeHandle, ReadQuery};
 pub use ingest::{AUTHOR_BURST, AUTHOR_GOSSIP_PER_MINUTE, AUTHOR_POSTS_PER_MINUTE};
+pub use manifest_fetch::fetch_manifest;
 pub use sync_driver::{INBOUND_REQUESTS_PER_WINDOW, INBOUND_WINDOW};
 
 /// A node that is running: its handle and the task of its event loop.

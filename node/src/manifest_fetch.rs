@@ -54,9 +54,10 @@ impl EventLoop {
     pub(crate) fn on_manifest_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         if let request_response::Event::Message {
             peer,
-            message: request_response::Message::Request {
-                request, channel, ..
-            },
+            message:
+                request_response::Message::Request {
+                    request, channel, ..
+                },
             ..
         } = event
         {
@@ -224,9 +225,8 @@ pub async fn fetch_manifest(
 fn check_answer(response: &[u8], community: CommunityId) -> Result<SignedManifest, NodeError> {
     let answer: Option<SignedManifest> = wire::decode_versioned(response, MAX_ANSWER_BYTES)
         .map_err(|e| NodeError::ManifestMismatch(format!("its answer did not decode: {e}")))?;
-    let manifest = answer.ok_or_else(|| {
-        NodeError::ManifestMismatch("it belongs to another community".into())
-    })?;
+    let manifest = answer
+        .ok_or_else(|| NodeError::ManifestMismatch("it belongs to another community".into()))?;
     let id = manifest
         .verify_manifest(now_ms())
         .map_err(|e| NodeError::ManifestMismatch(format!("its manifest is invalid: {e}")))?;

@@ -74,7 +74,10 @@ fn a_long_rules_invite_is_short_and_joins_wrapped_or_from_stdin() {
     let mo = root.path().join("mo");
     init(&mo, "mo");
     let said = ok(&mo, &["community", "join", &wrapped(&code)]);
-    assert!(said.contains("Joined community \"Quiet Harbour\""), "{said}");
+    assert!(
+        said.contains("Joined community \"Quiet Harbour\""),
+        "{said}"
+    );
     assert!(said.contains(&format!("invited by {ada_short}")), "{said}");
     // The rules were not in the code: they came from the inviter's node.
     assert!(ok(&mo, &["rules"]).contains(rules.trim_end()));
@@ -142,7 +145,10 @@ fn bad_codes_are_refused_clearly_and_write_nothing() {
     // Someone forwarding the code swaps in their own address: the
     // inviter's signature no longer holds.
     let mut forged = SignedInvite::decode(&code, now()).unwrap();
-    forged.content.addrs = vec!["/ip4/127.0.0.1/tcp/9".parse::<Multiaddr>().unwrap().to_vec()];
+    forged.content.addrs = vec!["/ip4/127.0.0.1/tcp/9"
+        .parse::<Multiaddr>()
+        .unwrap()
+        .to_vec()];
     fails(
         &mo,
         &["community", "join", &forged.encode()],

@@ -13,16 +13,42 @@ use crate::Ctx;
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
     /// Listen on this multiaddress (repeatable; default: every interface,
-    /// TCP and QUIC, ports chosen by the system).
-    #[arg(long, value_name = "MULTIADDR")]
+    /// TCP and QUIC, on the port this data directory remembers).
+    #[arg(long, value_name = "MULTIADDR", conflicts_with = "hide_address")]
     listen: Vec<String>,
-    /// Dial this peer at start, besides those remembered from the invite
-    /// (repeatable).
+    /// Listen on this port (TCP and QUIC) from now on; the data directory
+    /// remembers it. Default: the remembered port, or a free one chosen at
+    /// the first start.
+    #[arg(long, value_name = "PORT", conflicts_with_all = ["listen", "hide_address"])]
+    port: Option<u16>,
+    /// Dial this peer at start, besides those remembered (repeatable).
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<String>,
-    /// Do not look for peers on the local network (mDNS).
-    #[arg(long)]
+    /// Find peers on the local network with mDNS. Off by default: it
+    /// announces to everyone on the network (an office's, a café's) that
+    /// this machine runs mutual.
+    #[arg(long, conflicts_with = "hide_address")]
+    lan: bool,
+    /// Accepted for compatibility: mDNS is off unless `--lan` is given.
+    #[arg(long, hide = true)]
     no_mdns: bool,
+    /// Do not ask the home router for a port mapping (UPnP).
+    #[arg(long)]
+    no_upnp: bool,
+    /// Do not relay for other members, even when this node is publicly
+    /// reachable.
+    #[arg(long)]
+    no_relay_service: bool,
+    /// Hide this machine's IP address from other members: listen nowhere,
+    /// never connect directly to another member, and reach the network
+    /// only through relays (`--via`, or the community's from the invite).
+    /// The relay sees your address; nobody else does.
+    #[arg(long)]
+    hide_address: bool,
+    /// A relay to use with `--hide-address` (repeatable): a member's node
+    /// address ending in `/p2p/<peer id>`.
+    #[arg(long, value_name = "MULTIADDR", requires = "hide_address")]
+    via: Vec<String>,
 }
 
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise. The node
@@ -74,8 +100,13 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     if !args.listen.is_empty() {
         config.listen = args.listen;
     }
+    config.port = args.port;
     config.bootstrap = args.bootstrap;
-    config.mdns = !args.no_mdns;
+    config.mdns = args.lan;
+    config.upnp = !args.no_upnp;
+    config.relay_service = !args.no_relay_service;
+    config.hide_address = args.hide_address;
+    config.via = args.via;
     let RunningNode { handle, mut task } = node::start(config).await?;
     let server = match control::serve(handle.clone(), &socket).await {
         Ok(server) => server,

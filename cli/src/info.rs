@@ -60,7 +60,8 @@ pub(crate) async fn peers(ctx: &Ctx) -> Result<()> {
         line("No peers connected.")?;
     }
     for p in &peers {
-        line(format!("{}  {}", p.peer_id, p.addrs.join(", ")))?;
+        let how = if p.relayed { "relayed" } else { "direct" };
+        line(format!("{}  {how}  {}", p.peer_id, p.addrs.join(", ")))?;
     }
     Ok(())
 }
@@ -71,7 +72,14 @@ fn print_status(s: &StatusView) -> Result<()> {
         output::clean_line(&s.community),
         s.community_id
     ))?;
-    line(format!("peers      {}", s.peers))?;
+    line(format!(
+        "peers      {} connected, {} remembered",
+        s.peers, s.remembered_peers
+    ))?;
+    line(format!("reachable  {}", s.reachability))?;
+    for problem in &s.problems {
+        line(format!("problem    {problem}"))?;
+    }
     if s.topics.is_empty() {
         line("topics     none joined (`mutual join TOPIC`)")?;
     } else {

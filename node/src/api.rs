@@ -69,8 +69,12 @@ pub struct TopicView {
 pub struct PeerView {
     /// Peer id.
     pub peer_id: String,
-    /// Address of the connection.
+    /// Remote addresses of its connections (a relayed one ends in
+    /// `/p2p-circuit`).
     pub addrs: Vec<String>,
+    /// Every connection to it goes through a relay.
+    #[serde(default)]
+    pub relayed: bool,
 }
 
 /// History sync progress, for status and progress bars.
@@ -103,6 +107,18 @@ pub struct StatusView {
     pub store_bytes: u64,
     /// Sync progress.
     pub sync: SyncProgress,
+    /// How others reach this node (public, behind NAT via a relay, hidden
+    /// via a relay, this machine only, or still checking).
+    #[serde(default)]
+    pub reachability: String,
+    /// Peers remembered in the address book (dialled again after a
+    /// restart).
+    #[serde(default)]
+    pub remembered_peers: usize,
+    /// Recent problems reaching addresses the user gave (bootstrap,
+    /// invite, `connect`), with what to do.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// A block in the moderation state.

@@ -10,7 +10,10 @@ use libp2p::gossipsub::{
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::{behaviour::toggle::Toggle, NetworkBehaviour};
-use libp2p::{allow_block_list, identify, mdns, ping, request_response, StreamProtocol};
+use libp2p::{
+    allow_block_list, autonat, dcutr, identify, mdns, ping, relay, request_response, upnp,
+    StreamProtocol,
+};
 use prometheus_client::registry::Registry;
 
 use crate::codec::{FrameCodec, SYNC_PROTOCOL};
@@ -70,8 +73,73 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
+    /// Reservations on relays, for a node behind NAT or hiding its address.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Relaying for other members (off with `--no-relay-service` and for a
+    /// hidden node).
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub(crate) dcutr: Toggle<dcutr::Behaviour>,
+    /// Asks peers whether this node's addresses are reachable from outside.
+    pub(crate) autonat: Toggle<autonat::v2::client::Behaviour>,
+    /// Answers other nodes' AutoNAT questions.
+    pub(crate) autonat_server: Toggle<autonat::v2::server::Behaviour>,
+    /// Port mapping on the home router.
+    pub(crate) upnp: Toggle<upnp::tokio::Behaviour>,
     /// Hands out the community manifest to nodes joining by invite.
     pub(crate) manifest: request_response::Behaviour<FrameCodec>,
+}
+
+/// What the behaviour is built with (from [`crate::NodeConfig`]).
+pub(crate) struct BehaviourOptions {
+    pub(crate) mdns: bool,
+    pub(crate) upnp: bool,
+    pub(crate) relay_service: bool,
+    /// Hiding its address: no DCUtR, AutoNAT, UPnP, mDNS or relay service,
+    /// and a DHT client only (a DHT server's address is handed to anyone).
+    pub(crate) hidden: bool,
+    pub(crate) max_transmit: usize,
+}
+
+/// Relay service limits. A relay is a member's own laptop or small server:
+/// it carries gossip and sync for a few members behind NAT, not a public
+/// service. See ARCHITECTURE.md, "Relays".
+pub(crate) mod relay_limits {
+    use std::time::Duration;
+    /// Members behind NAT it holds reservations for at once.
+    pub(crate) const MAX_RESERVATIONS: usize = 32;
+    /// A member needs one reservation; a second covers a reconnect race.
+    pub(crate) const MAX_RESERVATIONS_PER_PEER: usize = 2;
+    /// Renewed by the client before it ends.
+    pub(crate) const RESERVATION_DURATION: Duration = Duration::from_secs(60 * 60);
+    /// Relayed connections at once: a few members each talking to a few.
+    pub(crate) const MAX_CIRCUITS: usize = 64;
+    /// Per source peer.
+    pub(crate) const MAX_CIRCUITS_PER_PEER: usize = 8;
+    /// A relayed connection lasts this long, then is dialled again (or
+    /// replaced by a direct one): long enough for a conversation's gossip
+    /// and a catch-up, short enough that the relay's cost stays bounded.
+    pub(crate) const MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(30 * 60);
+    /// Bytes per relayed connection (each way counted together): about
+    /// 40,000 posts, or a catch-up of a busy topic.
+    pub(crate) const MAX_CIRCUIT_BYTES: u64 = 16 * 1024 * 1024;
+}
+
+/// The relay service's limits (see [`relay_limits`]). Rate limits per
+/// peer and per IP stay the library's (a reservation per peer every 2
+/// minutes on average, 60 per IP per minute).
+fn relay_config() -> relay::Config {
+    use relay_limits::*;
+    relay::Config {
+        max_reservations: MAX_RESERVATIONS,
+        max_reservations_per_peer: MAX_RESERVATIONS_PER_PEER,
+        reservation_duration: RESERVATION_DURATION,
+        max_circuits: MAX_CIRCUITS,
+        max_circuits_per_peer: MAX_CIRCUITS_PER_PEER,
+        max_circuit_duration: MAX_CIRCUIT_DURATION,
+        max_circuit_bytes: MAX_CIRCUIT_BYTES,
+        ..relay::Config::default()
+    }
 }
 
 /// Score parameters of one topic (posts or the community topic).
@@ -121,11 +189,13 @@ impl Behaviour {
     /// (read back as [`crate::GossipStats`]).
     pub(crate) fn new(
         key: &Keypair,
-        mdns_on: bool,
-        max_transmit: usize,
+        relay_client: relay::client::Behaviour,
+        options: &BehaviourOptions,
         metrics: &mut Registry,
     ) -> Result<Self, String> {
         let peer_id = key.public().to_peer_id();
+        let max_transmit = options.max_transmit;
+        let mdns_on = options.mdns && !options.hidden;
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(ValidationMode::Anonymous)
             .validate_messages()
@@ -165,11 +235,18 @@ impl Behaviour {
         let mut kad_config = kad::Config::new(StreamProtocol::new("/mutual/kad/1"));
         kad_config.set_provider_publication_interval(Some(Duration::from_secs(600)));
         let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
-        kad.set_mode(Some(kad::Mode::Server));
+        kad.set_mode(Some(if options.hidden {
+            kad::Mode::Client
+        } else {
+            kad::Mode::Server
+        }));
 
+        // Listen addresses are pushed when they change (a new port, a new
+        // relay reservation), so peers that know this node find it again.
         let identify = identify::Behaviour::new(
             identify::Config::new("/mutual/id/1".into(), key.public())
-                .with_agent_version(format!("mutual/{}", env!("CARGO_PKG_VERSION"))),
+                .with_agent_version(format!("mutual/{}", env!("CARGO_PKG_VERSION")))
+                .with_push_listen_addr_updates(true),
         );
         let mdns = if mdns_on {
             Some(
@@ -192,6 +269,19 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             mdns: Toggle::from(mdns),
             sync,
+            relay_client,
+            relay: Toggle::from(
+                (options.relay_service && !options.hidden)
+                    .then(|| relay::Behaviour::new(peer_id, relay_config())),
+            ),
+            dcutr: Toggle::from((!options.hidden).then(|| dcutr::Behaviour::new(peer_id))),
+            autonat: Toggle::from((!options.hidden).then(autonat::v2::client::Behaviour::default)),
+            autonat_server: Toggle::from(
+                (!options.hidden).then(autonat::v2::server::Behaviour::default),
+            ),
+            upnp: Toggle::from(
+                (options.upnp && !options.hidden).then(upnp::tokio::Behaviour::default),
+            ),
             manifest: crate::manifest_fetch::serving_behaviour(),
         })
     }

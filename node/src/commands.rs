@@ -416,6 +416,12 @@ impl EventLoop {
             topics,
             store_bytes: self.store.size_on_disk().unwrap_or(0),
             sync: self.sync.progress(),
+            reachability: self
+                .peers
+                .reachability(&self.listen_addrs, crate::now_ms())
+                .describe(),
+            remembered_peers: self.peers.book().len(),
+            problems: self.peers.problems(),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! How a node is started.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use crate::datadir::DataDir;
@@ -9,14 +10,35 @@ use crate::datadir::DataDir;
 pub struct NodeConfig {
     /// Where keys, community and store live.
     pub data_dir: DataDir,
-    /// Multiaddresses to listen on (default: all interfaces, TCP and QUIC,
-    /// port chosen by the system).
+    /// Multiaddresses to listen on, as given with `--listen`. Empty (the
+    /// default): TCP and QUIC on [`NodeConfig::listen_host`] at the port
+    /// the data directory remembers, so peers find the node again at the
+    /// same address after a restart.
     pub listen: Vec<String>,
+    /// The interface to listen on when `listen` is empty.
+    pub listen_host: IpAddr,
+    /// The port to listen on (`--port`), instead of the remembered one;
+    /// it is remembered in turn.
+    pub port: Option<u16>,
+    /// Listen on QUIC too when `listen` is empty.
+    pub quic: bool,
     /// Multiaddresses to dial at start (in addition to the ones remembered
     /// from the invite).
     pub bootstrap: Vec<String>,
-    /// Find peers on the local network with mDNS.
+    /// Find peers on the local network with mDNS (`--lan`). Off by default:
+    /// it announces a mutual node to everyone on the office network.
     pub mdns: bool,
+    /// Ask the home router for a port mapping (UPnP). Only for a node that
+    /// listens beyond loopback.
+    pub upnp: bool,
+    /// Relay for other members when this node is publicly reachable.
+    pub relay_service: bool,
+    /// Never listen publicly nor connect directly to another member: reach
+    /// the network only through relay circuits (`--hide-address`).
+    pub hide_address: bool,
+    /// The relays a hidden node uses (`--via`); empty: the community's
+    /// relays from the bootstrap addresses.
+    pub via: Vec<String>,
     /// How often a node reconciles its topics with its peers even when
     /// nothing prompted it: slow, since gossip carries the live traffic.
     pub sync_interval: Duration,
@@ -24,6 +46,8 @@ pub struct NodeConfig {
     pub flush_interval: Duration,
     /// How often the node looks for other providers of its topics in the DHT.
     pub discovery_interval: Duration,
+    /// How often peer management runs (redials, relay reservations).
+    pub peer_interval: Duration,
     /// Most posts one author may create in any 60 s of creation time; more
     /// are refused by every node, whether they come by gossip, by sync or
     /// from the local user (see ARCHITECTURE.md, "Limits").
@@ -34,32 +58,41 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Defaults for a node on `data_dir`.
+    /// Defaults for a node on `data_dir`: every interface, TCP and QUIC on
+    /// the remembered port, no mDNS, UPnP and relay service on.
     pub fn new(data_dir: DataDir) -> Self {
         NodeConfig {
             data_dir,
-            listen: vec![
-                "/ip4/0.0.0.0/tcp/0".into(),
-                "/ip4/0.0.0.0/udp/0/quic-v1".into(),
-            ],
+            listen: Vec::new(),
+            listen_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: None,
+            quic: true,
             bootstrap: Vec::new(),
-            mdns: true,
+            mdns: false,
+            upnp: true,
+            relay_service: true,
+            hide_address: false,
+            via: Vec::new(),
             sync_interval: Duration::from_secs(60),
             flush_interval: Duration::from_millis(100),
             discovery_interval: Duration::from_secs(30),
+            peer_interval: Duration::from_secs(1),
             gossip_max_transmit: protocol::wire::MAX_MESSAGE_BYTES + 1024,
             author_posts_per_minute: crate::ingest::AUTHOR_POSTS_PER_MINUTE,
         }
     }
 
-    /// Settings for tests and the demo: loopback only, no mDNS, quicker
-    /// periodic work.
+    /// Settings for tests and the demo: loopback only (TCP, port remembered
+    /// in the data directory), no mDNS, no UPnP, quicker periodic work.
     pub fn local(data_dir: DataDir) -> Self {
         NodeConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            listen_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            quic: false,
             mdns: false,
+            upnp: false,
             sync_interval: Duration::from_secs(5),
             discovery_interval: Duration::from_secs(2),
+            peer_interval: Duration::from_millis(250),
             ..NodeConfig::new(data_dir)
         }
     }

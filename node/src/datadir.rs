@@ -17,6 +17,7 @@ const TRANSPORT_KEY: &str = "transport.key";
 const PSEUDONYM: &str = "pseudonym";
 const COMMUNITY: &str = "community";
 const BOOTSTRAP: &str = "bootstrap";
+const PORT: &str = "port";
 const MARKER: &str = "MUTUAL";
 /// Name of the control socket inside the data directory.
 pub const SOCKET: &str = "mutual.sock";
@@ -223,6 +224,33 @@ impl DataDir {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The port this node listens on, remembered from its first start (or
+    /// the last `--port`), so peers find it again at the same address.
+    /// A damaged file is reported, not silently replaced: the node would
+    /// otherwise move and lose its peers.
+    pub fn listen_port(&self) -> Result<Option<u16>, NodeError> {
+        let path = self.path.join(PORT);
+        match fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse::<u16>().map(Some).map_err(|_| {
+                NodeError::BadInput(format!(
+                    "{} should hold a port number; fix it, delete it (a new port is then \
+                     chosen), or start with --port PORT",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(NodeError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Remembers the listen port for the next start.
+    pub fn remember_port(&self, port: u16) -> Result<(), NodeError> {
+        if self.listen_port().ok().flatten() == Some(port) {
+            return Ok(());
+        }
+        write_private(&self.path.join(PORT), port.to_string().as_bytes())
     }
 
     fn add_bootstrap(&self, addrs: &[String]) -> Result<(), NodeError> {

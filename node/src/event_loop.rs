@@ -11,8 +11,12 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::kad::{self, RecordKey};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{dial_opts::DialOpts, SwarmEvent};
-use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{
+    autonat, dcutr, identify, mdns, noise, relay, upnp, yamux, Multiaddr, PeerId, Swarm,
+    SwarmBuilder,
+};
 use prometheus_client::registry::Registry;
 use protocol::topic::community_gossip_topic;
 use protocol::{
@@ -23,13 +27,16 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::api::{PeerView, ReportView};
 use crate::behaviour::{
-    topic_score_params, Behaviour, BehaviourEvent, DISCONNECT_SCORE, MAX_PEERS, PEER_GRACE,
-    TOPIC_PEERS,
+    topic_score_params, Behaviour, BehaviourEvent, BehaviourOptions, DISCONNECT_SCORE, MAX_PEERS,
+    PEER_GRACE, TOPIC_PEERS,
 };
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::handle::{Command, NodeEvent, NodeHandle};
 use crate::ingest::Origin;
+use crate::peers::{
+    is_relayed, peer_of, BookChange, PeerAction, PeerManager, PeerPolicy, RELAY_HOP_PROTOCOL,
+};
 use crate::store::Store;
 use crate::sync_driver::SyncDriver;
 use crate::{now_ms, RunningNode};
@@ -75,6 +82,8 @@ pub(crate) struct EventLoop {
     /// Whether the interval flush is among [`EventLoop::flushes`]; a slow
     /// disk then skips ticks rather than piling flushes up.
     interval_flush: Arc<AtomicBool>,
+    /// Peer management: the address book, redials, relays, reachability.
+    pub(crate) peers: PeerManager,
 }
 
 fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
@@ -92,55 +101,102 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
     let key = data.transport_key()?;
     let store = Store::open(&data.store_path())?;
 
-    let mdns_on = config.mdns;
-    let max_transmit = config.gossip_max_transmit;
+    let mut bootstrap: Vec<Multiaddr> = Vec::new();
+    for addr in config.bootstrap.iter().chain(data.bootstrap().iter()) {
+        match addr.parse::<Multiaddr>() {
+            Ok(ma) => bootstrap.push(ma),
+            Err(e) if config.bootstrap.contains(addr) => {
+                return Err(NodeError::BadInput(format!(
+                    "bad --bootstrap address {addr}: {e}"
+                )))
+            }
+            Err(e) => tracing::warn!("ignoring a bad remembered bootstrap address {addr}: {e}"),
+        }
+    }
+    let hidden = config.hide_address;
+    let via = relays_to_use(&config, &bootstrap)?;
+    let listen = listen_addrs_of(&config)?;
+    let loopback_only = !hidden && listen.iter().all(is_loopback);
+
+    let options = BehaviourOptions {
+        mdns: config.mdns,
+        upnp: config.upnp && !loopback_only,
+        relay_service: config.relay_service,
+        hidden,
+        max_transmit: config.gossip_max_transmit,
+    };
+    let only_to = hidden.then(|| via.clone());
     let mut gossip_metrics = Registry::default();
+    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mut swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| NodeError::Network(e.to_string()))?
-        .with_quic()
-        .with_behaviour(|key| {
-            Behaviour::new(key, mdns_on, max_transmit, &mut gossip_metrics)
+        .with_other_transport(|key| {
+            crate::transport::build(key, only_to)
                 .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
-        .map_err(|e| NodeError::Network(e.to_string()))?
+        .map_err(|e| net(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, &options, &mut gossip_metrics)
+                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
+        .map_err(|e| net(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
 
-    for addr in &config.listen {
-        let ma: Multiaddr = addr
-            .parse()
-            .map_err(|e| NodeError::BadInput(format!("bad listen address {addr}: {e}")))?;
+    for ma in &listen {
         swarm
-            .listen_on(ma)
-            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
+            .listen_on(ma.clone())
+            .map_err(|e| NodeError::Network(format!("cannot listen on {ma}: {e}")))?;
     }
     // Wait until every listener reports its address, so callers can print
     // them and tests can dial them.
     let mut listen_addrs = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while listen_addrs.len() < config.listen.len() {
+    let port_hint = |e: &dyn std::fmt::Display| {
+        NodeError::Network(format!(
+            "cannot listen on {}: {e}. If the port is in use (another mutual node on this \
+             machine?), start with --port PORT to choose another",
+            listen
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    while listen_addrs.len() < listen.len() {
         let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
             .await
             .map_err(|_| NodeError::Network("listeners did not start within 10 s".into()))?;
         match event {
             SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
-            SwarmEvent::ListenerError { error, .. } => {
-                return Err(NodeError::Network(format!("listener failed: {error}")))
-            }
-            SwarmEvent::ListenerClosed { reason: Err(e), .. } => {
-                return Err(NodeError::Network(format!("listener closed: {e}")))
-            }
+            SwarmEvent::ListenerError { error, .. } => return Err(port_hint(&error)),
+            SwarmEvent::ListenerClosed { reason: Err(e), .. } => return Err(port_hint(&e)),
             _ => {}
+        }
+    }
+    if config.listen.is_empty() && !hidden {
+        if let Some(port) = listen.first().and_then(port_of) {
+            data.remember_port(port)?;
         }
     }
 
     let stored = crate::ingest::load_log(&store, &manifest, community, &identity.public())?;
+    let records = store
+        .peer_records()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(p, r)| PeerId::from_bytes(&p).ok().map(|p| (p, r)));
+    let peers = PeerManager::new(
+        PeerPolicy {
+            hidden,
+            via: via.clone(),
+            loopback_only,
+        },
+        records,
+        now_ms(),
+    );
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let community_topic = IdentTopic::new(community_gossip_topic(&community));
@@ -168,24 +224,27 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         connected_since: HashMap::new(),
         flushes: tokio::task::JoinSet::new(),
         interval_flush: Arc::new(AtomicBool::new(false)),
+        peers,
     };
     ev.subscribe_community()?;
     for topic in ev.store.joined_topics()? {
         ev.subscribe_topic(&topic)?;
     }
     ev.reports = ev.open_reports(&stored.reports);
-    let mut bootstrap: Vec<String> = ev.config.bootstrap.clone();
-    bootstrap.extend(ev.config.data_dir.bootstrap());
-    for (peer, addrs) in ev.store.peer_addrs().unwrap_or_default() {
-        if let Ok(peer) = PeerId::from_bytes(&peer) {
-            for a in addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
-                ev.swarm.behaviour_mut().kad.add_address(&peer, a);
-            }
+    for (peer, addrs) in ev.peers.book().all() {
+        for a in addrs {
+            ev.swarm.behaviour_mut().kad.add_address(peer, a.clone());
         }
     }
     for addr in bootstrap {
-        if let Err(e) = ev.dial_addr(&addr) {
+        // A hidden node dials its relays only (through reservations).
+        if hidden && !via.contains(&addr) {
+            continue;
+        }
+        ev.peers.user_address(&addr);
+        if let Err(e) = ev.dial_multiaddr(addr.clone()) {
             tracing::warn!("bootstrap {addr}: {e}");
+            ev.peers.problem(format!("bootstrap address {addr}: {e}"));
         }
     }
     let task = tokio::spawn(ev.run());
@@ -196,6 +255,123 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         },
         task,
     })
+}
+
+/// Whether an address is on loopback.
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// The TCP or UDP port of an address.
+fn port_of(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
+        _ => None,
+    })
+}
+
+/// Where to listen: `--listen` as given, else TCP (and QUIC) on the
+/// remembered port (or `--port`, or a free one on the first start). A
+/// hidden node listens nowhere but on its relays.
+fn listen_addrs_of(config: &NodeConfig) -> Result<Vec<Multiaddr>, NodeError> {
+    if config.hide_address {
+        return Ok(Vec::new());
+    }
+    if !config.listen.is_empty() {
+        return config
+            .listen
+            .iter()
+            .map(|a| {
+                a.parse::<Multiaddr>()
+                    .map_err(|e| NodeError::BadInput(format!("bad listen address {a}: {e}")))
+            })
+            .collect();
+    }
+    let host = config.listen_host;
+    let port = match config.port {
+        Some(p) => p,
+        None => match config.data_dir.listen_port()? {
+            Some(p) => p,
+            None => free_port(host, config.quic)?,
+        },
+    };
+    let ip = match host {
+        std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
+        std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
+    };
+    let tcp = Multiaddr::empty()
+        .with(ip.clone())
+        .with(Protocol::Tcp(port));
+    let mut out = vec![tcp];
+    if config.quic {
+        out.push(
+            Multiaddr::empty()
+                .with(ip)
+                .with(Protocol::Udp(port))
+                .with(Protocol::QuicV1),
+        );
+    }
+    Ok(out)
+}
+
+/// A port free for TCP (and UDP, for QUIC) on `host`, for a first start.
+fn free_port(host: std::net::IpAddr, udp: bool) -> Result<u16, NodeError> {
+    for _ in 0..32 {
+        let tcp = std::net::TcpListener::bind((host, 0))
+            .map_err(|e| NodeError::io("finding a free port to listen on", e))?;
+        let port = tcp
+            .local_addr()
+            .map_err(|e| NodeError::io("finding a free port to listen on", e))?
+            .port();
+        if !udp || std::net::UdpSocket::bind((host, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(NodeError::Network(
+        "found no port free for both TCP and UDP; start with --port PORT".into(),
+    ))
+}
+
+/// The relays a hidden node uses: `--via`, else up to two of the
+/// bootstrap addresses (the community's nodes it was invited through).
+fn relays_to_use(
+    config: &NodeConfig,
+    bootstrap: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut via = Vec::new();
+    for a in &config.via {
+        let ma: Multiaddr = a
+            .parse()
+            .map_err(|e| NodeError::BadInput(format!("bad --via address {a}: {e}")))?;
+        if peer_of(&ma).is_none() || is_relayed(&ma) {
+            return Err(NodeError::BadInput(format!(
+                "--via {a}: a relay's address must end with /p2p/<its peer id> and not be \
+                 relayed itself (`mutual id` on the relay's node prints it)"
+            )));
+        }
+        via.push(ma);
+    }
+    if config.hide_address && via.is_empty() {
+        via = bootstrap
+            .iter()
+            .filter(|a| peer_of(a).is_some() && !is_relayed(a))
+            .take(crate::peers::RELAYS_WANTED)
+            .cloned()
+            .collect();
+        if via.is_empty() {
+            return Err(NodeError::BadInput(
+                "--hide-address needs a relay: pass --via ADDRESS with the address of a \
+                 member's node that relays (that node will see your IP address; no other \
+                 member will)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(via)
 }
 
 impl EventLoop {
@@ -248,7 +424,12 @@ impl EventLoop {
         let ma: Multiaddr = addr
             .parse()
             .map_err(|e| NodeError::BadInput(format!("bad address {addr}: {e}")))?;
-        if let Some(Protocol::P2p(peer)) = ma.iter().last() {
+        self.peers.user_address(&ma);
+        self.dial_multiaddr(ma)
+    }
+
+    fn dial_multiaddr(&mut self, ma: Multiaddr) -> Result<(), NodeError> {
+        if let Some(peer) = peer_of(&ma) {
             if peer == *self.swarm.local_peer_id() {
                 return Ok(());
             }
@@ -258,8 +439,56 @@ impl EventLoop {
                 .add_address(&peer, ma.clone());
         }
         self.swarm
-            .dial(ma)
-            .map_err(|e| NodeError::Network(format!("dial {addr}: {e}")))
+            .dial(ma.clone())
+            .map_err(|e| NodeError::Network(format!("dial {ma}: {e}")))
+    }
+
+    /// Carries out what peer management asked for.
+    fn apply_peer_actions(&mut self, actions: Vec<PeerAction>) {
+        let now = now_ms();
+        for action in actions {
+            match action {
+                PeerAction::Dial(peer, addrs) => {
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    match self.swarm.dial(opts) {
+                        Ok(()) => {}
+                        Err(DialError::DialPeerConditionFalse(_)) => self.peers.dial_skipped(peer),
+                        Err(e) => {
+                            let more = self.peers.dial_failed(Some(peer), &e.to_string(), now);
+                            self.apply_peer_actions(more);
+                        }
+                    }
+                }
+                PeerAction::Reserve(relay, addr) => {
+                    match self
+                        .swarm
+                        .listen_on(addr.clone().with(Protocol::P2pCircuit))
+                    {
+                        Ok(listener) => {
+                            tracing::info!(%relay, "asking a relay for a reservation");
+                            self.peers.reservation_listening(relay, listener);
+                        }
+                        Err(e) => {
+                            tracing::debug!(%relay, "reservation: {e}");
+                            self.peers.reservation_failed(relay, now);
+                        }
+                    }
+                }
+                PeerAction::Book(BookChange::Put(peer, record)) => {
+                    if let Err(e) = self.store.put_peer(&peer.to_bytes(), &record) {
+                        tracing::warn!("writing the address book: {e}");
+                    }
+                }
+                PeerAction::Book(BookChange::Forget(peer)) => {
+                    if let Err(e) = self.store.remove_peer(&peer.to_bytes()) {
+                        tracing::warn!("writing the address book: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// Gossips an encoded message on its topic. Having no peers yet is not
@@ -282,9 +511,13 @@ impl EventLoop {
         let mut out: Vec<PeerView> = self
             .swarm
             .connected_peers()
-            .map(|p| PeerView {
-                peer_id: p.to_string(),
-                addrs: Vec::new(),
+            .map(|p| {
+                let addrs = self.peers.connection_addrs(p);
+                PeerView {
+                    peer_id: p.to_string(),
+                    relayed: !addrs.is_empty() && addrs.iter().all(is_relayed),
+                    addrs: addrs.iter().map(|a| a.to_string()).collect(),
+                }
             })
             .collect();
         out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
@@ -333,6 +566,8 @@ impl EventLoop {
         let mut flush = tokio::time::interval(self.config.flush_interval);
         let mut resync = tokio::time::interval(self.config.sync_interval);
         let mut discover = tokio::time::interval(self.config.discovery_interval);
+        let mut peer_tick = tokio::time::interval(self.config.peer_interval);
+        peer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -369,6 +604,10 @@ impl EventLoop {
                 }
                 _ = resync.tick() => self.sync_all_peers(),
                 _ = discover.tick() => self.discover(),
+                _ = peer_tick.tick() => {
+                    let actions = self.peers.tick(now_ms());
+                    self.apply_peer_actions(actions);
+                }
             }
         }
         // Acknowledgements still waiting for their flush are sent, and
@@ -486,17 +725,33 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } if !self.listen_addrs.contains(&address) => {
                 self.listen_addrs.push(address);
             }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                ..
+            } => {
+                self.listen_addrs.retain(|a| !addresses.contains(a));
+                self.peers.listener_closed(listener_id, now_ms());
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
                 tracing::debug!(%peer_id, "connected");
-                if endpoint.is_dialer() {
-                    let addr = endpoint.get_remote_address().to_string();
-                    let _ = self.store.add_peer_addr(&peer_id.to_bytes(), &addr);
-                }
+                let actions = self.peers.connected(
+                    peer_id,
+                    connection_id,
+                    endpoint.get_remote_address().clone(),
+                    endpoint.is_dialer(),
+                    now_ms(),
+                );
+                self.apply_peer_actions(actions);
                 if num_established.get() == 1 {
                     self.connected_since
                         .insert(peer_id, tokio::time::Instant::now());
@@ -505,11 +760,29 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.connected_since.remove(&peer_id);
-                self.sync.peer_gone(&peer_id);
+                self.peers.closed(peer_id, connection_id);
+                if num_established == 0 {
+                    self.connected_since.remove(&peer_id);
+                    self.sync.peer_gone(&peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, "dial failed: {error}");
+                let actions = self
+                    .peers
+                    .dial_failed(peer_id, &error.to_string(), now_ms());
+                self.apply_peer_actions(actions);
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "reachable from outside at this address");
+                self.peers.external_confirmed(address);
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.peers.external_expired(&address);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
@@ -519,9 +792,52 @@ impl EventLoop {
                 info,
                 ..
             })) => {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                let relays = info
+                    .protocols
+                    .iter()
+                    .any(|p| p.as_ref() == RELAY_HOP_PROTOCOL);
+                for addr in &info.listen_addrs {
+                    if !self.peers.hidden() || is_relayed(addr) {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
+                    }
                 }
+                let actions = self
+                    .peers
+                    .identified(peer_id, &info.listen_addrs, relays, now_ms());
+                self.apply_peer_actions(actions);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
+            )) => {
+                tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                self.peers.reservation_accepted(relay_peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: direct connection"),
+                Err(e) => tracing::debug!(peer = %remote_peer_id, "hole punching failed: {e}"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
+                upnp::Event::NewExternalAddr { external_addr, .. } => {
+                    tracing::info!(%external_addr, "the router mapped a port (UPnP)")
+                }
+                upnp::Event::GatewayNotFound => tracing::debug!("no UPnP gateway"),
+                upnp::Event::NonRoutableGateway => tracing::debug!("UPnP gateway not routable"),
+                upnp::Event::ExpiredExternalAddr { external_addr, .. } => {
+                    tracing::debug!(%external_addr, "UPnP mapping expired")
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::v2::client::Event {
+                tested_addr,
+                result,
+                ..
+            })) => {
+                tracing::debug!(%tested_addr, ok = result.is_ok(), "AutoNAT test");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
@@ -646,6 +962,8 @@ impl EventLoop {
             tracing::info!(%peer, "disconnecting a peer that keeps sending invalid messages");
             self.banned.insert(peer, tokio::time::Instant::now() + BAN);
             let _ = self.swarm.disconnect_peer_id(peer);
+            let forget = self.peers.forget(&peer);
+            self.apply_peer_actions(forget);
         }
     }
 }

@@ -23,11 +23,13 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 /// external addresses and relay circuits (reachable from elsewhere), then
 /// the other listen addresses, and loopback ones only when there is
 /// nothing else. Unspecified addresses (`0.0.0.0`) never; a trailing
-/// `/p2p/<me>` is dropped (the invite names the peer once).
+/// `/p2p/<me>` is dropped (the invite names the peer once). A node that
+/// hides its address (`circuits_only`) gives its relay circuits alone.
 pub(crate) fn invite_addrs(
     external: &[Multiaddr],
     listen: &[Multiaddr],
     me: &PeerId,
+    circuits_only: bool,
 ) -> Vec<Multiaddr> {
     let strip = |a: &Multiaddr| {
         let mut a = a.clone();
@@ -56,6 +58,7 @@ pub(crate) fn invite_addrs(
         .chain(listen)
         .map(strip)
         .filter(|a| !a.is_empty() && !unspecified(a))
+        .filter(|a| !circuits_only || circuit(a))
         .collect();
     let external: Vec<Multiaddr> = external.iter().map(strip).collect();
     let rank = |a: &Multiaddr| {
@@ -126,7 +129,13 @@ impl EventLoop {
     pub(crate) fn invite_code(&self) -> Result<String, NodeError> {
         let me = *self.swarm.local_peer_id();
         let external: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
-        let candidates = invite_addrs(&external, &self.listen_addrs, &me);
+        let hidden = self.peers.hidden();
+        let candidates = invite_addrs(&external, &self.listen_addrs, &me, hidden);
+        if hidden && candidates.is_empty() {
+            return Err(NodeError::Network(
+                "this node hides its address and has no relay reservation yet, so an invite could not reach it; ask again once `mutual status` shows one".into(),
+            ));
+        }
         invite_code(
             self.community,
             &self.identity.secret,
@@ -230,7 +239,7 @@ mod tests {
             circuit.clone(),
         ];
         let external = vec![ma(&format!("/ip4/203.0.113.7/tcp/4001/p2p/{me}"))];
-        let got = invite_addrs(&external, &listen, &me);
+        let got = invite_addrs(&external, &listen, &me, false);
         assert_eq!(
             strings(&got),
             vec![
@@ -247,12 +256,17 @@ mod tests {
             ma("/ip6/::1/tcp/1"),
         ];
         assert_eq!(
-            strings(&invite_addrs(&[], &only_local, &me)),
+            strings(&invite_addrs(&[], &only_local, &me, false)),
             vec!["/ip4/127.0.0.1/tcp/1", "/ip6/::1/tcp/1"]
+        );
+        // A node hiding its address gives its relay circuits only.
+        assert_eq!(
+            strings(&invite_addrs(&external, &listen, &me, true)),
+            vec![format!("/ip4/198.51.100.1/tcp/4001/p2p/{relay}/p2p-circuit")]
         );
         // The same address twice is listed once.
         let twice = vec![ma("/ip4/10.0.0.2/tcp/1"), ma("/ip4/10.0.0.2/tcp/1")];
-        assert_eq!(invite_addrs(&twice, &twice, &me).len(), 1);
+        assert_eq!(invite_addrs(&twice, &twice, &me, false).len(), 1);
     }
 
     #[test]

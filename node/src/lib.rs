@@ -23,7 +23,9 @@ mod gossip_stats;
 mod ingest;
 mod manifest_fetch;
 mod moderation_view;
+mod peers;
 mod sync_driver;
+mod transport;
 mod verify;
 mod views;
 
@@ -34,6 +36,7 @@ pub use gossip_stats::GossipStats;
 pub use handle::{ImportReport, NodeEvent, NodeHandle, ReadQuery};
 pub use ingest::{AUTHOR_BURST, AUTHOR_GOSSIP_PER_MINUTE, AUTHOR_POSTS_PER_MINUTE};
 pub use manifest_fetch::fetch_manifest;
+pub use peers::PeerRecord;
 pub use sync_driver::{INBOUND_REQUESTS_PER_WINDOW, INBOUND_WINDOW};
 
 /// A node that is running: its handle and the task of its event loop.

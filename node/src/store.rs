@@ -74,13 +74,6 @@ use keys::{
     topic_prefix, ID_LEN,
 };
 
-/// Most addresses remembered per peer: enough for its listen addresses on a
-/// few transports, few enough that a peer announcing hundreds cannot bloat
-/// the address book.
-pub const MAX_ADDRS_PER_PEER: usize = 8;
-/// Longest address remembered, in bytes; longer ones are ignored (a real
-/// multiaddr, even through a relay, is far shorter).
-pub const MAX_ADDR_BYTES: usize = 512;
 /// How often sled makes its log durable on its own, in ms: bounds what a
 /// crash can lose of what the caller has not flushed.
 pub const BACKGROUND_FLUSH_MS: u64 = 100;
@@ -96,15 +89,13 @@ pub const LAYOUT_VERSION: u64 = 1;
 /// cache is kept small: the OS page cache still holds the store's files.
 pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Largest peer address list value read back (8 addresses of 512 bytes and
+/// Largest peer record written or read back (8 addresses of 512 bytes and
 /// their lengths fit easily).
 const PEER_VALUE_LIMIT: usize = 8 * 1024;
 /// Key of the layout version in the `info` tree.
 const LAYOUT_KEY: &str = "layout";
 
-/// A peer id (opaque bytes) and the addresses remembered for it, newest
-/// first.
-pub type PeerAddrs = (Vec<u8>, Vec<String>);
+pub use crate::peers::PeerRecord;
 
 /// What [`Store::apply_retraction`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1148,35 +1139,16 @@ impl Store {
 
     // ----- address book ----------------------------------------------------
 
-    fn read_addrs(&self, peer: &[u8]) -> Result<Vec<String>, StoreError> {
-        let Some(v) = self.peers.get(peer).during("read the address book")? else {
-            return Ok(Vec::new());
-        };
-        match protocol::wire::decode::<Vec<String>>(&v, PEER_VALUE_LIMIT) {
-            Ok(addrs) => Ok(addrs),
-            Err(_) => {
-                tracing::warn!(peer = %hex_tail(peer), "replacing unreadable stored addresses");
-                Ok(Vec::new())
-            }
-        }
-    }
-
-    /// Remembers an address of a peer for dialling after a restart. The
-    /// newest address comes first; at most [`MAX_ADDRS_PER_PEER`] are kept
-    /// and the oldest drop off. Longer than [`MAX_ADDR_BYTES`]: ignored.
-    pub fn add_peer_addr(&self, peer: &[u8], addr: &str) -> Result<(), StoreError> {
-        if addr.is_empty() || addr.len() > MAX_ADDR_BYTES || peer.is_empty() {
+    /// Remembers a peer's address-book record (see [`crate::peers`], which
+    /// bounds what a record holds and how many there are). An oversized
+    /// record is refused.
+    pub fn put_peer(&self, peer: &[u8], record: &PeerRecord) -> Result<(), StoreError> {
+        let bytes = protocol::wire::encode(record);
+        if peer.is_empty() || bytes.len() > PEER_VALUE_LIMIT {
             return Ok(());
         }
-        let mut addrs = self.read_addrs(peer)?;
-        if addrs.first().is_some_and(|a| a == addr) {
-            return Ok(());
-        }
-        addrs.retain(|a| a != addr);
-        addrs.insert(0, addr.to_string());
-        addrs.truncate(MAX_ADDRS_PER_PEER);
         self.peers
-            .insert(peer, protocol::wire::encode(&addrs))
+            .insert(peer, bytes)
             .during("write the address book")?;
         self.touch();
         Ok(())
@@ -1189,14 +1161,25 @@ impl Store {
         Ok(())
     }
 
-    /// The whole address book. Unreadable entries are skipped.
-    pub fn peer_addrs(&self) -> Result<Vec<PeerAddrs>, StoreError> {
+    /// The whole address book. Unreadable entries are skipped; entries of
+    /// the first layout (a list of addresses) read as never seen.
+    pub fn peer_records(&self) -> Result<Vec<(Vec<u8>, PeerRecord)>, StoreError> {
         let mut out = Vec::new();
         for kv in self.peers.iter() {
             let (k, v) = kv.during("read the address book")?;
-            match protocol::wire::decode::<Vec<String>>(&v, PEER_VALUE_LIMIT) {
-                Ok(addrs) => out.push((k.to_vec(), addrs)),
-                Err(_) => {
+            let record = protocol::wire::decode::<PeerRecord>(&v, PEER_VALUE_LIMIT)
+                .ok()
+                .or_else(|| {
+                    protocol::wire::decode::<Vec<String>>(&v, PEER_VALUE_LIMIT)
+                        .ok()
+                        .map(|addrs| PeerRecord {
+                            addrs,
+                            ..PeerRecord::default()
+                        })
+                });
+            match record {
+                Some(r) => out.push((k.to_vec(), r)),
+                None => {
                     tracing::warn!(peer = %hex_tail(&k), "skipping unreadable stored addresses")
                 }
             }

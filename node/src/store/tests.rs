@@ -182,7 +182,8 @@ fn reopening_gives_back_everything() {
         s.add_retraction(&retracted.id(), &me.public()).unwrap();
         assert!(s.insert_log(log_key, &log_bytes).unwrap());
         s.join_topic(&topic("t")).unwrap();
-        s.add_peer_addr(b"peer", "/ip4/1.2.3.4/tcp/1").unwrap();
+        s.put_peer(b"peer", &record(&["/ip4/1.2.3.4/tcp/1"]))
+            .unwrap();
         s.mute(&other.public()).unwrap();
         s.set_meta("manifest", b"m").unwrap();
         s.flush().unwrap();
@@ -206,8 +207,8 @@ fn reopening_gives_back_everything() {
     assert_eq!(joined[0].0, topic("t"));
     assert!(joined[0].1.is_some_and(|at| at > 0));
     assert_eq!(
-        s.peer_addrs().unwrap(),
-        vec![(b"peer".to_vec(), vec!["/ip4/1.2.3.4/tcp/1".to_string()])]
+        s.peer_records().unwrap(),
+        vec![(b"peer".to_vec(), record(&["/ip4/1.2.3.4/tcp/1"]))]
     );
     assert!(s.is_muted(&other.public()).unwrap());
     assert_eq!(s.get_meta("manifest").unwrap().as_deref(), Some(&b"m"[..]));
@@ -514,30 +515,36 @@ fn joined_topics_peers_mutes_and_meta() {
     s.leave_topic(&topic("a")).unwrap();
     assert_eq!(s.joined_topics().unwrap(), [topic("b")]);
 
-    for i in 0..(MAX_ADDRS_PER_PEER + 3) {
-        s.add_peer_addr(b"p1", &format!("/ip4/10.0.0.{i}/tcp/1"))
-            .unwrap();
-    }
-    s.add_peer_addr(b"p1", "/ip4/10.0.0.5/tcp/1").unwrap();
-    s.add_peer_addr(b"p1", &"x".repeat(MAX_ADDR_BYTES + 1))
+    s.put_peer(b"p1", &record(&["/ip4/10.0.0.1/tcp/1"]))
         .unwrap();
-    s.add_peer_addr(b"p2", "/dns/example.org/tcp/4001").unwrap();
-    let book = s.peer_addrs().unwrap();
-    assert_eq!(book.len(), 2);
-    let (peer, addrs) = &book[0];
-    assert_eq!(peer, b"p1");
-    assert_eq!(addrs.len(), MAX_ADDRS_PER_PEER);
-    assert_eq!(addrs[0], "/ip4/10.0.0.5/tcp/1", "seen again: first");
+    s.put_peer(b"p2", &record(&["/dns/example.org/tcp/4001"]))
+        .unwrap();
+    let huge: Vec<String> = (0..64).map(|_| "x".repeat(512)).collect();
+    let huge: Vec<&str> = huge.iter().map(String::as_str).collect();
+    s.put_peer(b"p3", &record(&huge)).unwrap();
+    // A record of the first layout (a bare address list) still reads.
+    s.peers
+        .insert(
+            b"p4",
+            protocol::wire::encode(&vec!["/ip4/10.0.0.4/tcp/1".to_string()]),
+        )
+        .unwrap();
+    let book = s.peer_records().unwrap();
+    assert_eq!(book.len(), 3, "the oversized record was refused");
+    assert_eq!(book[0], (b"p1".to_vec(), record(&["/ip4/10.0.0.1/tcp/1"])));
     assert_eq!(
-        addrs[1],
-        format!("/ip4/10.0.0.{}/tcp/1", MAX_ADDRS_PER_PEER + 2)
-    );
-    assert_eq!(
-        addrs.iter().filter(|a| *a == "/ip4/10.0.0.5/tcp/1").count(),
-        1
+        book[2],
+        (
+            b"p4".to_vec(),
+            PeerRecord {
+                addrs: vec!["/ip4/10.0.0.4/tcp/1".into()],
+                last_seen_ms: 0,
+                failures: 0
+            }
+        )
     );
     s.remove_peer(b"p1").unwrap();
-    assert_eq!(s.peer_addrs().unwrap().len(), 1);
+    assert_eq!(s.peer_records().unwrap().len(), 2);
 
     let who = Identity::generate(None).public();
     assert!(!s.is_muted(&who).unwrap());
@@ -617,7 +624,7 @@ fn damaged_values_are_skipped_reported_and_repaired() {
     let page = s.topic_page(&t, None, 10).unwrap();
     assert_eq!(bodies(&page), ["body-4", "body-3", "body-2", "body-0"]);
     assert!(s.get_post(&broken).unwrap().is_none());
-    assert!(s.peer_addrs().unwrap().is_empty());
+    assert!(s.peer_records().unwrap().is_empty());
     assert!(s.joined_topics().unwrap().is_empty());
     assert!(s.mutes().unwrap().is_empty());
     assert!(s.log_items().unwrap().is_empty());
@@ -887,4 +894,12 @@ fn the_cached_scope_sums_follow_every_write() {
         s.count_topic(&topic("t")).unwrap()
     );
     assert_eq!(s.scope_sum(&u).unwrap(), Accumulator::EMPTY);
+}
+
+fn record(addrs: &[&str]) -> PeerRecord {
+    PeerRecord {
+        addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        last_seen_ms: 7,
+        failures: 1,
+    }
 }

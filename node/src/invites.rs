@@ -262,7 +262,9 @@ mod tests {
         // A node hiding its address gives its relay circuits only.
         assert_eq!(
             strings(&invite_addrs(&external, &listen, &me, true)),
-            vec![format!("/ip4/198.51.100.1/tcp/4001/p2p/{relay}/p2p-circuit")]
+            vec![format!(
+                "/ip4/198.51.100.1/tcp/4001/p2p/{relay}/p2p-circuit"
+            )]
         );
         // The same address twice is listed once.
         let twice = vec![ma("/ip4/10.0.0.2/tcp/1"), ma("/ip4/10.0.0.2/tcp/1")];

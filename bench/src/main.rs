@@ -17,6 +17,11 @@
 //!    after a clean stop and after a crash; an idle node's RSS (in a child
 //!    process).
 //! 5. `moderation`: a block deleting 10,000 posts; folding 100,000 actions.
+//! 6. `restart`: a node restarted with no bootstrap address, connected
+//!    again and caught up on what it missed.
+//! 7. `nat`: two members behind NAT routers in network namespaces (needs
+//!    root, iproute2, nftables): time to the first post, the direct
+//!    upgrade's success per NAT mode, the relay's bytes and CPU per post.
 //!
 //! Two modes serve the ingest part and profiling: `--ingest-child DATA_DIR
 //! POSTS_FILE` (the child process whose peak memory is measured) and
@@ -25,14 +30,17 @@
 //!
 //! `--smoke` runs every part at a small size in well under two minutes
 //! (CI). The bench asserts nothing about speed; it exits non-zero only when
-//! a part fails to complete. Every node listens and dials on 127.0.0.1 only.
+//! a part fails to complete. Every node listens and dials on 127.0.0.1 only,
+//! except in `nat`, on addresses inside the namespaces it makes.
 
 mod fixtures;
 mod ingest;
 mod moderation;
+mod nat;
 mod propagation;
 mod read;
 mod report;
+mod restart;
 mod sync;
 
 use std::path::PathBuf;
@@ -40,10 +48,18 @@ use std::time::{Duration, Instant};
 
 use report::Report;
 
-const PARTS: [&str; 5] = ["ingest", "propagation", "sync", "read", "moderation"];
+const PARTS: [&str; 7] = [
+    "ingest",
+    "propagation",
+    "sync",
+    "read",
+    "moderation",
+    "restart",
+    "nat",
+];
 
 const USAGE: &str =
-    "usage: mutual-bench [--smoke] [--json FILE] [--only ingest,propagation,sync,read,moderation]";
+    "usage: mutual-bench [--smoke] [--json FILE] [--only ingest,propagation,sync,read,moderation,restart,nat]";
 
 /// Sizes of every part for one run.
 struct Plan {
@@ -52,6 +68,8 @@ struct Plan {
     sync: sync::Sizes,
     read: read::Sizes,
     moderation: moderation::Sizes,
+    restart: restart::Sizes,
+    nat: nat::Sizes,
 }
 
 impl Plan {
@@ -82,6 +100,12 @@ impl Plan {
                 blocked_posts: 10_000,
                 actions: 100_000,
             },
+            restart: restart::Sizes { restarts: 20 },
+            nat: nat::Sizes {
+                attempts: 3,
+                relayed_posts: 40,
+                deadline: Duration::from_secs(90),
+            },
         }
     }
 
@@ -111,6 +135,12 @@ impl Plan {
             moderation: moderation::Sizes {
                 blocked_posts: 1000,
                 actions: 5000,
+            },
+            restart: restart::Sizes { restarts: 4 },
+            nat: nat::Sizes {
+                attempts: 1,
+                relayed_posts: 10,
+                deadline: Duration::from_secs(90),
             },
         }
     }
@@ -237,7 +267,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             "propagation" => propagation::run(&rt, &mut report, &plan.propagation),
             "sync" => sync::run(&rt, &mut report, &plan.sync),
             "read" => read::run(&rt, &mut report, &plan.read),
-            _ => moderation::run(&rt, &mut report, &plan.moderation),
+            "moderation" => moderation::run(&rt, &mut report, &plan.moderation),
+            "restart" => restart::run(&rt, &mut report, &plan.restart),
+            _ => nat::run(&mut report, &plan.nat),
         };
         if let Err(e) = result {
             report.failures.push(format!("{part}: {e:#}"));

@@ -29,7 +29,7 @@ fn every_part_of_the_benchmark_completes_at_smoke_size() {
     assert_eq!(report["mode"], "smoke");
     assert_eq!(report["failures"], serde_json::json!([]));
     let rows = report["rows"].as_array().expect("rows");
-    for part in ["ingest", "propagation", "sync", "read", "moderation"] {
+    for part in ["ingest", "propagation", "sync", "read", "moderation", "nat"] {
         assert!(
             rows.iter().any(|r| r["part"] == part),
             "no figure from the {part} part"

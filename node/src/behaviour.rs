@@ -270,10 +270,18 @@ impl Behaviour {
             mdns: Toggle::from(mdns),
             sync,
             relay_client,
-            relay: Toggle::from(
-                (options.relay_service && !options.hidden)
-                    .then(|| relay::Behaviour::new(peer_id, relay_config())),
-            ),
+            relay: Toggle::from((options.relay_service && !options.hidden).then(|| {
+                let mut relay = relay::Behaviour::new(peer_id, relay_config());
+                // Advertised from the start rather than once AutoNAT
+                // confirms an address (the library's default): AutoNAT v2
+                // asks only peers this node dialled, and a member's public
+                // node is mostly dialled by others, so it would never
+                // relay. Only peers that reached this node by dialling it
+                // directly use it as a relay (`peers`), so a node behind
+                // NAT is never picked.
+                relay.set_status(Some(relay::Status::Enable));
+                relay
+            })),
             dcutr: Toggle::from((!options.hidden).then(|| dcutr::Behaviour::new(peer_id))),
             autonat: Toggle::from((!options.hidden).then(autonat::v2::client::Behaviour::default)),
             autonat_server: Toggle::from(

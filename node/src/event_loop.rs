@@ -243,7 +243,6 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         }
         ev.peers.user_address(&addr);
         if let Err(e) = ev.dial_multiaddr(addr.clone()) {
-            tracing::warn!("bootstrap {addr}: {e}");
             ev.peers.problem(format!("bootstrap address {addr}: {e}"));
         }
     }
@@ -744,6 +743,15 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer_id, "connected");
+                if let libp2p::core::ConnectedPoint::Listener {
+                    local_addr,
+                    send_back_addr,
+                } = &endpoint
+                {
+                    if !is_loopback(send_back_addr) && !is_relayed(send_back_addr) {
+                        self.peers.reached_directly(local_addr.clone());
+                    }
+                }
                 let actions = self.peers.connected(
                     peer_id,
                     connection_id,

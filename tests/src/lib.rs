@@ -9,6 +9,9 @@ use node::{DataDir, NodeConfig, NodeHandle, ReadQuery};
 use protocol::{SignedManifest, TopicName};
 use tempfile::TempDir;
 
+pub mod natnet;
+pub mod netns;
+
 pub use node;
 pub use protocol;
 

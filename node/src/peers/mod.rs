@@ -127,6 +127,11 @@ pub(crate) struct PeerManager {
     /// again before this time (ms).
     relay_backoff: HashMap<PeerId, u64>,
     external: Vec<Multiaddr>,
+    /// Local addresses at which other machines' peers dialled this node
+    /// directly in this run: evidence that it is reachable there, which
+    /// AutoNAT v2 alone may never give (it asks only peers this node
+    /// dialled).
+    reached_at: Vec<Multiaddr>,
     started_ms: u64,
     /// Recent problems with addresses the user gave (bootstrap, invite,
     /// `connect`), newest last.
@@ -178,6 +183,7 @@ impl PeerManager {
             reservations: HashMap::new(),
             relay_backoff: HashMap::new(),
             external: Vec::new(),
+            reached_at: Vec::new(),
             started_ms: now_ms,
             problems: VecDeque::new(),
             user_peers: HashSet::new(),
@@ -211,6 +217,7 @@ impl PeerManager {
         if self.problems.len() >= MAX_PROBLEMS {
             self.problems.pop_front();
         }
+        tracing::warn!("{text}");
         self.problems.push_back(text);
     }
 
@@ -227,7 +234,8 @@ impl PeerManager {
             .unwrap_or_default()
     }
 
-    /// A connection was established.
+    /// A connection was established. `reached_at` is the local address a
+    /// peer on another machine dialled directly (not through a relay).
     pub(crate) fn connected(
         &mut self,
         peer: PeerId,
@@ -371,9 +379,10 @@ impl PeerManager {
         }
     }
 
-    /// Whether a public address is confirmed.
+    /// Whether a public address is confirmed, or peers elsewhere dialled
+    /// this node directly.
     fn public(&self) -> bool {
-        self.external.iter().any(|a| !is_relayed(a))
+        self.external.iter().any(|a| !is_relayed(a)) || !self.reached_at.is_empty()
     }
 
     /// How others reach this node; `listen` are its listen addresses
@@ -392,17 +401,22 @@ impl PeerManager {
         if self.policy.hidden {
             return Reachability::Hidden(relayed);
         }
-        if self.public() {
-            return Reachability::Public(
-                self.external
-                    .iter()
-                    .filter(|a| !is_relayed(a))
-                    .cloned()
-                    .collect(),
-            );
-        }
         if self.policy.loopback_only {
             return Reachability::LocalOnly;
+        }
+        if self.public() {
+            let mut at: Vec<Multiaddr> = self
+                .external
+                .iter()
+                .filter(|a| !is_relayed(a))
+                .cloned()
+                .collect();
+            for a in &self.reached_at {
+                if !at.contains(a) {
+                    at.push(a.clone());
+                }
+            }
+            return Reachability::Public(at);
         }
         if !relayed.is_empty() || now_ms.saturating_sub(self.started_ms) >= REACHABILITY_GRACE_MS {
             return Reachability::BehindNat(relayed);

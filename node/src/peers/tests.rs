@@ -133,6 +133,15 @@ fn a_public_or_loopback_node_wants_no_relay() {
         public.reachability(&[], REACHABILITY_GRACE_MS * 2),
         Reachability::Public(_)
     ));
+    // Dialled directly by a peer elsewhere: as good as a confirmation.
+    let mut dialled = manager(PeerPolicy::default());
+    connect_relay(&mut dialled, relay, "/ip4/198.51.100.1/tcp/4001", 0);
+    dialled.reached_directly(addr("/ip4/203.0.113.5/tcp/4001"));
+    assert!(reserves(&dialled.tick(REACHABILITY_GRACE_MS * 2)).is_empty());
+    assert_eq!(
+        dialled.reachability(&[], REACHABILITY_GRACE_MS * 2),
+        Reachability::Public(vec![addr("/ip4/203.0.113.5/tcp/4001")])
+    );
     let mut local = manager(PeerPolicy {
         loopback_only: true,
         ..PeerPolicy::default()

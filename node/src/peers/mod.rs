@@ -255,6 +255,16 @@ impl PeerManager {
             .collect()
     }
 
+    /// A peer on another machine dialled this node directly at `local`:
+    /// evidence that it is reachable there, as good as an AutoNAT
+    /// confirmation. (Restored in the `limits` merge: main's merge of
+    /// netns calls it but lost its definition.)
+    pub(crate) fn reached_directly(&mut self, local: Multiaddr) {
+        if !self.reached_at.contains(&local) {
+            self.reached_at.push(local);
+        }
+    }
+
     /// A connection was closed.
     pub(crate) fn closed(&mut self, peer: PeerId, id: ConnectionId) {
         if let Some(conns) = self.conns.get_mut(&peer) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use node::{DataDir, NodeConfig, NodeHandle, ReadQuery};
 use protocol::post::Draft;
 use protocol::{
-    CommunityId, Identity, Invite, Post, SignedManifest, SignedPost, TopicName, ValidationContext,
+    CommunityId, Identity, Post, SignedManifest, SignedPost, TopicName, ValidationContext,
     VerifiedPost,
 };
 use tempfile::TempDir;
@@ -49,12 +49,7 @@ impl Community {
         let dir = DataDir::new(self.root.path().join(format!("node{}", self.next)));
         self.next += 1;
         dir.init(Some(format!("member{}", self.next - 1)))?;
-        let code = Invite {
-            manifest: self.manifest.clone(),
-            addrs: Vec::new(),
-        }
-        .encode();
-        dir.join_community(&code, node::now_ms())?;
+        dir.join_community(&self.manifest, &[], node::now_ms())?;
         Ok(dir)
     }
 

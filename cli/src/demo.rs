@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use node::{DataDir, NodeConfig, NodeHandle, ReadQuery, RunningNode};
 use protocol::moderation::{ModActionKind, Scope};
 use protocol::post::Draft;
-use protocol::{Invite, Message, Post, PostId, PublicKey, TopicName};
+use protocol::{Message, Post, PostId, PublicKey, TopicName};
 
 use crate::output;
 
@@ -171,16 +171,11 @@ pub(crate) async fn run() -> Result<()> {
     )?;
     let community = manifest.id();
     say("ada creates the community \"Quiet Harbour\" and is its admin.")?;
-    let code = Invite {
-        manifest,
-        addrs: Vec::new(),
-    }
-    .encode();
     let mut dirs = Vec::new();
     for name in ["mo", "river", "sol", "kit", "late"] {
         let d = dir(name);
         d.init(Some(name.into()))?;
-        d.join_community(&code, now)?;
+        d.join_community(&manifest, &[], now)?;
         dirs.push(d);
     }
     say("mo, river, sol, kit and late join with an invite code; they only chose pseudonyms.\n")?;

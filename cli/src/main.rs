@@ -139,10 +139,13 @@ enum CommunityCommand {
         #[arg(long, value_name = "FILE")]
         rules_file: Option<PathBuf>,
     },
-    /// Join a community with an invite code.
+    /// Join a community with an invite code: fetches the community from
+    /// the inviter's node, which must be online.
     Join {
-        /// The invite code (`mutual-invite:…`).
-        invite: String,
+        /// The invite code (`mutual-invite:…`; spaces and line breaks in
+        /// it are ignored), or `-` to read it from standard input.
+        #[arg(required = true, num_args = 1..)]
+        invite: Vec<String>,
     },
 }
 
@@ -174,7 +177,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Community(CommunityCommand::Create { name, rules_file }) => {
             offline::create(&ctx, &name, rules_file.as_deref())
         }
-        Command::Community(CommunityCommand::Join { invite }) => offline::join(&ctx, &invite),
+        Command::Community(CommunityCommand::Join { invite }) => offline::join(&ctx, &invite).await,
         Command::Rules => offline::rules(&ctx),
         Command::Run(args) => daemon::run(&ctx, args).await,
         Command::Invite => info::invite(&ctx).await,

@@ -1,6 +1,7 @@
 //! Commands that work on the data directory alone, with no node running:
 //! `init`, `community create`, `community join`, `rules`.
 
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -87,18 +88,55 @@ pub(crate) fn create(ctx: &Ctx, name: &str, rules_file: Option<&Path>) -> Result
     Ok(())
 }
 
-/// `mutual community join INVITE`.
-pub(crate) fn join(ctx: &Ctx, code: &str) -> Result<()> {
+/// Largest invite read from standard input; a code is a few hundred
+/// characters, this only keeps a wrong file from being read whole.
+const MAX_INVITE_INPUT_BYTES: u64 = 64 * 1024;
+
+/// The invite code from the arguments (a code broken over several
+/// arguments is put back together), or from standard input for `-`.
+fn invite_text(args: &[String]) -> Result<String> {
+    if args != ["-"] {
+        return Ok(args.concat());
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "Paste the invite code, then press Ctrl-D on a new line."
+        );
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .lock()
+        .take(MAX_INVITE_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .context("cannot read the invite code from standard input")?;
+    if bytes.len() as u64 > MAX_INVITE_INPUT_BYTES {
+        anyhow::bail!("standard input holds over 64 KiB, which is not an invite code (a code is a few hundred characters)");
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("standard input is not text, so not an invite code"))
+}
+
+/// `mutual community join INVITE` (or `-` for standard input).
+pub(crate) async fn join(ctx: &Ctx, args: &[String]) -> Result<()> {
     ctx.check_dir()?;
-    let invite = ctx.data.join_community(code, node::now_ms())?;
-    let v = view(&invite.manifest);
+    let code = invite_text(args)?;
+    let joined = node::invites::join(&ctx.data, &code, node::invites::FETCH_TIMEOUT).await?;
+    let v = view(&joined.manifest);
+    let inviter = joined.inviter.to_string();
     if ctx.json {
-        return output::json(&json!({ "community": v, "bootstrap": invite.addrs }));
+        return output::json(&json!({
+            "community": v,
+            "inviter": inviter,
+            "bootstrap": joined.bootstrap,
+        }));
     }
     line(format!(
-        "Joined community \"{}\" ({}).",
+        "Joined community \"{}\" ({}), invited by {}.",
         output::clean_line(&v.name),
-        v.id
+        v.id,
+        output::fingerprint(&inviter)
     ))?;
     print_rules(&v)?;
     line("Next: `mutual run` starts your node; it connects to the inviter by itself.")?;

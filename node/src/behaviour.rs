@@ -91,6 +91,8 @@ pub(crate) struct Behaviour {
     pub(crate) limits: libp2p::connection_limits::Behaviour,
     /// Inbound connections per remote address ([`crate::limits::PerIp`]).
     pub(crate) per_ip: crate::limits::PerIp,
+    /// Hands out the community manifest to nodes joining by invite.
+    pub(crate) manifest: request_response::Behaviour<FrameCodec>,
 }
 
 /// What the behaviour is built with (from [`crate::NodeConfig`]).
@@ -295,6 +297,7 @@ impl Behaviour {
             ),
             limits: crate::limits::connection_limits(),
             per_ip: crate::limits::PerIp::new(crate::limits::MAX_PER_IP),
+            manifest: crate::manifest_fetch::serving_behaviour(),
         })
     }
 }

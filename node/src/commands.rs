@@ -1,11 +1,10 @@
 //! What the event loop does for each command of a [`crate::NodeHandle`].
 
-use libp2p::multiaddr::Protocol;
 use protocol::moderation::ModActionKind;
 use protocol::post::Draft;
 use protocol::sync::ItemKey;
 use protocol::{
-    ActionId, Invite, Message, ModAction, Post, PostId, Retraction, SealedReport, TopicName,
+    ActionId, Message, ModAction, Post, PostId, Retraction, SealedReport, TopicName,
     VerifiedMessage,
 };
 
@@ -95,7 +94,7 @@ impl EventLoop {
                 let _ = r.send(self.status());
             }
             Command::Invite(r) => {
-                let _ = r.send(Ok(self.invite()));
+                let _ = r.send(self.invite_code());
             }
             Command::Dial(addr, r) => {
                 let _ = r.send(self.dial_addr(&addr));
@@ -426,26 +425,5 @@ impl EventLoop {
             problems: self.peers.problems(),
             community_peers: self.community_peers(),
         })
-    }
-
-    fn invite(&self) -> String {
-        let me = *self.swarm.local_peer_id();
-        let addrs = self
-            .listen_addrs
-            .iter()
-            .filter(|a| {
-                !a.iter().any(|p| {
-                    matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
-                        || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
-                })
-            })
-            .map(|a| a.clone().with(Protocol::P2p(me)).to_string())
-            .take(protocol::invite::MAX_INVITE_ADDRS)
-            .collect();
-        Invite {
-            manifest: self.manifest.clone(),
-            addrs,
-        }
-        .encode()
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use libp2p::identity::Keypair;
-use protocol::{CommunityManifest, Identity, Invite, SecretKey, SignedManifest};
+use protocol::{CommunityId, CommunityManifest, Identity, SecretKey, SignedManifest};
 
 use crate::error::NodeError;
 
@@ -159,7 +159,7 @@ impl DataDir {
     pub fn community(&self) -> Result<Option<SignedManifest>, NodeError> {
         let path = self.path.join(COMMUNITY);
         match fs::read(&path) {
-            Ok(bytes) => protocol::wire::decode(&bytes, protocol::invite::MAX_INVITE_BYTES)
+            Ok(bytes) => protocol::wire::decode(&bytes, protocol::community::MAX_MANIFEST_BYTES)
                 .map(Some)
                 .map_err(|e| NodeError::NotOurs(self.display(), format!("{COMMUNITY}: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -186,24 +186,32 @@ impl DataDir {
         Ok(manifest)
     }
 
-    /// Joins the community of an invite code: keeps its manifest and
-    /// remembers its addresses as bootstrap peers.
-    pub fn join_community(&self, code: &str, now_ms: u64) -> Result<Invite, NodeError> {
+    /// Joins the community of `manifest` (fetched for an invite and
+    /// checked against its id, see [`crate::invites::join`]) and remembers
+    /// `bootstrap` addresses. Joining the community this directory already
+    /// belongs to only adds the addresses; another community is refused.
+    /// The manifest is written last: its presence marks a finished join.
+    pub fn join_community(
+        &self,
+        manifest: &SignedManifest,
+        bootstrap: &[String],
+        now_ms: u64,
+    ) -> Result<CommunityId, NodeError> {
         self.identity()?;
-        let (invite, id) = Invite::decode(code, now_ms)?;
+        let id = manifest.verify_manifest(now_ms)?;
         if let Some(existing) = self.community()? {
             if existing.id() == id {
-                self.add_bootstrap(&invite.addrs)?;
-                return Ok(invite);
+                self.add_bootstrap(bootstrap)?;
+                return Ok(id);
             }
             return Err(NodeError::CommunityExists(existing.content.name));
         }
+        self.add_bootstrap(bootstrap)?;
         write_private(
             &self.path.join(COMMUNITY),
-            &protocol::wire::encode(&invite.manifest),
+            &protocol::wire::encode(manifest),
         )?;
-        self.add_bootstrap(&invite.addrs)?;
-        Ok(invite)
+        Ok(id)
     }
 
     /// Bootstrap addresses remembered from invites.
@@ -247,10 +255,14 @@ impl DataDir {
 
     fn add_bootstrap(&self, addrs: &[String]) -> Result<(), NodeError> {
         let mut all = self.bootstrap();
+        let before = all.len();
         for a in addrs {
             if !all.contains(a) {
                 all.push(a.clone());
             }
+        }
+        if all.len() == before {
+            return Ok(());
         }
         write_private(&self.path.join(BOOTSTRAP), all.join("\n").as_bytes())
     }
@@ -322,8 +334,12 @@ mod tests {
         assert!(dir.path().join("thesis.tex").exists());
     }
 
+    fn admin_other_community() -> SignedManifest {
+        CommunityManifest::create("Other", "", &SecretKey::generate(), 1).unwrap()
+    }
+
     #[test]
-    fn community_create_and_join_by_invite() {
+    fn community_create_and_join() {
         let dir = tempfile::tempdir().unwrap();
         let admin = DataDir::new(dir.path().join("a"));
         admin.init(None).unwrap();
@@ -332,16 +348,24 @@ mod tests {
             admin.create_community("Other", "", 1),
             Err(NodeError::CommunityExists(_))
         ));
-        let code = Invite {
-            manifest: m.clone(),
-            addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
-        }
-        .encode();
         let member = DataDir::new(dir.path().join("b"));
         member.init(None).unwrap();
-        member.join_community(&code, 2).unwrap();
+        let mut forged = m.clone();
+        forged.content.rules = "Anything goes".into();
+        assert!(member
+            .join_community(&forged, &["/ip4/127.0.0.1/tcp/9".into()], 2)
+            .is_err());
+        assert_eq!(member.community().unwrap(), None, "nothing was written");
+        assert!(member.bootstrap().is_empty(), "nothing was written");
+        member
+            .join_community(&m, &["/ip4/127.0.0.1/tcp/1".into()], 2)
+            .unwrap();
         assert_eq!(member.community().unwrap().unwrap(), m);
         assert_eq!(member.bootstrap(), vec!["/ip4/127.0.0.1/tcp/1".to_string()]);
-        assert!(member.join_community("mutual-invite:zz", 2).is_err());
+        let other = admin_other_community();
+        assert!(matches!(
+            member.join_community(&other, &[], 2),
+            Err(NodeError::CommunityExists(_))
+        ));
     }
 }

@@ -61,6 +61,13 @@ pub enum NodeError {
     /// A bad argument.
     #[error("{0}")]
     BadInput(String),
+    /// No node at an invite's addresses answered.
+    #[error("could not reach the inviter's node ({0}): the invite may be stale; ask for a fresh invite, or try again when the inviter's node is online")]
+    InviterUnreachable(String),
+    /// The inviter's node answered with something else than the invite's
+    /// community.
+    #[error("refusing to join: the node at the invite's address does not hold the community the invite names ({0})")]
+    ManifestMismatch(String),
 }
 
 impl NodeError {

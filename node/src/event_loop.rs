@@ -753,8 +753,11 @@ impl EventLoop {
                     send_back_addr,
                 } = &endpoint
                 {
-                    if !is_loopback(send_back_addr) && !is_relayed(send_back_addr) {
-                        self.peers.reached_directly(local_addr.clone());
+                    if !is_loopback(send_back_addr)
+                        && !is_relayed(send_back_addr)
+                        && self.peers.reached_directly(local_addr.clone())
+                    {
+                        self.swarm.add_external_address(local_addr.clone());
                     }
                 }
                 let actions = self.peers.connected(
@@ -804,6 +807,7 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Manifest(event)) => self.on_manifest_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

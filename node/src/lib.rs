@@ -13,6 +13,7 @@ pub mod control;
 pub mod datadir;
 pub mod error;
 pub mod handle;
+pub mod invites;
 pub mod limits;
 pub mod store;
 
@@ -22,6 +23,7 @@ mod commands;
 mod event_loop;
 mod gossip_stats;
 mod ingest;
+mod manifest_fetch;
 mod moderation_view;
 mod peers;
 mod sync_driver;
@@ -35,6 +37,7 @@ pub use error::NodeError;
 pub use gossip_stats::GossipStats;
 pub use handle::{ImportReport, NodeEvent, NodeHandle, ReadQuery};
 pub use ingest::{AUTHOR_BURST, AUTHOR_GOSSIP_PER_MINUTE, AUTHOR_POSTS_PER_MINUTE};
+pub use manifest_fetch::fetch_manifest;
 pub use peers::PeerRecord;
 pub use sync_driver::{INBOUND_REQUESTS_PER_WINDOW, INBOUND_WINDOW};
 

@@ -9,6 +9,10 @@ use crate::keys::{PublicKey, SecretKey};
 use crate::signed::{check_len, check_time, Signable, Signed};
 use crate::{MAX_COMMUNITY_NAME_BYTES, MAX_RULES_BYTES};
 
+/// Largest encoded signed manifest (name and rules at their limits, the
+/// keys, the time and the signature, with room to spare).
+pub const MAX_MANIFEST_BYTES: usize = 24 * 1024;
+
 /// What a community is: its name, its admin, when it began, and the rules
 /// and crisis resources every newcomer is shown.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

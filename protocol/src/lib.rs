@@ -30,7 +30,7 @@ pub mod wire;
 pub use community::{CommunityManifest, SignedManifest};
 pub use error::ValidationError;
 pub use ids::{ActionId, CommunityId, PostId};
-pub use invite::{Invite, InviteError};
+pub use invite::{Invite, InviteError, SignedInvite};
 pub use keys::{Identity, PublicKey, SecretKey, Signature};
 pub use message::{Message, ValidationContext, VerifiedMessage};
 pub use moderation::{ModAction, ModActionKind, Scope, SignedModAction, VerifiedModAction};

@@ -382,21 +382,32 @@ fn regenerate_fuzz_seeds() {
         "sync_messages",
         sync.iter().map(|(n, d)| (n.as_str(), d.clone())).collect(),
     );
-    let invite = Invite {
-        manifest: CommunityManifest::create("Burnout circle", "Be kind.", &key(ADMIN), NOW)
-            .expect("a valid manifest"),
-        addrs: vec![
-            "/ip4/127.0.0.1/tcp/4001".into(),
-            "/ip6/::1/udp/4001/quic-v1".into(),
-        ],
-    };
+    let manifest = CommunityManifest::create("Burnout circle", "Be kind.", &key(ADMIN), NOW)
+        .expect("a valid manifest");
+    // /ip4/127.0.0.1/tcp/4001 and /ip6/::1/udp/4001/quic-v1, binary.
+    let mut ip6 = vec![0x29];
+    ip6.extend([0u8; 15]);
+    ip6.extend([1, 0x91, 0x02, 0x0f, 0xa1, 0xcc, 0x03]);
+    let invite = Invite::create(
+        manifest.id(),
+        &key(ADMIN),
+        None,
+        vec![vec![0x04, 127, 0, 0, 1, 0x06, 0x0f, 0xa1], ip6],
+        NOW,
+    )
+    .expect("a valid invite");
     let code = invite.encode();
+    let wrapped: String = code
+        .as_bytes()
+        .chunks(60)
+        .map(|c| format!("  {}\n", String::from_utf8_lossy(c)))
+        .collect();
     let text = |s: &str| [&[0u8][..], s.as_bytes()].concat();
     write_seeds(
         "invite",
         vec![
             ("code", text(&code)),
-            ("code-padded", text(&format!("  {code}\n"))),
+            ("code-padded", text(&wrapped)),
             ("code-truncated", text(&code[..code.len() - 2])),
             ("payload", [&[1u8][..], &wire::encode(&invite)].concat()),
             ("not-an-invite", text("hello")),

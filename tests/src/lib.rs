@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use node::{DataDir, NodeConfig, NodeHandle, ReadQuery};
-use protocol::{Invite, SignedManifest, TopicName};
+use protocol::{SignedManifest, TopicName};
 use tempfile::TempDir;
 
 pub mod daemon;
@@ -129,12 +129,9 @@ impl TestNet {
         let dir = DataDir::new(self.root.path().join(format!("node{}", self.next)));
         self.next += 1;
         dir.init(Some(name.to_string()))?;
-        let code = Invite {
-            manifest: self.manifest.clone(),
-            addrs: Vec::new(),
-        }
-        .encode();
-        dir.join_community(&code, node::now_ms())?;
+        // Joining by invite code is tested with the real binary
+        // (tests/invites.rs); here the manifest is written directly.
+        dir.join_community(&self.manifest, &[], node::now_ms())?;
         Ok(dir)
     }
 }

@@ -169,7 +169,10 @@ impl NatNet {
         let dir = self.root.path().join(&host.name);
         self.cli(&dir, &["init", "--name", &host.name])?;
         let invite = self.invite.clone();
-        self.cli(&dir, &["community", "join", &invite])?;
+        // Joining fetches the community from the inviter's node: from the
+        // member's own namespace, as the member's machine would.
+        let join = self.lab.command(&host.ns, &self.bin);
+        self.output(join, &dir, &["community", "join", &invite])?;
         let mut args = vec!["--bootstrap", bootstrap.addr.as_str()];
         args.extend_from_slice(extra);
         self.run(host, &dir, &args)
@@ -178,7 +181,13 @@ impl NatNet {
     /// `mutual --data-dir DIR args…` (from the machine's namespace: the
     /// control socket is a file); its stdout, or an error with its stderr.
     pub fn cli(&self, dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(&self.bin)
+        self.output(Command::new(&self.bin), dir, args)
+    }
+
+    /// Runs `command` (the binary, perhaps inside a namespace) with
+    /// `--data-dir DIR args…`; its stdout, or an error with its stderr.
+    fn output(&self, mut command: Command, dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+        let out = command
             .arg("--data-dir")
             .arg(dir)
             .args(args)

@@ -265,10 +265,16 @@ impl PeerManager {
     }
 
     /// A peer on another machine dialled this node directly at `local`.
-    pub(crate) fn reached_directly(&mut self, local: Multiaddr) {
-        if !is_relayed(&local) && !self.reached_at.contains(&local) && self.reached_at.len() < 4 {
-            self.reached_at.push(local);
+    /// True the first time: the caller then confirms it as an external
+    /// address (a relay hands its external addresses out in every
+    /// reservation, and a reservation without any is refused by the
+    /// client).
+    pub(crate) fn reached_directly(&mut self, local: Multiaddr) -> bool {
+        if is_relayed(&local) || self.reached_at.contains(&local) || self.reached_at.len() >= 4 {
+            return false;
         }
+        self.reached_at.push(local);
+        true
     }
 
     /// A peer said where it listens and what it speaks (identify).

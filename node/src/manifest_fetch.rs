@@ -1,0 +1,273 @@
+//! `/mutual/manifest/1`: a node hands out its community's signed manifest,
+//! so that an invite can name the community by id alone (a few dozen
+//! bytes) instead of carrying rules of up to 16 KiB.
+//!
+//! The request is the wanted community id, the answer the node's manifest
+//! if it belongs to that community and nothing otherwise, both through the
+//! wire module and in [`FrameCodec`] frames. The joining node believes
+//! nothing it is told: the manifest must hash to the id in the invite,
+//! which the inviter signed, and carry its admin's valid signature.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{dial_opts::DialOpts, ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{identity::Keypair, noise, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+use protocol::community::MAX_MANIFEST_BYTES;
+use protocol::{wire, CommunityId, SignedManifest};
+
+use crate::codec::FrameCodec;
+use crate::error::NodeError;
+use crate::event_loop::EventLoop;
+use crate::now_ms;
+
+/// The protocol name of the manifest fetch.
+pub(crate) const MANIFEST_PROTOCOL: StreamProtocol = StreamProtocol::new("/mutual/manifest/1");
+/// Largest request: a version byte and a community id.
+const MAX_REQUEST_BYTES: usize = 64;
+/// Largest answer: a manifest at its limits and the encoding's overhead.
+const MAX_ANSWER_BYTES: usize = MAX_MANIFEST_BYTES + 64;
+/// How long one request may take once connected.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The behaviour a running node serves the manifest with (never asks).
+pub(crate) fn serving_behaviour() -> request_response::Behaviour<FrameCodec> {
+    request_response::Behaviour::with_codec(
+        FrameCodec,
+        [(MANIFEST_PROTOCOL, ProtocolSupport::Inbound)],
+        request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+    )
+}
+
+/// The answer to a request: this node's manifest when it is the wanted
+/// community's, nothing otherwise (also to a malformed request).
+fn answer(request: &[u8], manifest: &SignedManifest, community: CommunityId) -> Vec<u8> {
+    let wanted: Option<CommunityId> = wire::decode_versioned(request, MAX_REQUEST_BYTES).ok();
+    let mine = (wanted == Some(community)).then_some(manifest);
+    wire::encode_versioned(&mine)
+}
+
+impl EventLoop {
+    /// Answers manifest requests from the network.
+    pub(crate) fn on_manifest_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        if let request_response::Event::Message {
+            peer,
+            message:
+                request_response::Message::Request {
+                    request, channel, ..
+                },
+            ..
+        } = event
+        {
+            tracing::debug!(%peer, "manifest request");
+            let bytes = answer(&request, &self.manifest, self.community);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .manifest
+                .send_response(channel, bytes);
+        }
+    }
+}
+
+/// The temporary swarm of a joining node: a relay client (an invite may
+/// name a relay circuit) and the asking side of the protocol.
+#[derive(NetworkBehaviour)]
+struct Fetcher {
+    relay: relay::client::Behaviour,
+    manifest: request_response::Behaviour<FrameCodec>,
+}
+
+/// What one fetch learnt while it ran.
+#[derive(Default)]
+struct Progress {
+    dials: HashSet<ConnectionId>,
+    requests: HashSet<OutboundRequestId>,
+    asked: HashSet<PeerId>,
+    /// The last refusal: a peer that answered, but not with the invite's
+    /// community.
+    refused: Option<NodeError>,
+    /// The last reason a dial failed.
+    dial_error: Option<String>,
+}
+
+/// Fetches the manifest of `community` from the inviting node at `addrs`
+/// (which end with `/p2p/<peer id>` when the invite names the peer), with
+/// a temporary swarm under `key`, for at most `timeout`. Returns it only
+/// when its hash is `community` and its admin's signature is valid.
+pub async fn fetch_manifest(
+    key: Keypair,
+    community: CommunityId,
+    peer: Option<PeerId>,
+    addrs: &[Multiaddr],
+    timeout: Duration,
+) -> Result<SignedManifest, NodeError> {
+    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| net(&e))?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_behaviour(|_, relay| Fetcher {
+            relay,
+            manifest: request_response::Behaviour::with_codec(
+                FrameCodec,
+                [(MANIFEST_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+            ),
+        })
+        .map_err(|e| net(&e))?
+        .build();
+
+    let mut progress = Progress::default();
+    let dials: Vec<DialOpts> = match peer {
+        Some(peer) => vec![DialOpts::peer_id(peer).addresses(addrs.to_vec()).build()],
+        None => addrs
+            .iter()
+            .map(|a| DialOpts::unknown_peer_id().address(a.clone()).build())
+            .collect(),
+    };
+    for opts in dials {
+        let id = opts.connection_id();
+        match swarm.dial(opts) {
+            Ok(()) => {
+                progress.dials.insert(id);
+            }
+            Err(e) => progress.dial_error = Some(e.to_string()),
+        }
+    }
+    let request = wire::encode_versioned(&community);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !(progress.dials.is_empty() && progress.requests.is_empty()) {
+        let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
+            break;
+        };
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                progress.dials.remove(&connection_id);
+                if progress.asked.insert(peer_id) {
+                    let id = swarm
+                        .behaviour_mut()
+                        .manifest
+                        .send_request(&peer_id, request.clone());
+                    progress.requests.insert(id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                progress.dials.remove(&connection_id);
+                progress.dial_error = Some(error.to_string());
+            }
+            SwarmEvent::Behaviour(FetcherEvent::Manifest(event)) => match event {
+                request_response::Event::Message {
+                    peer,
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } => {
+                    progress.requests.remove(&request_id);
+                    match check_answer(&response, community) {
+                        Ok(manifest) => return Ok(manifest),
+                        Err(e) => {
+                            tracing::debug!(%peer, "manifest refused: {e}");
+                            progress.refused = Some(e);
+                        }
+                    }
+                }
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                } => {
+                    progress.requests.remove(&request_id);
+                    progress.dial_error = Some(error.to_string());
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    if let Some(refused) = progress.refused {
+        return Err(refused);
+    }
+    if let Some(e) = &progress.dial_error {
+        tracing::debug!("manifest fetch: last failure: {e}");
+    }
+    let timed_out = !(progress.dials.is_empty() && progress.requests.is_empty());
+    Err(NodeError::InviterUnreachable(format!(
+        "none of the invite's {} addresses answered{}",
+        addrs.len(),
+        if timed_out {
+            format!(" within {} s", timeout.as_secs())
+        } else {
+            String::new()
+        }
+    )))
+}
+
+/// Checks an answer against the invite's community id.
+fn check_answer(response: &[u8], community: CommunityId) -> Result<SignedManifest, NodeError> {
+    let answer: Option<SignedManifest> = wire::decode_versioned(response, MAX_ANSWER_BYTES)
+        .map_err(|e| NodeError::ManifestMismatch(format!("its answer did not decode: {e}")))?;
+    let manifest = answer
+        .ok_or_else(|| NodeError::ManifestMismatch("it belongs to another community".into()))?;
+    let id = manifest
+        .verify_manifest(now_ms())
+        .map_err(|e| NodeError::ManifestMismatch(format!("its manifest is invalid: {e}")))?;
+    if id != community {
+        return Err(NodeError::ManifestMismatch(format!(
+            "it sent community {}, the invite names {}",
+            id.short(),
+            community.short()
+        )));
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{CommunityManifest, SecretKey};
+
+    #[test]
+    fn answers_only_for_its_own_community_and_the_joiner_checks_the_id() {
+        let admin = SecretKey::generate();
+        let m = CommunityManifest::create("Circle", "Be kind", &admin, 5).unwrap();
+        let other = CommunityManifest::create("Other", "", &admin, 5).unwrap();
+        let ask = |id: CommunityId| answer(&wire::encode_versioned(&id), &m, m.id());
+        assert_eq!(check_answer(&ask(m.id()), m.id()).unwrap(), m);
+        assert!(matches!(
+            check_answer(&ask(other.id()), other.id()),
+            Err(NodeError::ManifestMismatch(_))
+        ));
+        assert!(matches!(
+            check_answer(&answer(b"junk", &m, m.id()), m.id()),
+            Err(NodeError::ManifestMismatch(_))
+        ));
+        // A node that answers with another community's manifest is caught.
+        let forged = wire::encode_versioned(&Some(&other));
+        let err = check_answer(&forged, m.id()).unwrap_err();
+        assert!(err.to_string().contains("the invite names"), "{err}");
+        // And one whose manifest was edited.
+        let mut edited = m.clone();
+        edited.content.rules = "Anything goes".into();
+        let err = check_answer(&wire::encode_versioned(&Some(&edited)), m.id()).unwrap_err();
+        assert!(err.to_string().contains("invalid"), "{err}");
+    }
+}

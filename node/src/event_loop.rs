@@ -760,10 +760,21 @@ impl EventLoop {
                         self.swarm.add_external_address(local_addr.clone());
                     }
                 }
+                // An inbound relayed connection's remote address is only
+                // `/p2p/<peer>`; the path it came by is the local circuit
+                // address (through which relay).
+                let remote = match &endpoint {
+                    libp2p::core::ConnectedPoint::Listener { local_addr, .. }
+                        if is_relayed(local_addr) =>
+                    {
+                        local_addr.clone()
+                    }
+                    other => other.get_remote_address().clone(),
+                };
                 let actions = self.peers.connected(
                     peer_id,
                     connection_id,
-                    endpoint.get_remote_address().clone(),
+                    remote,
                     endpoint.is_dialer(),
                     now_ms(),
                 );

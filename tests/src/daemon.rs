@@ -19,35 +19,68 @@ pub const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 /// How long one command may take before it counts as hung.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `mutual` binary of this build, built first if needed.
+/// The `mutual` binary of this build profile, built first if needed (a
+/// no-op when fresh), so a stale binary is never used. Tests run from
+/// `<target>/<profile>/deps/`, the bench from `<target>/<profile>/`; the
+/// binary is in `<target>/<profile>/` (whatever CARGO_TARGET_DIR says).
 pub fn mutual_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // Tests run from <target>/<profile>/deps/; the binary is in
-        // <target>/<profile>/ (whatever CARGO_TARGET_DIR says).
-        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("own path: {e}"));
-        let profile_dir = exe
+    BIN.get_or_init(|| build_mutual().unwrap_or_else(|e| panic!("{e:#}")))
+}
+
+fn build_mutual() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("the running program's own path")?;
+    let mut profile_dir = exe
+        .parent()
+        .context("the running program has no directory")?
+        .to_path_buf();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir = profile_dir
             .parent()
-            .and_then(Path::parent)
-            .unwrap_or_else(|| panic!("the test runs from <target>/<profile>/deps"))
+            .context("no profile directory")?
             .to_path_buf();
-        let bin = profile_dir.join(format!("mutual{}", std::env::consts::EXE_SUFFIX));
-        let Some(target) = profile_dir.parent() else {
-            panic!("no target directory above {}", profile_dir.display());
+    }
+    let target = profile_dir.parent().context("no target directory")?;
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build
+        .args(["build", "--quiet", "-p", "mutual", "--bin", "mutual"])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo to build `mutual`")?;
+    if !status.success() {
+        bail!("building the mutual binary failed");
+    }
+    let bin = profile_dir.join(format!("mutual{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        bail!("no mutual binary at {}", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Every file under `dir` with its bytes, sorted by path: to show that a
+/// refused command wrote nothing, or to search a data directory's raw
+/// bytes.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
         };
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
-        build
-            .args(["build", "--quiet", "-p", "mutual", "--bin", "mutual"])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
         }
-        let ok = build.status().is_ok_and(|s| s.success());
-        assert!(ok, "building the mutual binary failed");
-        assert!(bin.exists(), "no mutual binary at {}", bin.display());
-        bin
-    })
+    }
+    out.sort();
+    out
 }
 
 /// `mutual --data-dir DIR`, ready for more arguments.

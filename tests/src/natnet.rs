@@ -23,40 +23,10 @@ use crate::netns::{Host, Lab};
 /// The port every daemon listens on (each host has its own addresses).
 pub const PORT: u16 = 4001;
 
-/// The `mutual` binary of this build profile, built first if needed (a
-/// no-op when fresh), so a stale binary is never used.
+/// The `mutual` binary of this build profile (see
+/// [`crate::daemon::mutual_bin`]).
 pub fn mutual_bin() -> anyhow::Result<PathBuf> {
-    // Tests run from <target>/<profile>/deps/, the bench from
-    // <target>/<profile>/; the binary is in <target>/<profile>/.
-    let exe = std::env::current_exe()?;
-    let mut profile_dir = exe
-        .parent()
-        .context("the running program has no directory")?
-        .to_path_buf();
-    if profile_dir.file_name().is_some_and(|n| n == "deps") {
-        profile_dir = profile_dir
-            .parent()
-            .context("no profile directory")?
-            .to_path_buf();
-    }
-    let target = profile_dir.parent().context("no target directory")?;
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build
-        .args(["build", "--quiet", "-p", "mutual", "--bin", "mutual"])
-        .env("CARGO_TARGET_DIR", target)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo to build `mutual`")?;
-    if !status.success() {
-        bail!("building the mutual binary failed");
-    }
-    let bin = profile_dir.join("mutual");
-    if !bin.exists() {
-        bail!("no mutual binary at {}", bin.display());
-    }
-    Ok(bin)
+    Ok(crate::daemon::mutual_bin().to_path_buf())
 }
 
 /// Polls `check` every 100 ms until it holds, or fails after `deadline`
@@ -354,25 +324,7 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Every file under `dir`, with its bytes.
-pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                out.push((p, bytes));
-            }
-        }
-    }
-    out
-}
+pub use crate::daemon::files_under;
 
 /// The first of `ips` that `bytes` hold, if any.
 pub fn leaked(bytes: &[u8], ips: &[Ipv4Addr]) -> Option<Ipv4Addr> {

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -20,35 +19,7 @@ pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// Where the daemons listen: loopback only, a port of the system's choice.
 pub(crate) const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 
-pub(crate) fn mutual_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // This test runs from <target>/<profile>/deps/; the binary is in
-        // <target>/<profile>/ (whatever CARGO_TARGET_DIR says).
-        let exe = std::env::current_exe().expect("the test knows its own path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test runs from <target>/<profile>/deps")
-            .to_path_buf();
-        let bin = profile_dir.join(format!("mutual{}", std::env::consts::EXE_SUFFIX));
-        // Build it (a no-op when it is fresh), so a stale binary is never
-        // tested. Cargo releases its build lock before it runs tests.
-        let target = profile_dir.parent().expect("a target directory");
-        let mut build = StdCommand::new(std::env::var("CARGO").unwrap_or("cargo".into()));
-        build
-            .args(["build", "--quiet", "-p", "mutual", "--bin", "mutual"])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building the mutual binary failed");
-        assert!(bin.exists(), "no mutual binary at {}", bin.display());
-        bin
-    })
-}
+pub(crate) use mutual_tests::daemon::mutual_bin;
 
 /// `mutual --data-dir DIR …`, ready to run.
 pub(crate) fn mutual(dir: &Path) -> Command {
@@ -130,23 +101,7 @@ pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 
 /// Names and contents of every file under `dir`, to show nothing changed.
 pub(crate) fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
-            }
-        }
-    }
-    out.sort();
-    out
+    mutual_tests::daemon::files_under(dir)
 }
 
 /// A `mutual run` child process, killed when dropped.

@@ -19,10 +19,10 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{noise, quic, tcp, yamux, Multiaddr, PeerId};
 
-/// A dial (connect and handshake) that takes longer gives up; an address
-/// behind a firewall that drops packets would otherwise hold a dial slot
-/// for minutes.
-pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// A dial (connect and handshake) that takes longer gives up (libp2p's
+/// default for its own TCP builder); an address behind a firewall that
+/// drops packets would otherwise hold a dial slot for minutes.
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The type every transport of the node is boxed to.
 pub(crate) type NodeTransport = Boxed<(PeerId, StreamMuxerBox)>;

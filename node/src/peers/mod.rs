@@ -25,8 +25,9 @@ pub(crate) const TARGET_PEERS: usize = 3;
 /// Most dials of remembered peers under way at once, so a node with a
 /// large, stale book does not open hundreds of sockets at start.
 pub(crate) const MAX_DIALS_AT_ONCE: usize = 8;
-/// How long a dial may take before the book treats the peer as not
-/// answering (the transport gives up at the same time).
+/// How long a dial of a remembered peer counts as under way: longer than
+/// the transport's own timeout (10 s), so its outcome normally arrives
+/// first.
 pub(crate) const DIAL_TIMEOUT_MS: u64 = 20_000;
 /// How many relays a node behind NAT (or hiding its address) keeps a
 /// reservation on: one, and a second in case the first goes away.

@@ -302,6 +302,11 @@ impl Lab {
         };
         // Outgoing flows are rewritten to the WAN address; nothing from the
         // public side reaches the host unless a flow it started maps it.
+        // Unsolicited packets addressed to the router itself are dropped
+        // silently, as home routers do: Linux would otherwise answer a
+        // hole-punching SYN that arrives before the host's own SYN left
+        // with a RST (or a UDP packet with ICMP port unreachable), which
+        // tears down the mapping the host is about to use.
         let rules = format!(
             "table ip nat {{\n\
                chain post {{\n\
@@ -310,6 +315,11 @@ impl Lab {
                }}\n\
              }}\n\
              table ip filter {{\n\
+               chain input {{\n\
+                 type filter hook input priority filter; policy accept;\n\
+                 iifname \"wan\" ct state established,related accept\n\
+                 iifname \"wan\" drop\n\
+               }}\n\
                chain forward {{\n\
                  type filter hook forward priority filter; policy drop;\n\
                  ct state established,related accept\n\

@@ -78,7 +78,7 @@ impl NodeConfig {
             discovery_interval: Duration::from_secs(30),
             peer_interval: Duration::from_secs(1),
             gossip_max_transmit: protocol::wire::MAX_MESSAGE_BYTES + 1024,
-            author_posts_per_minute: crate::ingest::AUTHOR_POSTS_PER_MINUTE,
+            author_posts_per_minute: crate::AUTHOR_POSTS_PER_MINUTE,
         }
     }
 

@@ -12,7 +12,9 @@ use crate::api::{
     CommunityView, ConnectView, IdView, ModListView, PeerView, PostView, ReportView, StatusView,
     TopicView,
 };
+use crate::core::{Origin, Outcome, Refusal};
 use crate::error::NodeError;
+use crate::now_ms;
 
 /// How to read a topic.
 #[derive(Clone, Debug, Default)]
@@ -34,16 +36,44 @@ pub struct ImportReport {
     pub refused: usize,
 }
 
+/// Why a post left the screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalReason {
+    /// Its author took it back.
+    Retracted,
+    /// A moderator hid it (a notice stays in its place).
+    Hidden,
+    /// A moderator blocked its author.
+    Blocked,
+}
+
 /// Something that happened on the node, for followers (`read --follow`) and
 /// tests that wait on a condition.
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
-    /// A post was stored (from anywhere).
+    /// A post was stored (from anywhere) that a read would show (its author
+    /// is not muted).
     PostStored(Box<PostView>),
     /// A post was deleted (retraction, block or hide).
     PostRemoved {
         /// Printable post id.
         id: String,
+        /// Its topic.
+        topic: String,
+        /// Why.
+        reason: RemovalReason,
+    },
+    /// A hidden post is shown again.
+    PostRestored(Box<PostView>),
+    /// A post was pinned or unpinned.
+    PinChanged {
+        /// Printable post id.
+        id: String,
+        /// Its topic (empty if this node does not hold the post).
+        topic: String,
+        /// Pinned now?
+        pinned: bool,
     },
     /// A moderation action took effect.
     Moderation {
@@ -51,7 +81,8 @@ pub enum NodeEvent {
         id: String,
     },
     /// A gossip message arrived, as gossipsub decoded it: what the wire
-    /// carried besides the data (for privacy tests and diagnostics).
+    /// carried besides the data (privacy tests).
+    #[cfg(feature = "test-hooks")]
     GossipReceived {
         /// The author field of the gossip message (anonymous mode: none).
         source: Option<String>,
@@ -59,6 +90,15 @@ pub enum NodeEvent {
         sequence_number: Option<u64>,
         /// The message data.
         data: Vec<u8>,
+    },
+    /// The node judged a gossip message: the proof that a negative check
+    /// ("never stored") may run.
+    #[cfg(feature = "test-hooks")]
+    GossipJudged {
+        /// The message data.
+        data: Vec<u8>,
+        /// What the node answered gossipsub.
+        verdict: crate::core::Verdict,
     },
     /// A sync session with a peer finished.
     SyncDone {
@@ -71,41 +111,39 @@ pub enum NodeEvent {
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
-/// A request to the event loop.
+/// The network's part of `status`.
+#[derive(Clone, Debug)]
+pub(crate) struct NetStatus {
+    pub(crate) peers: usize,
+    pub(crate) reachability: String,
+    pub(crate) remembered_peers: usize,
+    pub(crate) problems: Vec<String>,
+    pub(crate) community_peers: usize,
+}
+
+/// A request to the event loop: only what needs the swarm.
 pub(crate) enum Command {
     Id(Reply<IdView>),
-    Community(Reply<CommunityView>),
-    Join(TopicName, Reply<()>),
-    Leave(TopicName, Reply<()>),
-    Topics(Reply<Vec<TopicView>>),
-    Publish(TopicName, Draft, Reply<PostId>),
-    Read(TopicName, ReadQuery, Reply<Vec<PostView>>),
-    ResolvePost(String, Reply<PostId>),
-    Retract(PostId, Reply<()>),
-    Report(PostId, String, Reply<ActionId>),
-    Moderate(ModActionKind, Reply<ActionId>),
-    ModList(Reply<ModListView>),
-    ModQueue(Reply<Vec<ReportView>>),
-    Mute(PublicKey, bool, Reply<()>),
     Peers(Reply<Vec<PeerView>>),
-    Status(Reply<StatusView>),
+    NetStatus(Reply<NetStatus>),
     Invite(Reply<String>),
     Dial(String, Reply<()>),
     Connect(String, Reply<ConnectView>),
     SyncNow(Reply<()>),
-    SyncCounters(Reply<(u64, u64, u64)>),
     GossipStats(Reply<crate::GossipStats>),
-    Import(protocol::Message, Reply<bool>),
-    ImportMany(Vec<protocol::Message>, Reply<ImportReport>),
     CutOff(String, bool, Reply<()>),
+    #[cfg(feature = "test-hooks")]
     PublishRaw(String, Vec<u8>, Reply<()>),
     Shutdown(Reply<()>),
 }
 
-/// A handle to a running node; cheap to clone, usable from any task.
+/// A handle to a running node; cheap to clone, usable from any task. What
+/// needs the swarm goes to the event loop; everything else goes straight
+/// to the core's thread.
 #[derive(Clone)]
 pub struct NodeHandle {
     pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) core: crate::core::worker::CoreLink,
     pub(crate) events: broadcast::Sender<NodeEvent>,
 }
 
@@ -131,72 +169,92 @@ impl NodeHandle {
 
     /// The community this node belongs to, with its rules.
     pub async fn community(&self) -> Result<CommunityView, NodeError> {
-        self.ask(Command::Community).await
+        self.core.call(|c| Ok(c.community_view())).await
     }
 
     /// Joins a topic: subscribes, advertises in the DHT, syncs its history.
     pub async fn join(&self, topic: TopicName) -> Result<(), NodeError> {
-        self.ask(|r| Command::Join(topic, r)).await
+        self.core.call(move |c| c.join(topic)).await
     }
 
     /// Leaves a topic (its stored posts stay until removed).
     pub async fn leave(&self, topic: TopicName) -> Result<(), NodeError> {
-        self.ask(|r| Command::Leave(topic, r)).await
+        self.core.call(move |c| c.leave(topic)).await
     }
 
     /// Joined topics with post counts.
     pub async fn topics(&self) -> Result<Vec<TopicView>, NodeError> {
-        self.ask(Command::Topics).await
+        self.core.call(|c| c.topic_views()).await
     }
 
     /// Signs, stores (flushed to disk before returning) and gossips a post.
     pub async fn publish(&self, topic: TopicName, draft: Draft) -> Result<PostId, NodeError> {
-        self.ask(|r| Command::Publish(topic, draft, r)).await
+        self.core
+            .write(move |c| c.publish(topic, draft, now_ms()))
+            .await
     }
 
-    /// Reads a topic: the newest `limit` posts, oldest first.
+    /// Reads a topic: the newest `limit` posts, oldest first (a post's
+    /// replies after it). Runs on the blocking pool, never on the core.
     pub async fn read(
         &self,
         topic: TopicName,
         query: ReadQuery,
     ) -> Result<Vec<PostView>, NodeError> {
-        self.ask(|r| Command::Read(topic, query, r)).await
+        let reader = self.core.call(|c| Ok(c.reader())).await?;
+        tokio::task::spawn_blocking(move || reader.read(&topic, &query))
+            .await
+            .map_err(|_| NodeError::Stopped)?
+    }
+
+    /// The same posts as [`NodeHandle::read`], a page at a time through a
+    /// channel of one page: a slow consumer stalls the reader instead of
+    /// growing memory.
+    pub async fn read_stream(
+        &self,
+        topic: TopicName,
+        query: ReadQuery,
+    ) -> Result<mpsc::Receiver<Result<Vec<PostView>, NodeError>>, NodeError> {
+        let reader = self.core.call(|c| Ok(c.reader())).await?;
+        Ok(reader.stream(topic, query))
     }
 
     /// Resolves a full or short (prefix) printable post id to a stored post.
     pub async fn resolve_post(&self, text: &str) -> Result<PostId, NodeError> {
         let text = text.to_string();
-        self.ask(|r| Command::ResolvePost(text, r)).await
+        self.core.call(move |c| c.resolve_post(&text)).await
     }
 
     /// Takes back one of this identity's own posts, everywhere.
     pub async fn retract(&self, post: PostId) -> Result<(), NodeError> {
-        self.ask(|r| Command::Retract(post, r)).await
+        self.core.write(move |c| c.retract(post, now_ms())).await
     }
 
     /// Reports a post to the moderators (sealed to them alone).
     pub async fn report(&self, post: PostId, reason: String) -> Result<ActionId, NodeError> {
-        self.ask(|r| Command::Report(post, reason, r)).await
+        self.core
+            .write(move |c| c.report(post, &reason, now_ms()))
+            .await
     }
 
     /// Takes a moderation action; refused locally unless this identity may.
     pub async fn moderate(&self, kind: ModActionKind) -> Result<ActionId, NodeError> {
-        self.ask(|r| Command::Moderate(kind, r)).await
+        self.core.write(move |c| c.moderate(kind, now_ms())).await
     }
 
     /// The public moderation state and log.
     pub async fn mod_list(&self) -> Result<ModListView, NodeError> {
-        self.ask(Command::ModList).await
+        self.core.call(|c| Ok(c.mod_list())).await
     }
 
     /// Reports this (moderator) node can read, oldest first.
     pub async fn mod_queue(&self) -> Result<Vec<ReportView>, NodeError> {
-        self.ask(Command::ModQueue).await
+        self.core.call(|c| Ok(c.mod_queue())).await
     }
 
     /// Mutes (`true`) or unmutes an author for this node alone.
     pub async fn mute(&self, author: PublicKey, muted: bool) -> Result<(), NodeError> {
-        self.ask(|r| Command::Mute(author, muted, r)).await
+        self.core.call(move |c| c.mute(author, muted)).await
     }
 
     /// Connected peers.
@@ -206,7 +264,22 @@ impl NodeHandle {
 
     /// Peers, topics, store size and sync progress.
     pub async fn status(&self) -> Result<StatusView, NodeError> {
-        self.ask(Command::Status).await
+        let net = self.ask(Command::NetStatus).await?;
+        let core = self.core.call(|c| c.status()).await?;
+        let community = self.community().await?;
+        Ok(StatusView {
+            community: community.name,
+            community_id: community.id,
+            peers: net.peers,
+            posts: core.topics.iter().map(|t| t.posts).sum(),
+            topics: core.topics,
+            store_bytes: core.store_bytes,
+            sync: core.sync,
+            reachability: net.reachability,
+            remembered_peers: net.remembered_peers,
+            problems: net.problems,
+            community_peers: net.community_peers,
+        })
     }
 
     /// An invite code with the community and this node's addresses.
@@ -245,7 +318,7 @@ impl NodeHandle {
 
     /// Gossips raw bytes on a gossip topic string without any check: only
     /// for tests that play a hostile peer.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub async fn publish_raw(&self, gossip_topic: &str, bytes: Vec<u8>) -> Result<(), NodeError> {
         let topic = gossip_topic.to_string();
         self.ask(|r| Command::PublishRaw(topic, bytes, r)).await
@@ -255,7 +328,16 @@ impl NodeHandle {
     /// from a peer, without gossiping it (imports, tests, benchmarks).
     /// Returns whether it was newly stored.
     pub async fn import(&self, message: protocol::Message) -> Result<bool, NodeError> {
-        self.ask(|r| Command::Import(message, r)).await
+        self.core
+            .call(move |c| {
+                let verified = message.verify(&c.ctx(now_ms()))?;
+                match c.arrive(verified, Origin::Import, now_ms()) {
+                    Ok(o) => Ok(o == Outcome::Stored),
+                    Err(Refusal::Store(e)) => Err(e.into()),
+                    Err(refusal) => Err(NodeError::NotAllowed(refusal.to_string())),
+                }
+            })
+            .await
     }
 
     /// Cuts this node off from a peer (`true`: disconnect and refuse its
@@ -273,12 +355,24 @@ impl NodeHandle {
         &self,
         messages: Vec<protocol::Message>,
     ) -> Result<ImportReport, NodeError> {
-        self.ask(|r| Command::ImportMany(messages, r)).await
+        self.core
+            .call(move |c| {
+                let mut report = ImportReport::default();
+                for outcome in c.arrive_messages(messages, Origin::Import, now_ms()) {
+                    match outcome {
+                        Ok(Outcome::Stored) => report.stored += 1,
+                        Ok(_) => report.duplicates += 1,
+                        Err(_) => report.refused += 1,
+                    }
+                }
+                Ok(report)
+            })
+            .await
     }
 
     /// Sync traffic counters: (round trips, bytes sent, bytes received).
     pub async fn sync_counters(&self) -> Result<(u64, u64, u64), NodeError> {
-        self.ask(Command::SyncCounters).await
+        self.core.call(|c| Ok(c.sync.counters())).await
     }
 
     /// Gossip counters since start: copies received (duplicates included),

@@ -11,8 +11,8 @@ use protocol::{CommunityId, PublicKey, SecretKey, SignedManifest};
 
 use crate::datadir::DataDir;
 use crate::error::NodeError;
-use crate::event_loop::EventLoop;
-use crate::manifest_fetch::fetch_manifest;
+use crate::network::manifest_fetch::fetch_manifest;
+use crate::network::EventLoop;
 use crate::now_ms;
 
 /// How long joining tries to reach the inviter before calling the invite

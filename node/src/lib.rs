@@ -1,6 +1,7 @@
-//! A mutual node: the store, the libp2p swarm, history sync and moderation
-//! enforcement. One task (the event loop) owns the swarm and the store and is
-//! driven by commands from cloneable [`NodeHandle`]s and by swarm events.
+//! A mutual node, in three parts: the [`store`] (the only user of sled); the
+//! [`core`], every rule about what arrives and what the user does, with no
+//! libp2p type, on a thread of its own; and the network, whose event loop
+//! owns only the libp2p swarm. Cloneable [`NodeHandle`]s talk to both.
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
@@ -8,38 +9,36 @@
 
 pub mod api;
 pub mod config;
-pub mod connect;
 pub mod control;
+pub mod core;
 pub mod datadir;
 pub mod error;
 pub mod handle;
 pub mod invites;
-pub mod limits;
 pub mod store;
 
-mod behaviour;
 mod codec;
-mod commands;
-mod event_loop;
-mod gossip_stats;
-mod ingest;
-mod manifest_fetch;
 mod moderation_view;
-mod peers;
-mod sync_driver;
-mod transport;
+mod network;
 mod verify;
 mod views;
 
+pub use network::{connect, limits};
+
 pub use config::NodeConfig;
+pub use core::Verdict as GossipVerdict;
 pub use datadir::DataDir;
 pub use error::NodeError;
-pub use gossip_stats::GossipStats;
-pub use handle::{ImportReport, NodeEvent, NodeHandle, ReadQuery};
-pub use ingest::{AUTHOR_BURST, AUTHOR_GOSSIP_PER_MINUTE, AUTHOR_POSTS_PER_MINUTE};
-pub use manifest_fetch::fetch_manifest;
-pub use peers::PeerRecord;
-pub use sync_driver::{INBOUND_REQUESTS_PER_WINDOW, INBOUND_WINDOW};
+pub use handle::{ImportReport, NodeEvent, NodeHandle, ReadQuery, RemovalReason};
+pub use network::gossip_stats::GossipStats;
+pub use network::manifest_fetch::fetch_manifest;
+pub use network::peers::PeerRecord;
+
+/// Posts one author may create in any 60 s (by the signed creation time),
+/// enforced the same way on every node and for every origin. A support
+/// conversation is a few posts a minute at its busiest; 30 leaves room
+/// while one key cannot drown a topic.
+pub const AUTHOR_POSTS_PER_MINUTE: usize = 30;
 
 /// A node that is running: its handle and the task of its event loop.
 pub struct RunningNode {
@@ -53,7 +52,7 @@ pub struct RunningNode {
 /// listeners, dials bootstrap peers and spawns the event loop. Returns once
 /// the node listens, so its addresses are known.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-    event_loop::start(config).await
+    network::start(config).await
 }
 
 /// The current time in ms since the Unix epoch; the node's only clock.

@@ -95,7 +95,7 @@ const PEER_VALUE_LIMIT: usize = 8 * 1024;
 /// Key of the layout version in the `info` tree.
 const LAYOUT_KEY: &str = "layout";
 
-pub use crate::peers::PeerRecord;
+pub use crate::network::peers::PeerRecord;
 
 /// What [`Store::apply_retraction`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +136,9 @@ type Tx<T> = Result<T, ConflictableTransactionError<Infallible>>;
 /// The node's local database: posts with their indexes, the community log,
 /// retractions, tombstones, joined topics, the address book, mutes and
 /// small named values. Cheap reads; every multi-tree write is atomic.
+/// Clones share the same database: reads run on other threads than the
+/// core's (sled's handles are `Send + Sync`).
+#[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     /// Where it lives, for error messages.
@@ -164,7 +167,7 @@ pub struct Store {
     /// the event loop tens of ms per session with 1,000 posts and grows
     /// with the store). Kept up to date by [`Store::insert_posts`]; every
     /// other write to a scope forgets it ([`Store::forget_scope_sums`]).
-    scope_sums: Mutex<HashMap<SyncScope, Accumulator>>,
+    scope_sums: Arc<Mutex<HashMap<SyncScope, Accumulator>>>,
 }
 
 /// The keys a stored post occupies in each tree.
@@ -324,7 +327,7 @@ impl Store {
             db,
             path,
             temporary,
-            scope_sums: Mutex::new(HashMap::new()),
+            scope_sums: Arc::new(Mutex::new(HashMap::new())),
         };
         store.check_layout()?;
         Ok(store)
@@ -574,6 +577,41 @@ impl Store {
         self.posts_of_index(iter, limit)
     }
 
+    /// Up to `limit` posts of `topic`, oldest first, strictly after
+    /// `after` (from the oldest when `None`): a reader streams a topic
+    /// page by page from here.
+    pub fn topic_after(
+        &self,
+        topic: &TopicName,
+        after: Option<ItemKey>,
+        limit: usize,
+    ) -> Result<Vec<SignedPost>, StoreError> {
+        let t = topic.as_str().as_bytes();
+        let start = match after {
+            Some(k) => {
+                let mut s = topic_key(t, &k);
+                // The smallest key greater than `after`'s.
+                s.push(0);
+                s
+            }
+            None => topic_prefix(t),
+        };
+        let iter = range(&self.topic_index, start, topic_end(t)).keys();
+        self.posts_of_index(iter, limit)
+    }
+
+    /// The newest stored post of `author` (for a pseudonym to show).
+    pub fn latest_post_of(&self, author: &PublicKey) -> Result<Option<SignedPost>, StoreError> {
+        let Some(kv) = self.author_index.scan_prefix(author.as_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (k, _) = kv.during("read the author index")?;
+        match split_author_key(&k) {
+            Some((_, key)) => self.get_post(&PostId(key.id)),
+            None => Ok(None),
+        }
+    }
+
     /// Exact number of posts stored in `topic`, in O(1): the count is kept
     /// in the same transaction as the posts.
     pub fn count_topic(&self, topic: &TopicName) -> Result<u64, StoreError> {
@@ -746,13 +784,13 @@ impl Store {
 
     /// Deletes every post of `author` in `scope` (all topics for
     /// [`Scope::Community`]) when a block takes effect, each post atomically
-    /// with its index entries. Returns the ids deleted. Found through the
+    /// with its index entries. Returns the ids deleted and their topics. Found through the
     /// author index, so the cost is the author's posts, not the store.
     pub fn delete_author_posts(
         &self,
         author: &PublicKey,
         scope: &Scope,
-    ) -> Result<Vec<PostId>, StoreError> {
+    ) -> Result<Vec<(PostId, TopicName)>, StoreError> {
         let mut victims = Vec::new();
         for kv in self.author_index.scan_prefix(author.as_bytes()) {
             let (k, topic) = kv.during("read an author's posts")?;
@@ -770,8 +808,8 @@ impl Store {
         }
         let mut out = Vec::with_capacity(victims.len());
         for id in victims {
-            if self.delete_post(&id)?.is_some() {
-                out.push(id);
+            if let Some(removed) = self.delete_post(&id)? {
+                out.push((id, removed.content.topic));
             }
         }
         Ok(out)
@@ -921,6 +959,21 @@ impl Store {
             match split_retraction_key(&k) {
                 Some((_, author)) => out.push(PublicKey(author)),
                 None => tracing::warn!(post = %post.short(), "skipping a malformed retraction"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored retraction as (post, retracting key): what start-up
+    /// enforces again, so a post whose retraction was logged is gone
+    /// whatever a crash left.
+    pub fn retractions(&self) -> Result<Vec<(PostId, PublicKey)>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.retractions.iter().keys() {
+            let k = k.during("read the retractions")?;
+            match split_retraction_key(&k) {
+                Some((post, author)) => out.push((PostId(post), PublicKey(author))),
+                None => tracing::warn!("skipping a malformed retraction"),
             }
         }
         Ok(out)
@@ -1139,7 +1192,7 @@ impl Store {
 
     // ----- address book ----------------------------------------------------
 
-    /// Remembers a peer's address-book record (see [`crate::peers`], which
+    /// Remembers a peer's address-book record (see [`crate::network::peers`], which
     /// bounds what a record holds and how many there are). An oversized
     /// record is refused.
     pub fn put_peer(&self, peer: &[u8], record: &PeerRecord) -> Result<(), StoreError> {

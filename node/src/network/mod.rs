@@ -1,390 +1,113 @@
-//! The event loop: the one task that owns the swarm and the store. It is
-//! driven by commands from [`NodeHandle`]s and by swarm events, and never
-//! blocks on either for long.
+//! The network: the event loop, which owns only the libp2p `Swarm` and the
+//! command channel (rust-libp2p's file-sharing shape), with the behaviours,
+//! the transports and peer management. Every rule about content lives in
+//! the [`crate::core`], which runs on its own thread: the loop hands it
+//! gossip messages and sync pages and carries out the verdicts and effects
+//! it sends back, so no store work or verification ever runs here. Sync
+//! requests from other nodes are answered on the blocking pool.
+
+pub(crate) mod behaviour;
+pub mod connect;
+pub(crate) mod gossip_stats;
+pub mod limits;
+pub(crate) mod manifest_fetch;
+pub(crate) mod peers;
+mod start;
+pub(crate) mod transport;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::kad::{self, RecordKey};
 use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{
-    autonat, dcutr, identify, mdns, noise, relay, upnp, yamux, Multiaddr, PeerId, Swarm,
-    SwarmBuilder,
-};
+use libp2p::{autonat, dcutr, identify, mdns, relay, upnp, Multiaddr, PeerId, Swarm};
 use prometheus_client::registry::Registry;
-use protocol::topic::community_gossip_topic;
-use protocol::{
-    CommunityId, Identity, Message, ModerationState, SignedManifest, TopicName, ValidationContext,
-};
+use protocol::{CommunityId, Identity, SignedManifest, TopicName};
 use rand::seq::SliceRandom;
-use tokio::sync::{broadcast, mpsc, oneshot};
+#[cfg(feature = "test-hooks")]
+use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
-use crate::api::{PeerView, ReportView};
-use crate::behaviour::{
-    topic_score_params, Behaviour, BehaviourEvent, BehaviourOptions, DISCONNECT_SCORE, MAX_PEERS,
-    PEER_GRACE, TOPIC_PEERS,
-};
+use crate::api::PeerView;
 use crate::config::NodeConfig;
+use crate::core::sync::Responder;
+use crate::core::worker::{CoreLink, CoreRequest, NetInput};
+use crate::core::{Channel, Effect, PeerRef, SyncTicket, Verdict};
 use crate::error::NodeError;
-use crate::handle::{Command, NodeEvent, NodeHandle};
-use crate::ingest::Origin;
-use crate::peers::{
-    is_relayed, peer_of, BookChange, PeerAction, PeerManager, PeerPolicy, RELAY_HOP_PROTOCOL,
-};
+use crate::handle::Command;
+#[cfg(feature = "test-hooks")]
+use crate::handle::NodeEvent;
+use crate::now_ms;
 use crate::store::Store;
-use crate::sync_driver::SyncDriver;
-use crate::{now_ms, RunningNode};
+use behaviour::{
+    topic_score_params, Behaviour, BehaviourEvent, DISCONNECT_SCORE, MAX_PEERS, PEER_GRACE,
+    TOPIC_PEERS,
+};
+use peers::{is_relayed, peer_of, BookChange, PeerAction, PeerManager, RELAY_HOP_PROTOCOL};
+
+pub(crate) use start::start;
 
 /// How long a peer that was disconnected for misbehaviour stays banned.
 const BAN: Duration = Duration::from_secs(600);
-/// Command queue depth: enough for bursts from the control socket.
-const COMMAND_QUEUE: usize = 256;
-/// Event broadcast depth for followers; slow followers skip ahead.
-const EVENT_QUEUE: usize = 1024;
 
+/// The event loop's state: the swarm and what it needs to route.
 pub(crate) struct EventLoop {
     pub(crate) swarm: Swarm<Behaviour>,
-    pub(crate) store: Store,
+    /// For invites (signed by the user's key) and `id`.
     pub(crate) identity: Identity,
+    /// Served to joining nodes.
     pub(crate) manifest: SignedManifest,
     pub(crate) community: CommunityId,
-    pub(crate) moderation: ModerationState,
-    pub(crate) events: broadcast::Sender<NodeEvent>,
-    pub(crate) joined: BTreeSet<TopicName>,
-    pub(crate) topic_hashes: HashMap<TopicHash, TopicName>,
+    /// The address book's records are written through this (the only
+    /// store use here; small, rare writes).
+    book: Store,
+    #[cfg(feature = "test-hooks")]
+    events: broadcast::Sender<NodeEvent>,
+    /// Topics subscribed to (as the core joined them).
+    joined: BTreeSet<TopicName>,
+    topic_hashes: HashMap<TopicHash, TopicName>,
     pub(crate) community_topic: IdentTopic,
     pub(crate) listen_addrs: Vec<Multiaddr>,
-    pub(crate) reports: Vec<ReportView>,
-    pub(crate) sync: SyncDriver,
-    pub(crate) dirty: bool,
-    pub(crate) banned: HashMap<PeerId, tokio::time::Instant>,
-    pub(crate) rate: crate::ingest::AuthorRateLimiter,
-    pub(crate) commands: mpsc::Receiver<Command>,
-    /// A command taken off the channel while gathering imports into one
-    /// batch, handled next.
-    pub(crate) read_ahead: Option<Command>,
+    commands: mpsc::Receiver<Command>,
+    core: CoreLink,
+    from_core: mpsc::UnboundedReceiver<NetInput>,
+    core_thread: Option<std::thread::JoinHandle<()>>,
+    responder: Responder,
+    answers_tx: mpsc::UnboundedSender<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+    answers_rx: mpsc::UnboundedReceiver<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+    /// Gossip messages the core is judging (with their data when a test
+    /// waits for the verdict).
+    pending_gossip: HashMap<u64, (MessageId, PeerId, Vec<u8>)>,
+    next_ticket: u64,
+    /// Sync requests in flight: whose, and which core session's.
+    sync_requests: HashMap<OutboundRequestId, (PeerId, SyncTicket)>,
+    banned: HashMap<PeerId, tokio::time::Instant>,
     pub(crate) config: NodeConfig,
     /// Where gossipsub keeps its counters ([`crate::GossipStats`]).
-    pub(crate) gossip_metrics: Registry,
+    gossip_metrics: Registry,
     /// When each connected peer connected (surplus peers are closed only
     /// after [`PEER_GRACE`]).
     connected_since: HashMap<PeerId, tokio::time::Instant>,
-    /// Flushes running on blocking threads: the interval flush and the
-    /// acknowledgements of local writes, which wait for their flush there
-    /// rather than in this loop (an fsync stalled every peer's gossip).
-    pub(crate) flushes: tokio::task::JoinSet<()>,
-    /// Whether the interval flush is among [`EventLoop::flushes`]; a slow
-    /// disk then skips ticks rather than piling flushes up.
-    interval_flush: Arc<AtomicBool>,
     /// Peer management: the address book, redials, relays, reachability.
     pub(crate) peers: PeerManager,
     /// Dials asked for by `connect`, answered when they succeed or fail.
-    pub(crate) pending_connects:
-        HashMap<libp2p::swarm::ConnectionId, crate::connect::PendingConnect>,
+    pub(crate) pending_connects: HashMap<libp2p::swarm::ConnectionId, connect::PendingConnect>,
 }
 
 fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
     RecordKey::new(&blake3::hash(topic.gossip_topic(community).as_bytes()).as_bytes())
 }
 
-pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-    let data = &config.data_dir;
-    data.ensure()?;
-    let identity = data.identity()?;
-    let manifest = data.community()?.ok_or(NodeError::NoCommunity)?;
-    let community = manifest
-        .verify_manifest(now_ms())
-        .map_err(NodeError::Invalid)?;
-    let key = data.transport_key()?;
-    let store = Store::open(&data.store_path())?;
-
-    let mut bootstrap: Vec<Multiaddr> = Vec::new();
-    for addr in config.bootstrap.iter().chain(data.bootstrap().iter()) {
-        match addr.parse::<Multiaddr>() {
-            Ok(ma) => bootstrap.push(ma),
-            Err(e) if config.bootstrap.contains(addr) => {
-                return Err(NodeError::BadInput(format!(
-                    "bad --bootstrap address {addr}: {e}"
-                )))
-            }
-            Err(e) => tracing::warn!("ignoring a bad remembered bootstrap address {addr}: {e}"),
-        }
-    }
-    let hidden = config.hide_address;
-    let via = relays_to_use(&config, &bootstrap)?;
-    let listen = listen_addrs_of(&config)?;
-    let loopback_only = !hidden && listen.iter().all(is_loopback);
-
-    let options = BehaviourOptions {
-        mdns: config.mdns,
-        upnp: config.upnp && !loopback_only,
-        relay_service: config.relay_service,
-        hidden,
-        max_transmit: config.gossip_max_transmit,
-    };
-    let only_to = hidden.then(|| via.clone());
-    let mut gossip_metrics = Registry::default();
-    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
-    let mut swarm = SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_other_transport(|key| {
-            crate::transport::build(key, only_to)
-                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-        })
-        .map_err(|e| net(&e))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| net(&e))?
-        .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, &options, &mut gossip_metrics)
-                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-        })
-        .map_err(|e| net(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
-
-    for ma in &listen {
-        swarm
-            .listen_on(ma.clone())
-            .map_err(|e| NodeError::Network(format!("cannot listen on {ma}: {e}")))?;
-    }
-    // Wait until every listener reports its address, so callers can print
-    // them and tests can dial them.
-    let mut listen_addrs = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let port_hint = |e: &dyn std::fmt::Display| {
-        NodeError::Network(format!(
-            "cannot listen on {}: {e}. If the port is in use (another mutual node on this \
-             machine?), start with --port PORT to choose another",
-            listen
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    };
-    while listen_addrs.len() < listen.len() {
-        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-            .await
-            .map_err(|_| NodeError::Network("listeners did not start within 10 s".into()))?;
-        match event {
-            SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
-            SwarmEvent::ListenerError { error, .. } => return Err(port_hint(&error)),
-            SwarmEvent::ListenerClosed { reason: Err(e), .. } => return Err(port_hint(&e)),
-            _ => {}
-        }
-    }
-    if config.listen.is_empty() && !hidden {
-        if let Some(port) = listen.first().and_then(port_of) {
-            data.remember_port(port)?;
-        }
-    }
-
-    let stored = crate::ingest::load_log(&store, &manifest, community, &identity.public())?;
-    let records = store
-        .peer_records()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(p, r)| PeerId::from_bytes(&p).ok().map(|p| (p, r)));
-    let peers = PeerManager::new(
-        PeerPolicy {
-            hidden,
-            via: via.clone(),
-            loopback_only,
-        },
-        records,
-        now_ms(),
-    );
-    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let (events, _) = broadcast::channel(EVENT_QUEUE);
-    let community_topic = IdentTopic::new(community_gossip_topic(&community));
-    let mut ev = EventLoop {
-        swarm,
-        store,
-        identity,
-        manifest,
-        community,
-        moderation: stored.moderation,
-        events: events.clone(),
-        joined: BTreeSet::new(),
-        topic_hashes: HashMap::new(),
-        community_topic,
-        listen_addrs,
-        reports: Vec::new(),
-        sync: SyncDriver::default(),
-        dirty: false,
-        banned: HashMap::new(),
-        rate: crate::ingest::AuthorRateLimiter::default(),
-        commands: rx,
-        read_ahead: None,
-        config,
-        gossip_metrics,
-        connected_since: HashMap::new(),
-        flushes: tokio::task::JoinSet::new(),
-        interval_flush: Arc::new(AtomicBool::new(false)),
-        peers,
-        pending_connects: HashMap::new(),
-    };
-    ev.subscribe_community()?;
-    for topic in ev.store.joined_topics()? {
-        ev.subscribe_topic(&topic)?;
-    }
-    ev.reports = ev.open_reports(&stored.reports);
-    for (peer, addrs) in ev.peers.book().all() {
-        for a in addrs {
-            ev.swarm.behaviour_mut().kad.add_address(peer, a.clone());
-        }
-    }
-    for addr in bootstrap {
-        // A hidden node dials its relays only (through reservations).
-        if hidden && !via.contains(&addr) {
-            continue;
-        }
-        ev.peers.user_address(&addr);
-        if let Err(e) = ev.dial_multiaddr(addr.clone()) {
-            ev.peers.problem(format!("bootstrap address {addr}: {e}"));
-        }
-    }
-    let task = tokio::spawn(ev.run());
-    Ok(RunningNode {
-        handle: NodeHandle {
-            commands: tx,
-            events,
-        },
-        task,
-    })
-}
-
-/// Whether an address is on loopback.
-fn is_loopback(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
-}
-
-/// The TCP or UDP port of an address.
-fn port_of(addr: &Multiaddr) -> Option<u16> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
-        _ => None,
-    })
-}
-
-/// Where to listen: `--listen` as given, else TCP (and QUIC) on the
-/// remembered port (or `--port`, or a free one on the first start). A
-/// hidden node listens nowhere but on its relays.
-fn listen_addrs_of(config: &NodeConfig) -> Result<Vec<Multiaddr>, NodeError> {
-    if config.hide_address {
-        return Ok(Vec::new());
-    }
-    if !config.listen.is_empty() {
-        return config
-            .listen
-            .iter()
-            .map(|a| {
-                a.parse::<Multiaddr>()
-                    .map_err(|e| NodeError::BadInput(format!("bad listen address {a}: {e}")))
-            })
-            .collect();
-    }
-    let host = config.listen_host;
-    let port = match config.port {
-        Some(p) => p,
-        None => match config.data_dir.listen_port()? {
-            Some(p) => p,
-            None => free_port(host, config.quic)?,
-        },
-    };
-    let ip = match host {
-        std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
-        std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
-    };
-    let tcp = Multiaddr::empty()
-        .with(ip.clone())
-        .with(Protocol::Tcp(port));
-    let mut out = vec![tcp];
-    if config.quic {
-        out.push(
-            Multiaddr::empty()
-                .with(ip)
-                .with(Protocol::Udp(port))
-                .with(Protocol::QuicV1),
-        );
-    }
-    Ok(out)
-}
-
-/// A port free for TCP (and UDP, for QUIC) on `host`, for a first start.
-fn free_port(host: std::net::IpAddr, udp: bool) -> Result<u16, NodeError> {
-    for _ in 0..32 {
-        let tcp = std::net::TcpListener::bind((host, 0))
-            .map_err(|e| NodeError::io("finding a free port to listen on", e))?;
-        let port = tcp
-            .local_addr()
-            .map_err(|e| NodeError::io("finding a free port to listen on", e))?
-            .port();
-        if !udp || std::net::UdpSocket::bind((host, port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(NodeError::Network(
-        "found no port free for both TCP and UDP; start with --port PORT".into(),
-    ))
-}
-
-/// The relays a hidden node uses: `--via`, else up to two of the
-/// bootstrap addresses (the community's nodes it was invited through).
-fn relays_to_use(
-    config: &NodeConfig,
-    bootstrap: &[Multiaddr],
-) -> Result<Vec<Multiaddr>, NodeError> {
-    let mut via = Vec::new();
-    for a in &config.via {
-        let ma: Multiaddr = a
-            .parse()
-            .map_err(|e| NodeError::BadInput(format!("bad --via address {a}: {e}")))?;
-        if peer_of(&ma).is_none() || is_relayed(&ma) {
-            return Err(NodeError::BadInput(format!(
-                "--via {a}: a relay's address must end with /p2p/<its peer id> and not be \
-                 relayed itself (`mutual id` on the relay's node prints it)"
-            )));
-        }
-        via.push(ma);
-    }
-    if config.hide_address && via.is_empty() {
-        via = bootstrap
-            .iter()
-            .filter(|a| peer_of(a).is_some() && !is_relayed(a))
-            .take(crate::peers::RELAYS_WANTED)
-            .cloned()
-            .collect();
-        if via.is_empty() {
-            return Err(NodeError::BadInput(
-                "--hide-address needs a relay: pass --via ADDRESS with the address of a \
-                 member's node that relays (that node will see your IP address; no other \
-                 member will)"
-                    .into(),
-            ));
-        }
-    }
-    Ok(via)
+fn peer_ref(peer: &PeerId) -> PeerRef {
+    PeerRef(peer.to_string())
 }
 
 impl EventLoop {
-    pub(crate) fn ctx(&self) -> ValidationContext {
-        ValidationContext {
-            community: self.community,
-            now_ms: now_ms(),
-        }
-    }
-
     fn subscribe_community(&mut self) -> Result<(), NodeError> {
         let topic = self.community_topic.clone();
         self.subscribe_hash(&topic)
@@ -398,7 +121,7 @@ impl EventLoop {
         Ok(())
     }
 
-    pub(crate) fn subscribe_topic(&mut self, topic: &TopicName) -> Result<(), NodeError> {
+    fn subscribe_topic(&mut self, topic: &TopicName) -> Result<(), NodeError> {
         let gossip = IdentTopic::new(topic.gossip_topic(&self.community));
         self.subscribe_hash(&gossip)?;
         self.topic_hashes.insert(gossip.hash(), topic.clone());
@@ -412,7 +135,7 @@ impl EventLoop {
         Ok(())
     }
 
-    pub(crate) fn unsubscribe_topic(&mut self, topic: &TopicName) {
+    fn unsubscribe_topic(&mut self, topic: &TopicName) {
         let gossip = IdentTopic::new(topic.gossip_topic(&self.community));
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&gossip);
         self.topic_hashes.remove(&gossip.hash());
@@ -423,7 +146,7 @@ impl EventLoop {
             .stop_providing(&provider_key(&self.community, topic));
     }
 
-    pub(crate) fn dial_addr(&mut self, addr: &str) -> Result<(), NodeError> {
+    fn dial_addr(&mut self, addr: &str) -> Result<(), NodeError> {
         let ma: Multiaddr = addr
             .parse()
             .map_err(|e| NodeError::BadInput(format!("bad address {addr}: {e}")))?;
@@ -480,37 +203,35 @@ impl EventLoop {
                         }
                     }
                 }
-                PeerAction::Book(BookChange::Put(peer, record)) => {
-                    if let Err(e) = self.store.put_peer(&peer.to_bytes(), &record) {
-                        tracing::warn!("writing the address book: {e}");
-                    }
-                }
-                PeerAction::Book(BookChange::Forget(peer)) => {
-                    if let Err(e) = self.store.remove_peer(&peer.to_bytes()) {
-                        tracing::warn!("writing the address book: {e}");
-                    }
-                }
+                PeerAction::Book(change) => self.write_book(change),
             }
         }
     }
 
-    /// Gossips an encoded message on its topic. Having no peers yet is not
-    /// an error: the item is stored, and sync spreads it later.
-    pub(crate) fn gossip(&mut self, topic: TopicHash, bytes: Vec<u8>) {
-        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-            tracing::debug!("gossip publish: {e}");
-        }
+    /// Writes an address-book record on the blocking pool.
+    fn write_book(&self, change: BookChange) {
+        let store = self.book.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = match change {
+                BookChange::Put(peer, record) => store.put_peer(&peer.to_bytes(), &record),
+                BookChange::Forget(peer) => store.remove_peer(&peer.to_bytes()),
+            };
+            if let Err(e) = result {
+                tracing::warn!("writing the address book: {e}");
+            }
+        });
     }
 
-    pub(crate) fn topic_hash(&self, topic: &TopicName) -> TopicHash {
+    fn topic_hash(&self, topic: &TopicName) -> TopicHash {
         IdentTopic::new(topic.gossip_topic(&self.community)).hash()
     }
 
-    pub(crate) fn emit(&self, event: NodeEvent) {
+    #[cfg(feature = "test-hooks")]
+    fn emit(&self, event: NodeEvent) {
         let _ = self.events.send(event);
     }
 
-    pub(crate) fn peer_views(&self) -> Vec<PeerView> {
+    fn peer_views(&self) -> Vec<PeerView> {
         let mut out: Vec<PeerView> = self
             .swarm
             .connected_peers()
@@ -527,84 +248,36 @@ impl EventLoop {
         out
     }
 
-    /// The interval flush, for what arrived from the network: on a blocking
-    /// thread, at most one at a time.
-    fn flush_in_background(&mut self) {
-        if !self.dirty || self.interval_flush.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.dirty = false;
-        let flusher = self.store.flusher();
-        let running = Arc::clone(&self.interval_flush);
-        self.flushes.spawn_blocking(move || {
-            if let Err(e) = flusher.flush() {
-                tracing::error!("flushing the store: {e}");
-            }
-            running.store(false, Ordering::Release);
-        });
-    }
-
-    /// Answers a local write once it is on disk, without holding this loop
-    /// during the fsync: an acknowledged item survives a crash. A refusal
-    /// is answered at once.
-    pub(crate) fn reply_when_durable<T: Send + 'static>(
-        &mut self,
-        reply: oneshot::Sender<Result<T, NodeError>>,
-        result: Result<T, NodeError>,
-    ) {
-        let value = match result {
-            Ok(value) => value,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        let flusher = self.store.flusher();
-        self.flushes.spawn_blocking(move || {
-            let _ = reply.send(flusher.flush().map(|()| value).map_err(NodeError::from));
-        });
-    }
-
     async fn run(mut self) {
-        let mut flush = tokio::time::interval(self.config.flush_interval);
         let mut resync = tokio::time::interval(self.config.sync_interval);
         let mut discover = tokio::time::interval(self.config.discovery_interval);
         let mut peer_tick = tokio::time::interval(self.config.peer_interval);
         peer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop_reply = None;
         loop {
-            // A command read ahead while gathering a batch of imports.
-            if let Some(command) = self.read_ahead.take() {
-                if let Command::Shutdown(reply) = command {
-                    let result = self.store.flush().map_err(NodeError::from);
-                    let _ = reply.send(result);
-                    break;
-                }
-                self.on_command(command);
-                continue;
-            }
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(Command::Shutdown(reply)) => {
-                        let result = self.store.flush().map_err(NodeError::from);
-                        let _ = reply.send(result);
-                        break;
+                    Some(command) => {
+                        if let Some(reply) = self.on_command(command) {
+                            stop_reply = Some(reply);
+                            break;
+                        }
                     }
-                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                input = self.from_core.recv() => match input {
+                    Some(input) => self.on_core(input),
                     None => {
-                        let _ = self.store.flush();
+                        tracing::error!("the node's core stopped; stopping the node");
                         break;
                     }
                 },
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                _ = flush.tick() => self.flush_in_background(),
-                Some(done) = self.flushes.join_next(), if !self.flushes.is_empty() => {
-                    if let Err(e) = done {
-                        tracing::error!("a flush task failed: {e}");
-                    }
+                Some((channel, bytes)) = self.answers_rx.recv() => {
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, bytes);
                 }
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = resync.tick() => self.sync_all_peers(),
                 _ = discover.tick() => self.discover(),
                 _ = peer_tick.tick() => {
@@ -613,19 +286,118 @@ impl EventLoop {
                 }
             }
         }
-        // Acknowledgements still waiting for their flush are sent, and
-        // every handle on the database is gone before it is closed.
-        while self.flushes.join_next().await.is_some() {}
-        tracing::info!("node stopped; store flushed");
-        // Last, the store: closed with a fresh snapshot, so the next start
-        // does not replay what this run wrote (on a blocking thread: with
-        // a large store, that is the replay, seconds).
-        let EventLoop { store, swarm, .. } = self;
-        drop(swarm);
-        match tokio::task::spawn_blocking(move || store.close()).await {
-            Ok(Ok(())) => tracing::debug!("store closed"),
-            Ok(Err(e)) => tracing::warn!("closing the store: {e}"),
-            Err(e) => tracing::warn!("closing the store: {e}"),
+        // The core flushes and hands the store back; it is closed with a
+        // fresh snapshot once every other handle on it is gone, so the next
+        // start does not replay what this run wrote (on a blocking thread:
+        // with a large store, that is the replay, seconds).
+        let stopped = self.core.shutdown().await;
+        if let Some(thread) = self.core_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        let EventLoop {
+            swarm,
+            book,
+            responder,
+            ..
+        } = self;
+        drop((swarm, book, responder));
+        let result = match stopped {
+            Ok(store) => match tokio::task::spawn_blocking(move || store.close()).await {
+                Ok(Ok(())) => {
+                    tracing::info!("node stopped; store flushed and closed");
+                    Ok(())
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("closing the store: {e}");
+                    Ok(())
+                }
+                Err(e) => Err(NodeError::Network(format!("closing the store: {e}"))),
+            },
+            Err(e) => Err(e),
+        };
+        if let Some(reply) = stop_reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// What the core sends: gossip verdicts and effects.
+    fn on_core(&mut self, input: NetInput) {
+        match input {
+            NetInput::Verdict { ticket, verdict } => {
+                if let Some((id, source, _data)) = self.pending_gossip.remove(&ticket) {
+                    self.report_verdict(&id, source, verdict);
+                    #[cfg(feature = "test-hooks")]
+                    self.emit(NodeEvent::GossipJudged {
+                        data: _data,
+                        verdict,
+                    });
+                }
+            }
+            NetInput::Effects(effects) => {
+                for effect in effects {
+                    self.on_effect(effect);
+                }
+            }
+        }
+    }
+
+    fn report_verdict(&mut self, id: &MessageId, source: PeerId, verdict: Verdict) {
+        let acceptance = match verdict {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Reject => MessageAcceptance::Reject,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, &source, acceptance);
+        if verdict == Verdict::Reject {
+            self.punish_if_needed(source);
+        }
+    }
+
+    fn on_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Gossip { channel, bytes } => {
+                let hash = match &channel {
+                    Channel::Community => self.community_topic.hash(),
+                    Channel::Topic(t) => self.topic_hash(t),
+                };
+                // Having no peers yet is not an error: the item is stored,
+                // and sync spreads it later.
+                if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(hash, bytes) {
+                    tracing::debug!("gossip publish: {e}");
+                }
+            }
+            Effect::Subscribe(topic) => {
+                if let Err(e) = self.subscribe_topic(&topic) {
+                    tracing::warn!("subscribing to topic {topic}: {e}");
+                }
+            }
+            Effect::Unsubscribe(topic) => self.unsubscribe_topic(&topic),
+            Effect::SyncTopic(topic) => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    self.core.offer(CoreRequest::SyncWith {
+                        peer: peer_ref(&peer),
+                        topics: vec![topic.clone()],
+                    });
+                }
+            }
+            Effect::SyncWithAll => self.sync_all_peers(),
+            Effect::SyncRequest {
+                peer,
+                ticket,
+                bytes,
+            } => match peer.0.parse::<PeerId>() {
+                Ok(p) => {
+                    let id = self.swarm.behaviour_mut().sync.send_request(&p, bytes);
+                    self.sync_requests.insert(id, (p, ticket));
+                }
+                Err(_) => {
+                    self.core.offer(CoreRequest::SyncFailed { peer, ticket });
+                }
+            },
         }
     }
 
@@ -665,6 +437,7 @@ impl EventLoop {
             self.banned.remove(&peer);
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
+        self.responder.prune();
         self.trim_peers();
     }
 
@@ -698,15 +471,16 @@ impl EventLoop {
         }
     }
 
-    pub(crate) fn sync_all_peers(&mut self) {
+    fn sync_all_peers(&mut self) {
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for peer in peers {
             self.start_sync_with(peer);
         }
     }
 
-    /// Queues the community log and every shared topic for sync with `peer`.
-    pub(crate) fn start_sync_with(&mut self, peer: PeerId) {
+    /// Asks the core to sync the community log and every shared topic
+    /// with `peer`.
+    fn start_sync_with(&mut self, peer: PeerId) {
         let shared: Vec<TopicName> = self
             .swarm
             .behaviour()
@@ -720,7 +494,65 @@ impl EventLoop {
                     .collect::<Vec<_>>()
             })
             .collect();
-        self.sync_topics_with(peer, shared);
+        self.core.offer(CoreRequest::SyncWith {
+            peer: peer_ref(&peer),
+            topics: shared,
+        });
+    }
+
+    fn on_sync_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    // Answered on the blocking pool; the answer comes back
+                    // through `answers_rx`.
+                    let responder = self.responder.clone();
+                    let answers = self.answers_tx.clone();
+                    let who = peer_ref(&peer);
+                    tokio::task::spawn_blocking(move || {
+                        let bytes = responder.answer(&who, &request);
+                        let _ = answers.send((channel, bytes));
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let Some((peer, ticket)) = self.sync_requests.remove(&request_id) else {
+                        return;
+                    };
+                    let peer = peer_ref(&peer);
+                    let offered = self.core.offer(CoreRequest::SyncResponse {
+                        peer: peer.clone(),
+                        ticket,
+                        bytes: response,
+                    });
+                    if !offered {
+                        // The core is far behind: this session ends and
+                        // the next round picks it up again.
+                        self.core.offer(CoreRequest::SyncFailed { peer, ticket });
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, "sync request failed: {error}");
+                // Only the session that sent this request ends.
+                if let Some((peer, ticket)) = self.sync_requests.remove(&request_id) {
+                    self.core.offer(CoreRequest::SyncFailed {
+                        peer: peer_ref(&peer),
+                        ticket,
+                    });
+                }
+            }
+            _ => {}
+        }
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -753,7 +585,7 @@ impl EventLoop {
                     send_back_addr,
                 } = &endpoint
                 {
-                    if !is_loopback(send_back_addr)
+                    if !start::is_loopback(send_back_addr)
                         && !is_relayed(send_back_addr)
                         && self.peers.reached_directly(local_addr.clone())
                     {
@@ -794,7 +626,7 @@ impl EventLoop {
                 self.peers.closed(peer_id, connection_id);
                 if num_established == 0 {
                     self.connected_since.remove(&peer_id);
-                    self.sync.peer_gone(&peer_id);
+                    self.core.offer(CoreRequest::PeerGone(peer_ref(&peer_id)));
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -930,6 +762,7 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
+                #[cfg(feature = "test-hooks")]
                 if self.events.receiver_count() > 0 {
                     self.emit(NodeEvent::GossipReceived {
                         source: message.source.map(|p| p.to_string()),
@@ -937,54 +770,47 @@ impl EventLoop {
                         data: message.data.clone(),
                     });
                 }
-                let acceptance =
-                    self.on_gossip_message(&message.topic, &message.data, propagation_source);
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                if acceptance == MessageAcceptance::Reject {
-                    self.punish_if_needed(propagation_source);
+                let channel = if message.topic == self.community_topic.hash() {
+                    Some(Channel::Community)
+                } else {
+                    self.topic_hashes
+                        .get(&message.topic)
+                        .cloned()
+                        .map(Channel::Topic)
+                };
+                self.next_ticket += 1;
+                let ticket = self.next_ticket;
+                #[cfg(feature = "test-hooks")]
+                let kept = if self.events.receiver_count() > 0 {
+                    message.data.clone()
+                } else {
+                    Vec::new()
+                };
+                #[cfg(not(feature = "test-hooks"))]
+                let kept = Vec::new();
+                let offered = self.core.offer(CoreRequest::Gossip {
+                    ticket,
+                    channel,
+                    data: message.data,
+                    source: peer_ref(&propagation_source),
+                });
+                if offered {
+                    self.pending_gossip
+                        .insert(ticket, (message_id, propagation_source, kept));
+                } else {
+                    // The core is far behind: not taken, and no penalty.
+                    self.report_verdict(&message_id, propagation_source, Verdict::Ignore);
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 if let Some(name) = self.topic_hashes.get(&topic).cloned() {
-                    self.sync_topics_with(peer_id, vec![name]);
+                    self.core.offer(CoreRequest::SyncWith {
+                        peer: peer_ref(&peer_id),
+                        topics: vec![name],
+                    });
                 }
             }
             _ => {}
-        }
-    }
-
-    fn on_gossip_message(
-        &mut self,
-        topic: &TopicHash,
-        data: &[u8],
-        source: PeerId,
-    ) -> MessageAcceptance {
-        let verified = match Message::decode_and_verify(data, &self.ctx()) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!(peer = %source, "rejected gossip message: {e}");
-                return MessageAcceptance::Reject;
-            }
-        };
-        // An item must travel on its own topic: a post on its topic, the
-        // rest on the community topic.
-        let expected = match &verified {
-            protocol::VerifiedMessage::Post(p) => self.topic_hash(&p.topic),
-            _ => self.community_topic.hash(),
-        };
-        if expected != *topic {
-            tracing::debug!(peer = %source, "rejected gossip message on the wrong topic");
-            return MessageAcceptance::Reject;
-        }
-        match self.arrived(verified, Origin::Gossip) {
-            Ok(_) => MessageAcceptance::Accept,
-            Err(refusal) => {
-                tracing::debug!(peer = %source, "refused gossip item: {refusal}");
-                refusal.gossip_verdict()
-            }
         }
     }
 
@@ -997,5 +823,77 @@ impl EventLoop {
             let forget = self.peers.forget(&peer);
             self.apply_peer_actions(forget);
         }
+    }
+
+    /// What the loop does for each network command of a handle; a
+    /// shutdown is handed back to [`EventLoop::run`], which stops.
+    fn on_command(&mut self, command: Command) -> Option<crate::handle::Reply<()>> {
+        match command {
+            Command::Id(r) => {
+                let _ = r.send(Ok(crate::api::IdView {
+                    author: self.identity.public().to_string(),
+                    name: self.identity.name.clone(),
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    listen_addrs: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
+                }));
+            }
+            Command::Peers(r) => {
+                let _ = r.send(Ok(self.peer_views()));
+            }
+            Command::NetStatus(r) => {
+                let _ = r.send(Ok(crate::handle::NetStatus {
+                    peers: self.swarm.connected_peers().count(),
+                    reachability: self
+                        .peers
+                        .reachability(&self.listen_addrs, now_ms())
+                        .describe(),
+                    remembered_peers: self.peers.book().len(),
+                    problems: self.peers.problems(),
+                    community_peers: self.community_peers(),
+                }));
+            }
+            Command::Invite(r) => {
+                let _ = r.send(self.invite_code());
+            }
+            Command::Dial(addr, r) => {
+                let _ = r.send(self.dial_addr(&addr));
+            }
+            Command::Connect(addr, r) => self.connect(addr, r),
+            Command::SyncNow(r) => {
+                self.sync_all_peers();
+                let _ = r.send(Ok(()));
+            }
+            Command::CutOff(peer, cut, r) => {
+                let result = peer
+                    .parse::<PeerId>()
+                    .map_err(|e| NodeError::BadInput(format!("bad peer id {peer}: {e}")))
+                    .map(|p| {
+                        let blocked = &mut self.swarm.behaviour_mut().blocked;
+                        if cut {
+                            blocked.block_peer(p);
+                        } else {
+                            blocked.unblock_peer(p);
+                        }
+                    });
+                let _ = r.send(result);
+            }
+            Command::GossipStats(r) => {
+                let _ = r.send(Ok(crate::GossipStats::read(&self.gossip_metrics)));
+            }
+            #[cfg(feature = "test-hooks")]
+            Command::PublishRaw(topic, bytes, r) => {
+                let hash = IdentTopic::new(topic).hash();
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(hash, bytes)
+                    .map(|_| ())
+                    .map_err(|e| NodeError::Network(e.to_string()));
+                let _ = r.send(result);
+            }
+            Command::Shutdown(r) => return Some(r),
+        }
+        None
     }
 }

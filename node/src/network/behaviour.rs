@@ -87,10 +87,10 @@ pub(crate) struct Behaviour {
     /// Port mapping on the home router.
     pub(crate) upnp: Toggle<upnp::tokio::Behaviour>,
     /// Connections in total, per peer and in their handshake
-    /// ([`crate::limits`]).
+    /// ([`super::limits`]).
     pub(crate) limits: libp2p::connection_limits::Behaviour,
-    /// Inbound connections per remote address ([`crate::limits::PerIp`]).
-    pub(crate) per_ip: crate::limits::PerIp,
+    /// Inbound connections per remote address ([`super::limits::PerIp`]).
+    pub(crate) per_ip: super::limits::PerIp,
     /// Hands out the community manifest to nodes joining by invite.
     pub(crate) manifest: request_response::Behaviour<FrameCodec>,
 }
@@ -231,7 +231,7 @@ impl Behaviour {
             gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
                 .map_err(str::to_string)?
                 .with_metrics(
-                    metrics.sub_registry_with_prefix(crate::gossip_stats::PREFIX),
+                    metrics.sub_registry_with_prefix(super::gossip_stats::PREFIX),
                     gossipsub::MetricsConfig::default(),
                 );
         let (params, thresholds) = score_params();
@@ -295,9 +295,9 @@ impl Behaviour {
             upnp: Toggle::from(
                 (options.upnp && !options.hidden).then(upnp::tokio::Behaviour::default),
             ),
-            limits: crate::limits::connection_limits(),
-            per_ip: crate::limits::PerIp::new(crate::limits::MAX_PER_IP),
-            manifest: crate::manifest_fetch::serving_behaviour(),
+            limits: super::limits::connection_limits(),
+            per_ip: super::limits::PerIp::new(super::limits::MAX_PER_IP),
+            manifest: super::manifest_fetch::serving_behaviour(),
         })
     }
 }

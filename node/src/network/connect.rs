@@ -13,8 +13,8 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::api::ConnectView;
 use crate::error::NodeError;
-use crate::event_loop::EventLoop;
 use crate::handle::Reply;
+use crate::network::EventLoop;
 
 /// How long a `connect` waits for its answer. The swarm gives up on a dial
 /// after its connection timeout (10 s, libp2p's default) and answers then;
@@ -56,7 +56,7 @@ impl EventLoop {
                 return;
             }
         };
-        if self.peers.hidden() && !crate::peers::is_relayed(&ma) {
+        if self.peers.hidden() && !super::peers::is_relayed(&ma) {
             let _ = reply.send(Err(NodeError::BadInput(
                 "this node hides its address (--hide-address), so it connects to members only \
                  through relays; give a relayed address (ending in /p2p-circuit/p2p/PEER_ID)"

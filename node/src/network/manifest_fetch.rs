@@ -20,7 +20,7 @@ use protocol::{wire, CommunityId, SignedManifest};
 
 use crate::codec::FrameCodec;
 use crate::error::NodeError;
-use crate::event_loop::EventLoop;
+use crate::network::EventLoop;
 use crate::now_ms;
 
 /// The protocol name of the manifest fetch.

@@ -41,7 +41,7 @@ use libp2p::{Multiaddr, PeerId};
 
 /// Inbound connections still in their handshake (noise, then yamux). An
 /// honest handshake takes a round trip or two, and a node has about ten
-/// peers ([`crate::behaviour::MAX_PEERS`]): 32 at once is far above what
+/// peers ([`super::behaviour::MAX_PEERS`]): 32 at once is far above what
 /// honest peers need. A connection that stalls holds its slot until the
 /// connection timeout (10 s, libp2p's default), so a flood of stalled
 /// connections can delay new inbound peers by that long, but it cannot
@@ -54,7 +54,7 @@ pub(crate) const MAX_PENDING_INCOMING: u32 = 32;
 pub(crate) const MAX_PENDING_OUTGOING: u32 = 64;
 
 /// Established connections in both directions. A node keeps about
-/// [`crate::behaviour::MAX_PEERS`] and trims the rest, but DHT queries and
+/// [`super::behaviour::MAX_PEERS`] and trims the rest, but DHT queries and
 /// the peers a relay serves add connections for a while; 384 leaves that
 /// room and keeps the descriptor budget above well under 1,024.
 pub(crate) const MAX_ESTABLISHED: u32 = 384;

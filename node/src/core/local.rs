@@ -1,0 +1,331 @@
+//! What the local user does: write, retract, report, moderate, join, mute.
+//! Every item the user signs goes through the same arrival path as a
+//! foreign one; its gossip is an [`Effect`] the worker releases only once
+//! the write is on disk.
+
+use protocol::moderation::{ModActionKind, Scope};
+use protocol::post::Draft;
+use protocol::{
+    ActionId, Message, ModAction, Post, PostId, PublicKey, Retraction, SealedReport, TopicName,
+    VerifiedMessage,
+};
+
+use crate::api::{CommunityView, ModListView, ReportView, SyncProgress, TopicView};
+use crate::error::NodeError;
+
+use super::{Channel, Core, Effect, Origin, Refusal};
+
+/// The core's part of `status`.
+#[derive(Clone, Debug)]
+pub struct CoreStatus {
+    /// Joined topics with their post counts.
+    pub topics: Vec<TopicView>,
+    /// Bytes the store takes on disk.
+    pub store_bytes: u64,
+    /// Sync sessions and their progress.
+    pub sync: SyncProgress,
+}
+
+impl Core {
+    /// The community's name, id, admin and rules.
+    pub fn community_view(&self) -> CommunityView {
+        let m = &self.manifest.content;
+        CommunityView {
+            name: m.name.clone(),
+            id: self.community.to_string(),
+            admin: m.admin.to_string(),
+            rules: m.rules.clone(),
+            created_at: m.created_at,
+        }
+    }
+
+    /// Joins a topic: remembers it, then the network subscribes and syncs.
+    pub fn join(&mut self, topic: TopicName) -> Result<(), NodeError> {
+        self.store.join_topic(&topic)?;
+        if self.joined.insert(topic.clone()) {
+            self.shared_stale = true;
+            self.effect(Effect::Subscribe(topic.clone()));
+        }
+        self.effect(Effect::SyncTopic(topic));
+        Ok(())
+    }
+
+    /// Leaves a topic (its stored posts stay until removed).
+    pub fn leave(&mut self, topic: TopicName) -> Result<(), NodeError> {
+        self.store.leave_topic(&topic)?;
+        if self.joined.remove(&topic) {
+            self.shared_stale = true;
+            self.effect(Effect::Unsubscribe(topic));
+        }
+        Ok(())
+    }
+
+    /// Joined topics with post counts.
+    pub fn topic_views(&self) -> Result<Vec<TopicView>, NodeError> {
+        self.joined
+            .iter()
+            .map(|t| {
+                Ok(TopicView {
+                    name: t.to_string(),
+                    posts: self.store.count_topic(t)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The core's part of `status`.
+    pub fn status(&self) -> Result<CoreStatus, NodeError> {
+        Ok(CoreStatus {
+            topics: self.topic_views()?,
+            store_bytes: self.store.size_on_disk().unwrap_or(0),
+            sync: self.sync.progress(),
+        })
+    }
+
+    /// Checks a local item, takes it through the one arrival path and
+    /// queues its gossip (released by the worker once it is durable).
+    fn publish_local(&mut self, message: Message, now_ms: u64) -> Result<[u8; 32], NodeError> {
+        let verified = message.verify(&self.ctx(now_ms))?;
+        let channel = match &verified {
+            VerifiedMessage::Post(p) => Channel::Topic(p.topic.clone()),
+            _ => Channel::Community,
+        };
+        let id = verified.id_bytes();
+        let bytes = verified.to_message().encode();
+        match self.arrive(verified, Origin::Local, now_ms) {
+            Ok(_) => {}
+            Err(Refusal::Store(e)) => return Err(e.into()),
+            Err(refusal) => return Err(NodeError::NotAllowed(refusal.to_string())),
+        }
+        self.effect(Effect::Gossip { channel, bytes });
+        Ok(id)
+    }
+
+    /// Writes, signs, stores and queues the gossip of a post.
+    pub fn publish(
+        &mut self,
+        topic: TopicName,
+        draft: Draft,
+        now_ms: u64,
+    ) -> Result<PostId, NodeError> {
+        if !self.is_joined(&topic) {
+            return Err(NodeError::NotJoined(topic.to_string()));
+        }
+        if let Some(parent) = &draft.parent {
+            match self.store.get_post(parent)? {
+                None => return Err(NodeError::UnknownPost(parent.to_string())),
+                Some(p) if p.content.topic != topic => {
+                    return Err(NodeError::BadInput(format!(
+                        "post {} is in topic {}, not {topic}: a reply goes in its parent's topic",
+                        parent.short(),
+                        p.content.topic
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let at = self.clock.next_time(&self.store, now_ms, None)?;
+        let post = Post::write(&self.identity, self.community, topic, draft, at)?;
+        Ok(PostId(self.publish_local(Message::Post(post), now_ms)?))
+    }
+
+    /// Resolves a full or short printable post id to a stored or hidden
+    /// post (a moderator unhides by the short id `read` printed).
+    pub fn resolve_post(&self, text: &str) -> Result<PostId, NodeError> {
+        let text = text.trim();
+        if let Ok(id) = text.parse::<PostId>() {
+            return Ok(id);
+        }
+        let prefix = PostId::prefix_bytes(text).map_err(|e| NodeError::BadInput(e.to_string()))?;
+        let mut found = self.store.post_ids_with_prefix(&prefix, 2)?;
+        for hidden in self.moderation.hidden_targets() {
+            if hidden.0.starts_with(&prefix) && !found.contains(&hidden) {
+                found.push(hidden);
+            }
+        }
+        match found.len() {
+            0 => Err(NodeError::UnknownPost(text.to_string())),
+            1 => found
+                .pop()
+                .ok_or_else(|| NodeError::UnknownPost(text.to_string())),
+            _ => Err(NodeError::AmbiguousPost(text.to_string())),
+        }
+    }
+
+    /// Takes back one of this identity's own posts, everywhere.
+    pub fn retract(&mut self, post: PostId, now_ms: u64) -> Result<(), NodeError> {
+        let stored = self
+            .store
+            .get_post(&post)?
+            .ok_or_else(|| NodeError::UnknownPost(post.to_string()))?;
+        if stored.content.author != self.identity.public() {
+            return Err(NodeError::NotAllowed(
+                "only the author of a post can retract it".into(),
+            ));
+        }
+        let at = self
+            .clock
+            .next_time(&self.store, now_ms, Some(stored.content.created_at))?;
+        let r = Retraction::create(&self.identity.secret, self.community, post, at);
+        self.publish_local(Message::Retraction(r), now_ms)?;
+        Ok(())
+    }
+
+    /// Reports a post to the moderators, sealed to them alone.
+    pub fn report(
+        &mut self,
+        post: PostId,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<ActionId, NodeError> {
+        if !self.store.contains_post(&post)? {
+            return Err(NodeError::UnknownPost(post.to_string()));
+        }
+        let mut recipients = vec![self.manifest.content.admin];
+        for key in self.moderation.current_moderators() {
+            if !recipients.contains(&key) {
+                recipients.push(key);
+            }
+        }
+        let at = self.clock.next_time(&self.store, now_ms, None)?;
+        let sealed = SealedReport::seal(
+            &self.identity,
+            self.community,
+            post,
+            reason,
+            &recipients,
+            at,
+            &mut rand::rngs::OsRng,
+        )?;
+        Ok(ActionId(
+            self.publish_local(Message::Report(sealed), now_ms)?,
+        ))
+    }
+
+    /// Takes a moderation action: refused unless this identity may take it
+    /// and it would change something; dated after the action it overrides.
+    pub fn moderate(&mut self, kind: ModActionKind, now_ms: u64) -> Result<ActionId, NodeError> {
+        let me = self.identity.public();
+        let admin = self.manifest.content.admin;
+        if kind.admin_only() {
+            if me != admin {
+                return Err(NodeError::NotAllowed(
+                    "only the community admin can appoint or revoke moderators".into(),
+                ));
+            }
+        } else if !self.moderation.is_moderator(&me, now_ms) {
+            return Err(NodeError::NotAllowed(
+                "this identity is not a moderator of the community".into(),
+            ));
+        }
+        let overrides = self.no_effect(&me, &kind)?;
+        let at = self.clock.next_time(&self.store, now_ms, overrides)?;
+        let seq = self.clock.next_seq(&self.store)?;
+        let action = ModAction::create(&self.identity, self.community, seq, kind, at)?;
+        Ok(ActionId(
+            self.publish_local(Message::Moderation(action), now_ms)?,
+        ))
+    }
+
+    /// Refuses an action that would change nothing; otherwise the time of
+    /// the decision it overrides, if any.
+    fn no_effect(&self, me: &PublicKey, kind: &ModActionKind) -> Result<Option<u64>, NodeError> {
+        let m = &self.moderation;
+        let admin = self.manifest.content.admin;
+        let current = m.current_moderators();
+        let refuse = |why: &str| Err(NodeError::NotAllowed(why.to_string()));
+        match kind {
+            ModActionKind::AppointModerator { key } if *key == admin => {
+                refuse("the admin is always a moderator")
+            }
+            ModActionKind::AppointModerator { key } if current.contains(key) => {
+                refuse("that key is a moderator already")
+            }
+            ModActionKind::RevokeModerator { key } if *key == admin => {
+                refuse("the admin's role cannot be revoked")
+            }
+            ModActionKind::RevokeModerator { key } if !current.contains(key) => {
+                refuse("that key is not a moderator, so there is nothing to revoke")
+            }
+            ModActionKind::Block { author, .. } if *author == admin => {
+                refuse("nobody can block the community's admin")
+            }
+            ModActionKind::Block { author, .. } if current.contains(author) && *me != admin => {
+                refuse("only the admin can block a moderator (ask the admin to revoke them)")
+            }
+            ModActionKind::Block { author, scope, .. } => match m.block(author, scope) {
+                Some(_) => refuse(&format!("already blocked in {}", scope_text(scope))),
+                None => Ok(None),
+            },
+            ModActionKind::Unblock { author, scope } => match m.block(author, scope) {
+                Some(d) => Ok(Some(d.at)),
+                None => refuse(&format!("not blocked in {}", scope_text(scope))),
+            },
+            ModActionKind::Hide { post, .. } => match m.hidden(post) {
+                Some(_) => refuse("that post is hidden already"),
+                None => Ok(None),
+            },
+            ModActionKind::Unhide { post } => match m.hidden(post) {
+                Some(d) => Ok(Some(d.at)),
+                None => refuse("that post is not hidden"),
+            },
+            ModActionKind::Pin { post } => match m.pin(post) {
+                Some(_) => refuse("that post is pinned already"),
+                None => Ok(None),
+            },
+            ModActionKind::Unpin { post } => match m.pin(post) {
+                Some(d) => Ok(Some(d.at)),
+                None => refuse("that post is not pinned"),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// The members' view of the moderation state, with every moderator's
+    /// pseudonym this node knows.
+    pub fn mod_list(&self) -> ModListView {
+        let mut view = crate::moderation_view::mod_list(&self.moderation, &self.manifest);
+        let known = |key: &str, name: &mut Option<String>| {
+            if name.is_some() {
+                return;
+            }
+            if let Ok(k) = key.parse::<PublicKey>() {
+                if k == self.identity.public() {
+                    *name = self.identity.name.clone();
+                } else if let Ok(Some(p)) = self.store.latest_post_of(&k) {
+                    *name = p.content.author_name;
+                }
+            }
+        };
+        known(&view.admin.key.clone(), &mut view.admin.name);
+        for m in &mut view.moderators {
+            known(&m.key.clone(), &mut m.name);
+        }
+        view
+    }
+
+    /// Reports this node can read, oldest first.
+    pub fn mod_queue(&self) -> Vec<ReportView> {
+        self.reports.clone()
+    }
+
+    /// Mutes or unmutes an author for this node alone.
+    pub fn mute(&mut self, author: PublicKey, muted: bool) -> Result<(), NodeError> {
+        if muted {
+            self.store.mute(&author)?;
+            self.mutes.insert(author);
+        } else {
+            self.store.unmute(&author)?;
+            self.mutes.remove(&author);
+        }
+        self.shared_stale = true;
+        Ok(())
+    }
+}
+
+fn scope_text(scope: &Scope) -> String {
+    match scope {
+        Scope::Community => "the whole community".into(),
+        Scope::Topic(t) => format!("topic {t}"),
+    }
+}

@@ -1,0 +1,453 @@
+//! History sync, both sides, without the network: the sessions this node
+//! runs as initiator (per peer a queue of scopes, the community log always
+//! first, one session at a time, each a run of the pure reconciliation
+//! state machine of `protocol::sync`), and the [`Responder`] that answers
+//! other nodes' requests on the blocking pool. Items received go through
+//! the one arrival path.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::DefaultClock;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use protocol::sync::{self, Initiator, ItemKey, Step, SyncRequest, SyncResponse, SyncScope};
+use protocol::wire::{self, MAX_SYNC_FRAME_BYTES};
+use protocol::{Message, TopicName};
+
+use crate::api::SyncProgress;
+use crate::handle::NodeEvent;
+use crate::store::{Store, StoreError};
+
+use super::limits::{KeyedLimiter, SYNC_REQUESTS_PER_PEER_PER_10S, SYNC_REQUESTS_PER_SECOND};
+use super::{Core, Effect, Origin, Outcome, PeerRef, Refusal, Shared, SyncTicket};
+
+/// Invalid items a peer may send by sync before its session is dropped.
+const MAX_INVALID_ITEMS_PER_SESSION: u64 = 16;
+
+struct Session {
+    scope: SyncScope,
+    initiator: Initiator,
+    /// The request awaiting its answer.
+    waiting: Option<SyncTicket>,
+    received: u64,
+    invalid: u64,
+}
+
+#[derive(Default)]
+struct PeerPlan {
+    queue: VecDeque<SyncScope>,
+    current: Option<Session>,
+}
+
+/// The sync sessions this node runs, and counters for progress.
+#[derive(Default)]
+pub struct Sessions {
+    plans: HashMap<PeerRef, PeerPlan>,
+    next_ticket: SyncTicket,
+    pub(crate) received: u64,
+    completed: u64,
+    /// Bytes sent and received by sync, for tests and benchmarks.
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) round_trips: u64,
+}
+
+impl Sessions {
+    /// Sessions running and items still missing.
+    pub fn progress(&self) -> SyncProgress {
+        let mut missing = 0;
+        let mut active = 0;
+        for plan in self.plans.values() {
+            if let Some(s) = &plan.current {
+                active += 1;
+                missing += s.initiator.progress().missing;
+            }
+        }
+        SyncProgress {
+            active_sessions: active,
+            missing,
+            received: self.received,
+            completed_sessions: self.completed,
+        }
+    }
+
+    /// (round trips, bytes sent, bytes received).
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (self.round_trips, self.bytes_sent, self.bytes_received)
+    }
+}
+
+/// The store seen as one scope's set, for the reconciliation machine. A
+/// store error is carried out, not taken for "I hold nothing" (that would
+/// make the peer send everything again, or answer that this node has
+/// nothing).
+/// Decides whether the responder may serve an encoded item.
+type ServeFilter<'a> = &'a dyn Fn(&[u8]) -> bool;
+
+struct StoreSet<'a> {
+    store: &'a Store,
+    scope: &'a SyncScope,
+    error: std::cell::RefCell<Option<StoreError>>,
+    /// Items the responder must not serve (blocked, hidden, retracted).
+    serve: Option<ServeFilter<'a>>,
+}
+
+impl<'a> StoreSet<'a> {
+    fn new(store: &'a Store, scope: &'a SyncScope) -> Self {
+        StoreSet {
+            store,
+            scope,
+            error: std::cell::RefCell::new(None),
+            serve: None,
+        }
+    }
+
+    fn failed(&self, e: StoreError) {
+        tracing::warn!("sync: reading the store: {e}");
+        self.error.borrow_mut().get_or_insert(e);
+    }
+
+    fn take_error(&self) -> Option<StoreError> {
+        self.error.borrow_mut().take()
+    }
+}
+
+impl sync::SyncSet for StoreSet<'_> {
+    fn for_each_in(&self, from: &ItemKey, to: &ItemKey, f: &mut dyn FnMut(&ItemKey) -> bool) {
+        if let Err(e) = self.store.scan_keys(self.scope, from, to, f) {
+            self.failed(e);
+        }
+    }
+
+    /// From the store's cache: every session starts by comparing the whole
+    /// set, and between nodes that agree that is all there is.
+    fn whole_sum(&self) -> Option<sync::Accumulator> {
+        match self.store.scope_sum(self.scope) {
+            Ok(acc) => Some(acc),
+            Err(e) => {
+                self.failed(e);
+                None
+            }
+        }
+    }
+}
+
+impl sync::ItemSource for StoreSet<'_> {
+    fn items_in(
+        &self,
+        from: &ItemKey,
+        to: &ItemKey,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Vec<(ItemKey, Vec<u8>)> {
+        match self
+            .store
+            .items_in(self.scope, from, to, max_items, max_bytes)
+        {
+            Ok(items) => match self.serve {
+                Some(serve) => items.into_iter().filter(|(_, b)| serve(b)).collect(),
+                None => items,
+            },
+            Err(e) => {
+                self.failed(e);
+                Vec::new()
+            }
+        }
+    }
+
+    fn items_by_keys(&self, keys: &[ItemKey]) -> Vec<Vec<u8>> {
+        match self.store.items_by_keys(self.scope, keys) {
+            Ok(items) => match self.serve {
+                Some(serve) => items.into_iter().filter(|b| serve(b)).collect(),
+                None => items,
+            },
+            Err(e) => {
+                self.failed(e);
+                Vec::new()
+            }
+        }
+    }
+}
+
+impl Core {
+    /// Queues a sync of the community log and then `topics` with `peer`.
+    pub fn sync_with(&mut self, peer: PeerRef, topics: Vec<TopicName>) {
+        let plan = self.sync.plans.entry(peer.clone()).or_default();
+        let mut wanted = vec![SyncScope::CommunityLog];
+        wanted.extend(topics.into_iter().map(SyncScope::Topic));
+        for scope in wanted {
+            let running = plan.current.as_ref().is_some_and(|s| s.scope == scope);
+            if !running && !plan.queue.contains(&scope) {
+                plan.queue.push_back(scope);
+            }
+        }
+        self.drive(&peer);
+    }
+
+    /// A peer went away: its sessions end.
+    pub fn peer_gone(&mut self, peer: &PeerRef) {
+        self.sync.plans.remove(peer);
+    }
+
+    fn send(&mut self, peer: &PeerRef, request: &SyncRequest) -> SyncTicket {
+        let bytes = wire::encode_versioned(request);
+        self.sync.bytes_sent += bytes.len() as u64;
+        self.sync.next_ticket += 1;
+        let ticket = self.sync.next_ticket;
+        self.effect(Effect::SyncRequest {
+            peer: peer.clone(),
+            ticket,
+            bytes,
+        });
+        ticket
+    }
+
+    /// Starts the next queued session with `peer` if none is running.
+    fn drive(&mut self, peer: &PeerRef) {
+        loop {
+            let Some(plan) = self.sync.plans.get_mut(peer) else {
+                return;
+            };
+            if plan.current.is_some() {
+                return;
+            }
+            let Some(scope) = plan.queue.pop_front() else {
+                self.sync.plans.remove(peer);
+                return;
+            };
+            if let SyncScope::Topic(t) = &scope {
+                if !self.joined.contains(t) {
+                    continue;
+                }
+            }
+            let set = StoreSet::new(&self.store, &scope);
+            let (initiator, request) = Initiator::new(scope.clone(), &set);
+            if let Some(e) = set.take_error() {
+                tracing::warn!("not syncing {scope:?}: {e}");
+                continue;
+            }
+            let ticket = self.send(peer, &request);
+            if let Some(plan) = self.sync.plans.get_mut(peer) {
+                plan.current = Some(Session {
+                    scope,
+                    initiator,
+                    waiting: Some(ticket),
+                    received: 0,
+                    invalid: 0,
+                });
+            }
+            return;
+        }
+    }
+
+    fn end_session(&mut self, peer: &PeerRef) {
+        if let Some(plan) = self.sync.plans.get_mut(peer) {
+            if let Some(s) = plan.current.take() {
+                self.sync.completed += 1;
+                self.emit(NodeEvent::SyncDone {
+                    peer: peer_text(peer),
+                    received: s.received,
+                });
+            }
+        }
+        self.drive(peer);
+    }
+
+    /// The current session of `peer` if it is waiting for `ticket`.
+    fn session_for(&mut self, peer: &PeerRef, ticket: SyncTicket) -> Option<Session> {
+        let plan = self.sync.plans.get_mut(peer)?;
+        if plan.current.as_ref()?.waiting != Some(ticket) {
+            return None;
+        }
+        plan.current.take()
+    }
+
+    /// A request failed (timeout, connection closed): the session it
+    /// belongs to ends; a failure of an older request changes nothing.
+    pub fn sync_failed(&mut self, peer: &PeerRef, ticket: SyncTicket) {
+        if let Some(session) = self.session_for(peer, ticket) {
+            self.put_back(peer, session);
+            self.end_session(peer);
+        }
+    }
+
+    /// A peer answered a sync request: the items go through the arrival
+    /// path and the next request (if any) is sent.
+    pub fn sync_response(&mut self, peer: &PeerRef, ticket: SyncTicket, bytes: &[u8], now_ms: u64) {
+        self.sync.bytes_received += bytes.len() as u64;
+        self.sync.round_trips += 1;
+        let Some(mut session) = self.session_for(peer, ticket) else {
+            return;
+        };
+        session.waiting = None;
+        let response: SyncResponse = match wire::decode_versioned(bytes, MAX_SYNC_FRAME_BYTES) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("malformed sync response: {e}");
+                self.put_back(peer, session);
+                self.end_session(peer);
+                return;
+            }
+        };
+        let scope = session.scope.clone();
+        let (step, error) = {
+            let set = StoreSet::new(&self.store, &scope);
+            let step = session.initiator.on_response(response, &set);
+            (step, set.take_error())
+        };
+        if let Some(e) = error {
+            tracing::warn!("sync session stopped: this node could not read its store: {e}");
+            self.put_back(peer, session);
+            self.end_session(peer);
+            return;
+        }
+        // Ask for the next page before checking and storing this one, so
+        // the peer reads and sends it while this node verifies and writes
+        // (the request depends only on what this node held before).
+        if let Ok(Step::Continue(next)) = &step {
+            session.waiting = Some(self.send(peer, next));
+        }
+        let items = session.initiator.take_items();
+        for outcome in self.arrive_encoded(&items, Origin::Sync, now_ms) {
+            match outcome {
+                Ok(Outcome::Stored) => session.received += 1,
+                Ok(_) => {}
+                Err(Refusal::Invalid(e)) => {
+                    tracing::debug!("invalid item from sync: {e}");
+                    session.invalid += 1;
+                }
+                Err(r) => tracing::trace!("sync item refused: {r}"),
+            }
+        }
+        if session.invalid > MAX_INVALID_ITEMS_PER_SESSION {
+            tracing::info!("dropping a sync session that sent invalid items");
+            // The answer to the request already sent is ignored.
+            session.waiting = None;
+            self.put_back(peer, session);
+            self.end_session(peer);
+            return;
+        }
+        match step {
+            Ok(Step::Continue(_)) => self.put_back(peer, session),
+            Ok(Step::Done) => {
+                self.put_back(peer, session);
+                self.end_session(peer);
+            }
+            Err(e) => {
+                tracing::debug!("sync session failed: {e}");
+                self.put_back(peer, session);
+                self.end_session(peer);
+            }
+        }
+    }
+
+    fn put_back(&mut self, peer: &PeerRef, session: Session) {
+        self.sync.plans.entry(peer.clone()).or_default().current = Some(session);
+    }
+
+    /// The responder, for the network to answer requests off the core.
+    pub fn responder(&self) -> Responder {
+        Responder::new(self.store.clone(), self.shared())
+    }
+}
+
+fn peer_text(peer: &PeerRef) -> String {
+    peer.0.clone()
+}
+
+/// Answers other nodes' sync requests from the store, on the blocking
+/// pool, with a per-peer and a global budget (a new peer id costs
+/// nothing). Never serves a post of a blocked author, a hidden post or a
+/// retracted one, whatever is on disk.
+#[derive(Clone)]
+pub struct Responder {
+    inner: Arc<ResponderInner>,
+}
+
+struct ResponderInner {
+    store: Store,
+    shared: Shared,
+    per_peer: KeyedLimiter<PeerRef>,
+    global: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
+}
+
+impl Responder {
+    fn new(store: Store, shared: Shared) -> Responder {
+        let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let per_peer = Quota::with_period(Duration::from_secs(10) / SYNC_REQUESTS_PER_PEER_PER_10S)
+            .unwrap_or_else(|| Quota::per_second(nz(20)))
+            .allow_burst(nz(SYNC_REQUESTS_PER_PEER_PER_10S));
+        Responder {
+            inner: Arc::new(ResponderInner {
+                store,
+                shared,
+                per_peer: KeyedLimiter::with_clock(
+                    per_peer,
+                    super::limits::MAX_TRACKED_KEYS,
+                    DefaultClock::default(),
+                ),
+                global: RateLimiter::direct(
+                    Quota::per_second(nz(SYNC_REQUESTS_PER_SECOND))
+                        .allow_burst(nz(2 * SYNC_REQUESTS_PER_SECOND)),
+                ),
+            }),
+        }
+    }
+
+    /// The encoded answer to an encoded request. A refused or malformed
+    /// request gets an empty answer, never a panic; a store that cannot be
+    /// read answers nothing rather than "I hold nothing".
+    pub fn answer(&self, peer: &PeerRef, request: &[u8]) -> Vec<u8> {
+        let me = &self.inner;
+        if !me.per_peer.allow(peer) {
+            tracing::debug!("sync request over the per-peer budget");
+            return Vec::new();
+        }
+        if me.global.check().is_err() {
+            tracing::debug!("sync request over the node's budget");
+            return Vec::new();
+        }
+        let request: SyncRequest = match wire::decode_versioned(request, MAX_SYNC_FRAME_BYTES) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("malformed sync request: {e}");
+                return Vec::new();
+            }
+        };
+        if let SyncScope::Topic(t) = &request.scope {
+            if !me.shared.joined().contains(t) {
+                return wire::encode_versioned(&SyncResponse::refused(&request));
+            }
+        }
+        let moderation = me.shared.moderation();
+        let store = &me.store;
+        let serve = |bytes: &[u8]| -> bool {
+            match Message::decode(bytes) {
+                Ok(Message::Post(p)) => {
+                    let c = &p.content;
+                    let id = p.id();
+                    moderation.is_blocked(&c.author, &c.topic).is_none()
+                        && moderation.hidden(&id).is_none()
+                        && !store.is_retracted_by(&id, &c.author).unwrap_or(true)
+                }
+                _ => true,
+            }
+        };
+        let scope = request.scope.clone();
+        let mut set = StoreSet::new(store, &scope);
+        set.serve = Some(&serve);
+        let response = sync::respond(&request, &set, &set);
+        if set.take_error().is_some() {
+            return Vec::new();
+        }
+        wire::encode_versioned(&response)
+    }
+
+    /// Forgets peers whose budget is back to full.
+    pub fn prune(&self) {
+        self.inner.per_peer.prune();
+    }
+}

@@ -1,0 +1,408 @@
+//! The arrival rules, against a temporary store and no network.
+
+use protocol::moderation::{ModActionKind, Scope};
+use protocol::post::Draft;
+use protocol::sync::ItemKey;
+use protocol::{
+    CommunityManifest, Identity, Message, ModAction, Post, PostId, Retraction, SealedReport,
+    SignedManifest, TopicName,
+};
+use tokio::sync::broadcast;
+
+use super::*;
+use crate::handle::ReadQuery;
+
+const T0: u64 = 1_800_000_000_000;
+
+struct World {
+    admin: Identity,
+    manifest: SignedManifest,
+    topic: TopicName,
+}
+
+impl World {
+    fn new() -> World {
+        let admin = Identity::generate(Some("ada".into()));
+        let manifest = CommunityManifest::create("c", "be kind", &admin.secret, T0).unwrap();
+        World {
+            admin,
+            manifest,
+            topic: "burnout".parse().unwrap(),
+        }
+    }
+
+    fn core_on(&self, store: Store, me: &Identity) -> Core {
+        let (events, _) = broadcast::channel(64);
+        let mut core = Core::open(
+            store,
+            me.clone(),
+            self.manifest.clone(),
+            events,
+            CoreConfig::default(),
+        )
+        .unwrap();
+        core.join(self.topic.clone()).unwrap();
+        core.publish_shared();
+        core
+    }
+
+    fn core(&self) -> Core {
+        self.core_on(Store::temporary().unwrap(), &Identity::generate(None))
+    }
+
+    fn community(&self) -> protocol::CommunityId {
+        self.manifest.id()
+    }
+
+    fn post(&self, who: &Identity, body: &str, at: u64) -> Message {
+        self.post_in(who, &self.topic, body, None, at)
+    }
+
+    fn post_in(
+        &self,
+        who: &Identity,
+        topic: &TopicName,
+        body: &str,
+        parent: Option<PostId>,
+        at: u64,
+    ) -> Message {
+        let draft = Draft {
+            body: body.into(),
+            parent,
+            content_warning: None,
+        };
+        Message::Post(Post::write(who, self.community(), topic.clone(), draft, at).unwrap())
+    }
+
+    fn action(&self, who: &Identity, seq: u64, kind: ModActionKind, at: u64) -> Message {
+        Message::Moderation(ModAction::create(who, self.community(), seq, kind, at).unwrap())
+    }
+}
+
+fn peer(n: u8) -> PeerRef {
+    PeerRef(format!("peer-{n}"))
+}
+
+fn gossip(core: &mut Core, m: &Message, now: u64) -> Verdict {
+    let channel = match m {
+        Message::Post(p) => Channel::Topic(p.content.topic.clone()),
+        _ => Channel::Community,
+    };
+    core.gossip_arrived(Some(&channel), &m.encode(), &peer(1), now)
+}
+
+fn id_of(m: &Message) -> PostId {
+    match m {
+        Message::Post(p) => p.id(),
+        _ => panic!("not a post"),
+    }
+}
+
+fn shown(core: &Core, topic: &TopicName) -> Vec<crate::api::PostView> {
+    core.reader()
+        .read(
+            topic,
+            &ReadQuery {
+                limit: 1000,
+                since_ms: None,
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_forged_retraction_of_a_held_post_is_ignored_not_penalised() {
+    let w = World::new();
+    let mut core = w.core();
+    let author = Identity::generate(None);
+    let forger = Identity::generate(None);
+    let post = w.post(&author, "hard week", T0);
+    assert_eq!(gossip(&mut core, &post, T0), Verdict::Accept);
+    let forged = Message::Retraction(Retraction::create(
+        &forger.secret,
+        w.community(),
+        id_of(&post),
+        T0 + 1,
+    ));
+    assert_eq!(
+        gossip(&mut core, &forged, T0 + 2),
+        Verdict::Ignore,
+        "a node holding the post must not penalise a relay of a forged retraction"
+    );
+    assert!(core.store().contains_post(&id_of(&post)).unwrap());
+    assert_eq!(core.store().log_len().unwrap(), 0, "nothing was logged");
+}
+
+#[test]
+fn an_item_from_the_future_is_ignored_and_taken_once_the_clock_catches_up() {
+    let w = World::new();
+    let mut core = w.core();
+    let author = Identity::generate(None);
+    let ahead = T0 + 6 * 60 * 1000;
+    let post = w.post(&author, "from a fast clock", ahead);
+    assert_eq!(gossip(&mut core, &post, T0), Verdict::Ignore);
+    assert!(!core.store().contains_post(&id_of(&post)).unwrap());
+    // By sync, it is not counted as invalid either.
+    let outcome = core.arrive_encoded(&[post.encode()], Origin::Sync, T0);
+    assert!(matches!(outcome.as_slice(), [Err(Refusal::NotYet(_))]));
+    assert_eq!(gossip(&mut core, &post, ahead), Verdict::Accept);
+}
+
+#[test]
+fn a_retraction_deletes_the_post_and_keeps_it_out() {
+    let w = World::new();
+    let mut core = w.core();
+    let author = Identity::generate(None);
+    let post = w.post(&author, "I said too much", T0);
+    assert_eq!(gossip(&mut core, &post, T0), Verdict::Accept);
+    let r = Message::Retraction(Retraction::create(
+        &author.secret,
+        w.community(),
+        id_of(&post),
+        T0 + 1,
+    ));
+    assert_eq!(gossip(&mut core, &r, T0 + 2), Verdict::Accept);
+    assert!(!core.store().contains_post(&id_of(&post)).unwrap());
+    assert!(shown(&core, &w.topic).is_empty());
+    // A copy that arrives again by sync is refused for good.
+    let again = core.arrive_encoded(&[post.encode()], Origin::Sync, T0 + 3);
+    assert!(matches!(again.as_slice(), [Err(Refusal::Moderation(_))]));
+}
+
+#[test]
+fn reports_must_be_sealed_to_exactly_the_moderators_and_a_flood_is_bounded() {
+    let w = World::new();
+    let mut core = w.core();
+    let author = Identity::generate(None);
+    let post = w.post(&author, "hmm", T0);
+    gossip(&mut core, &post, T0);
+    let reporter = Identity::generate(None);
+    let stranger = Identity::generate(None);
+    let seal = |to: &[protocol::PublicKey], at: u64| {
+        Message::Report(
+            SealedReport::seal(
+                &reporter,
+                w.community(),
+                id_of(&post),
+                "unkind",
+                to,
+                at,
+                &mut rand::rngs::OsRng,
+            )
+            .unwrap(),
+        )
+    };
+    let wrong = seal(&[w.admin.public(), stranger.public()], T0 + 1);
+    let outcome = core.arrive_encoded(&[wrong.encode()], Origin::Sync, T0 + 1);
+    assert!(matches!(outcome.as_slice(), [Err(Refusal::NotAdmitted(_))]));
+    assert_eq!(core.store().log_len().unwrap(), 0);
+    // One peer relaying many well-formed reports: past its budget they are
+    // ignored and the log stops growing.
+    let mut accepted = 0;
+    for i in 0..40 {
+        let r = seal(&[w.admin.public()], T0 + 10 + i);
+        if gossip(&mut core, &r, T0 + 10 + i) == Verdict::Accept {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, limits::REPORTS_PER_PEER_PER_MINUTE as usize);
+    assert_eq!(core.store().log_len().unwrap(), accepted as u64);
+    // An expired report is ignored.
+    let old = seal(&[w.admin.public()], T0);
+    let later = T0 + arrival::REPORT_TTL_MS + 1;
+    let outcome = core.arrive_encoded(&[old.encode()], Origin::Sync, later);
+    assert!(matches!(outcome.as_slice(), [Err(Refusal::NotAdmitted(_))]));
+}
+
+#[test]
+fn a_block_deletes_the_authors_posts_and_a_crash_before_enforcement_is_repaired_at_start() {
+    let w = World::new();
+    let store = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let mut core = w.core_on(store.clone(), &me);
+    let troll = Identity::generate(None);
+    for i in 0..50 {
+        let p = w.post(&troll, &format!("spam {i}"), T0 + i * 61_000);
+        assert_eq!(gossip(&mut core, &p, T0 + i * 61_000), Verdict::Accept);
+    }
+    let kind_post = w.post(&me, "welcome", T0);
+    gossip(&mut core, &kind_post, T0);
+    // The block's log entry is written but the deletion "crashed": write
+    // the action into the log directly, as a crash between the two would
+    // leave it.
+    let block = w.action(
+        &w.admin,
+        1,
+        ModActionKind::Block {
+            author: troll.public(),
+            scope: Scope::Community,
+            reason: "spam".into(),
+        },
+        T0 + 100_000_000,
+    );
+    let Message::Moderation(signed) = &block else {
+        unreachable!()
+    };
+    let key = ItemKey {
+        created_at: T0 + 100_000_000,
+        id: signed.id().0,
+    };
+    store.insert_log(key, &block.encode()).unwrap();
+    assert_eq!(store.count_topic(&w.topic).unwrap(), 51);
+    drop(core);
+    // At start the folded state is enforced again.
+    let core = w.core_on(store.clone(), &me);
+    assert_eq!(core.store().count_topic(&w.topic).unwrap(), 1);
+    let views = shown(&core, &w.topic);
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].body.as_deref(), Some("welcome"));
+}
+
+#[test]
+fn unhide_shows_the_post_again_from_its_notice() {
+    let w = World::new();
+    let mut core = w.core();
+    let author = Identity::generate(None);
+    let post = w.post(&author, "a bad day", T0);
+    gossip(&mut core, &post, T0);
+    let hide = w.action(
+        &w.admin,
+        1,
+        ModActionKind::Hide {
+            post: id_of(&post),
+            reason: "needs a content warning".into(),
+        },
+        T0 + 1,
+    );
+    assert_eq!(gossip(&mut core, &hide, T0 + 1), Verdict::Accept);
+    core.publish_shared();
+    let views = shown(&core, &w.topic);
+    assert_eq!(views.len(), 1);
+    assert!(views[0].hidden && views[0].body.is_none());
+    let unhide = w.action(
+        &w.admin,
+        2,
+        ModActionKind::Unhide { post: id_of(&post) },
+        T0 + 2,
+    );
+    assert_eq!(gossip(&mut core, &unhide, T0 + 2), Verdict::Accept);
+    core.publish_shared();
+    let views = shown(&core, &w.topic);
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].body.as_deref(), Some("a bad day"));
+    assert!(!views[0].hidden);
+}
+
+#[test]
+fn a_reply_into_another_topic_is_ignored_and_refused_locally() {
+    let w = World::new();
+    let mut core = w.core();
+    let other: TopicName = "anxiety".parse().unwrap();
+    core.join(other.clone()).unwrap();
+    let author = Identity::generate(None);
+    let parent = w.post(&author, "parent", T0);
+    gossip(&mut core, &parent, T0);
+    let stray = w.post_in(&author, &other, "reply", Some(id_of(&parent)), T0 + 1);
+    assert_eq!(gossip(&mut core, &stray, T0 + 1), Verdict::Ignore);
+    let draft = Draft {
+        body: "reply".into(),
+        parent: Some(id_of(&parent)),
+        content_warning: None,
+    };
+    assert!(matches!(
+        core.publish(other, draft, T0 + 2),
+        Err(crate::NodeError::BadInput(_))
+    ));
+}
+
+#[test]
+fn actions_that_change_nothing_are_not_signed_and_nobody_blocks_the_admin() {
+    let w = World::new();
+    let store = Store::temporary().unwrap();
+    let mut core = w.core_on(store, &w.admin);
+    let post = core
+        .publish(
+            w.topic.clone(),
+            Draft {
+                body: "rules".into(),
+                parent: None,
+                content_warning: None,
+            },
+            T0,
+        )
+        .unwrap();
+    core.moderate(ModActionKind::Pin { post }, T0 + 1).unwrap();
+    let log = core.store().log_len().unwrap();
+    assert!(core.moderate(ModActionKind::Pin { post }, T0 + 2).is_err());
+    assert!(core
+        .moderate(
+            ModActionKind::AppointModerator {
+                key: w.admin.public()
+            },
+            T0 + 3
+        )
+        .is_err());
+    let nobody = Identity::generate(None);
+    assert!(core
+        .moderate(
+            ModActionKind::RevokeModerator {
+                key: nobody.public()
+            },
+            T0 + 4
+        )
+        .is_err());
+    assert!(core
+        .moderate(
+            ModActionKind::Block {
+                author: w.admin.public(),
+                scope: Scope::Community,
+                reason: "x".into()
+            },
+            T0 + 5
+        )
+        .is_err());
+    assert_eq!(
+        core.store().log_len().unwrap(),
+        log,
+        "nothing more was logged"
+    );
+}
+
+#[test]
+fn own_items_are_dated_strictly_after_each_other_even_in_one_millisecond() {
+    let w = World::new();
+    let store = Store::temporary().unwrap();
+    let me = Identity::generate(None);
+    let mut core = w.core_on(store, &me);
+    let draft = |b: &str| Draft {
+        body: b.into(),
+        parent: None,
+        content_warning: None,
+    };
+    let a = core.publish(w.topic.clone(), draft("first"), T0).unwrap();
+    let b = core.publish(w.topic.clone(), draft("second"), T0).unwrap();
+    let pa = core.store().get_post(&a).unwrap().unwrap();
+    let pb = core.store().get_post(&b).unwrap().unwrap();
+    assert!(pa.content.created_at < pb.content.created_at);
+    let views = shown(&core, &w.topic);
+    let bodies: Vec<_> = views.iter().map(|v| v.body.clone().unwrap()).collect();
+    assert_eq!(bodies, ["first", "second"]);
+}
+
+#[test]
+fn a_reply_dated_before_its_parent_is_read_after_it() {
+    let w = World::new();
+    let mut core = w.core();
+    let a = Identity::generate(None);
+    let b = Identity::generate(None);
+    let parent = w.post(&a, "parent", T0 + 10_000);
+    gossip(&mut core, &parent, T0 + 10_000);
+    // b's clock is behind.
+    let reply = w.post_in(&b, &w.topic, "reply", Some(id_of(&parent)), T0);
+    assert_eq!(gossip(&mut core, &reply, T0 + 10_001), Verdict::Accept);
+    let bodies: Vec<_> = shown(&core, &w.topic)
+        .into_iter()
+        .map(|v| v.body.unwrap())
+        .collect();
+    assert_eq!(bodies, ["parent", "reply"]);
+}

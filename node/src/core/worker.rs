@@ -1,0 +1,295 @@
+//! The core's own thread. Handles and the event loop send it requests; it
+//! runs them against the [`Core`] one at a time, sends the effects to the
+//! event loop, and flushes the store: at an interval for what came from
+//! the network, and before answering for what the user wrote — whose
+//! gossip is released only then, so nothing is published that a crash
+//! could still lose (a retry would publish it twice).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use protocol::TopicName;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::NodeError;
+use crate::now_ms;
+use crate::store::Store;
+
+use super::{Channel, Core, Effect, PeerRef, SyncTicket, Verdict};
+
+/// Items from the network waiting for the core at most; past this, gossip
+/// is ignored (no penalty) and sync pages wait for the next round, so a
+/// flood cannot grow the queue without bound.
+pub(crate) const MAX_NETWORK_BACKLOG: usize = 8192;
+/// How often limiters forget keys that are back to full.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+type Job = Box<dyn FnOnce(&mut Core) + Send>;
+type WriteJob = Box<dyn FnOnce(&mut Core) -> Box<dyn FnOnce(Result<(), NodeError>) + Send> + Send>;
+
+/// A request to the core.
+pub(crate) enum CoreRequest {
+    /// A gossip message to judge; the verdict goes back with `ticket`.
+    Gossip {
+        ticket: u64,
+        channel: Option<Channel>,
+        data: Vec<u8>,
+        source: PeerRef,
+    },
+    /// Sync the log and these topics with a peer.
+    SyncWith {
+        peer: PeerRef,
+        topics: Vec<TopicName>,
+    },
+    /// A peer's answer to a sync request.
+    SyncResponse {
+        peer: PeerRef,
+        ticket: SyncTicket,
+        bytes: Vec<u8>,
+    },
+    /// A sync request failed.
+    SyncFailed { peer: PeerRef, ticket: SyncTicket },
+    /// A peer's last connection closed.
+    PeerGone(PeerRef),
+    /// Anything a handle asks that is answered at once.
+    Call(Job),
+    /// A local write: answered (and its gossip released) once durable.
+    Write(WriteJob),
+    /// Flush and stop; the store is handed back to be closed once every
+    /// other handle on it is gone.
+    Shutdown(oneshot::Sender<Result<Store, NodeError>>),
+}
+
+impl CoreRequest {
+    fn is_from_network(&self) -> bool {
+        matches!(
+            self,
+            CoreRequest::Gossip { .. }
+                | CoreRequest::SyncResponse { .. }
+                | CoreRequest::SyncWith { .. }
+        )
+    }
+}
+
+/// What the core tells the event loop.
+#[derive(Debug)]
+pub(crate) enum NetInput {
+    /// Carry these out.
+    Effects(Vec<Effect>),
+    /// The verdict on a gossip message.
+    Verdict { ticket: u64, verdict: Verdict },
+}
+
+/// The way to the core's thread; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct CoreLink {
+    tx: std_mpsc::Sender<CoreRequest>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl CoreLink {
+    /// Sends a request from the network; false (nothing sent) when the
+    /// core is too far behind or gone.
+    pub(crate) fn offer(&self, request: CoreRequest) -> bool {
+        if request.is_from_network() {
+            if self.backlog.load(Ordering::Acquire) >= MAX_NETWORK_BACKLOG {
+                return false;
+            }
+            self.backlog.fetch_add(1, Ordering::AcqRel);
+        }
+        self.tx.send(request).is_ok()
+    }
+
+    /// Runs `f` on the core and returns its result.
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |core| {
+            let _ = tx.send(f(core));
+        });
+        self.tx
+            .send(CoreRequest::Call(job))
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Runs a local write on the core; returns once it is on disk (its
+    /// gossip is released then too).
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteJob = Box::new(move |core| {
+            let result = f(core);
+            Box::new(move |durable: Result<(), NodeError>| {
+                let _ = tx.send(durable.and(result));
+            })
+        });
+        self.tx
+            .send(CoreRequest::Write(job))
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Asks the core to flush and stop; returns the store to close.
+    pub(crate) async fn shutdown(&self) -> Result<Store, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(CoreRequest::Shutdown(tx))
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+}
+
+/// Starts the core's thread.
+pub(crate) fn spawn(
+    core: Core,
+    net: mpsc::UnboundedSender<NetInput>,
+    flush_interval: Duration,
+) -> Result<(CoreLink, std::thread::JoinHandle<()>), NodeError> {
+    let (tx, rx) = std_mpsc::channel();
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let link = CoreLink {
+        tx,
+        backlog: Arc::clone(&backlog),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let worker = Worker {
+        core,
+        net,
+        backlog,
+        runtime,
+        flush_interval,
+        interval_flush: Arc::new(AtomicBool::new(false)),
+    };
+    let thread = std::thread::Builder::new()
+        .name("mutual-core".into())
+        .spawn(move || worker.run(rx))
+        .map_err(|e| NodeError::io("starting the core's thread", e))?;
+    Ok((link, thread))
+}
+
+struct Worker {
+    core: Core,
+    net: mpsc::UnboundedSender<NetInput>,
+    backlog: Arc<AtomicUsize>,
+    runtime: tokio::runtime::Handle,
+    flush_interval: Duration,
+    /// Whether an interval flush is running (a slow disk skips ticks
+    /// rather than piling flushes up).
+    interval_flush: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(mut self, rx: std_mpsc::Receiver<CoreRequest>) {
+        let mut next_flush = Instant::now() + self.flush_interval;
+        let mut next_prune = Instant::now() + PRUNE_EVERY;
+        loop {
+            let wait = next_flush.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(CoreRequest::Shutdown(reply)) => {
+                    let flushed = self.core.store.flush().map_err(NodeError::from);
+                    let store = self.core.store.clone();
+                    drop(self);
+                    let _ = reply.send(flushed.map(|()| store));
+                    return;
+                }
+                Ok(request) => self.handle(request),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    if let Err(e) = self.core.store.flush() {
+                        tracing::error!("flushing the store at the end: {e}");
+                    }
+                    return;
+                }
+            }
+            self.core.publish_shared();
+            let now = Instant::now();
+            if now >= next_flush {
+                self.flush_in_background();
+                next_flush = now + self.flush_interval;
+            }
+            if now >= next_prune {
+                self.core.limits.prune();
+                next_prune = now + PRUNE_EVERY;
+            }
+        }
+    }
+
+    fn send_effects(&mut self) {
+        let effects = self.core.take_effects();
+        if !effects.is_empty() {
+            let _ = self.net.send(NetInput::Effects(effects));
+        }
+    }
+
+    fn handle(&mut self, request: CoreRequest) {
+        if request.is_from_network() {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+        }
+        let now = now_ms();
+        match request {
+            CoreRequest::Gossip {
+                ticket,
+                channel,
+                data,
+                source,
+            } => {
+                let verdict = self
+                    .core
+                    .gossip_arrived(channel.as_ref(), &data, &source, now);
+                let _ = self.net.send(NetInput::Verdict { ticket, verdict });
+            }
+            CoreRequest::SyncWith { peer, topics } => self.core.sync_with(peer, topics),
+            CoreRequest::SyncResponse {
+                peer,
+                ticket,
+                bytes,
+            } => self.core.sync_response(&peer, ticket, &bytes, now),
+            CoreRequest::SyncFailed { peer, ticket } => self.core.sync_failed(&peer, ticket),
+            CoreRequest::PeerGone(peer) => self.core.peer_gone(&peer),
+            CoreRequest::Call(job) => job(&mut self.core),
+            CoreRequest::Write(job) => {
+                let answer = job(&mut self.core);
+                // The write's gossip waits for its flush.
+                let effects = self.core.take_effects();
+                let flusher = self.core.store.flusher();
+                let net = self.net.clone();
+                self.runtime.spawn_blocking(move || {
+                    let durable = flusher.flush().map_err(NodeError::from);
+                    if durable.is_ok() && !effects.is_empty() {
+                        let _ = net.send(NetInput::Effects(effects));
+                    }
+                    answer(durable);
+                });
+                return;
+            }
+            CoreRequest::Shutdown(_) => {}
+        }
+        self.send_effects();
+    }
+
+    /// The interval flush, for what arrived from the network: on a blocking
+    /// thread, at most one at a time. A failed flush leaves the store dirty
+    /// and is retried at the next tick.
+    fn flush_in_background(&mut self) {
+        if !(self.core.dirty || self.core.store.is_dirty())
+            || self.interval_flush.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.core.dirty = false;
+        let flusher = self.core.store.flusher();
+        let running = Arc::clone(&self.interval_flush);
+        self.runtime.spawn_blocking(move || {
+            if let Err(e) = flusher.flush() {
+                tracing::error!("flushing the store (will retry): {e}");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+}

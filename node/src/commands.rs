@@ -104,6 +104,7 @@ impl EventLoop {
                 self.sync_all_peers();
                 let _ = r.send(Ok(()));
             }
+            #[cfg(feature = "test-hooks")]
             Command::PublishRaw(topic, bytes, r) => {
                 let hash = libp2p::gossipsub::IdentTopic::new(topic).hash();
                 let result = self

@@ -930,6 +930,7 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
+                #[cfg(feature = "test-hooks")]
                 if self.events.receiver_count() > 0 {
                     self.emit(NodeEvent::GossipReceived {
                         source: message.source.map(|p| p.to_string()),
@@ -943,6 +944,13 @@ impl EventLoop {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                #[cfg(feature = "test-hooks")]
+                if self.events.receiver_count() > 0 {
+                    self.emit(NodeEvent::GossipJudged {
+                        data: message.data.clone(),
+                        verdict: crate::handle::GossipVerdict::from(acceptance),
+                    });
+                }
                 if acceptance == MessageAcceptance::Reject {
                     self.punish_if_needed(propagation_source);
                 }

@@ -51,7 +51,9 @@ pub enum NodeEvent {
         id: String,
     },
     /// A gossip message arrived, as gossipsub decoded it: what the wire
-    /// carried besides the data (for privacy tests and diagnostics).
+    /// carried besides the data (for privacy tests). Test hook: only with
+    /// the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     GossipReceived {
         /// The author field of the gossip message (anonymous mode: none).
         source: Option<String>,
@@ -60,6 +62,17 @@ pub enum NodeEvent {
         /// The message data.
         data: Vec<u8>,
     },
+    /// A gossip message was judged, and gossipsub told of the verdict (so
+    /// it is relayed only if accepted): the proof that the node processed
+    /// a message, which a test's negative check waits for. Test hook: only
+    /// with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
+    GossipJudged {
+        /// The message data.
+        data: Vec<u8>,
+        /// What the node decided.
+        verdict: GossipVerdict,
+    },
     /// A sync session with a peer finished.
     SyncDone {
         /// Peer id.
@@ -67,6 +80,33 @@ pub enum NodeEvent {
         /// Items received in that session.
         received: u64,
     },
+}
+
+/// What a node decided about a gossip message (gossipsub's validation
+/// result). Test hook: only with the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Valid and new to this node: kept and relayed.
+    Accept,
+    /// Invalid (bad signature, malformed, wrong topic, forbidden): dropped,
+    /// and the sender's gossip score is lowered.
+    Reject,
+    /// Valid but not kept (a duplicate, or refused without blame): dropped
+    /// without penalty.
+    Ignore,
+}
+
+#[cfg(feature = "test-hooks")]
+impl From<libp2p::gossipsub::MessageAcceptance> for GossipVerdict {
+    fn from(acceptance: libp2p::gossipsub::MessageAcceptance) -> Self {
+        use libp2p::gossipsub::MessageAcceptance;
+        match acceptance {
+            MessageAcceptance::Accept => GossipVerdict::Accept,
+            MessageAcceptance::Reject => GossipVerdict::Reject,
+            MessageAcceptance::Ignore => GossipVerdict::Ignore,
+        }
+    }
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -98,6 +138,7 @@ pub(crate) enum Command {
     Import(protocol::Message, Reply<bool>),
     ImportMany(Vec<protocol::Message>, Reply<ImportReport>),
     CutOff(String, bool, Reply<()>),
+    #[cfg(feature = "test-hooks")]
     PublishRaw(String, Vec<u8>, Reply<()>),
     Shutdown(Reply<()>),
 }
@@ -243,9 +284,10 @@ impl NodeHandle {
         self.ask(Command::SyncNow).await
     }
 
-    /// Gossips raw bytes on a gossip topic string without any check: only
-    /// for tests that play a hostile peer.
-    #[doc(hidden)]
+    /// Gossips raw bytes on a gossip topic string without any check: for
+    /// tests that play a hostile peer. Test hook: only with the
+    /// `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub async fn publish_raw(&self, gossip_topic: &str, bytes: Vec<u8>) -> Result<(), NodeError> {
         let topic = gossip_topic.to_string();
         self.ask(|r| Command::PublishRaw(topic, bytes, r)).await

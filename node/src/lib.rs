@@ -35,6 +35,8 @@ pub use config::NodeConfig;
 pub use datadir::DataDir;
 pub use error::NodeError;
 pub use gossip_stats::GossipStats;
+#[cfg(feature = "test-hooks")]
+pub use handle::GossipVerdict;
 pub use handle::{ImportReport, NodeEvent, NodeHandle, ReadQuery};
 pub use ingest::{AUTHOR_BURST, AUTHOR_GOSSIP_PER_MINUTE, AUTHOR_POSTS_PER_MINUTE};
 pub use manifest_fetch::fetch_manifest;

@@ -2,6 +2,8 @@
 //! through range-based reconciliation, with the moderation log first.
 
 use mutual_tests::{start, start_bulk, topic, wait_until, TestNet, DEADLINE};
+use node::api::PostView;
+use node::NodeEvent;
 use protocol::moderation::{ModActionKind, Scope};
 use protocol::post::Draft;
 use std::time::Duration;
@@ -172,6 +174,7 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
     for n in [&admin, &troll, &away] {
         n.handle.join(topic("t")).await?;
     }
+    let away_peer = away.handle.id().await?.peer_id;
     let away_dir = away.stop().await;
     for i in 0..20 {
         troll
@@ -179,7 +182,8 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
             .publish(topic("t"), draft(format!("nasty {i}")))
             .await?;
     }
-    let troll_key = troll.handle.id().await?.author.parse()?;
+    let troll_id = troll.handle.id().await?;
+    let troll_key: protocol::PublicKey = troll_id.author.parse()?;
     admin
         .handle
         .publish(topic("t"), draft("welcome".into()))
@@ -188,8 +192,13 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
         admin.count("t").await == 21
     })
     .await?;
-    // The admin keeps a copy of nothing after the block; but the troll's
-    // own node still serves its posts to anyone who syncs with it.
+    // The troll's node never hears of the block (as a modified client
+    // would not): it keeps its posts and serves them to whoever syncs. It
+    // lets the returning node in only when the test says so.
+    let admin_peer = admin.handle.id().await?.peer_id;
+    troll.handle.cut_off(&admin_peer, true).await?;
+    admin.handle.cut_off(&troll_id.peer_id, true).await?;
+    troll.handle.cut_off(&away_peer, true).await?;
     admin
         .handle
         .moderate(ModActionKind::Block {
@@ -202,7 +211,10 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
         admin.count("t").await == 1
     })
     .await?;
-    let away = start(away_dir, &[&troll.addr, &admin.addr]).await?;
+    assert_eq!(troll.count("t").await, 21, "the troll still has its posts");
+    // The returning node meets the admin first and learns of the block…
+    let away = start(away_dir, &[&admin.addr]).await?;
+    let mut events = away.handle.subscribe();
     wait_until(DEADLINE, "the block reaches the returning node", || async {
         away.handle
             .mod_list()
@@ -211,25 +223,54 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
             .unwrap_or(false)
     })
     .await?;
-    wait_until(
-        DEADLINE,
-        "the returning node has the welcome post",
-        || async { away.count("t").await == 1 },
-    )
-    .await?;
-    away.handle.sync_now().await?;
-    wait_until(DEADLINE, "another sync round", || async {
-        away.handle
+    // …then the troll, who offers its posts by sync.
+    troll.handle.cut_off(&away_peer, false).await?;
+    away.handle.connect(&troll.addr).await?;
+    // Joining again queues a sync of t with every connected peer (after the
+    // community log, one session at a time): once no session is running,
+    // t has been reconciled with the troll.
+    away.handle.join(topic("t")).await?;
+    wait_until(DEADLINE, "the sync sessions to end", || async {
+        let idle = away
+            .handle
             .status()
             .await
-            .map(|s| s.sync.completed_sessions >= 6)
-            .unwrap_or(false)
+            .is_ok_and(|s| s.sync.active_sessions == 0);
+        let with_troll = away
+            .handle
+            .peers()
+            .await
+            .is_ok_and(|ps| ps.iter().any(|p| p.peer_id == troll_id.peer_id));
+        idle && with_troll
     })
     .await?;
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    let with_troll = seen
+        .iter()
+        .filter(|e| matches!(e, NodeEvent::SyncDone { peer, .. } if *peer == troll_id.peer_id))
+        .count();
+    assert!(
+        with_troll >= 2,
+        "sessions with the troll: the community log and t ({with_troll})"
+    );
+    let stored: Vec<&PostView> = seen
+        .iter()
+        .filter_map(|e| match e {
+            NodeEvent::PostStored(p) if p.author == troll_id.author => Some(&**p),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        stored.is_empty(),
+        "posts of the blocked author were stored: {stored:?}"
+    );
     assert_eq!(
         away.count("t").await,
         1,
-        "no post of the blocked author was stored"
+        "no post of the blocked author is held"
     );
     Ok(())
 }

@@ -176,6 +176,8 @@ pub struct Daemon {
     pub port: u16,
     /// Its peer id.
     pub peer_id: String,
+    /// Its author key.
+    pub key: String,
     /// Where its log (stderr) goes.
     pub log: PathBuf,
 }
@@ -219,6 +221,7 @@ impl Daemon {
             addr: String::new(),
             port: 0,
             peer_id: String::new(),
+            key: String::new(),
             log,
         };
         let mut id = Value::Null;
@@ -240,6 +243,7 @@ impl Daemon {
             bail!("mutual run exited early ({status}): {}", daemon.log_text());
         }
         daemon.peer_id = id["peer_id"].as_str().context("peer_id")?.to_string();
+        daemon.key = id["author"].as_str().context("author")?.to_string();
         let tcp = id["listen_addrs"]
             .as_array()
             .context("listen_addrs")?
@@ -264,6 +268,37 @@ impl Daemon {
     /// What it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `mutual peers` lists at least one connected peer.
+    pub fn wait_for_peers(&self) -> Result<()> {
+        wait_until(COMMAND_TIMEOUT, "a peer connection", || {
+            json(&self.dir, &["peers"]).is_ok_and(|p| p.as_array().is_some_and(|p| !p.is_empty()))
+        })
+    }
+
+    /// Stops it with SIGTERM and waits for a clean stop: exit status 0 and
+    /// its control socket removed.
+    pub fn terminate(mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -TERM failed: {status}");
+        }
+        let mut exit = None;
+        wait_until(COMMAND_TIMEOUT, "the daemon to exit after SIGTERM", || {
+            exit = self.child.try_wait().ok().flatten();
+            exit.is_some()
+        })?;
+        if !exit.is_some_and(|s| s.success()) {
+            bail!("exit status after SIGTERM: {exit:?}: {}", self.log_text());
+        }
+        if self.dir.join("mutual.sock").exists() {
+            bail!("the control socket is still there after a clean exit");
+        }
+        Ok(())
     }
 
     /// Connected peers subscribed to the community topic, as `status`

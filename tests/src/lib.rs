@@ -5,9 +5,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use node::{DataDir, NodeConfig, NodeHandle, ReadQuery};
+use node::{DataDir, GossipVerdict, NodeConfig, NodeEvent, NodeHandle, ReadQuery};
 use protocol::{SignedManifest, TopicName};
 use tempfile::TempDir;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 pub mod daemon;
 pub mod natnet;
@@ -36,6 +37,107 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Reads `events` (subscribed before the cause, so nothing is missed) until
+/// `pick` recognises one, for at most `deadline`; every event read is
+/// appended to `seen`. Fails if events were dropped (the reader lagged)
+/// rather than risk having missed the awaited one.
+pub async fn next_event<T>(
+    events: &mut broadcast::Receiver<NodeEvent>,
+    deadline: Duration,
+    what: &str,
+    seen: &mut Vec<NodeEvent>,
+    pick: impl FnMut(&NodeEvent) -> Option<T>,
+) -> anyhow::Result<T> {
+    let until = tokio::time::Instant::now() + deadline;
+    match event_until(events, until, what, seen, pick).await? {
+        Some(v) => Ok(v),
+        None => anyhow::bail!("timed out after {deadline:?} waiting for {what}"),
+    }
+}
+
+/// [`next_event`] until the instant `until`: `None` if it passed first.
+async fn event_until<T>(
+    events: &mut broadcast::Receiver<NodeEvent>,
+    until: tokio::time::Instant,
+    what: &str,
+    seen: &mut Vec<NodeEvent>,
+    mut pick: impl FnMut(&NodeEvent) -> Option<T>,
+) -> anyhow::Result<Option<T>> {
+    loop {
+        match tokio::time::timeout_at(until, events.recv()).await {
+            Err(_) => return Ok(None),
+            Ok(Err(RecvError::Lagged(n))) => {
+                anyhow::bail!("missed {n} node events while waiting for {what}")
+            }
+            Ok(Err(RecvError::Closed)) => anyhow::bail!("the node stopped before {what}"),
+            Ok(Ok(event)) => {
+                let picked = pick(&event);
+                seen.push(event);
+                if picked.is_some() {
+                    return Ok(picked);
+                }
+            }
+        }
+    }
+}
+
+/// The verdict in `event` if it is the judgement of gossip message `data`.
+pub fn judged(event: &NodeEvent, data: &[u8]) -> Option<GossipVerdict> {
+    match event {
+        NodeEvent::GossipJudged { data: d, verdict } if d == data => Some(*verdict),
+        _ => None,
+    }
+}
+
+/// A message gossiped until a node judged it (see [`gossip_until_judged`]).
+pub struct Judged {
+    /// Which of the messages made was judged first (`make`'s argument).
+    pub index: usize,
+    /// Its bytes.
+    pub data: Vec<u8>,
+    /// The receiving node's verdict.
+    pub verdict: GossipVerdict,
+}
+
+/// Has `sender` gossip the raw bytes `make(i)` on `gossip_topic` (as any
+/// peer, honest or not, can), a new message every second, until the node
+/// whose `events` these are has judged one of them (at most [`DEADLINE`]).
+/// Proves that gossip from `sender` reaches that node, however long the
+/// mesh took to form; every event read is appended to `seen`.
+pub async fn gossip_until_judged(
+    sender: &TestNode,
+    gossip_topic: &str,
+    events: &mut broadcast::Receiver<NodeEvent>,
+    seen: &mut Vec<NodeEvent>,
+    mut make: impl FnMut(usize) -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<Judged> {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut i = 0;
+    while tokio::time::Instant::now() < end {
+        let data = make(i)?;
+        i += 1;
+        // Refused while the sender knows no subscriber yet: tried again.
+        let _ = sender.handle.publish_raw(gossip_topic, data.clone()).await;
+        sent.push(data);
+        let until = end.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        let got = event_until(events, until, "a judgement", seen, |e| {
+            sent.iter()
+                .enumerate()
+                .find_map(|(i, d)| judged(e, d).map(|v| (i, v)))
+        })
+        .await?;
+        if let Some((index, verdict)) = got {
+            return Ok(Judged {
+                index,
+                data: sent.swap_remove(index),
+                verdict,
+            });
+        }
+    }
+    anyhow::bail!("no gossip from the sender was judged within {DEADLINE:?}")
 }
 
 /// A node running in this process.

@@ -3,14 +3,17 @@
 //! control sockets, and every error a person is likely to meet.
 //!
 //! The binary lives in another package (`cli`), so the first test builds
-//! it with `cargo build -p mutual` into this test's own target directory
-//! (a no-op when `cargo test --workspace` has just built it).
+//! it with `cargo build -p mutual` into this test's own target directory:
+//! the production binary, without the node's `test-hooks` feature that
+//! `cargo test --workspace` turns on (so the first run after a workspace
+//! build compiles `mutual-node` and `mutual` once more, a no-op after).
 //! Waiting is always polling a condition with a deadline, never a sleep.
 
 mod support;
 
 use std::path::PathBuf;
 
+use mutual_tests::daemon::LISTEN;
 use serde_json::Value;
 
 use support::*;
@@ -48,7 +51,7 @@ fn offline_errors_are_one_clear_sentence_and_write_nothing() {
         "the invite code was altered or mistyped",
     );
     fails(&home, &["rules"], "belongs to no community");
-    fails(&home, &["run", "--no-mdns"], "belongs to no community");
+    fails(&home, &["run", "--no-upnp"], "belongs to no community");
     assert_eq!(snapshot(&home), before, "nothing was written");
 
     // A directory that is not ours.
@@ -59,7 +62,7 @@ fn offline_errors_are_one_clear_sentence_and_write_nothing() {
     for args in [
         &["init"][..],
         &["topics"],
-        &["run", "--no-mdns"],
+        &["run", "--no-upnp"],
         &["community", "create", "X"],
         &["rules"],
     ] {
@@ -69,7 +72,7 @@ fn offline_errors_are_one_clear_sentence_and_write_nothing() {
 
     // No identity yet.
     let empty = root.path().join("new");
-    fails(&empty, &["run", "--no-mdns"], "run `mutual init` first");
+    fails(&empty, &["run", "--no-upnp"], "run `mutual init` first");
     assert!(!empty.exists(), "nothing was created");
 
     // Bad arguments caught before any node is asked.
@@ -86,16 +89,16 @@ fn errors_from_a_running_node_are_clear_and_change_nothing() {
     init(&admin, "ada");
     init(&member, "kit");
     ok(&admin, &["community", "create", "Circle"]);
-    let a = Daemon::start(&admin, &[]);
+    let a = Daemon::start(&admin, &[]).unwrap();
     let code = ok(&admin, &["invite"]);
     ok(&member, &["community", "join", code.trim()]);
-    let m = Daemon::start(&member, &[]);
-    wait_for_peers(&m);
+    let m = Daemon::start(&member, &[]).unwrap();
+    m.wait_for_peers().unwrap();
 
     // A second node on the same directory is refused.
     fails(
         &admin,
-        &["run", "--listen", LISTEN, "--no-mdns"],
+        &["run", "--listen", LISTEN, "--no-upnp"],
         &format!("a mutual node is already running for {}", admin.display()),
     );
 
@@ -167,7 +170,7 @@ fn errors_from_a_running_node_are_clear_and_change_nothing() {
     );
 
     // A clean stop on SIGTERM removes the socket; then nothing runs.
-    a.terminate();
+    a.terminate().unwrap();
     fails(&admin, &["status"], "no mutual node is running");
     drop(m);
 }
@@ -198,7 +201,7 @@ fn three_daemons_talk_moderate_and_agree() {
     assert_eq!(created["name"], "Quiet Harbour");
     assert!(ok(a_dir, &["rules"]).contains("No diagnoses."));
 
-    let a = Daemon::start(a_dir, &[]);
+    let a = Daemon::start(a_dir, &[]).unwrap();
     let code = ok(a_dir, &["invite"]).trim().to_string();
     assert!(code.starts_with("mutual-invite:"), "{code}");
     // Members join before their first `run`: the invite is all they need.
@@ -207,10 +210,10 @@ fn three_daemons_talk_moderate_and_agree() {
         assert_eq!(joined["community"]["id"], created["id"]);
         assert!(ok(d, &["rules"]).contains("Be kind."));
     }
-    let b = Daemon::start(b_dir, &[]);
-    let c = Daemon::start(c_dir, &[&b.addr]);
+    let b = Daemon::start(b_dir, &[]).unwrap();
+    let c = Daemon::start(c_dir, &[&b.addr]).unwrap();
     for d in [&a, &b, &c] {
-        wait_for_peers(d);
+        d.wait_for_peers().unwrap();
     }
 
     // The admin appoints mo; every node learns it.
@@ -404,6 +407,7 @@ fn the_demo_runs_and_tells_its_story() {
     assert!(stdout.contains("mo blocks kit"), "{stdout}");
     assert!(stdout.contains("late joiner"), "{stdout}");
     assert!(stdout.contains("caught up"), "{stdout}");
+    assert!(stdout.contains("river's node refuses it: "), "{stdout}");
     assert!(
         stdout.contains("kit's forced post is on none of them"),
         "{stdout}"

@@ -60,7 +60,7 @@ fn a_long_rules_invite_is_short_and_joins_wrapped_or_from_stdin() {
     let root = tempfile::tempdir().unwrap();
     let admin = root.path().join("ada");
     let rules = community_with_rules(root.path(), &admin, 15_000);
-    let a = Daemon::start(&admin, &[]);
+    let a = Daemon::start(&admin, &[]).unwrap();
     let code = ok(&admin, &["invite"]).trim().to_string();
     assert!(code.starts_with("mutual-invite:"), "{code}");
     assert!(
@@ -97,8 +97,8 @@ fn a_long_rules_invite_is_short_and_joins_wrapped_or_from_stdin() {
     assert_eq!(community_id(&kit), community_id(&admin));
 
     // Both start with no --bootstrap: the invite's addresses are enough.
-    let m = Daemon::start(&mo, &[]);
-    let k = Daemon::start(&kit, &[]);
+    let m = Daemon::start(&mo, &[]).unwrap();
+    let k = Daemon::start(&kit, &[]).unwrap();
     for d in [&a, &m, &k] {
         ok(&d.dir, &["join", "welcome"]);
     }
@@ -120,7 +120,7 @@ fn bad_codes_are_refused_clearly_and_write_nothing() {
     let root = tempfile::tempdir().unwrap();
     let admin = root.path().join("ada");
     community_with_rules(root.path(), &admin, 100);
-    let a = Daemon::start(&admin, &[]);
+    let a = Daemon::start(&admin, &[]).unwrap();
     let code = ok(&admin, &["invite"]).trim().to_string();
 
     let mo = root.path().join("mo");
@@ -161,7 +161,7 @@ fn bad_codes_are_refused_clearly_and_write_nothing() {
     let other = root.path().join("other");
     init(&other, "eve");
     ok(&other, &["community", "create", "Elsewhere"]);
-    let o = Daemon::start(&other, &[]);
+    let o = Daemon::start(&other, &[]).unwrap();
     let mut addr: Multiaddr = o.addr.parse().unwrap();
     let Some(Protocol::P2p(peer)) = addr.pop() else {
         panic!("the daemon's address ends with its peer id")
@@ -195,12 +195,12 @@ fn an_invite_whose_inviter_is_offline_says_so() {
     let root = tempfile::tempdir().unwrap();
     let admin = root.path().join("ada");
     community_with_rules(root.path(), &admin, 100);
-    let a = Daemon::start(&admin, &[]);
+    let a = Daemon::start(&admin, &[]).unwrap();
     let code = ok(&admin, &["invite"]).trim().to_string();
     let invite = SignedInvite::decode(&code, now()).unwrap().content;
     let peer = invite.peer.as_deref().map(PeerId::from_bytes);
     assert!(matches!(peer, Some(Ok(_))), "the code names the peer");
-    a.terminate();
+    a.terminate().unwrap();
 
     let mo = root.path().join("mo");
     init(&mo, "mo");

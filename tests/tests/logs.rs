@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use mutual_tests::{start, topic, wait_until, TestNet, DEADLINE};
+use mutual_tests::{gossip_until_judged, start, topic, wait_until, TestNet, DEADLINE};
 use protocol::moderation::ModActionKind;
 use protocol::post::Draft;
 use tracing_subscriber::fmt::MakeWriter;
@@ -78,24 +78,32 @@ async fn logs_hold_no_bodies_reports_or_keys() -> anyhow::Result<()> {
         })
         .await?;
     // A forged message is rejected and logged at debug: its reason must not
-    // carry the content either.
-    let mut forged = protocol::Post::write(
-        &b.data.identity()?,
-        net.manifest.id(),
-        topic("t"),
-        Draft {
-            body: "forged words".into(),
-            ..Draft::default()
+    // carry the content either. b gossips forged posts (a new one every
+    // second) until a has judged one; only then are the logs read.
+    let b_id = b.data.identity()?;
+    let mut events = a.handle.subscribe();
+    let judged = gossip_until_judged(
+        &b,
+        &topic("t").gossip_topic(&net.manifest.id()),
+        &mut events,
+        &mut Vec::new(),
+        |i| {
+            let mut forged = protocol::Post::write(
+                &b_id,
+                net.manifest.id(),
+                topic("t"),
+                Draft {
+                    body: format!("forged words {i}"),
+                    ..Draft::default()
+                },
+                node::now_ms(),
+            )?;
+            forged.content.body = format!("tampered confession {i}");
+            Ok(protocol::Message::Post(forged).encode())
         },
-        node::now_ms(),
-    )?;
-    forged.content.body = "tampered confession".into();
-    b.handle
-        .publish_raw(
-            &topic("t").gossip_topic(&net.manifest.id()),
-            protocol::Message::Post(forged).encode(),
-        )
-        .await?;
+    )
+    .await?;
+    assert_eq!(judged.verdict, node::GossipVerdict::Reject);
     let secrets: Vec<String> = [&net.admin, &b.data]
         .iter()
         .map(|d| d.identity().map(|i| hex(&i.secret.to_bytes())))

@@ -1,7 +1,8 @@
 //! Issue 6: an admin appoints moderators, moderators act, and every node
 //! enforces the same signed decisions, including nodes that were offline.
 
-use mutual_tests::{start, topic, wait_until, TestNet, TestNode, DEADLINE};
+use mutual_tests::{gossip_until_judged, start, topic, wait_until, TestNet, TestNode, DEADLINE};
+use node::GossipVerdict;
 use protocol::moderation::{ModActionKind, Scope};
 use protocol::post::Draft;
 use protocol::topic::community_gossip_topic;
@@ -76,11 +77,60 @@ async fn a_block_is_enforced_on_every_node_and_on_late_joiners() -> anyhow::Resu
         .await?;
         assert_eq!(n.count("u").await, 5, "posts outside the scope stay");
     }
-    // The blocked author's own node keeps publishing: nothing arrives.
-    let after = troll
+    // The blocked author's own node enforces the block too, and refuses
+    // to publish for them.
+    wait_until(
+        DEADLINE,
+        "the troll's own node deleted its posts in t",
+        || async { troll.count("t").await == 1 },
+    )
+    .await?;
+    let refused = troll
         .handle
         .publish(topic("t"), draft("still shouting"))
         .await;
+    assert!(
+        refused.is_err(),
+        "the blocked author's own node refuses: {refused:?}"
+    );
+    // A modified client signs and gossips the post anyway. The troll is cut
+    // off from all but node 3 (the line's end), its one way in: node 3
+    // refuses the post, so it goes no further.
+    let mut others = Vec::new();
+    for n in &nodes[..3] {
+        let peer = n.handle.id().await?.peer_id;
+        troll.handle.cut_off(&peer, true).await?;
+        others.push(peer);
+    }
+    wait_until(DEADLINE, "the troll connected to node 3 alone", || async {
+        troll
+            .handle
+            .peers()
+            .await
+            .is_ok_and(|ps| ps.iter().all(|p| !others.contains(&p.peer_id)))
+    })
+    .await?;
+    let gossip_topic = topic("t").gossip_topic(&net.manifest.id());
+    let troll_id = troll.data.identity()?;
+    let mut forced = Vec::new();
+    let mut events = nodes[3].handle.subscribe();
+    let judged = gossip_until_judged(troll, &gossip_topic, &mut events, &mut Vec::new(), |i| {
+        let p = protocol::Post::write(
+            &troll_id,
+            net.manifest.id(),
+            topic("t"),
+            draft(&format!("still shouting {i}")),
+            node::now_ms(),
+        )?;
+        forced.push(p.id().to_string());
+        Ok(Message::Post(p).encode())
+    })
+    .await?;
+    assert_ne!(
+        judged.verdict,
+        GossipVerdict::Accept,
+        "a blocked author's post"
+    );
     let fine = nodes[3]
         .handle
         .publish(topic("t"), draft("after the block"))
@@ -90,9 +140,11 @@ async fn a_block_is_enforced_on_every_node_and_on_late_joiners() -> anyhow::Resu
             n.ids("t").await.contains(&fine.to_string())
         })
         .await?;
-        if let Ok(id) = &after {
-            assert!(!n.ids("t").await.contains(&id.to_string()));
-        }
+        let ids = n.ids("t").await;
+        assert!(
+            forced.iter().all(|f| !ids.contains(f)),
+            "a forced post stored"
+        );
         assert_eq!(n.count("t").await, 2);
     }
     // A sixth node joins afterwards, bootstrapped from the troll itself.

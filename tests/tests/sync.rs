@@ -2,6 +2,8 @@
 //! through range-based reconciliation, with the moderation log first.
 
 use mutual_tests::{start, start_bulk, topic, wait_until, TestNet, DEADLINE};
+use node::api::PostView;
+use node::NodeEvent;
 use protocol::moderation::{ModActionKind, Scope};
 use protocol::post::Draft;
 use std::time::Duration;
@@ -163,37 +165,42 @@ async fn agreeing_nodes_reconcile_in_few_round_trips_and_send_no_post() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> anyhow::Result<()> {
+    use protocol::{Message, Post};
     let mut net = TestNet::new()?;
     let admin = start(net.admin.clone(), &[]).await?;
-    let troll_dir = net.member("troll")?;
-    let troll = start(troll_dir, &[&admin.addr]).await?;
-    let away_dir = net.member("away")?;
-    let away = start(away_dir, &[&admin.addr]).await?;
-    for n in [&admin, &troll, &away] {
+    let away = start(net.member("away")?, &[&admin.addr]).await?;
+    for n in [&admin, &away] {
         n.handle.join(topic("t")).await?;
     }
     let away_dir = away.stop().await;
+    // While one member is away, a troll posts 20 times…
+    let troll = net.member("troll")?.identity()?;
+    let mut troll_posts = std::collections::BTreeMap::new();
     for i in 0..20 {
-        troll
-            .handle
-            .publish(topic("t"), draft(format!("nasty {i}")))
-            .await?;
+        let p = Post::write(
+            &troll,
+            net.manifest.id(),
+            topic("t"),
+            draft(format!("nasty {i}")),
+            node::now_ms(),
+        )?;
+        let key = protocol::sync::ItemKey {
+            created_at: p.content.created_at,
+            id: p.id().0,
+        };
+        let bytes = Message::Post(p.clone()).encode();
+        assert!(admin.handle.import(Message::Post(p)).await?, "stored");
+        troll_posts.insert(key, bytes);
     }
-    let troll_key = troll.handle.id().await?.author.parse()?;
     admin
         .handle
         .publish(topic("t"), draft("welcome".into()))
         .await?;
-    wait_until(DEADLINE, "admin has the troll's posts", || async {
-        admin.count("t").await == 21
-    })
-    .await?;
-    // The admin keeps a copy of nothing after the block; but the troll's
-    // own node still serves its posts to anyone who syncs with it.
+    // …and is blocked.
     admin
         .handle
         .moderate(ModActionKind::Block {
-            author: troll_key,
+            author: troll.public(),
             scope: Scope::Community,
             reason: "harassment".into(),
         })
@@ -202,7 +209,12 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
         admin.count("t").await == 1
     })
     .await?;
-    let away = start(away_dir, &[&troll.addr, &admin.addr]).await?;
+    // The troll's own modified node never applies the block: it serves all
+    // 20 posts to whoever syncs topic t with it.
+    let troll_node = hostile_sync::start(topic("t"), troll_posts).await?;
+    // The returning member meets the admin first and learns of the block…
+    let away = start(away_dir, &[&admin.addr]).await?;
+    let mut events = away.handle.subscribe();
     wait_until(DEADLINE, "the block reaches the returning node", || async {
         away.handle
             .mod_list()
@@ -211,25 +223,235 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
             .unwrap_or(false)
     })
     .await?;
+    // …then the troll's node. Joining again queues a sync of t with every
+    // connected peer (after the community log, one session at a time).
+    away.handle.connect(&troll_node.addr).await?;
+    away.handle.join(topic("t")).await?;
+    // Proof it was processed: the troll's node served its posts, and then
+    // no session is running any more (the one that received them ended).
     wait_until(
         DEADLINE,
-        "the returning node has the welcome post",
-        || async { away.count("t").await == 1 },
+        "the posts offered and the sessions ended",
+        || async {
+            let offered = troll_node.served() >= 20;
+            let idle = away
+                .handle
+                .status()
+                .await
+                .is_ok_and(|s| s.sync.active_sessions == 0);
+            offered && idle
+        },
     )
     .await?;
-    away.handle.sync_now().await?;
-    wait_until(DEADLINE, "another sync round", || async {
-        away.handle
-            .status()
-            .await
-            .map(|s| s.sync.completed_sessions >= 6)
-            .unwrap_or(false)
-    })
-    .await?;
-    assert_eq!(
-        away.count("t").await,
-        1,
-        "no post of the blocked author was stored"
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    let sessions = seen
+        .iter()
+        .filter(|e| matches!(e, NodeEvent::SyncDone { peer, .. } if *peer == troll_node.peer_id))
+        .count();
+    assert!(
+        sessions >= 2,
+        "sessions with the troll's node: the community log and t ({sessions})"
     );
+    let author = troll.public().to_string();
+    let stored: Vec<&PostView> = seen
+        .iter()
+        .filter_map(|e| match e {
+            NodeEvent::PostStored(p) if p.author == author => Some(&**p),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        stored.is_empty(),
+        "posts of the blocked author were stored: {stored:?}"
+    );
+    assert_eq!(away.count("t").await, 1, "only the welcome post");
     Ok(())
+}
+
+/// A peer that answers `/mutual/sync/1` requests from a fixed set of items
+/// and applies no rule: a member's modified node, as a hostile test needs.
+mod hostile_sync {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::StreamProtocol;
+    use protocol::sync::{ItemKey, SyncRequest, SyncScope};
+    use protocol::wire::{self, MAX_SYNC_FRAME_BYTES};
+    use protocol::TopicName;
+
+    /// The running peer; stops when dropped.
+    pub(crate) struct SyncPeer {
+        /// A dialable address with `/p2p/<peer id>`.
+        pub(crate) addr: String,
+        /// Its peer id.
+        pub(crate) peer_id: String,
+        served: Arc<AtomicUsize>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl SyncPeer {
+        /// Items of the topic sent so far.
+        pub(crate) fn served(&self) -> usize {
+            self.served.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for SyncPeer {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// Listens on 127.0.0.1; serves `items` for `topic`, nothing else.
+    pub(crate) async fn start(
+        topic: TopicName,
+        items: BTreeMap<ItemKey, Vec<u8>>,
+    ) -> anyhow::Result<SyncPeer> {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )?
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    Frames,
+                    [(StreamProtocol::new("/mutual/sync/1"), ProtocolSupport::Full)],
+                    request_response::Config::default(),
+                )
+            })?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        let peer_id = swarm.local_peer_id().to_string();
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        let task = tokio::spawn(async move {
+            let none = BTreeMap::new();
+            loop {
+                let SwarmEvent::Behaviour(request_response::Event::Message {
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                }) = swarm.select_next_some().await
+                else {
+                    continue;
+                };
+                let Ok(request) =
+                    wire::decode_versioned::<SyncRequest>(&request, MAX_SYNC_FRAME_BYTES)
+                else {
+                    continue;
+                };
+                let set = match &request.scope {
+                    SyncScope::Topic(t) if *t == topic => &items,
+                    _ => &none,
+                };
+                let response = protocol::sync::respond(&request, set, set);
+                if set.len() == items.len() {
+                    count.fetch_add(response.items.len(), Ordering::SeqCst);
+                }
+                let _ = swarm
+                    .behaviour_mut()
+                    .send_response(channel, wire::encode_versioned(&response));
+            }
+        });
+        Ok(SyncPeer {
+            addr: format!("{addr}/p2p/{peer_id}"),
+            peer_id,
+            served,
+            task,
+        })
+    }
+
+    /// The framing of `/mutual/sync/1`: a 4-byte big-endian length, then
+    /// the bytes.
+    #[derive(Clone, Copy, Default)]
+    struct Frames;
+
+    async fn read<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_SYNC_FRAME_BYTES {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+        let mut buf = vec![0u8; len];
+        io.read_exact(&mut buf).await?;
+        Ok(buf)
+    }
+
+    async fn write<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
+        let len = u32::try_from(bytes.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        io.write_all(&len.to_be_bytes()).await?;
+        io.write_all(bytes).await?;
+        io.close().await
+    }
+
+    impl request_response::Codec for Frames {
+        type Protocol = StreamProtocol;
+        type Request = Vec<u8>;
+        type Response = Vec<u8>;
+
+        async fn read_request<T>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+        ) -> std::io::Result<Vec<u8>>
+        where
+            T: AsyncRead + Unpin + Send,
+        {
+            read(io).await
+        }
+
+        async fn read_response<T>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+        ) -> std::io::Result<Vec<u8>>
+        where
+            T: AsyncRead + Unpin + Send,
+        {
+            read(io).await
+        }
+
+        async fn write_request<T>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+            request: Vec<u8>,
+        ) -> std::io::Result<()>
+        where
+            T: AsyncWrite + Unpin + Send,
+        {
+            write(io, &request).await
+        }
+
+        async fn write_response<T>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+            response: Vec<u8>,
+        ) -> std::io::Result<()>
+        where
+            T: AsyncWrite + Unpin + Send,
+        {
+            write(io, &response).await
+        }
+    }
 }

@@ -378,6 +378,14 @@ impl EventLoop {
     }
 
     fn moderate(&mut self, kind: ModActionKind) -> Result<ActionId, NodeError> {
+        // A revocation counts the moderator's actions this node holds.
+        let kind = match kind {
+            ModActionKind::RevokeModerator { key, .. } => ModActionKind::RevokeModerator {
+                key,
+                upto_seq: self.moderation.highest_seq(&key),
+            },
+            other => other,
+        };
         let me = self.identity.public();
         let now = now_ms();
         if kind.admin_only() {

@@ -311,6 +311,8 @@ fn work_hash(input: &mut [u8; WORK_INPUT_BYTES], nonce: u64) -> [u8; 32] {
     *blake3::hash(input).as_bytes()
 }
 
+/// Leading zero bits of a hash, first byte first, most significant bit
+/// first.
 fn leading_zero_bits(hash: &[u8; 32]) -> u32 {
     let mut bits = 0;
     for byte in hash {

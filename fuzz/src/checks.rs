@@ -392,7 +392,10 @@ fn read_kind(r: &mut Recipe<'_>) -> ModActionKind {
     };
     match r.byte() % 8 {
         0 => ModActionKind::AppointModerator { key: target(r) },
-        1 => ModActionKind::RevokeModerator { key: target(r) },
+        1 => ModActionKind::RevokeModerator {
+            key: target(r),
+            upto_seq: if r.flag() { Some(r.u64()) } else { None },
+        },
         2 => ModActionKind::Block {
             author: target(r),
             scope: scope(r),
@@ -480,11 +483,18 @@ pub fn validate_action(data: &[u8]) -> Outcome {
         );
     }
     if let Ok(verified) = &direct {
-        // Alone in a fresh state, an action counts iff the admin signed it.
+        // Alone in a fresh state, an action counts iff the admin signed it
+        // and it is not a block or unblock of the admin (nobody blocks the
+        // admin).
         let admin = pool_key(0).public();
         let mut state = ModerationState::new(setting.community, admin);
         let accepted = state.apply(verified).is_ok();
-        assert_eq!(accepted, verified.signer == admin);
+        let targets_admin = matches!(
+            &verified.kind,
+            ModActionKind::Block { author, .. } | ModActionKind::Unblock { author, .. }
+                if *author == admin
+        );
+        assert_eq!(accepted, verified.signer == admin && !targets_admin);
         let folded = ModerationState::fold(setting.community, admin, [verified]);
         assert_eq!(decided(&state), decided(&folded));
     }

@@ -600,7 +600,12 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             moderate(handle, ModActionKind::AppointModerator { key: key(&k)? }).await
         }
         Request::ModRevoke { key: k } => {
-            moderate(handle, ModActionKind::RevokeModerator { key: key(&k)? }).await
+            // `upto_seq` is filled in by the node when it signs.
+            let kind = ModActionKind::RevokeModerator {
+                key: key(&k)?,
+                upto_seq: None,
+            };
+            moderate(handle, kind).await
         }
         Request::ModBlock {
             author,

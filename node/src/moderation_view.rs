@@ -18,7 +18,7 @@ fn scope_text(scope: &Scope) -> String {
 fn describe(kind: &ModActionKind) -> (String, Option<String>) {
     match kind {
         ModActionKind::AppointModerator { key } => (format!("appointed moderator {key}"), None),
-        ModActionKind::RevokeModerator { key } => (format!("revoked moderator {key}"), None),
+        ModActionKind::RevokeModerator { key, .. } => (format!("revoked moderator {key}"), None),
         ModActionKind::Block {
             author,
             scope,

@@ -47,4 +47,13 @@ pub enum ValidationError {
     /// A report carries no sealed copy for any reader.
     #[error("report has no recipients")]
     NoRecipients,
+    /// A report without enough proof of work: a flood, or a client that
+    /// does not seal reports as this version does.
+    #[error("not enough work: a report needs a proof of work of {required} leading zero bits, this one has {bits}; seal it with an up-to-date mutual")]
+    NotEnoughWork {
+        /// Leading zero bits of the report's work hash.
+        bits: u32,
+        /// [`crate::report::REPORT_WORK_BITS`].
+        required: u32,
+    },
 }

@@ -46,10 +46,19 @@ pub enum ModActionKind {
         /// The new moderator.
         key: PublicKey,
     },
-    /// Admin only: `key` is no longer a moderator.
+    /// Admin only: `key` is no longer a moderator. Final: nothing `key`
+    /// signs afterwards counts, however they date it.
     RevokeModerator {
         /// The former moderator.
         key: PublicKey,
+        /// The highest `seq` of `key`'s actions the admin's node held when
+        /// revoking ([`crate::ModerationState::highest_seq`]), `None` if it
+        /// held none. Of the appointment period this revocation ends, only
+        /// `key`'s actions numbered up to it count: `seq` is a per-signer
+        /// counter that honest nodes persist and increase, so an action
+        /// signed after the revocation and dated before it has a greater
+        /// number (or reuses one, and then neither counts).
+        upto_seq: Option<u64>,
     },
     /// Block an author in a scope: their posts there are deleted and refused.
     Block {
@@ -119,8 +128,10 @@ pub struct ModAction {
     pub signer: PublicKey,
     /// The signer's pseudonym, shown in the public moderation log.
     pub signer_name: Option<String>,
-    /// The signer's own counter, increasing with each action; breaks ties
-    /// between actions of one signer made in the same millisecond.
+    /// The signer's own counter, increasing with each action (honest nodes
+    /// persist it and never reuse a number): breaks ties between actions of
+    /// one signer made in the same millisecond, and tells which actions a
+    /// revocation counts (`RevokeModerator::upto_seq`).
     pub seq: u64,
     /// When, ms since the Unix epoch.
     pub created_at: u64,

@@ -2,6 +2,13 @@
 //! the reporter and then sealed (X25519 sealed box, keys derived from the
 //! moderators' Ed25519 keys) once per moderator, so the nodes that relay and
 //! store it learn only that a report exists, not what it says or who sent it.
+//!
+//! A sealed report has no outer signature (that would name the reporter),
+//! so what admits it to every node's log must be a property of the message
+//! itself: a small proof of work ([`REPORT_WORK_BITS`]) that makes a flood
+//! of reports cost the flooder far more than the nodes that check it.
+
+use std::collections::BTreeSet;
 
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -18,6 +25,17 @@ use crate::MAX_REASON_BYTES;
 pub const MAX_REPORT_RECIPIENTS: usize = 32;
 /// Largest sealed copy: a signed report body plus the sealed box overhead.
 pub const MAX_SEALED_COPY_BYTES: usize = 2048;
+/// Leading zero bits the proof of work of a report must have: about two
+/// million hashes on average, a fraction of a second for a person reporting
+/// once (ARCHITECTURE.md has the measured figure), about two core-days for
+/// a million junk reports; checking it is one hash.
+pub const REPORT_WORK_BITS: u32 = 21;
+/// How long a report is kept and relayed after its `created_at`: long
+/// enough for a moderator on holiday to read it, short enough that the log
+/// does not grow with every report ever made.
+pub const REPORT_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Domain tag of the proof of work, so the hash can serve no other use.
+const WORK_DOMAIN: &str = "mutual/v1/report-work";
 
 /// What the reporter says, readable by moderators only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +91,9 @@ pub struct SealedReport {
     pub created_at: u64,
     /// One sealed copy per moderator.
     pub copies: Vec<SealedCopy>,
+    /// The proof of work: any value that gives the work hash at least
+    /// [`REPORT_WORK_BITS`] leading zero bits (see [`SealedReport::work_bits`]).
+    pub nonce: u64,
 }
 
 /// A sealed report whose outer rules were checked.
@@ -133,11 +154,14 @@ impl SealedReport {
         if copies.is_empty() {
             return Err(ValidationError::NoRecipients);
         }
-        Ok(SealedReport {
+        let mut report = SealedReport {
             community,
             created_at: now_ms,
             copies,
-        })
+            nonce: 0,
+        };
+        report.prove_work();
+        Ok(report)
     }
 
     /// The report's id: BLAKE3 of its canonical encoding.
@@ -145,7 +169,69 @@ impl SealedReport {
         ActionId::of_bytes(&wire::encode(self))
     }
 
-    /// Checks what a relaying node can check: community, time, sizes.
+    /// The first bytes of every work hash of this report: the domain tag
+    /// and the hash of everything but the nonce, so one attempt hashes a
+    /// single 64-byte block whatever the report's size.
+    fn work_prefix(&self) -> [u8; WORK_INPUT_BYTES] {
+        let content = wire::encode(&(&self.community, self.created_at, &self.copies));
+        let hash = blake3::hash(&content);
+        let mut input = [0u8; WORK_INPUT_BYTES];
+        let head = WORK_DOMAIN
+            .as_bytes()
+            .iter()
+            .chain(&[0])
+            .chain(hash.as_bytes());
+        for (slot, byte) in input.iter_mut().zip(head) {
+            *slot = *byte;
+        }
+        input
+    }
+
+    /// Leading zero bits of this report's work hash:
+    /// BLAKE3(`"mutual/v1/report-work"`, 0, BLAKE3(encoding of community,
+    /// created_at and copies), nonce as 8 bytes little-endian).
+    pub fn work_bits(&self) -> u32 {
+        let mut input = self.work_prefix();
+        leading_zero_bits(&work_hash(&mut input, self.nonce))
+    }
+
+    /// Sets [`nonce`](Self::nonce) to the first value with enough work.
+    /// [`seal`](Self::seal) does it; public for tools that build a report
+    /// by hand. It must be called again after any other field changes.
+    pub fn prove_work(&mut self) {
+        let mut input = self.work_prefix();
+        let mut nonce = 0u64;
+        // Each attempt succeeds with probability 2^-REPORT_WORK_BITS; the
+        // loop ends long before the nonces run out.
+        while leading_zero_bits(&work_hash(&mut input, nonce)) < REPORT_WORK_BITS {
+            nonce = nonce.wrapping_add(1);
+        }
+        self.nonce = nonce;
+    }
+
+    /// Whether the report is older than [`REPORT_TTL_MS`] at `now_ms`: the
+    /// node stops storing and relaying it then (a property of the report
+    /// and the clock alone, so every node drops it at about the same time).
+    pub fn expired(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.created_at) > REPORT_TTL_MS
+    }
+
+    /// Whether the report is sealed once to each of `recipients` and to no
+    /// one else. The node passes the admin and the current moderators; a
+    /// mismatch depends on what that node knows of appointments, so it
+    /// ignores such a report (no relay) but never penalises its sender.
+    pub fn addressed_exactly_to(&self, recipients: &BTreeSet<PublicKey>) -> bool {
+        self.copies.len() == recipients.len()
+            && self
+                .copies
+                .iter()
+                .map(|c| c.recipient)
+                .collect::<BTreeSet<_>>()
+                == *recipients
+    }
+
+    /// Checks what a relaying node can check: community, time, sizes, and
+    /// last the proof of work.
     pub fn verify(self, ctx: &ValidationContext) -> Result<VerifiedReport, ValidationError> {
         if self.community != ctx.community {
             return Err(ValidationError::WrongCommunity {
@@ -173,6 +259,13 @@ impl SealedReport {
                 field: "sealed report",
                 size: big.ciphertext.len(),
                 limit: MAX_SEALED_COPY_BYTES,
+            });
+        }
+        let bits = self.work_bits();
+        if bits < REPORT_WORK_BITS {
+            return Err(ValidationError::NotEnoughWork {
+                bits,
+                required: REPORT_WORK_BITS,
             });
         }
         let id = self.id();
@@ -204,6 +297,31 @@ impl SealedReport {
         }
         Some(signed.verify(ctx))
     }
+}
+
+/// Bytes hashed by one attempt: the tag, a zero byte, the content hash and
+/// the nonce (62 bytes: one BLAKE3 block).
+const WORK_INPUT_BYTES: usize = WORK_DOMAIN.len() + 1 + 32 + 8;
+
+/// The work hash for `nonce`, written into the nonce bytes of `input`.
+fn work_hash(input: &mut [u8; WORK_INPUT_BYTES], nonce: u64) -> [u8; 32] {
+    if let Some(tail) = input.last_chunk_mut::<8>() {
+        *tail = nonce.to_le_bytes();
+    }
+    *blake3::hash(input).as_bytes()
+}
+
+/// Leading zero bits of a hash, first byte first, most significant bit
+/// first.
+fn leading_zero_bits(hash: &[u8; 32]) -> u32 {
+    let mut bits = 0;
+    for byte in hash {
+        bits += byte.leading_zeros();
+        if *byte != 0 {
+            break;
+        }
+    }
+    bits
 }
 
 #[cfg(test)]
@@ -239,5 +357,127 @@ mod tests {
         assert_eq!(body.reporter, reporter.public());
         assert!(report.open(&bystander.secret, &ctx).is_none());
         assert!(report.clone().verify(&ctx).is_ok());
+    }
+
+    /// An identity from a fixed seed, so that every report (and so every
+    /// work hash) of these tests is the same on every run.
+    fn fixed(seed: u8) -> Identity {
+        Identity {
+            secret: SecretKey::from_bytes(&[seed; 32]),
+            name: None,
+        }
+    }
+
+    fn sealed_to(recipients: &[PublicKey], now_ms: u64) -> SealedReport {
+        use rand::SeedableRng;
+        SealedReport::seal(
+            &fixed(99),
+            CommunityId::of_bytes(b"c"),
+            PostId::of_bytes(b"p"),
+            "spam",
+            recipients,
+            now_ms,
+            &mut rand::rngs::StdRng::seed_from_u64(1),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sealed_report_carries_its_work_and_a_changed_one_does_not() {
+        let ctx = ValidationContext {
+            community: CommunityId::of_bytes(b"c"),
+            now_ms: 10,
+        };
+        let report = sealed_to(&[fixed(1).public()], 10);
+        assert!(report.work_bits() >= REPORT_WORK_BITS);
+        report
+            .clone()
+            .verify(&ctx)
+            .expect("a sealed report verifies");
+
+        // The work covers the time, the copies and the nonce: a report
+        // changed after sealing needs new work (fails with odds 1 - 2^-21;
+        // the seeded generator makes this run deterministic).
+        let mut older = report.clone();
+        older.created_at -= 1;
+        let mut other_nonce = report.clone();
+        other_nonce.nonce += 1;
+        let mut other_copy = report.clone();
+        other_copy.copies[0].ciphertext[0] ^= 1;
+        for changed in [older, other_nonce, other_copy] {
+            let err = changed.clone().verify(&ctx).unwrap_err();
+            assert_eq!(
+                err,
+                ValidationError::NotEnoughWork {
+                    bits: changed.work_bits(),
+                    required: REPORT_WORK_BITS
+                }
+            );
+            assert!(err.to_string().starts_with("not enough work"));
+            // Redoing the work makes it acceptable again.
+            let mut redone = changed;
+            redone.prove_work();
+            assert!(redone.verify(&ctx).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_report_expires_after_its_time_to_live() {
+        let report = sealed_to(&[fixed(1).public()], 1_000);
+        assert!(!report.expired(0), "a clock behind the report");
+        assert!(!report.expired(1_000));
+        assert!(!report.expired(1_000 + REPORT_TTL_MS));
+        assert!(report.expired(1_000 + REPORT_TTL_MS + 1));
+        assert_eq!(REPORT_TTL_MS, 30 * 86_400_000, "30 days");
+    }
+
+    #[test]
+    fn addressed_exactly_to_the_given_keys_and_no_one_else() {
+        let keys: Vec<PublicKey> = (1..4).map(|n| fixed(n).public()).collect();
+        let report = sealed_to(&keys[..2], 1);
+        let set = |ks: &[PublicKey]| ks.iter().copied().collect::<BTreeSet<_>>();
+        assert!(report.addressed_exactly_to(&set(&keys[..2])));
+        assert!(report.addressed_exactly_to(&set(&[keys[1], keys[0]])));
+        assert!(
+            !report.addressed_exactly_to(&set(&keys[..1])),
+            "one too many"
+        );
+        assert!(!report.addressed_exactly_to(&set(&keys)), "one missing");
+        assert!(!report.addressed_exactly_to(&BTreeSet::new()));
+        // Two copies for one key are not "exactly" that key.
+        let twice = sealed_to(&[keys[0], keys[0]], 1);
+        assert_eq!(twice.copies.len(), 2);
+        assert!(!twice.addressed_exactly_to(&set(&keys[..1])));
+    }
+
+    /// How long sealing takes (the proof of work dominates): run it in
+    /// release to see what a person waits when reporting.
+    #[test]
+    #[ignore]
+    fn sealing_time() {
+        let recipients: Vec<PublicKey> = (1..4).map(|n| fixed(n).public()).collect();
+        let runs = 40u64;
+        let mut attempts = 0u64;
+        let mut times: Vec<std::time::Duration> = (0..runs)
+            .map(|i| {
+                let start = std::time::Instant::now();
+                let report = sealed_to(&recipients, 1_000 + i);
+                let took = start.elapsed();
+                assert!(report.work_bits() >= REPORT_WORK_BITS);
+                attempts += report.nonce + 1;
+                took
+            })
+            .collect();
+        times.sort();
+        let total: std::time::Duration = times.iter().sum();
+        println!(
+            "sealing a report to 3 recipients, {REPORT_WORK_BITS} bits, {runs} runs: \
+             mean {:?}, median {:?}, max {:?}; {} hashes on average, {:.0} ns per hash",
+            total / runs as u32,
+            times[times.len() / 2],
+            times[times.len() - 1],
+            attempts / runs,
+            total.as_nanos() as f64 / attempts as f64,
+        );
     }
 }

@@ -10,10 +10,20 @@
 //! 3. A key is a moderator at time `t` iff the latest (by order key
 //!    `(created_at, signer, seq)`, then action id) admin appoint/revoke for
 //!    that key with `created_at <= t` is an appoint.
-//! 4. Any other action is effective iff its signer is the admin or was a
-//!    moderator at the action's `created_at`. An action signed after its
-//!    signer's revocation has no effect; one signed before it keeps its
-//!    effect.
+//! 4. Any other action is effective iff its signer is the admin, or all of:
+//!    - its signer was a moderator at the action's `created_at` (rule 3);
+//!    - revocation is final: if a revocation ended that appointment (the
+//!      signer's first revocation after `created_at`), the action's `seq`
+//!      is at most the revocation's `upto_seq` (`None`: no action counts)
+//!      and no other kept action of the signer has the same `seq`. A
+//!      revoked moderator who dates a new action before their revocation
+//!      must give it a number the admin did not count (it has no effect)
+//!      or one already used (then neither counts: honest nodes never reuse
+//!      a number, so two actions with one number prove a forged date, and
+//!      which of the two is the forgery cannot be told);
+//!    - a block or unblock of a key that was a moderator at the action's
+//!      time counts only if the admin signed it (moderators cannot block
+//!      each other).
 //! 5. For each target — `(author, scope)` for block/unblock, the post for
 //!    hide/unhide, the post for pin/unpin — the effective action with the
 //!    greatest order key `(created_at, signer, seq, action id)` wins (the id
@@ -22,20 +32,28 @@
 //!    `(author, Community)` is a block or the winner for
 //!    `(author, Topic(T))` is a block.
 //! 7. Actions of another community are refused (`WrongCommunity`) and not
-//!    kept. Forged signatures never get here: only [`crate::Signed::verify`]
-//!    makes a [`VerifiedModAction`].
+//!    kept, and so is any block or unblock of the admin, whoever signs it
+//!    (`AdminTarget`: nobody blocks the admin). Forged signatures never get
+//!    here: only [`crate::Signed::verify`] makes a [`VerifiedModAction`].
+//!
+//! Hides are not restricted by author: a hide names only a post id, and
+//! whether that post is the admin's cannot be told from the actions (a
+//! node may not hold the post). A moderator can hide the admin's post; the
+//! admin can unhide it (a later action wins) and revoke the moderator.
 //!
 //! Every action that passes rules 2 and 7 is kept in the state, effective or
 //! not: an appointment that arrives late (but is dated earlier) makes an
-//! earlier-received action effective, and a late revocation makes one
-//! ineffective. On an appoint/revoke the effects are recomputed from the
-//! kept actions, so the incremental [`ModerationState::apply`] always gives
-//! exactly the state [`ModerationState::fold`] gives over the same set.
+//! earlier-received action effective, and a late revocation or a second
+//! action with the same number makes one ineffective. On an appoint/revoke
+//! (or a reused number) the effects are recomputed from the kept actions,
+//! so the incremental [`ModerationState::apply`] always gives exactly the
+//! state [`ModerationState::fold`] gives over the same set.
 //! Kept-but-ineffective actions ("pending") decide nothing: compare
 //! [`ModerationState::decisions`] to ask whether two states decide the same.
 //! All maps are `BTreeMap`s: nothing depends on hash iteration order.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use crate::ids::{ActionId, CommunityId, PostId};
 use crate::keys::PublicKey;
@@ -73,6 +91,101 @@ pub enum ModerationError {
     /// The same action (same id) is already in the state.
     #[error("duplicate: this moderation action is already known")]
     Duplicate,
+    /// A block or unblock of the admin, by anyone: nobody blocks the admin.
+    /// Not kept.
+    #[error("nobody can block the admin: a block or unblock of the community admin has no effect")]
+    AdminTarget,
+    /// Signed by a revoked moderator with a number the revocation did not
+    /// count (rule 4, revocation is final): signed after the revocation,
+    /// whatever its date.
+    /// Kept aside like `NotModerator`.
+    #[error("revoked: {signer}'s action number {seq} is not among the actions the admin counted when revoking them ({}), so it has no effect", counted(*.upto_seq))]
+    Revoked {
+        /// The signer's key fingerprint.
+        signer: String,
+        /// The action's `seq`.
+        seq: u64,
+        /// The revocation's `upto_seq`.
+        upto_seq: Option<u64>,
+    },
+    /// A revoked moderator's action whose number another of their actions
+    /// also has (rule 4, revocation is final): neither counts. Kept, as
+    /// evidence.
+    #[error("reused number: {signer} signed two different actions numbered {seq} and was then revoked; honest nodes never reuse a number, so neither action counts")]
+    Equivocation {
+        /// The signer's key fingerprint.
+        signer: String,
+        /// The number used twice.
+        seq: u64,
+    },
+    /// A moderator blocking or unblocking another moderator (rule 4:
+    /// moderators cannot block each other).
+    /// Kept aside: a revocation dated before it would make it count.
+    #[error("only the admin can block or unblock a moderator: {author} was a moderator at the action's time and {signer} is not the admin")]
+    ModeratorTarget {
+        /// The signer's key fingerprint.
+        signer: String,
+        /// The target's key fingerprint.
+        author: String,
+    },
+}
+
+/// How [`ModerationError::Revoked`] names what the revocation counted.
+fn counted(upto_seq: Option<u64>) -> String {
+    match upto_seq {
+        Some(n) => format!("numbers up to {n}"),
+        None => "none of them".into(),
+    }
+}
+
+/// Why a new action would change nothing, said to the person about to take
+/// it: the node asks [`ModerationState::check_new`] before signing, so the
+/// public log holds no empty actions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoEffect {
+    /// Appoint/revoke by someone other than the admin.
+    #[error("only the community admin can appoint or revoke moderators")]
+    NotAdmin,
+    /// A block, hide or pin by someone who does not moderate now.
+    #[error("you are not a moderator of this community")]
+    NotModerator,
+    /// Appointing or revoking the admin.
+    #[error("the admin is always a moderator")]
+    AdminIsAlwaysModerator,
+    /// Appointing a current moderator.
+    #[error("already a moderator")]
+    AlreadyModerator,
+    /// Revoking a key that does not moderate now.
+    #[error("not a moderator, nothing to revoke")]
+    NothingToRevoke,
+    /// Blocking the admin.
+    #[error("you cannot block the admin")]
+    CannotBlockAdmin,
+    /// Unblocking the admin.
+    #[error("the admin is never blocked, nothing to unblock")]
+    AdminNeverBlocked,
+    /// A moderator blocking or unblocking a moderator.
+    #[error("only the admin can block or unblock a moderator")]
+    ModeratorTarget,
+    /// The author is already blocked in exactly that scope.
+    #[error("already blocked in {0}")]
+    AlreadyBlocked(Scope),
+    /// The author is not blocked in exactly that scope (a community block
+    /// is lifted by a community unblock, not a topic one).
+    #[error("not blocked in {0}")]
+    NotBlocked(Scope),
+    /// The post is already hidden.
+    #[error("already hidden")]
+    AlreadyHidden,
+    /// The post is not hidden.
+    #[error("not hidden")]
+    NotHidden,
+    /// The post is already pinned.
+    #[error("already pinned")]
+    AlreadyPinned,
+    /// The post is not pinned.
+    #[error("not pinned")]
+    NotPinned,
 }
 
 /// Who decided a block, hide or pin, when and why: what `mod list` and a
@@ -160,11 +273,34 @@ fn upper_key(at_ms: u64) -> OrderKey {
     (at_ms, PublicKey([0xff; 32]), u64::MAX, ActionId([0xff; 32]))
 }
 
-/// The key an appoint (`true`) or revoke (`false`) is about.
-fn role_change(kind: &ModActionKind) -> Option<(PublicKey, bool)> {
+/// One admin decision about a key's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Appointed,
+    /// Revoked, counting the key's actions up to this number.
+    Revoked {
+        upto_seq: Option<u64>,
+    },
+}
+
+/// The key an appoint or revoke is about, and the decision.
+fn role_change(kind: &ModActionKind) -> Option<(PublicKey, Role)> {
     match kind {
-        ModActionKind::AppointModerator { key } => Some((*key, true)),
-        ModActionKind::RevokeModerator { key } => Some((*key, false)),
+        ModActionKind::AppointModerator { key } => Some((*key, Role::Appointed)),
+        ModActionKind::RevokeModerator { key, upto_seq } => Some((
+            *key,
+            Role::Revoked {
+                upto_seq: *upto_seq,
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// The author a block or unblock is about.
+fn block_author(kind: &ModActionKind) -> Option<&PublicKey> {
+    match kind {
+        ModActionKind::Block { author, .. } | ModActionKind::Unblock { author, .. } => Some(author),
         _ => None,
     }
 }
@@ -197,8 +333,11 @@ pub struct ModerationState {
     actions: BTreeMap<OrderKey, VerifiedModAction>,
     /// The order key of every kept action, for duplicate checks.
     ids: BTreeMap<ActionId, OrderKey>,
-    /// Admin appoint/revoke history per key: order key → appointed?
-    roles: BTreeMap<PublicKey, BTreeMap<OrderKey, bool>>,
+    /// Admin appoint/revoke history per key, by order key.
+    roles: BTreeMap<PublicKey, BTreeMap<OrderKey, Role>>,
+    /// The kept actions of each `(signer, seq)` (more than one: a reused
+    /// number, rule 4).
+    seqs: BTreeMap<(PublicKey, u64), BTreeSet<ActionId>>,
     blocks: BTreeMap<(PublicKey, Scope), Winner>,
     hidden: BTreeMap<PostId, Winner>,
     pins: BTreeMap<PostId, Winner>,
@@ -211,8 +350,10 @@ pub struct ModerationState {
 /// memory; past it a not-yet-effective action is refused without being
 /// kept, and a late appointment makes it effective only when log sync
 /// offers it again (peers that saw the appointment first keep it in their
-/// logs). Appointments arrive before their moderators' actions in any
-/// normal order, so honest actions almost never wait here.
+/// logs); likewise a revoked moderator's reused number refused past the
+/// bound voids its twin only when sync offers it again. Appointments
+/// arrive before their moderators' actions in any normal order, so honest
+/// actions almost never wait here.
 pub const MAX_PENDING: usize = 1024;
 
 impl ModerationState {
@@ -225,6 +366,7 @@ impl ModerationState {
             actions: BTreeMap::new(),
             ids: BTreeMap::new(),
             roles: BTreeMap::new(),
+            seqs: BTreeMap::new(),
             blocks: BTreeMap::new(),
             hidden: BTreeMap::new(),
             pins: BTreeMap::new(),
@@ -234,8 +376,8 @@ impl ModerationState {
 
     /// Folds a set of actions (at start-up, from the stored log). The order
     /// of `actions` does not matter and duplicates count once; actions that
-    /// [`apply`](Self::apply) would refuse with `WrongCommunity` or
-    /// `NotAdmin` are skipped.
+    /// [`apply`](Self::apply) would refuse with `WrongCommunity`,
+    /// `NotAdmin` or `AdminTarget` are skipped.
     pub fn fold<'a>(
         community: CommunityId,
         admin: PublicKey,
@@ -264,30 +406,59 @@ impl ModerationState {
             return Err(ModerationError::Duplicate);
         }
         let key = order_key(a);
-        if a.kind.admin_only() {
-            if a.signer != self.admin {
-                return Err(ModerationError::NotAdmin {
-                    signer: a.signer.short(),
-                });
-            }
-            if let Some((target, appointed)) = role_change(&a.kind) {
-                self.roles.entry(target).or_default().insert(key, appointed);
-            }
+        if a.kind.admin_only() && a.signer != self.admin {
+            return Err(ModerationError::NotAdmin {
+                signer: a.signer.short(),
+            });
         }
+        if block_author(&a.kind) == Some(&self.admin) {
+            return Err(ModerationError::AdminTarget);
+        }
+        if let Some((target, role)) = role_change(&a.kind) {
+            self.roles.entry(target).or_default().insert(key, role);
+        }
+        self.seqs.entry((a.signer, a.seq)).or_default().insert(id);
         self.ids.insert(id, key);
         self.actions.insert(key, a.clone());
         Ok(())
     }
 
+    /// The refusals of [`admit`](Self::admit), without keeping anything.
+    fn refusal(&self, a: &VerifiedModAction) -> Option<ModerationError> {
+        if a.community != self.community {
+            return Some(ModerationError::WrongCommunity {
+                expected: self.community.short(),
+                found: a.community.short(),
+            });
+        }
+        if self.ids.contains_key(&a.id()) {
+            return Some(ModerationError::Duplicate);
+        }
+        if a.kind.admin_only() && a.signer != self.admin {
+            return Some(ModerationError::NotAdmin {
+                signer: a.signer.short(),
+            });
+        }
+        if block_author(&a.kind) == Some(&self.admin) {
+            return Some(ModerationError::AdminTarget);
+        }
+        None
+    }
+
     /// Applies one action as it arrives. The resulting state equals
     /// [`fold`](Self::fold) over every action applied so far, in any order.
     ///
-    /// `Err(NotModerator)` changes no decision ([`decisions`](Self::decisions)
-    /// stays the same); the action is kept as pending so that an appointment
-    /// dated before it, arriving later, makes it effective exactly as the
-    /// fold would. The other errors leave the state untouched.
+    /// `Ok` with what changed when the action counts, or when it does not
+    /// but voids another (a revoked moderator's reused number voids the
+    /// other action with it, possibly with nothing else changed: store and
+    /// relay it all the same, so that every node voids both).
+    ///
+    /// `Err(NotModerator | Revoked | Equivocation | ModeratorTarget)`
+    /// changes no decision; the action is kept as pending (up to
+    /// [`MAX_PENDING`]) so that a later appoint/revoke dated before it
+    /// decides it exactly as the fold would. The other errors leave the
+    /// state untouched.
     pub fn apply(&mut self, a: &VerifiedModAction) -> Result<Applied, ModerationError> {
-        let effective = a.kind.admin_only() || self.is_moderator(&a.signer, a.created_at);
         if let Some((key, _)) = role_change(&a.kind) {
             let was = self.is_current_moderator(&key);
             let before = self.targets_in_force();
@@ -297,28 +468,44 @@ impl ModerationState {
             applied.moderators_changed = was != self.is_current_moderator(&key);
             return Ok(applied);
         }
-        if !effective {
-            let refusal = ModerationError::NotModerator {
-                signer: a.signer.short(),
-                at_ms: a.created_at,
-            };
-            if self.pending_len >= MAX_PENDING {
-                if a.community != self.community {
-                    return Err(ModerationError::WrongCommunity {
-                        expected: self.community.short(),
-                        found: a.community.short(),
-                    });
-                }
-                if self.ids.contains_key(&a.id()) {
-                    return Err(ModerationError::Duplicate);
-                }
-                return Err(refusal);
-            }
-            self.admit(a)?;
-            self.pending_len += 1;
+        if let Some(refusal) = self.refusal(a) {
             return Err(refusal);
         }
+        let verdict = self.verdict(a);
+        if let Err(reason) = &verdict {
+            if self.pending_len >= MAX_PENDING {
+                return Err(reason.clone());
+            }
+        }
+        // A number the signer used before can void the actions that have
+        // it (rule 4, revocation is final): only a recompute knows what that
+        // changes. Keys never appointed (and the admin) are never judged
+        // by number.
+        let twins = if a.signer != self.admin && self.roles.contains_key(&a.signer) {
+            self.twins(a)
+        } else {
+            Vec::new()
+        };
+        if !twins.is_empty() {
+            let counted: Vec<bool> = twins.iter().map(|k| self.is_effective_key(k)).collect();
+            let before = self.targets_in_force();
+            self.admit(a)?;
+            self.recompute();
+            let applied = diff(&before, &self.targets_in_force());
+            let voided = twins
+                .iter()
+                .zip(counted)
+                .any(|(k, was)| was && !self.is_effective_key(k));
+            return match verdict {
+                Err(reason) if !voided => Err(reason),
+                _ => Ok(applied),
+            };
+        }
         self.admit(a)?;
+        if let Err(reason) = verdict {
+            self.pending_len += 1;
+            return Err(reason);
+        }
         let Some(target) = target_of(&a.kind) else {
             return Ok(Applied::default());
         };
@@ -340,6 +527,91 @@ impl ModerationState {
         Ok(applied)
     }
 
+    /// Whether a new action by `signer` would change anything, judged on
+    /// the current state (the node dates it now, after every action it
+    /// holds: see [`latest_on_target`](Self::latest_on_target)). The node
+    /// calls it before signing, so no action that changes nothing is ever
+    /// signed and published. The `upto_seq` of a revocation is not judged.
+    pub fn check_new(&self, signer: &PublicKey, kind: &ModActionKind) -> Result<(), NoEffect> {
+        if kind.admin_only() {
+            if *signer != self.admin {
+                return Err(NoEffect::NotAdmin);
+            }
+        } else if !self.is_current_moderator(signer) {
+            return Err(NoEffect::NotModerator);
+        }
+        let moderates = |key: &PublicKey| *key != self.admin && self.is_current_moderator(key);
+        match kind {
+            ModActionKind::AppointModerator { key }
+            | ModActionKind::RevokeModerator { key, .. }
+                if *key == self.admin =>
+            {
+                Err(NoEffect::AdminIsAlwaysModerator)
+            }
+            ModActionKind::AppointModerator { key } if moderates(key) => {
+                Err(NoEffect::AlreadyModerator)
+            }
+            ModActionKind::RevokeModerator { key, .. } if !moderates(key) => {
+                Err(NoEffect::NothingToRevoke)
+            }
+            ModActionKind::Block { author, .. } if *author == self.admin => {
+                Err(NoEffect::CannotBlockAdmin)
+            }
+            ModActionKind::Unblock { author, .. } if *author == self.admin => {
+                Err(NoEffect::AdminNeverBlocked)
+            }
+            ModActionKind::Block { author, .. } | ModActionKind::Unblock { author, .. }
+                if *signer != self.admin && moderates(author) =>
+            {
+                Err(NoEffect::ModeratorTarget)
+            }
+            ModActionKind::Block { author, scope, .. } if self.block(author, scope).is_some() => {
+                Err(NoEffect::AlreadyBlocked(scope.clone()))
+            }
+            ModActionKind::Unblock { author, scope } if self.block(author, scope).is_none() => {
+                Err(NoEffect::NotBlocked(scope.clone()))
+            }
+            ModActionKind::Hide { post, .. } if self.hidden(post).is_some() => {
+                Err(NoEffect::AlreadyHidden)
+            }
+            ModActionKind::Unhide { post } if self.hidden(post).is_none() => {
+                Err(NoEffect::NotHidden)
+            }
+            ModActionKind::Pin { post } if self.is_pinned(post) => Err(NoEffect::AlreadyPinned),
+            ModActionKind::Unpin { post } if !self.is_pinned(post) => Err(NoEffect::NotPinned),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `created_at` of the action that decides the target of `kind` now
+    /// (for appoint/revoke: of the latest role change of that key), if
+    /// any. A new action on that target must be dated strictly after it to
+    /// win: the node signs it at `max(now, latest + 1)`.
+    pub fn latest_on_target(&self, kind: &ModActionKind) -> Option<u64> {
+        if let Some((key, _)) = role_change(kind) {
+            return self
+                .roles
+                .get(&key)
+                .and_then(|history| history.keys().next_back())
+                .map(|order| order.0);
+        }
+        let winner = match target_of(kind)? {
+            Target::Block(author, scope) => self.blocks.get(&(author, scope)),
+            Target::Hide(post) => self.hidden.get(&post),
+            Target::Pin(post) => self.pins.get(&post),
+        };
+        winner.map(|w| w.order.0)
+    }
+
+    /// The highest `seq` of `key`'s kept actions (effective or pending):
+    /// what the admin's node puts in `RevokeModerator::upto_seq`.
+    pub fn highest_seq(&self, key: &PublicKey) -> Option<u64> {
+        self.seqs
+            .range((*key, 0)..=(*key, u64::MAX))
+            .next_back()
+            .map(|((_, seq), _)| *seq)
+    }
+
     /// Whether `key` moderates at time `at_ms` (the admin always does).
     pub fn is_moderator(&self, key: &PublicKey, at_ms: u64) -> bool {
         *key == self.admin || self.appointed_at(key, at_ms)
@@ -351,8 +623,77 @@ impl ModerationState {
             history
                 .range(..=upper_key(at_ms))
                 .next_back()
-                .is_some_and(|(_, appointed)| *appointed)
+                .is_some_and(|(_, role)| *role == Role::Appointed)
         })
+    }
+
+    /// The `upto_seq` of the revocation that ended `key`'s appointment
+    /// covering `at_ms` (the first revocation after it; only appointments
+    /// come between), or `None` if no revocation has ended it.
+    fn revocation_after(&self, key: &PublicKey, at_ms: u64) -> Option<Option<u64>> {
+        self.roles.get(key).and_then(|history| {
+            history
+                .range((Bound::Excluded(upper_key(at_ms)), Bound::Unbounded))
+                .find_map(|(_, role)| match role {
+                    Role::Revoked { upto_seq } => Some(*upto_seq),
+                    Role::Appointed => None,
+                })
+        })
+    }
+
+    /// The kept actions other than `a` with `a`'s signer and `seq`.
+    fn twins(&self, a: &VerifiedModAction) -> Vec<OrderKey> {
+        let id = a.id();
+        self.seqs
+            .get(&(a.signer, a.seq))
+            .into_iter()
+            .flatten()
+            .filter(|other| **other != id)
+            .filter_map(|other| self.ids.get(other).copied())
+            .collect()
+    }
+
+    /// Whether the kept action with this order key is effective.
+    fn is_effective_key(&self, key: &OrderKey) -> bool {
+        self.actions.get(key).is_some_and(|a| self.is_effective(a))
+    }
+
+    /// Rule 4: whether a non-refused action counts, and if not, why.
+    fn verdict(&self, a: &VerifiedModAction) -> Result<(), ModerationError> {
+        if a.kind.admin_only() || a.signer == self.admin {
+            return Ok(());
+        }
+        let at = a.created_at;
+        if !self.appointed_at(&a.signer, at) {
+            return Err(ModerationError::NotModerator {
+                signer: a.signer.short(),
+                at_ms: at,
+            });
+        }
+        if let Some(upto_seq) = self.revocation_after(&a.signer, at) {
+            if upto_seq.is_none_or(|upto| a.seq > upto) {
+                return Err(ModerationError::Revoked {
+                    signer: a.signer.short(),
+                    seq: a.seq,
+                    upto_seq,
+                });
+            }
+            if !self.twins(a).is_empty() {
+                return Err(ModerationError::Equivocation {
+                    signer: a.signer.short(),
+                    seq: a.seq,
+                });
+            }
+        }
+        if let Some(author) = block_author(&a.kind) {
+            if self.appointed_at(author, at) {
+                return Err(ModerationError::ModeratorTarget {
+                    signer: a.signer.short(),
+                    author: author.short(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether the admin's latest decision about `key` is an appointment.
@@ -362,7 +703,7 @@ impl ModerationState {
 
     /// Whether a kept action is effective (rule 4; admin actions always are).
     fn is_effective(&self, a: &VerifiedModAction) -> bool {
-        a.kind.admin_only() || self.is_moderator(&a.signer, a.created_at)
+        self.verdict(a).is_ok()
     }
 
     /// Rebuilds every target's winner from the kept actions.

@@ -1,12 +1,17 @@
 //! Topic names. People join topics by name, so one normalisation rule decides
-//! when two spellings are the same topic: trim, Unicode NFC, lower-case; then
-//! only letters (any script), digits, `-` and `_`, 1 to 64 characters.
+//! when two spellings are the same topic: trim, Unicode NFKC (full-width and
+//! other compatibility forms become their plain letters), lower-case; then
+//! only letters (any script), digits, `-` and `_`, 1 to 64 characters, and
+//! letters of one script (names that mix look-alike scripts are refused, so
+//! two topics that look the same are the same topic).
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
+use unicode_script::{Script, UnicodeScript};
+use unicode_security::{MixedScript, RestrictionLevel, RestrictionLevelDetection};
 
 use crate::ids::CommunityId;
 
@@ -28,6 +33,18 @@ pub enum TopicError {
     /// A name inside a signed item that is not in normal form.
     #[error("bad topic name: {0:?} is not in normal form")]
     NotNormalised(String),
+    /// Letters of scripts that can look alike (Latin `o` and Cyrillic `о`):
+    /// such a name could pass for another topic.
+    #[error(
+        "bad topic name: {name:?} mixes {} letters, which can look alike; write it in one script",
+        .scripts.join(" and ")
+    )]
+    MixedScripts {
+        /// The name, normalised.
+        name: String,
+        /// The scripts of its letters, in order of first appearance.
+        scripts: Vec<&'static str>,
+    },
 }
 
 /// A normalised topic name. Only constructible through [`TopicName::parse`],
@@ -38,10 +55,8 @@ pub struct TopicName(String);
 impl TopicName {
     /// Normalises what a person typed into a topic name, or says why not.
     pub fn parse(input: &str) -> Result<Self, TopicError> {
-        let trimmed = input.trim();
-        let normal: String = trimmed.nfc().collect::<String>().to_lowercase();
-        // Lower-casing may leave a non-NFC string for a few scripts.
-        let normal: String = normal.nfc().collect();
+        let normal =
+            normalise(input.trim()).ok_or_else(|| TopicError::NotNormalised(input.to_string()))?;
         if normal.is_empty() {
             return Err(TopicError::Empty);
         }
@@ -55,6 +70,7 @@ impl TopicName {
         {
             return Err(TopicError::BadChar(bad));
         }
+        check_scripts(&normal)?;
         Ok(TopicName(normal))
     }
 
@@ -78,6 +94,48 @@ impl TopicName {
     pub fn gossip_topic(&self, community: &CommunityId) -> String {
         format!("/mutual/1/{}/t/{}", community, self.0)
     }
+}
+
+/// NFKC and lower-case, repeated until nothing changes (lower-casing can
+/// leave a string that is not NFKC in a few scripts), so that the result
+/// is its own normal form. `None` if that takes more than a few rounds,
+/// which no real text does.
+fn normalise(text: &str) -> Option<String> {
+    let mut current: String = text.nfkc().collect();
+    for _ in 0..4 {
+        let next: String = current.to_lowercase().nfkc().collect();
+        if next == current {
+            return Some(current);
+        }
+        current = next;
+    }
+    None
+}
+
+/// Refuses a name whose letters are of several scripts, except Latin mixed
+/// with Chinese, Japanese or Korean (UTS 39 "highly restrictive": those
+/// scripts have no letters that pass for Latin ones). Digits, `-` and `_`
+/// belong to every script.
+fn check_scripts(name: &str) -> Result<(), TopicError> {
+    if name.is_single_script()
+        || name.detect_restriction_level() == RestrictionLevel::HighlyRestrictive
+    {
+        return Ok(());
+    }
+    let mut scripts: Vec<&'static str> = Vec::new();
+    for c in name.chars() {
+        let script = c.script();
+        if matches!(script, Script::Common | Script::Inherited | Script::Unknown) {
+            continue;
+        }
+        if !scripts.contains(&script.full_name()) {
+            scripts.push(script.full_name());
+        }
+    }
+    Err(TopicError::MixedScripts {
+        name: name.to_string(),
+        scripts,
+    })
 }
 
 impl<'de> Deserialize<'de> for TopicName {
@@ -148,6 +206,60 @@ mod tests {
     fn exact_parse_refuses_unnormalised() {
         assert!(TopicName::parse_exact("Burnout").is_err());
         assert!(TopicName::parse_exact("burnout").is_ok());
+        assert_eq!(
+            TopicName::parse_exact("ｂｕｒｎｏｕｔ"),
+            Err(TopicError::NotNormalised("ｂｕｒｎｏｕｔ".into()))
+        );
+    }
+
+    #[test]
+    fn full_width_and_compatibility_forms_are_the_plain_topic() {
+        let burnout = TopicName::parse("burnout").unwrap();
+        assert_eq!(TopicName::parse("ｂｕｒｎｏｕｔ").unwrap(), burnout);
+        assert_eq!(TopicName::parse("ＢＵＲＮＯＵＴ").unwrap(), burnout);
+        // A ligature and a superscript digit.
+        assert_eq!(TopicName::parse("ﬁre²").unwrap().as_str(), "fire2");
+    }
+
+    #[test]
+    fn a_name_mixing_look_alike_scripts_is_refused() {
+        // The second `о` is Cyrillic: it would pass for "burnout".
+        let err = TopicName::parse("burnоut").unwrap_err();
+        assert_eq!(
+            err,
+            TopicError::MixedScripts {
+                name: "burnоut".into(),
+                scripts: vec!["Latin", "Cyrillic"],
+            }
+        );
+        assert!(err.to_string().contains("mixes Latin and Cyrillic letters"));
+        assert!(err.to_string().contains("one script"));
+        // The same inside a signed item.
+        assert!(matches!(
+            TopicName::parse_exact("burnоut"),
+            Err(TopicError::MixedScripts { .. })
+        ));
+        assert!(matches!(
+            TopicName::parse("ωmega"),
+            Err(TopicError::MixedScripts { .. })
+        ));
+    }
+
+    #[test]
+    fn names_in_one_script_of_any_kind_are_allowed() {
+        for name in [
+            "тревога",
+            "тревога_2",
+            "ελπίδα",
+            "燃え尽き症候群",
+            "バーンアウト",
+            "번아웃",
+            "δ-9",
+        ] {
+            assert_eq!(TopicName::parse(name).unwrap().as_str(), name, "{name}");
+        }
+        // Latin with Japanese or Chinese: no look-alike letters.
+        assert!(TopicName::parse("東京tokyo").is_ok());
     }
 
     #[test]
@@ -168,7 +280,18 @@ mod tests {
                 let n = t.as_str().chars().count();
                 prop_assert!((1..=MAX_TOPIC_CHARS).contains(&n));
                 prop_assert!(t.as_str().chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_'));
+                prop_assert!(check_scripts(t.as_str()).is_ok());
             }
+        }
+
+        #[test]
+        fn full_width_spelling_is_the_same_topic(s in "[a-zA-Z0-9_-]{1,60}") {
+            // U+FF01..U+FF5E are the full-width forms of '!'..'~'.
+            let wide: String = s
+                .chars()
+                .map(|c| char::from_u32(c as u32 - 0x21 + 0xFF01).unwrap())
+                .collect();
+            prop_assert_eq!(TopicName::parse(&wide).unwrap(), TopicName::parse(&s).unwrap());
         }
 
         #[test]

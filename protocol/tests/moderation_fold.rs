@@ -10,10 +10,17 @@
 //!   the appointment comes; a late revocation undoes later actions); what
 //!   each `apply` reports as changed is the real difference; a refused
 //!   action changes no decision.
-//! - Actions by outsiders, appointments by anyone but the admin and actions
-//!   of another community change nothing.
-//! - A moderator's actions after their revocation have no effect; a forged
-//!   action (changed after signing) does not verify.
+//! - Accumulating what each `apply` reports, from the empty state, gives
+//!   exactly the blocks, hidden and pinned posts of the fold.
+//! - Actions by outsiders, appointments by anyone but the admin, blocks of
+//!   the admin and actions of another community change nothing.
+//! - Revocation is final: a revoked moderator's actions count only up to
+//!   the number the revocation names, so actions signed afterwards and
+//!   dated before it have no effect in any arrival order, and a number
+//!   used twice voids both actions. Only the admin blocks a moderator.
+//! - `check_new` says an action changes nothing exactly when applying it
+//!   (dated after what decides its target) would change nothing.
+//! - A forged action (changed after signing) does not verify.
 
 mod common;
 
@@ -22,7 +29,7 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use protocol::moderation::{ModAction, ModActionKind, Scope, VerifiedModAction};
-use protocol::state::{Applied, Decision, ModerationError};
+use protocol::state::{Applied, Decision, ModerationError, NoEffect};
 use protocol::{
     ActionId, CommunityId, Identity, PostId, PublicKey, Signed, TopicName, ValidationContext,
     ValidationError,
@@ -79,7 +86,8 @@ fn post(i: u8) -> PostId {
 #[derive(Clone, Debug)]
 enum Kind {
     Appoint(usize),
-    Revoke(usize),
+    /// Revoke a key, counting its actions up to this number.
+    Revoke(usize, Option<u64>),
     Block(usize, u8),
     Unblock(usize, u8),
     Hide(u8),
@@ -103,7 +111,10 @@ impl Spec {
     fn kind(&self) -> ModActionKind {
         match self.kind {
             Kind::Appoint(k) => ModActionKind::AppointModerator { key: public(k) },
-            Kind::Revoke(k) => ModActionKind::RevokeModerator { key: public(k) },
+            Kind::Revoke(k, upto_seq) => ModActionKind::RevokeModerator {
+                key: public(k),
+                upto_seq,
+            },
             Kind::Block(a, s) => ModActionKind::Block {
                 author: public(a),
                 scope: scope(s),
@@ -167,14 +178,21 @@ fn effect_kind() -> impl Strategy<Value = Kind> {
     ]
 }
 
+/// What a revocation counts: none, or numbers up to one in the range the
+/// actions use (so some actions of the revoked period count, some not).
+fn upto_seq() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![Just(None), (0u64..3).prop_map(Some)]
+}
+
 fn role_kind() -> impl Strategy<Value = Kind> {
     prop_oneof![
         candidate().prop_map(Kind::Appoint),
-        candidate().prop_map(Kind::Revoke),
+        (candidate(), upto_seq()).prop_map(|(k, u)| Kind::Revoke(k, u)),
     ]
 }
 
-/// Small times and sequence numbers, so that ties are frequent.
+/// Small times and sequence numbers, so that ties (and numbers used twice
+/// by one signer) are frequent.
 fn when() -> impl Strategy<Value = (u64, u64)> {
     (0u64..12, 0u64..3)
 }
@@ -203,8 +221,8 @@ fn honest() -> impl Strategy<Value = Spec> {
 }
 
 /// An action that must change nothing: an effect by an outsider, an
-/// appoint/revoke by anyone but the admin, or anything of another
-/// community.
+/// appoint/revoke by anyone but the admin, a block or unblock of the admin,
+/// or anything of another community.
 fn junk() -> impl Strategy<Value = Spec> {
     prop_oneof![
         (
@@ -223,13 +241,30 @@ fn junk() -> impl Strategy<Value = Spec> {
             1..POOL.len(),
             prop_oneof![
                 any_key().prop_map(Kind::Appoint),
-                any_key().prop_map(Kind::Revoke)
+                (any_key(), upto_seq()).prop_map(|(k, u)| Kind::Revoke(k, u))
             ],
             when()
         )
             .prop_map(|(signer, kind, (at, seq))| Spec {
                 signer,
                 kind,
+                at,
+                seq,
+                other_community: false,
+            }),
+        (
+            prop::sample::select(vec![ADMIN, 1, 2, 3, 4, 5]),
+            0u8..3,
+            any::<bool>(),
+            when()
+        )
+            .prop_map(|(signer, s, unblock, (at, seq))| Spec {
+                signer,
+                kind: if unblock {
+                    Kind::Unblock(ADMIN, s)
+                } else {
+                    Kind::Block(ADMIN, s)
+                },
                 at,
                 seq,
                 other_community: false,
@@ -267,9 +302,11 @@ fn fold(actions: &[VerifiedModAction]) -> protocol::ModerationState {
 /// Applies `actions` one by one to a new state; returns the state and what
 /// was accepted. Checks on the way that what each call reports is what
 /// changed, and that a refused action decides nothing: one of another
-/// community, an appointment by a non-admin or a duplicate leaves the state
-/// as it was; one whose signer is not a moderator at its time changes no
-/// decision and is kept aside for a later appointment.
+/// community, an appointment by a non-admin, a block of the admin or a
+/// duplicate leaves the state as it was; one that does not count (signer
+/// not a moderator at its time, revoked, a reused number, a moderator
+/// blocking a moderator) changes no decision and is kept aside for a later
+/// appoint/revoke.
 fn apply_all(actions: &[VerifiedModAction]) -> (protocol::ModerationState, Vec<VerifiedModAction>) {
     let mut state = protocol::ModerationState::new(*COMMUNITY, admin());
     let mut accepted = Vec::new();
@@ -280,7 +317,12 @@ fn apply_all(actions: &[VerifiedModAction]) -> (protocol::ModerationState, Vec<V
                 assert_eq!(applied, changes(&before, &state), "{:?}", a.content());
                 accepted.push(a.clone());
             }
-            Err(ModerationError::NotModerator { .. }) => {
+            Err(
+                ModerationError::NotModerator { .. }
+                | ModerationError::Revoked { .. }
+                | ModerationError::Equivocation { .. }
+                | ModerationError::ModeratorTarget { .. },
+            ) => {
                 assert_eq!(
                     state.decisions(),
                     before.decisions(),
@@ -364,33 +406,77 @@ type Model = (
     BTreeSet<PublicKey>,
 );
 
+/// The author a block or unblock names.
+fn block_author(a: &VerifiedModAction) -> Option<PublicKey> {
+    match &a.kind {
+        ModActionKind::Block { author, .. } | ModActionKind::Unblock { author, .. } => {
+            Some(*author)
+        }
+        _ => None,
+    }
+}
+
+/// Whether the state keeps `a` at all (rules 2 and 7).
+fn kept_by_rules(a: &VerifiedModAction) -> bool {
+    a.community == *COMMUNITY
+        && (!a.kind.admin_only() || a.signer == admin())
+        && block_author(a) != Some(admin())
+}
+
 fn model(actions: &[VerifiedModAction]) -> Model {
     let admin = admin();
-    // Rule 7 and duplicates.
-    let mut valid: BTreeMap<ActionId, &VerifiedModAction> = BTreeMap::new();
-    for a in actions.iter().filter(|a| a.community == *COMMUNITY) {
-        valid.insert(a.id(), a);
+    // Rules 2 and 7, and duplicates.
+    let mut kept: BTreeMap<ActionId, &VerifiedModAction> = BTreeMap::new();
+    for a in actions.iter().filter(|a| kept_by_rules(a)) {
+        kept.insert(a.id(), a);
     }
-    // Rule 2.
-    let roles: Vec<(Key, PublicKey, bool)> = valid
+    // `None`: an appointment; `Some(upto_seq)`: a revocation.
+    let roles: Vec<(Key, PublicKey, Option<Option<u64>>)> = kept
         .values()
-        .filter(|a| a.signer == admin)
         .filter_map(|a| match a.kind {
-            ModActionKind::AppointModerator { key } => Some((key_of(a), key, true)),
-            ModActionKind::RevokeModerator { key } => Some((key_of(a), key, false)),
+            ModActionKind::AppointModerator { key } => Some((key_of(a), key, None)),
+            ModActionKind::RevokeModerator { key, upto_seq } => {
+                Some((key_of(a), key, Some(upto_seq)))
+            }
             _ => None,
         })
         .collect();
-    // Rule 3 (and 1).
-    let is_moderator = |k: &PublicKey, t: u64| {
-        *k == admin
-            || roles
-                .iter()
-                .filter(|(key, target, _)| target == k && key.0 <= t)
-                .max_by_key(|(key, _, _)| *key)
-                .is_some_and(|(_, _, appointed)| *appointed)
+    // Rule 3.
+    let appointed = |k: &PublicKey, t: u64| {
+        roles
+            .iter()
+            .filter(|(key, target, _)| target == k && key.0 <= t)
+            .max_by_key(|(key, _, _)| *key)
+            .is_some_and(|(_, _, role)| role.is_none())
     };
-    // Rules 4 and 5: latest effective action per target wins.
+    // Rule 4b: the first revocation of `k` after `t`.
+    let revoked_after = |k: &PublicKey, t: u64| {
+        roles
+            .iter()
+            .filter(|(key, target, role)| target == k && key.0 > t && role.is_some())
+            .min_by_key(|(key, _, _)| *key)
+            .and_then(|(_, _, role)| *role)
+    };
+    let counts = |a: &VerifiedModAction| {
+        if a.signer == admin {
+            return true;
+        }
+        let t = a.created_at;
+        let by_number = match revoked_after(&a.signer, t) {
+            None => true,
+            Some(upto) => {
+                upto.is_some_and(|u| a.seq <= u)
+                    && kept
+                        .values()
+                        .filter(|b| b.signer == a.signer && b.seq == a.seq)
+                        .count()
+                        == 1
+            }
+        };
+        let target_ok = block_author(a).is_none_or(|author| !appointed(&author, t));
+        appointed(&a.signer, t) && by_number && target_ok
+    };
+    // Rule 5: latest effective action per target wins.
     let mut blocks: BTreeMap<(PublicKey, Scope), (Key, bool)> = BTreeMap::new();
     let mut hides: BTreeMap<PostId, (Key, bool)> = BTreeMap::new();
     let mut pins: BTreeMap<PostId, (Key, bool)> = BTreeMap::new();
@@ -400,10 +486,7 @@ fn model(actions: &[VerifiedModAction]) -> Model {
             *entry = (key, on);
         }
     }
-    for a in valid
-        .values()
-        .filter(|a| !a.kind.admin_only() && is_moderator(&a.signer, a.created_at))
-    {
+    for a in kept.values().filter(|a| !a.kind.admin_only() && counts(a)) {
         let key = key_of(a);
         match &a.kind {
             ModActionKind::Block { author, scope, .. } => {
@@ -427,8 +510,8 @@ fn model(actions: &[VerifiedModAction]) -> Model {
     }
     // Moderators now: the latest appoint/revoke of each key is an appoint.
     let mut latest: BTreeMap<PublicKey, (Key, bool)> = BTreeMap::new();
-    for (key, target, appointed) in &roles {
-        win(&mut latest, *target, *key, *appointed);
+    for (key, target, role) in &roles {
+        win(&mut latest, *target, *key, role.is_none());
     }
     let mut moderators = on(latest);
     moderators.insert(admin);
@@ -488,11 +571,132 @@ proptest! {
         // Applying everything again changes nothing: all duplicates.
         let mut again = one.clone();
         for a in &actions {
-            if a.community == *COMMUNITY && (!a.kind.admin_only() || a.signer == admin()) {
+            if kept_by_rules(a) {
                 prop_assert_eq!(again.apply(a), Err(ModerationError::Duplicate));
             }
         }
         prop_assert_eq!(&again, &whole);
+    }
+
+    /// What each `apply` reports, added up from the empty state, is exactly
+    /// what the fold of the set has in force: the node can enforce from the
+    /// reports alone.
+    #[test]
+    fn applied_reports_add_up_to_the_fold(
+        specs in prop::collection::vec(any_spec(), 0..28),
+        seed in any::<u64>(),
+    ) {
+        let actions = verify_all(&specs);
+        let mut state = protocol::ModerationState::new(*COMMUNITY, admin());
+        let mut blocks = BTreeSet::new();
+        let mut hidden = BTreeSet::new();
+        let mut pinned = BTreeSet::new();
+        let mut moderators = state.current_moderators();
+        for a in shuffled(&actions, seed) {
+            let Ok(applied) = state.apply(&a) else { continue };
+            for t in applied.newly_blocked {
+                prop_assert!(blocks.insert(t), "reported blocked twice");
+            }
+            for t in applied.unblocked {
+                prop_assert!(blocks.remove(&t), "reported unblocked but was not blocked");
+            }
+            for p in applied.newly_hidden {
+                prop_assert!(hidden.insert(p));
+            }
+            for p in applied.unhidden {
+                prop_assert!(hidden.remove(&p));
+            }
+            for p in applied.newly_pinned {
+                prop_assert!(pinned.insert(p));
+            }
+            for p in applied.unpinned {
+                prop_assert!(pinned.remove(&p));
+            }
+            let now = state.current_moderators();
+            prop_assert_eq!(applied.moderators_changed, now != moderators);
+            moderators = now;
+        }
+        let whole = fold(&actions);
+        prop_assert_eq!(blocks, whole.block_targets());
+        prop_assert_eq!(hidden, whole.hidden_targets());
+        prop_assert_eq!(pinned, whole.pinned().into_iter().collect::<BTreeSet<_>>());
+        prop_assert_eq!(moderators, whole.current_moderators());
+    }
+
+    /// After a revocation that counts what the admin's node held, anything
+    /// the revoked moderator signs afterwards has no effect, however it is
+    /// dated and in whatever order it all arrives.
+    #[test]
+    fn backdated_actions_after_a_revocation_have_no_effect(
+        specs in prop::collection::vec(honest(), 0..20),
+        m in candidate(),
+        appointed_at in 0u64..6,
+        revoked_at in 6u64..12,
+        forged in prop::collection::vec((effect_kind(), 0u64..14), 1..6),
+        seed in any::<u64>(),
+    ) {
+        // m's role is decided here alone: one appointment, one revocation.
+        let specs: Vec<Spec> = specs
+            .into_iter()
+            .filter(|s| !matches!(s.kind, Kind::Appoint(k) | Kind::Revoke(k, _) if k == m))
+            .collect();
+        let mut held = verify_all(&specs);
+        held.push(spec(ADMIN, Kind::Appoint(m), appointed_at, 100));
+        let upto_seq = fold(&held).highest_seq(&public(m));
+        let revoke = spec(ADMIN, Kind::Revoke(m, upto_seq), revoked_at, 101);
+        held.push(revoke);
+        let next = upto_seq.map_or(0, |u| u + 1);
+        let forged: Vec<VerifiedModAction> = forged
+            .into_iter()
+            .enumerate()
+            .map(|(i, (kind, at))| spec(m, kind, at, next + i as u64))
+            .collect();
+        let clean = fold(&held);
+        let mut all = held.clone();
+        all.extend(forged.iter().cloned());
+        prop_assert_eq!(fold(&all).decisions(), clean.decisions());
+        let (state, _) = apply_all(&shuffled(&all, seed));
+        prop_assert_eq!(state.decisions(), clean.decisions());
+        // Arriving last, from the network: each is refused.
+        let mut state = clean.clone();
+        for f in &forged {
+            prop_assert!(state.apply(f).is_err(), "{:?}", f.content());
+        }
+        prop_assert_eq!(state.decisions(), clean.decisions());
+    }
+
+    /// `check_new` refuses exactly the actions that, signed as the node
+    /// signs them (dated after what decides the target, the signer's next
+    /// number, a revocation counting what is held), would change nothing.
+    #[test]
+    fn check_new_agrees_with_what_applying_would_change(
+        specs in prop::collection::vec(honest(), 0..24),
+        signer in prop::sample::select(vec![ADMIN, 1, 2, 3, 4]),
+        kind in prop_oneof![
+            3 => effect_kind(),
+            1 => any_key().prop_map(Kind::Appoint),
+            1 => any_key().prop_map(|k| Kind::Revoke(k, None)),
+        ],
+    ) {
+        let state = fold(&verify_all(&specs));
+        let kind = match (Spec { signer, kind, at: 0, seq: 0, other_community: false }).kind() {
+            ModActionKind::RevokeModerator { key, .. } => ModActionKind::RevokeModerator {
+                key,
+                upto_seq: state.highest_seq(&key),
+            },
+            other => other,
+        };
+        // Every time in the set is below 12; the node's clock is past them.
+        let at = state.latest_on_target(&kind).map_or(11, |t| (t + 1).max(11));
+        let seq = state.highest_seq(&public(signer)).map_or(1, |s| s + 1);
+        let action = ModAction::create(&POOL[signer], *COMMUNITY, seq, kind.clone(), at)
+            .expect("valid fields")
+            .verify(&ValidationContext { community: *COMMUNITY, now_ms: 1_000 })
+            .expect("verifies");
+        let mut after = state.clone();
+        let changed = matches!(after.apply(&action), Ok(applied) if !applied.is_empty());
+        let verdict = state.check_new(&public(signer), &kind);
+        prop_assert_eq!(verdict.is_ok(), changed, "{:?} by {}: {:?}", kind, signer, verdict);
     }
 
     /// Outsiders' actions, appointments by non-admins and actions of
@@ -548,7 +752,7 @@ fn a_block_after_revocation_has_no_effect() {
     let m = CANDIDATES[0];
     let x = OUTSIDERS[0];
     let appoint = spec(ADMIN, Kind::Appoint(m), 10, 0);
-    let revoke = spec(ADMIN, Kind::Revoke(m), 20, 1);
+    let revoke = spec(ADMIN, Kind::Revoke(m, Some(0)), 20, 1);
     for at in [20, 21, 100] {
         let block = spec(m, Kind::Block(x, 0), at, 0);
         let actions = [appoint.clone(), revoke.clone(), block.clone()];
@@ -571,19 +775,421 @@ fn a_block_after_revocation_has_no_effect() {
         );
         assert!(state.is_blocked(&public(x), &burnout()).is_none());
     }
-    // Before the revocation (from the appointment on) it does take effect,
-    // and a revocation arriving later does not undo it.
+    // Before the revocation (from the appointment on) it takes effect, and
+    // a revocation arriving later keeps it if it counted it (the admin's
+    // node held it: its number is at most `upto_seq`)...
     for at in [10, 19] {
         let block = spec(m, Kind::Block(x, 0), at, 0);
         let (state, accepted) = apply_all(&[appoint.clone(), block.clone(), revoke.clone()]);
         assert_eq!(accepted.len(), 3);
         let info = state
             .is_blocked(&public(x), &burnout())
-            .expect("a block while appointed holds");
+            .expect("a block while appointed and counted holds");
         assert_eq!(info.by, public(m));
         assert_eq!(info.action, block.id());
         assert_eq!(state, fold(&[revoke.clone(), block, appoint.clone()]));
     }
+    // ... and undoes it if it did not: the date alone proves nothing, since
+    // the revoked moderator could have signed it after the revocation.
+    for (number, upto_seq) in [(1, Some(0)), (0, None)] {
+        let block = spec(m, Kind::Block(x, 0), 15, number);
+        let revoke = spec(ADMIN, Kind::Revoke(m, upto_seq), 20, 1);
+        let (state, _) = apply_all(&[appoint.clone(), block.clone(), revoke.clone()]);
+        assert!(
+            state.is_blocked(&public(x), &burnout()).is_none(),
+            "block number {number}, revocation counting up to {upto_seq:?}"
+        );
+        assert_eq!(state, fold(&[revoke, block, appoint.clone()]));
+    }
+}
+
+/// Every order of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![vec![]];
+    }
+    let mut out = Vec::new();
+    for rest in permutations(n - 1) {
+        for at in 0..=rest.len() {
+            let mut p = rest.clone();
+            p.insert(at, n - 1);
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Checks that every arrival order of `actions`, folded or applied one by
+/// one, gives the same state; returns it.
+fn same_in_every_order(actions: &[VerifiedModAction]) -> protocol::ModerationState {
+    let whole = fold(actions);
+    for order in permutations(actions.len()) {
+        let ordered: Vec<_> = order.iter().map(|&i| actions[i].clone()).collect();
+        assert_eq!(fold(&ordered), whole, "fold, order {order:?}");
+        let (applied, _) = apply_all(&ordered);
+        assert_eq!(applied, whole, "apply, order {order:?}");
+    }
+    whole
+}
+
+#[test]
+fn a_backdated_action_signed_after_the_revocation_has_no_effect() {
+    let m = CANDIDATES[0];
+    let x = OUTSIDERS[0];
+    let appoint = spec(ADMIN, Kind::Appoint(m), 10, 1);
+    let counted = spec(m, Kind::Hide(0), 12, 1);
+    // The admin's node held m's actions up to number 1 when revoking.
+    let revoke = spec(ADMIN, Kind::Revoke(m, Some(1)), 20, 2);
+    // Signed after the revocation with m's next number, dated inside the
+    // appointment.
+    let backdated = spec(m, Kind::Block(x, 0), 15, 2);
+    let all = [
+        appoint.clone(),
+        counted.clone(),
+        revoke.clone(),
+        backdated.clone(),
+    ];
+    let state = same_in_every_order(&all);
+    assert!(state.is_blocked(&public(x), &burnout()).is_none());
+    assert!(state.hidden(&post(0)).is_some(), "the counted hide stays");
+    assert!(!state.log().iter().any(|a| a.id() == backdated.id()));
+
+    // Arriving from the network after the revocation, it is refused with
+    // the reason, and kept aside (decides nothing).
+    let (mut state, _) = apply_all(&all[..3]);
+    let refusal = state.apply(&backdated).unwrap_err();
+    assert_eq!(
+        refusal,
+        ModerationError::Revoked {
+            signer: public(m).short(),
+            seq: 2,
+            upto_seq: Some(1),
+        }
+    );
+    assert!(refusal.to_string().contains("numbers up to 1"));
+    assert!(state.is_blocked(&public(x), &burnout()).is_none());
+
+    // A revocation that counted nothing takes the hide away too.
+    let revoke_all = spec(ADMIN, Kind::Revoke(m, None), 20, 2);
+    let state = same_in_every_order(&[appoint, counted, revoke_all]);
+    assert!(state.hidden(&post(0)).is_none());
+}
+
+#[test]
+fn a_number_used_twice_by_a_revoked_moderator_voids_both_actions() {
+    let m = CANDIDATES[1];
+    let x = OUTSIDERS[1];
+    let appoint = spec(ADMIN, Kind::Appoint(m), 10, 1);
+    let block = spec(m, Kind::Block(x, 0), 15, 1);
+    let revoke = spec(ADMIN, Kind::Revoke(m, Some(1)), 20, 2);
+    // Signed after the revocation, reusing the counted number 1.
+    let twin = spec(m, Kind::Hide(2), 16, 1);
+    let state =
+        same_in_every_order(&[appoint.clone(), block.clone(), revoke.clone(), twin.clone()]);
+    assert!(state.is_blocked(&public(x), &burnout()).is_none());
+    assert!(state.hidden(&post(2)).is_none());
+    assert_eq!(state.len(), 4, "both are kept, as evidence");
+
+    // Arriving last, the twin is reported with what it voided, so the node
+    // stores and relays it and every node voids both.
+    let (mut state, _) = apply_all(&[appoint.clone(), block.clone(), revoke]);
+    assert!(state.is_blocked(&public(x), &burnout()).is_some());
+    assert_eq!(
+        state.apply(&twin),
+        Ok(Applied {
+            unblocked: vec![(public(x), Scope::Community)],
+            ..Applied::default()
+        })
+    );
+    // A third use of the number changes nothing more and says why.
+    let third = spec(m, Kind::Pin(1), 17, 1);
+    let refusal = state.apply(&third).unwrap_err();
+    assert_eq!(
+        refusal,
+        ModerationError::Equivocation {
+            signer: public(m).short(),
+            seq: 1,
+        }
+    );
+    assert!(refusal.to_string().contains("neither action counts"));
+
+    // A moderator still appointed is not judged by number: both count.
+    let state = same_in_every_order(&[appoint, block, twin]);
+    assert!(state.is_blocked(&public(x), &burnout()).is_some());
+    assert!(state.hidden(&post(2)).is_some());
+}
+
+#[test]
+fn nobody_blocks_the_admin() {
+    let m = CANDIDATES[0];
+    let appoint = spec(ADMIN, Kind::Appoint(m), 1, 1);
+    let (mut state, _) = apply_all(std::slice::from_ref(&appoint));
+    let before = state.clone();
+    for (signer, kind) in [
+        (ADMIN, Kind::Block(ADMIN, 0)),
+        (m, Kind::Block(ADMIN, 1)),
+        (m, Kind::Unblock(ADMIN, 0)),
+        (OUTSIDERS[0], Kind::Block(ADMIN, 2)),
+    ] {
+        let action = spec(signer, kind, 5, 2);
+        let refusal = state.apply(&action).unwrap_err();
+        assert_eq!(refusal, ModerationError::AdminTarget);
+        assert!(refusal
+            .to_string()
+            .starts_with("nobody can block the admin"));
+        assert_eq!(state, before, "not even kept");
+        assert_eq!(fold(&[appoint.clone(), action]), before);
+    }
+    for topic in [burnout(), common::topic("grief")] {
+        assert!(state.is_blocked(&admin(), &topic).is_none());
+    }
+}
+
+#[test]
+fn only_the_admin_blocks_or_unblocks_a_moderator() {
+    let (a, b) = (CANDIDATES[0], CANDIDATES[1]);
+    let appoint_a = spec(ADMIN, Kind::Appoint(a), 1, 1);
+    let appoint_b = spec(ADMIN, Kind::Appoint(b), 2, 2);
+    let (mut state, _) = apply_all(&[appoint_a.clone(), appoint_b.clone()]);
+    let by_a = spec(a, Kind::Block(b, 0), 5, 1);
+    let refusal = state.apply(&by_a).unwrap_err();
+    assert_eq!(
+        refusal,
+        ModerationError::ModeratorTarget {
+            signer: public(a).short(),
+            author: public(b).short(),
+        }
+    );
+    assert!(refusal
+        .to_string()
+        .starts_with("only the admin can block or unblock a moderator"));
+    assert!(state.block(&public(b), &Scope::Community).is_none());
+
+    let by_admin = spec(ADMIN, Kind::Block(b, 0), 6, 3);
+    assert_eq!(
+        state.apply(&by_admin).map(|applied| applied.newly_blocked),
+        Ok(vec![(public(b), Scope::Community)])
+    );
+    let unblock_by_a = spec(a, Kind::Unblock(b, 0), 7, 2);
+    assert!(matches!(
+        state.apply(&unblock_by_a),
+        Err(ModerationError::ModeratorTarget { .. })
+    ));
+    assert!(state.block(&public(b), &Scope::Community).is_some());
+
+    // Once b is revoked, a may block them like anyone else.
+    let revoke_b = spec(ADMIN, Kind::Revoke(b, None), 8, 4);
+    state.apply(&revoke_b).expect("the admin may revoke");
+    let later = spec(a, Kind::Block(b, 1), 9, 3);
+    assert_eq!(
+        state.apply(&later).map(|applied| applied.newly_blocked),
+        Ok(vec![(public(b), scope(1))])
+    );
+    let all = [
+        appoint_a,
+        appoint_b,
+        by_a,
+        by_admin,
+        unblock_by_a,
+        revoke_b,
+        later,
+    ];
+    assert_eq!(state, fold(&all));
+}
+
+#[test]
+fn a_late_appointment_of_the_target_lifts_a_moderators_block() {
+    let (a, x) = (CANDIDATES[0], CANDIDATES[2]);
+    let appoint_a = spec(ADMIN, Kind::Appoint(a), 1, 1);
+    let block = spec(a, Kind::Block(x, 0), 5, 1);
+    let (mut state, _) = apply_all(&[appoint_a.clone(), block.clone()]);
+    assert!(state.is_blocked(&public(x), &burnout()).is_some());
+    // The admin had appointed x at 3: x was a moderator when a blocked them.
+    let appoint_x = spec(ADMIN, Kind::Appoint(x), 3, 2);
+    assert_eq!(
+        state.apply(&appoint_x),
+        Ok(Applied {
+            unblocked: vec![(public(x), Scope::Community)],
+            moderators_changed: true,
+            ..Applied::default()
+        })
+    );
+    assert_eq!(state, same_in_every_order(&[appoint_a, block, appoint_x]));
+}
+
+#[test]
+fn check_new_names_what_would_change_nothing() {
+    let (a, b) = (CANDIDATES[0], CANDIDATES[1]);
+    let x = OUTSIDERS[0];
+    let state = fold(&[
+        spec(ADMIN, Kind::Appoint(a), 1, 1),
+        spec(ADMIN, Kind::Appoint(b), 2, 2),
+        spec(ADMIN, Kind::Block(x, 0), 3, 3),
+        spec(a, Kind::Hide(0), 4, 1),
+        spec(b, Kind::Pin(1), 5, 1),
+    ]);
+    let kind = |kind: Kind| {
+        Spec {
+            signer: ADMIN,
+            kind,
+            at: 0,
+            seq: 0,
+            other_community: false,
+        }
+        .kind()
+    };
+    use NoEffect::*;
+    let refused = [
+        (
+            x,
+            Kind::Pin(2),
+            NotModerator,
+            "you are not a moderator of this community",
+        ),
+        (
+            a,
+            Kind::Appoint(x),
+            NotAdmin,
+            "only the community admin can appoint or revoke moderators",
+        ),
+        (
+            ADMIN,
+            Kind::Appoint(ADMIN),
+            AdminIsAlwaysModerator,
+            "the admin is always a moderator",
+        ),
+        (
+            ADMIN,
+            Kind::Revoke(ADMIN, None),
+            AdminIsAlwaysModerator,
+            "the admin is always a moderator",
+        ),
+        (
+            ADMIN,
+            Kind::Appoint(a),
+            AlreadyModerator,
+            "already a moderator",
+        ),
+        (
+            ADMIN,
+            Kind::Revoke(x, None),
+            NothingToRevoke,
+            "not a moderator, nothing to revoke",
+        ),
+        (
+            a,
+            Kind::Block(ADMIN, 0),
+            CannotBlockAdmin,
+            "you cannot block the admin",
+        ),
+        (
+            ADMIN,
+            Kind::Block(ADMIN, 1),
+            CannotBlockAdmin,
+            "you cannot block the admin",
+        ),
+        (
+            a,
+            Kind::Unblock(ADMIN, 1),
+            AdminNeverBlocked,
+            "the admin is never blocked, nothing to unblock",
+        ),
+        (
+            a,
+            Kind::Block(b, 1),
+            ModeratorTarget,
+            "only the admin can block or unblock a moderator",
+        ),
+        (
+            a,
+            Kind::Block(x, 0),
+            AlreadyBlocked(Scope::Community),
+            "already blocked in the whole community",
+        ),
+        (
+            b,
+            Kind::Unblock(x, 1),
+            NotBlocked(scope(1)),
+            "not blocked in topic burnout",
+        ),
+        (b, Kind::Hide(0), AlreadyHidden, "already hidden"),
+        (a, Kind::Unhide(1), NotHidden, "not hidden"),
+        (a, Kind::Pin(1), AlreadyPinned, "already pinned"),
+        (a, Kind::Unpin(0), NotPinned, "not pinned"),
+    ];
+    for (signer, k, expected, text) in refused {
+        let err = state
+            .check_new(&public(signer), &kind(k.clone()))
+            .unwrap_err();
+        assert_eq!(err, expected, "{k:?}");
+        assert_eq!(err.to_string(), text);
+    }
+    for (signer, k) in [
+        (ADMIN, Kind::Appoint(x)),
+        (ADMIN, Kind::Revoke(a, None)),
+        (ADMIN, Kind::Block(b, 0)),
+        (a, Kind::Block(x, 1)),
+        (a, Kind::Unblock(x, 0)),
+        (b, Kind::Unhide(0)),
+        (a, Kind::Hide(1)),
+        (a, Kind::Unpin(1)),
+        (b, Kind::Pin(0)),
+    ] {
+        assert_eq!(
+            state.check_new(&public(signer), &kind(k.clone())),
+            Ok(()),
+            "{k:?}"
+        );
+    }
+}
+
+#[test]
+fn latest_on_target_is_the_time_of_what_decides_it() {
+    let m = CANDIDATES[0];
+    let x = OUTSIDERS[0];
+    let state = fold(&[
+        spec(ADMIN, Kind::Appoint(m), 1, 1),
+        spec(ADMIN, Kind::Block(x, 0), 5, 2),
+        spec(m, Kind::Block(x, 0), 6, 1),
+        spec(m, Kind::Unblock(x, 0), 7, 2),
+        spec(ADMIN, Kind::Revoke(m, Some(2)), 9, 3),
+        // An outsider's hide decides nothing.
+        spec(OUTSIDERS[1], Kind::Hide(0), 8, 1),
+    ]);
+    let latest = |k: Kind| {
+        state.latest_on_target(
+            &Spec {
+                signer: ADMIN,
+                kind: k,
+                at: 0,
+                seq: 0,
+                other_community: false,
+            }
+            .kind(),
+        )
+    };
+    assert_eq!(latest(Kind::Block(x, 0)), Some(7), "the unblock decides");
+    assert_eq!(latest(Kind::Unblock(x, 0)), Some(7));
+    assert_eq!(latest(Kind::Block(x, 1)), None, "another scope");
+    assert_eq!(latest(Kind::Hide(0)), None);
+    assert_eq!(latest(Kind::Appoint(m)), Some(9), "the revocation");
+    assert_eq!(latest(Kind::Revoke(m, None)), Some(9));
+    assert_eq!(latest(Kind::Appoint(CANDIDATES[1])), None);
+}
+
+#[test]
+fn highest_seq_is_the_greatest_number_held_of_that_signer() {
+    let m = CANDIDATES[0];
+    let state = fold(&[
+        spec(ADMIN, Kind::Appoint(m), 1, 4),
+        spec(m, Kind::Hide(0), 2, 3),
+        spec(m, Kind::Pin(1), 3, 7),
+        // Dated before the appointment: pending, but held all the same.
+        spec(m, Kind::Block(OUTSIDERS[0], 0), 0, 9),
+    ]);
+    assert_eq!(state.highest_seq(&public(m)), Some(9));
+    assert_eq!(state.highest_seq(&admin()), Some(4));
+    assert_eq!(state.highest_seq(&public(OUTSIDERS[1])), None);
 }
 
 #[test]
@@ -591,7 +1197,8 @@ fn a_revocation_arriving_later_removes_the_effect_of_later_actions() {
     let m = CANDIDATES[1];
     let appoint = spec(ADMIN, Kind::Appoint(m), 10, 0);
     let hide = spec(m, Kind::Hide(0), 30, 0);
-    let revoke = spec(ADMIN, Kind::Revoke(m), 20, 1);
+    // Even counting the hide's number: it is dated after the revocation.
+    let revoke = spec(ADMIN, Kind::Revoke(m, Some(0)), 20, 1);
     let (mut state, _) = apply_all(&[appoint, hide]);
     assert!(state.hidden(&post(0)).is_some());
     state.apply(&revoke).expect("the admin may revoke");
@@ -607,7 +1214,7 @@ fn only_the_admin_can_appoint_or_revoke() {
     let (mut state, _) = apply_all(&[spec(ADMIN, Kind::Appoint(m), 1, 0)]);
     let before = state.clone();
     for signer in [m, CANDIDATES[1], OUTSIDERS[0]] {
-        for kind in [Kind::Appoint(OUTSIDERS[1]), Kind::Revoke(m)] {
+        for kind in [Kind::Appoint(OUTSIDERS[1]), Kind::Revoke(m, None)] {
             let action = spec(signer, kind, 5, 0);
             assert_eq!(
                 state.apply(&action),
@@ -793,7 +1400,7 @@ fn a_late_revocation_reports_what_it_lifts() {
     ]);
     assert_eq!(state.blocks().len(), 1);
     let applied = state
-        .apply(&spec(ADMIN, Kind::Revoke(m), 20, 1))
+        .apply(&spec(ADMIN, Kind::Revoke(m, Some(2)), 20, 1))
         .expect("the admin may revoke");
     assert_eq!(
         applied,
@@ -839,7 +1446,7 @@ fn moderators_log_and_pins_say_who_did_what() {
     let state = fold(&[
         spec(ADMIN, Kind::Appoint(a), 1, 0),
         spec(ADMIN, Kind::Appoint(b), 2, 1),
-        spec(ADMIN, Kind::Revoke(b), 9, 2),
+        spec(ADMIN, Kind::Revoke(b, Some(0)), 9, 2),
         spec(a, Kind::Pin(0), 3, 0),
         spec(b, Kind::Hide(1), 4, 0),
         spec(OUTSIDERS[0], Kind::Unpin(0), 5, 0),

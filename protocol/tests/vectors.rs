@@ -230,6 +230,21 @@ fn generate() -> Vec<Vector> {
             fake_report(community(), NOW, 1, 2049).encode(),
             "too large: sealed report is 2049 bytes",
         ),
+        v(
+            "report without enough proof of work",
+            report_without_work().encode(),
+            "not enough work: a report needs a proof of work of 21 leading zero bits",
+        ),
+        v(
+            "topic mixing Latin and Cyrillic letters",
+            post_with_raw_topic("burnоut"),
+            "mixes Latin and Cyrillic letters",
+        ),
+        v(
+            "topic in full-width letters",
+            post_with_raw_topic("ｂｕｒｎｏｕｔ"),
+            "is not in normal form",
+        ),
     ]
 }
 
@@ -317,6 +332,7 @@ fn the_vectors_cover_every_rejection_rule() {
             ValidationError::TooLarge { .. } => "too large",
             ValidationError::Empty(_) => "empty",
             ValidationError::NoRecipients => "no recipients",
+            ValidationError::NotEnoughWork { .. } => "not enough work",
             // A bad topic name inside a message is refused while decoding,
             // as `Wire(Malformed)`; this variant comes from other APIs.
             ValidationError::BadTopic(_) => "bad topic",
@@ -336,6 +352,7 @@ fn the_vectors_cover_every_rejection_rule() {
         "too large",
         "empty",
         "no recipients",
+        "not enough work",
     ]
     .into_iter()
     .collect();

@@ -218,6 +218,7 @@ async fn actions_in_any_order_give_the_same_state() -> anyhow::Result<()> {
             3,
             ModActionKind::RevokeModerator {
                 key: mod_id.public(),
+                upto_seq: Some(2),
             },
             t0 + 40,
         )?,
@@ -314,6 +315,7 @@ async fn revoked_moderators_and_plain_members_cannot_block() -> anyhow::Result<(
         .handle
         .moderate(ModActionKind::RevokeModerator {
             key: key(&nodes[1]).await?,
+            upto_seq: None,
         })
         .await?;
     for n in &nodes {

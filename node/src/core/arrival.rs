@@ -114,9 +114,7 @@ impl Refusal {
 /// Reports the log may hold at once: each is up to ~64 KiB, sealed, and
 /// expires after [`REPORT_TTL_MS`]; past the bound new ones are ignored.
 pub const MAX_STORED_REPORTS: usize = 4096;
-/// How long a report stays in the log: moderators read the queue within
-/// days; after this it is ignored and pruned.
-pub const REPORT_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+pub use protocol::report::REPORT_TTL_MS;
 
 /// The posts of one batch taken so far, for the checks of the next ones.
 #[derive(Default)]
@@ -343,15 +341,13 @@ impl Core {
             VerifiedMessage::Moderation(action) => self.arrived_action(action, origin),
             VerifiedMessage::Report(report) => {
                 let sealed = report.sealed();
-                if now_ms.saturating_sub(sealed.created_at) > REPORT_TTL_MS {
+                if sealed.expired(now_ms) {
                     return Err(Refusal::NotAdmitted("the report has expired".into()));
                 }
                 let mut readers: BTreeSet<PublicKey> =
                     self.moderation.current_moderators().into_iter().collect();
                 readers.insert(self.manifest.content.admin);
-                let addressed: BTreeSet<PublicKey> =
-                    sealed.copies.iter().map(|c| c.recipient).collect();
-                if addressed != readers || addressed.len() != sealed.copies.len() {
+                if !sealed.addressed_exactly_to(&readers) {
                     return Err(Refusal::NotAdmitted(
                         "the report is not sealed to exactly the community's moderators".into(),
                     ));

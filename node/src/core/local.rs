@@ -3,7 +3,7 @@
 //! foreign one; its gossip is an [`Effect`] the worker releases only once
 //! the write is on disk.
 
-use protocol::moderation::{ModActionKind, Scope};
+use protocol::moderation::ModActionKind;
 use protocol::post::Draft;
 use protocol::{
     ActionId, Message, ModAction, Post, PostId, PublicKey, Retraction, SealedReport, TopicName,
@@ -204,81 +204,27 @@ impl Core {
 
     /// Takes a moderation action: refused unless this identity may take it
     /// and it would change something; dated after the action it overrides.
-    pub fn moderate(&mut self, kind: ModActionKind, now_ms: u64) -> Result<ActionId, NodeError> {
+    pub fn moderate(
+        &mut self,
+        mut kind: ModActionKind,
+        now_ms: u64,
+    ) -> Result<ActionId, NodeError> {
         let me = self.identity.public();
-        let admin = self.manifest.content.admin;
-        if kind.admin_only() {
-            if me != admin {
-                return Err(NodeError::NotAllowed(
-                    "only the community admin can appoint or revoke moderators".into(),
-                ));
-            }
-        } else if !self.moderation.is_moderator(&me, now_ms) {
-            return Err(NodeError::NotAllowed(
-                "this identity is not a moderator of the community".into(),
-            ));
+        // A revocation lets stand exactly the revoked moderator's actions
+        // this node holds (ARCHITECTURE.md, "revocation is final").
+        if let ModActionKind::RevokeModerator { key, upto_seq } = &mut kind {
+            *upto_seq = self.moderation.highest_seq(key);
         }
-        let overrides = self.no_effect(&me, &kind)?;
+        self.moderation
+            .check_new(&me, &kind)
+            .map_err(|e| NodeError::NotAllowed(e.to_string()))?;
+        let overrides = self.moderation.latest_on_target(&kind);
         let at = self.clock.next_time(&self.store, now_ms, overrides)?;
         let seq = self.clock.next_seq(&self.store)?;
         let action = ModAction::create(&self.identity, self.community, seq, kind, at)?;
         Ok(ActionId(
             self.publish_local(Message::Moderation(action), now_ms)?,
         ))
-    }
-
-    /// Refuses an action that would change nothing; otherwise the time of
-    /// the decision it overrides, if any.
-    fn no_effect(&self, me: &PublicKey, kind: &ModActionKind) -> Result<Option<u64>, NodeError> {
-        let m = &self.moderation;
-        let admin = self.manifest.content.admin;
-        let current = m.current_moderators();
-        let refuse = |why: &str| Err(NodeError::NotAllowed(why.to_string()));
-        match kind {
-            ModActionKind::AppointModerator { key } if *key == admin => {
-                refuse("the admin is always a moderator")
-            }
-            ModActionKind::AppointModerator { key } if current.contains(key) => {
-                refuse("that key is a moderator already")
-            }
-            ModActionKind::RevokeModerator { key } if *key == admin => {
-                refuse("the admin's role cannot be revoked")
-            }
-            ModActionKind::RevokeModerator { key } if !current.contains(key) => {
-                refuse("that key is not a moderator, so there is nothing to revoke")
-            }
-            ModActionKind::Block { author, .. } if *author == admin => {
-                refuse("nobody can block the community's admin")
-            }
-            ModActionKind::Block { author, .. } if current.contains(author) && *me != admin => {
-                refuse("only the admin can block a moderator (ask the admin to revoke them)")
-            }
-            ModActionKind::Block { author, scope, .. } => match m.block(author, scope) {
-                Some(_) => refuse(&format!("already blocked in {}", scope_text(scope))),
-                None => Ok(None),
-            },
-            ModActionKind::Unblock { author, scope } => match m.block(author, scope) {
-                Some(d) => Ok(Some(d.at)),
-                None => refuse(&format!("not blocked in {}", scope_text(scope))),
-            },
-            ModActionKind::Hide { post, .. } => match m.hidden(post) {
-                Some(_) => refuse("that post is hidden already"),
-                None => Ok(None),
-            },
-            ModActionKind::Unhide { post } => match m.hidden(post) {
-                Some(d) => Ok(Some(d.at)),
-                None => refuse("that post is not hidden"),
-            },
-            ModActionKind::Pin { post } => match m.pin(post) {
-                Some(_) => refuse("that post is pinned already"),
-                None => Ok(None),
-            },
-            ModActionKind::Unpin { post } => match m.pin(post) {
-                Some(d) => Ok(Some(d.at)),
-                None => refuse("that post is not pinned"),
-            },
-            _ => Ok(None),
-        }
     }
 
     /// The members' view of the moderation state, with every moderator's
@@ -320,12 +266,5 @@ impl Core {
         }
         self.shared_stale = true;
         Ok(())
-    }
-}
-
-fn scope_text(scope: &Scope) -> String {
-    match scope {
-        Scope::Community => "the whole community".into(),
-        Scope::Topic(t) => format!("topic {t}"),
     }
 }

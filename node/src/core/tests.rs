@@ -346,7 +346,8 @@ fn actions_that_change_nothing_are_not_signed_and_nobody_blocks_the_admin() {
     assert!(core
         .moderate(
             ModActionKind::RevokeModerator {
-                key: nobody.public()
+                key: nobody.public(),
+                upto_seq: None
             },
             T0 + 4
         )

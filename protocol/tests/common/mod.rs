@@ -12,7 +12,7 @@
 use protocol::community::CommunityManifest;
 use protocol::moderation::{ModAction, ModActionKind, Scope, SignedModAction};
 use protocol::post::{Draft, Post, SignedPost};
-use protocol::report::{SealedCopy, SealedReport};
+use protocol::report::{SealedCopy, SealedReport, REPORT_WORK_BITS};
 use protocol::retraction::{Retraction, SignedRetraction};
 use protocol::wire::{self, WIRE_VERSION};
 use protocol::{
@@ -107,24 +107,38 @@ pub fn sample_retraction() -> SignedRetraction {
     Retraction::create(&key(AUTHOR), community(), sample_post().id(), NOW - 10_000)
 }
 
-/// A valid report, sealed to the admin with a seeded generator.
+/// A valid report, sealed to the admin with a seeded generator. Sealed
+/// once per test binary: its proof of work takes a fraction of a second.
 pub fn sample_report() -> SealedReport {
-    SealedReport::seal(
-        &identity(3, None),
-        community(),
-        sample_post().id(),
-        "harassment",
-        &[key(ADMIN).public()],
-        NOW - 5_000,
-        &mut rand::rngs::StdRng::seed_from_u64(7),
-    )
-    .expect("a valid report")
+    static REPORT: std::sync::LazyLock<SealedReport> = std::sync::LazyLock::new(|| {
+        SealedReport::seal(
+            &identity(3, None),
+            community(),
+            sample_post().id(),
+            "harassment",
+            &[key(ADMIN).public()],
+            NOW - 5_000,
+            &mut rand::rngs::StdRng::seed_from_u64(7),
+        )
+        .expect("a valid report")
+    });
+    REPORT.clone()
 }
 
 /// A report whose sealed copies are opaque filler: relays check only the
-/// outer fields, so these are what the outer rules see.
+/// outer fields, so these are what the outer rules see. It carries its
+/// proof of work, so only the rule under test fails.
 pub fn fake_report(community: CommunityId, created_at: u64, copies: usize, size: usize) -> Message {
-    Message::Report(SealedReport {
+    Message::Report(fake_sealed(community, created_at, copies, size))
+}
+
+fn fake_sealed(
+    community: CommunityId,
+    created_at: u64,
+    copies: usize,
+    size: usize,
+) -> SealedReport {
+    let mut report = SealedReport {
         community,
         created_at,
         copies: (0..copies)
@@ -133,7 +147,21 @@ pub fn fake_report(community: CommunityId, created_at: u64, copies: usize, size:
                 ciphertext: vec![0x5a; size],
             })
             .collect(),
-    })
+        nonce: 0,
+    };
+    report.prove_work();
+    report
+}
+
+/// A plausible report whose nonce falls short of the proof of work (the
+/// first one after a good nonce that does: almost always the very next).
+pub fn report_without_work() -> Message {
+    let mut report = fake_sealed(community(), NOW, 1, 100);
+    report.nonce += 1;
+    while report.work_bits() >= REPORT_WORK_BITS {
+        report.nonce += 1;
+    }
+    Message::Report(report)
 }
 
 /// The wire bytes of a post.

@@ -6,6 +6,7 @@
 use protocol::moderation::ModActionKind;
 use protocol::post::Draft;
 use protocol::{ActionId, PostId, PublicKey, TopicName};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::api::{
@@ -38,12 +39,29 @@ pub struct ImportReport {
 /// tests that wait on a condition.
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
-    /// A post was stored (from anywhere).
+    /// A post was stored (from anywhere) that a read of its topic would
+    /// show (posts of muted authors are not announced).
     PostStored(Box<PostView>),
-    /// A post was deleted (retraction, block or hide).
+    /// A post left the reads of its topic: its author retracted it, a
+    /// moderator hid it or blocked its author. Open screens take it away.
     PostRemoved {
         /// Printable post id.
         id: String,
+        /// Its topic.
+        topic: String,
+        /// Why it went.
+        reason: RemovalReason,
+    },
+    /// A hidden post is shown again (a moderator lifted the hide).
+    PostRestored(Box<PostView>),
+    /// A moderator pinned or unpinned a post.
+    PinChanged {
+        /// Printable post id.
+        id: String,
+        /// Its topic.
+        topic: String,
+        /// Pinned now (`false`: unpinned).
+        pinned: bool,
     },
     /// A moderation action took effect.
     Moderation {
@@ -67,6 +85,60 @@ pub enum NodeEvent {
         /// Items received in that session.
         received: u64,
     },
+}
+
+/// Why a post left the reads of its topic ([`NodeEvent::PostRemoved`]);
+/// serialised in snake case (`"retracted"`) for followers on the control
+/// socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalReason {
+    /// Its author took it back.
+    Retracted,
+    /// A moderator hid it.
+    Hidden,
+    /// A moderator blocked its author (in its topic or the community).
+    Blocked,
+}
+
+/// Most posts in one page of [`NodeHandle::read_stream`].
+pub const READ_PAGE_POSTS: usize = 64;
+
+/// Most text in one page of [`NodeHandle::read_stream`], in bytes of
+/// bodies, warnings, names and reasons (a page holds at least one post):
+/// what a slow reader can make the node hold is bounded in bytes, whatever
+/// the size of the posts.
+pub const READ_PAGE_BYTES: usize = 256 * 1024;
+
+/// The bytes a post counts for against [`READ_PAGE_BYTES`]: its texts and
+/// a fixed allowance for ids, keys and JSON.
+pub fn page_weight(post: &PostView) -> usize {
+    const FIXED: usize = 512;
+    let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+    FIXED
+        + text(&post.body)
+        + text(&post.content_warning)
+        + text(&post.author_name)
+        + text(&post.hidden_reason)
+        + post.hidden_by.as_ref().map_or(0, |a| text(&a.name))
+}
+
+/// Splits posts (oldest first) into pages of at most [`READ_PAGE_POSTS`]
+/// posts and [`READ_PAGE_BYTES`] bytes.
+fn next_page(posts: &mut std::iter::Peekable<std::vec::IntoIter<PostView>>) -> Vec<PostView> {
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    while let Some(next) = posts.peek() {
+        let weight = page_weight(next);
+        if !page.is_empty() && (page.len() >= READ_PAGE_POSTS || bytes + weight > READ_PAGE_BYTES) {
+            break;
+        }
+        bytes += weight;
+        if let Some(p) = posts.next() {
+            page.push(p);
+        }
+    }
+    page
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -161,6 +233,35 @@ impl NodeHandle {
         query: ReadQuery,
     ) -> Result<Vec<PostView>, NodeError> {
         self.ask(|r| Command::Read(topic, query, r)).await
+    }
+
+    /// Reads a topic as [`read`](Self::read) does, in pages (oldest first,
+    /// each of at most [`READ_PAGE_POSTS`] posts and [`READ_PAGE_BYTES`]
+    /// bytes) on a channel of capacity 1: a slow consumer stalls the
+    /// producer instead of making the node hold the whole reply, so a
+    /// client that asks for a big topic and reads slowly costs a bounded
+    /// amount of memory. An error before the first page (topic not
+    /// joined, node stopped) is returned directly; a later one arrives as
+    /// the channel's last item. The channel closes after the last page; a
+    /// read with no posts closes it without any.
+    pub async fn read_stream(
+        &self,
+        topic: TopicName,
+        query: ReadQuery,
+    ) -> Result<mpsc::Receiver<Result<Vec<PostView>, NodeError>>, NodeError> {
+        // Interim: the whole read, then paged. The core reads page by page.
+        let posts = self.read(topic, query).await?;
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut posts = posts.into_iter().peekable();
+            while posts.peek().is_some() {
+                let page = next_page(&mut posts);
+                if tx.send(Ok(page)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     /// Resolves a full or short (prefix) printable post id to a stored post.

@@ -17,7 +17,7 @@ use protocol::{
 use crate::api::ReportView;
 use crate::error::NodeError;
 use crate::event_loop::EventLoop;
-use crate::handle::NodeEvent;
+use crate::handle::{NodeEvent, RemovalReason};
 use crate::store::Store;
 
 /// Where an item came from.
@@ -282,9 +282,11 @@ impl EventLoop {
                     return Ok(Outcome::Duplicate);
                 }
                 self.store.add_retraction(&r.post, &r.author)?;
-                if self.store.delete_post(&r.post)?.is_some() {
+                if let Some(removed) = self.store.delete_post(&r.post)? {
                     self.emit(NodeEvent::PostRemoved {
                         id: r.post.to_string(),
+                        topic: removed.content.topic.to_string(),
+                        reason: RemovalReason::Retracted,
                     });
                 }
                 Outcome::Stored
@@ -478,8 +480,18 @@ impl EventLoop {
             if blocks_before.contains(&(author, scope.clone())) {
                 continue;
             }
+            // The topic of a community block's posts is not at hand here
+            // (empty); the core fills it.
+            let topic = match &scope {
+                Scope::Topic(t) => t.to_string(),
+                Scope::Community => String::new(),
+            };
             for id in self.store.delete_author_posts(&author, &scope)? {
-                self.emit(NodeEvent::PostRemoved { id: id.to_string() });
+                self.emit(NodeEvent::PostRemoved {
+                    id: id.to_string(),
+                    topic: topic.clone(),
+                    reason: RemovalReason::Blocked,
+                });
             }
         }
         let hidden_now = self.moderation.hidden_targets();
@@ -506,6 +518,8 @@ impl EventLoop {
                     .put_tombstone(&removed.content.topic, key, &tomb.encode())?;
                 self.emit(NodeEvent::PostRemoved {
                     id: post.to_string(),
+                    topic: removed.content.topic.to_string(),
+                    reason: RemovalReason::Hidden,
                 });
             }
         }

@@ -204,7 +204,7 @@ pub(crate) struct BenchNode {
     /// Its handle.
     pub(crate) handle: NodeHandle,
     /// Its event loop.
-    pub(crate) task: tokio::task::JoinHandle<()>,
+    pub(crate) task: tokio::task::JoinHandle<Result<(), node::NodeError>>,
     /// A dialable address with `/p2p/<peer id>`.
     pub(crate) addr: String,
 }

@@ -102,6 +102,7 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
             topic: topic.as_str().to_string(),
             limit: Some(sizes.limit),
             since_ms: None,
+            stream: true,
         };
         let mut via_socket = Vec::with_capacity(sizes.reads);
         for _ in 0..sizes.reads {

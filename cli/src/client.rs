@@ -33,7 +33,14 @@ impl Ctx {
     /// Sends one request to the running node and returns its result.
     pub(crate) async fn call(&self, request: Request) -> Result<Value> {
         self.check_dir()?;
-        Ok(control::request(&self.data.socket_path(), &request).await?)
+        let wait = self.wait_for(&request);
+        Ok(control::request_within(&self.data.socket_path(), &request, wait).await?)
+    }
+
+    /// How long to wait for each answer line to `request`: `--timeout`, or
+    /// the request's own default.
+    pub(crate) fn wait_for(&self, request: &Request) -> std::time::Duration {
+        self.timeout.unwrap_or_else(|| request.reply_timeout())
     }
 
     /// Sends one request and decodes its result as `T`.

@@ -95,6 +95,21 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     // Before the store is opened: a second node gets the clear message.
     control::claim_socket(&socket).await?;
     init_logging();
+    // Before the store is opened: whatever a loose umask or a hand made
+    // readable by others becomes this user's alone again, said out loud.
+    for (path, mode) in data.make_private()? {
+        tracing::warn!(
+            "{} was open to other users (mode {mode:o}); made it private to you",
+            path.display()
+        );
+    }
+    if let Some(path) = data.ensure_transport_key()? {
+        tracing::warn!(
+            "the transport key was missing, so a new one is in {}: your identity (author key) \
+             is unchanged, peers see this node under a new peer id",
+            path.display()
+        );
+    }
     // Before any connection: the node's limits fit in 1,024 descriptors,
     // and a higher soft limit is headroom.
     match node::limits::raise_fd_limit() {
@@ -154,8 +169,14 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
                     }
                     Ok(())
                 }
-                // Stopped by a `shutdown` request (or it failed).
-                _ = &mut task => Ok(()),
+                // Stopped by a `shutdown` request, or a part of the node
+                // failed: then `run` exits non-zero, so a supervisor
+                // restarts it.
+                stopped = &mut task => match stopped {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(anyhow::anyhow!("the node stopped: {e}")),
+                    Err(e) => Err(anyhow::anyhow!("the node's event loop crashed: {e}")),
+                },
             }
         }
     };

@@ -26,7 +26,7 @@ struct Person {
     name: &'static str,
     data: DataDir,
     handle: NodeHandle,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), node::NodeError>>,
     addr: String,
 }
 

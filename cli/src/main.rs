@@ -17,6 +17,7 @@ mod moderation;
 mod offline;
 mod output;
 mod posts;
+mod text;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,6 +44,12 @@ struct Cli {
     /// posts).
     #[arg(long, global = true)]
     json: bool,
+    /// Give up when the running node does not answer within this many
+    /// seconds (default: 20, more for `connect`); a busy or stuck node is
+    /// reported instead of waited on forever.
+    #[arg(long, global = true, env = "MUTUAL_TIMEOUT", value_name = "SECONDS",
+          value_parser = parse_timeout)]
+    timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,12 +97,16 @@ enum Command {
         post: String,
     },
     /// Report a post to the moderators (only they can read the report).
+    /// Without --reason, the reason is read from standard input, or written
+    /// in your editor ($EDITOR) when standard input is a terminal.
     Report {
         /// The post's id.
         post: String,
-        /// Why you report it.
+        /// Why you report it; `-` reads it from standard input. Text given
+        /// here is visible to other users of this computer (`ps`) while the
+        /// command runs.
         #[arg(long)]
-        reason: String,
+        reason: Option<String>,
     },
     /// Stop seeing an author's posts on this node.
     Mute {
@@ -155,6 +166,16 @@ pub(crate) struct Ctx {
     pub(crate) data: node::DataDir,
     /// Print JSON.
     pub(crate) json: bool,
+    /// How long to wait for the node's answers (`None`: each request's
+    /// own default).
+    pub(crate) timeout: Option<std::time::Duration>,
+}
+
+fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
+    match text.parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err("write a whole number of seconds, at least 1".into()),
+    }
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -171,6 +192,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx {
         data: node::DataDir::new(data),
         json: cli.json,
+        timeout: cli.timeout,
     };
     match cli.command {
         Command::Init { name } => offline::init(&ctx, name),
@@ -200,7 +222,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Makes every file and directory this process creates private to its
+/// user (umask 077), before anything is created: keys, the store's files,
+/// the socket and temporary files, whatever code creates them.
+fn private_files() {
+    #[cfg(unix)]
+    {
+        use nix::sys::stat::{umask, Mode};
+        umask(Mode::from_bits_truncate(0o077));
+    }
+}
+
 fn main() -> ExitCode {
+    private_files();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,9 +1,12 @@
 //! Printing: lines to stdout (a closed pipe ends the command quietly),
 //! JSON lines, relative times, author labels and threaded posts.
 //!
-//! Everything that came from the network (bodies, pseudonyms, reasons) goes
-//! through [`clean`] first, so a post cannot send escape sequences to the
-//! reader's terminal.
+//! Everything that came from the network (bodies, pseudonyms, reasons,
+//! content warnings, community names and rules) goes through [`clean`] or
+//! [`clean_line`] first: control characters, bidirectional overrides and
+//! zero-width characters show as visible escapes (`\u{202E}`), so a post
+//! cannot send escape sequences to the reader's terminal nor make text,
+//! or a pseudonym, look like something else. JSON output stays exact.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
@@ -11,6 +14,7 @@ use std::io::{self, Write};
 use std::str::FromStr;
 
 use node::api::{ActorView, PostView};
+use node::handle::RemovalReason;
 use protocol::PublicKey;
 use serde::Serialize;
 
@@ -32,19 +36,12 @@ pub(crate) fn json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(line(text)?)
 }
 
-/// Text from the network made safe for a terminal: control characters
-/// (escape sequences, carriage returns, …) become `�`; newlines and tabs
-/// stay.
+/// Text from the network made safe to show ([`protocol::display::display_safe`]):
+/// control characters (escape sequences, carriage returns, …),
+/// bidirectional controls and zero-width characters become visible escapes
+/// such as `\u{1B}`; newlines and tabs stay.
 pub(crate) fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect()
+    protocol::display::display_safe(text).into_owned()
 }
 
 /// Like [`clean`], on one line: newlines become spaces too.
@@ -77,6 +74,22 @@ pub(crate) fn actor(a: &ActorView) -> String {
 /// resolves back while it is unique.
 pub(crate) fn short_id(id: &str) -> String {
     clean_line(&id.chars().take(11).collect::<String>())
+}
+
+/// The line `read --follow` prints when a post on screen goes away.
+pub(crate) fn removal_line(id: &str, reason: RemovalReason) -> String {
+    let why = match reason {
+        RemovalReason::Retracted => "retracted by its author",
+        RemovalReason::Hidden => "hidden by a moderator",
+        RemovalReason::Blocked => "its author was blocked by a moderator",
+    };
+    format!("[{why}] {}", short_id(id))
+}
+
+/// The line `read --follow` prints when a post is pinned or unpinned.
+pub(crate) fn pin_line(id: &str, pinned: bool) -> String {
+    let what = if pinned { "pinned" } else { "unpinned" };
+    format!("[{what}] {}", short_id(id))
 }
 
 /// How long ago `at_ms` was, at `now_ms`: "just now", "5m ago", "3h ago", …
@@ -318,7 +331,7 @@ mod tests {
             },
             false,
         );
-        assert!(shown.contains("secret\u{FFFD}[2J"), "{shown}");
+        assert!(shown.contains("secret\\u{1B}[2J"), "{shown}");
         assert!(!shown.contains('\x1b'));
 
         let mut h = post("mp1zzzzzzzzzz", 0, None);
@@ -332,6 +345,62 @@ mod tests {
         let text = post_lines(&h, 0, style, false);
         assert!(text.contains("[hidden by mo ("), "{text}");
         assert!(text.ends_with(": unkind]"), "{text}");
+    }
+
+    #[test]
+    fn spoofing_characters_show_as_escapes_in_every_network_text() {
+        use protocol::display::is_unsafe_for_display;
+        let style = Style {
+            now_ms: 0,
+            show_warned: true,
+        };
+        let mut p = post("mp1abcdefghijk", 0, None);
+        p.author_name = Some("ad\u{200B}min\u{202E}".into());
+        p.body = Some("pay \u{2066}here\u{2069}\nline two\u{200D}".into());
+        p.content_warning = Some("cw\u{FEFF}\u{202A}".into());
+        let text = post_lines(&p, 0, style, false);
+        assert!(text.contains("ad\\u{200B}min\\u{202E} ("), "{text}");
+        assert!(text.contains("pay \\u{2066}here\\u{2069}"), "{text}");
+        assert!(text.contains("line two\\u{200D}"), "{text}");
+        assert!(text.contains("CW: cw\\u{FEFF}\\u{202A}"), "{text}");
+        let mut h = post("mp1zzzzzzzzzz", 0, None);
+        h.hidden = true;
+        h.body = None;
+        h.hidden_by = Some(ActorView {
+            key: "mu1qqqqqqqqqqqq".into(),
+            name: Some("mo\u{202D}d".into()),
+        });
+        h.hidden_reason = Some("spam\u{2060}\r".into());
+        let hidden = post_lines(&h, 0, style, false);
+        assert!(hidden.contains("mo\\u{202D}d ("), "{hidden}");
+        assert!(hidden.ends_with(": spam\\u{2060}\\u{0D}]"), "{hidden}");
+        for shown in [&text, &hidden] {
+            assert!(
+                !shown.chars().any(|c| c != '\n' && is_unsafe_for_display(c)),
+                "{shown:?}"
+            );
+        }
+        // Single-line texts lose their line breaks too.
+        assert_eq!(clean_line("a\nb\u{202E}"), "a b\\u{202E}");
+    }
+
+    #[test]
+    fn follow_changes_read_as_what_happened() {
+        let id = "mp1abcdefghijklmnop";
+        assert_eq!(
+            removal_line(id, RemovalReason::Retracted),
+            "[retracted by its author] mp1abcdefgh"
+        );
+        assert_eq!(
+            removal_line(id, RemovalReason::Hidden),
+            "[hidden by a moderator] mp1abcdefgh"
+        );
+        assert_eq!(
+            removal_line(id, RemovalReason::Blocked),
+            "[its author was blocked by a moderator] mp1abcdefgh"
+        );
+        assert_eq!(pin_line(id, true), "[pinned] mp1abcdefgh");
+        assert_eq!(pin_line(id, false), "[unpinned] mp1abcdefgh");
     }
 
     #[test]

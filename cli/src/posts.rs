@@ -2,17 +2,16 @@
 //! `report`, `mute`, `unmute`.
 
 use std::collections::HashSet;
-use std::io::{IsTerminal, Read};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use node::api::{PostView, TopicView};
-use node::control::{self, Request};
+use node::control::{self, FollowEvent, Request};
 use serde_json::Value;
 
 use crate::args;
 use crate::output::{self, line, Style};
-use crate::Ctx;
+use crate::{text, Ctx};
 
 /// Most posts one `read` may ask for (the node's own cap).
 const MAX_READ_LIMIT: u64 = 1_000_000;
@@ -22,7 +21,11 @@ const MAX_READ_LIMIT: u64 = 1_000_000;
 pub(crate) struct PostArgs {
     /// Topic name.
     topic: String,
-    /// The text; `-` or nothing reads it from standard input.
+    /// The text; `-` reads it from standard input. Without it, the text is
+    /// read from standard input, or written in your editor ($EDITOR, then
+    /// $VISUAL) when standard input is a terminal. Text given here is
+    /// visible to other users of this computer (`ps`) while the command
+    /// runs.
     text: Option<String>,
     /// Reply to this post (full or short id).
     #[arg(long, value_name = "POST_ID")]
@@ -96,48 +99,21 @@ pub(crate) async fn topics(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Reads the post text from standard input, bounded.
-fn read_stdin() -> Result<String> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprintln_safe("Type your post, then press Ctrl-D on a new line.");
-    }
-    let limit = control::MAX_REQUEST_BYTES as u64;
-    let mut bytes = Vec::new();
-    stdin
-        .lock()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .context("cannot read the post from standard input")?;
-    if bytes.len() as u64 > limit {
-        anyhow::bail!(
-            "the text on standard input is over {} KiB; a post is at most {} bytes",
-            limit / 1024,
-            protocol::MAX_BODY_BYTES
-        );
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| anyhow::anyhow!("the post on standard input is not UTF-8 text"))
-}
-
-fn eprintln_safe(text: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{text}");
-}
-
-/// `mutual post TOPIC [TEXT]`.
+/// `mutual post TOPIC [TEXT|-]`.
 pub(crate) async fn post(ctx: &Ctx, args: PostArgs) -> Result<()> {
     args::topic(&args.topic)?;
     if let Some(parent) = &args.reply_to {
         args::post_id(parent)?;
     }
-    let body = match args.text.as_deref() {
-        Some(text) if text != "-" => text.to_string(),
-        _ => {
-            ctx.check_dir()?;
-            read_stdin()?.trim_end().to_string()
-        }
-    };
+    let source = text::source_of(args.text.as_deref());
+    if source == text::Source::Editor {
+        // Before anything is typed: a node that is not running is said now,
+        // not after the person wrote their post.
+        ctx.call(Request::Id).await?;
+    } else {
+        ctx.check_dir()?;
+    }
+    let body = text::obtain(ctx, &source, text::Kind::Post)?;
     let result = ctx
         .call(Request::Post {
             topic: args.topic,
@@ -146,6 +122,7 @@ pub(crate) async fn post(ctx: &Ctx, args: PostArgs) -> Result<()> {
             cw: args.cw,
         })
         .await?;
+    text::warn_inline(&source, text::Kind::Post);
     crate::connect::warn_if_alone(ctx, crate::connect::Doing::Posting).await?;
     if ctx.json {
         return output::json(&result);
@@ -161,65 +138,131 @@ pub(crate) async fn post(ctx: &Ctx, args: PostArgs) -> Result<()> {
 /// `mutual read TOPIC`.
 pub(crate) async fn read(ctx: &Ctx, args: ReadArgs) -> Result<()> {
     args::topic(&args.topic)?;
+    ctx.check_dir()?;
     let now = node::now_ms();
     let since_ms = args
         .since
         .map(|d| now.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
+    let socket = ctx.data.socket_path();
+    let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
+    let read_request = Request::Read {
+        topic: args.topic.clone(),
+        limit: Some(limit),
+        since_ms,
+        stream: true,
+    };
+    let wait = ctx.wait_for(&read_request);
     // Follow first, so nothing stored between the read and the follow is
     // lost; posts the read already shows are skipped.
     let mut stream = if args.follow {
-        ctx.check_dir()?;
-        Some(control::follow(&ctx.data.socket_path(), &args.topic).await?)
+        Some(control::follow(&socket, &args.topic, wait).await?)
     } else {
         None
     };
-    let posts: Vec<PostView> = ctx
-        .call_as(Request::Read {
-            topic: args.topic.clone(),
-            limit: Some(usize::try_from(args.limit).unwrap_or(usize::MAX)),
-            since_ms,
-        })
-        .await?;
+    // Page by page: the node never holds the whole answer. JSON lines go
+    // out as they come; text is threaded, so it needs every post first.
+    let mut pages = control::read_pages(&socket, &args.topic, Some(limit), since_ms, wait).await?;
+    let mut posts: Vec<PostView> = Vec::new();
+    let mut shown: HashSet<String> = HashSet::new();
+    while let Some(page) = pages.next_page().await? {
+        if ctx.json {
+            for p in &page {
+                output::json(p)?;
+            }
+            shown.extend(page.into_iter().map(|p| p.id));
+        } else {
+            posts.extend(page);
+        }
+    }
     crate::connect::warn_if_alone(ctx, crate::connect::Doing::Reading).await?;
     let style = Style {
         now_ms: now,
         show_warned: args.show_warned,
     };
-    if ctx.json {
-        for p in &posts {
-            output::json(p)?;
+    if !ctx.json {
+        if posts.is_empty() && stream.is_none() {
+            line(format!(
+                "No posts in {} yet.",
+                output::clean_line(&args.topic)
+            ))?;
+        } else if !posts.is_empty() {
+            line(output::thread_text(&posts, style))?;
         }
-    } else if posts.is_empty() && stream.is_none() {
-        line(format!(
-            "No posts in {} yet.",
-            output::clean_line(&args.topic)
-        ))?;
-    } else if !posts.is_empty() {
-        line(output::thread_text(&posts, style))?;
+        shown.extend(posts.into_iter().map(|p| p.id));
     }
     let Some(stream) = stream.as_mut() else {
         return Ok(());
     };
-    let mut shown: HashSet<String> = posts.into_iter().map(|p| p.id).collect();
     loop {
         let next = tokio::select! {
             next = stream.next() => next?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let Some(post) = next else {
+        let Some(event) = next else {
             anyhow::bail!("the node stopped, so following ended");
         };
-        if !shown.insert(post.id.clone()) {
-            continue;
+        let style = Style {
+            now_ms: node::now_ms(),
+            ..style
+        };
+        show_event(ctx, event, &mut shown, style)?;
+    }
+}
+
+/// Prints one change of a followed topic. Posts print as `read` prints
+/// them (with `--json`, the bare post as before); a removal prints only
+/// for a post on this screen; with `--json`, every other change is its
+/// typed event object.
+fn show_event(
+    ctx: &Ctx,
+    event: FollowEvent,
+    shown: &mut HashSet<String>,
+    style: Style,
+) -> Result<()> {
+    match event {
+        FollowEvent::Post { post } => {
+            if !shown.insert(post.id.clone()) {
+                return Ok(());
+            }
+            if ctx.json {
+                return output::json(&post);
+            }
+            Ok(line(output::post_lines(&post, 0, style, true))?)
         }
-        if ctx.json {
-            output::json(&post)?;
-        } else {
-            let style = Style {
-                now_ms: node::now_ms(),
-                ..style
-            };
-            line(output::post_lines(&post, 0, style, true))?;
+        FollowEvent::Removed { ref id, reason, .. } => {
+            if ctx.json {
+                return output::json(&event);
+            }
+            if !shown.remove(id) {
+                return Ok(());
+            }
+            Ok(line(output::removal_line(id, reason))?)
+        }
+        FollowEvent::Restored { ref post } => {
+            shown.insert(post.id.clone());
+            if ctx.json {
+                return output::json(&event);
+            }
+            line("[shown again by a moderator]")?;
+            Ok(line(output::post_lines(post, 0, style, true))?)
+        }
+        FollowEvent::Pin { ref id, pinned, .. } => {
+            if ctx.json {
+                return output::json(&event);
+            }
+            Ok(line(output::pin_line(id, pinned))?)
+        }
+        FollowEvent::Lagged { missed } => {
+            if ctx.json {
+                return output::json(&event);
+            }
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: this screen fell behind and missed {missed} changes; `mutual read` \
+                 shows the topic as it is"
+            );
+            Ok(())
         }
     }
 }
@@ -235,11 +278,19 @@ pub(crate) async fn retract(ctx: &Ctx, post: String) -> Result<()> {
     )
 }
 
-/// `mutual report POST_ID --reason TEXT`.
-pub(crate) async fn report(ctx: &Ctx, post: String, reason: String) -> Result<()> {
+/// `mutual report POST_ID [--reason TEXT|-]`.
+pub(crate) async fn report(ctx: &Ctx, post: String, reason: Option<String>) -> Result<()> {
     args::post_id(&post)?;
     let shown = output::short_id(&post);
+    let source = text::source_of(reason.as_deref());
+    if source == text::Source::Editor {
+        ctx.call(Request::Id).await?;
+    } else {
+        ctx.check_dir()?;
+    }
+    let reason = text::obtain(ctx, &source, text::Kind::Reason)?;
     let result = ctx.call(Request::Report { post, reason }).await?;
+    text::warn_inline(&source, text::Kind::Reason);
     if ctx.json {
         return output::json(&result);
     }

@@ -110,11 +110,7 @@ impl DataDir {
         }
         let identity =
             Identity::generate(name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
-        let transport = Keypair::generate_ed25519();
-        let transport_bytes = transport
-            .to_protobuf_encoding()
-            .map_err(|e| NodeError::BadInput(e.to_string()))?;
-        write_private(&self.path.join(TRANSPORT_KEY), &transport_bytes)?;
+        write_private(&self.path.join(TRANSPORT_KEY), &new_transport_key()?)?;
         if let Some(n) = &identity.name {
             write_private(&self.path.join(PSEUDONYM), n.as_bytes())?;
         }
@@ -123,7 +119,11 @@ impl DataDir {
         Ok(identity)
     }
 
-    /// Loads the author identity.
+    /// Loads the author identity, with the pseudonym of the `pseudonym`
+    /// file. A pseudonym the network would refuse (over
+    /// [`protocol::MAX_PSEUDONYM_BYTES`], or not text) is refused here, at
+    /// start, naming the file: otherwise the node would start and every
+    /// post fail, or the person would post anonymously without knowing.
     pub fn identity(&self) -> Result<Identity, NodeError> {
         let path = self.path.join(AUTHOR_KEY);
         let bytes = fs::read(&path).map_err(|e| match e.kind() {
@@ -133,20 +133,49 @@ impl DataDir {
         let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
             NodeError::NotOurs(self.display(), format!("{AUTHOR_KEY} is not a key file"))
         })?;
-        let name = fs::read_to_string(self.path.join(PSEUDONYM))
-            .ok()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty());
         Ok(Identity {
             secret: SecretKey::from_bytes(&seed),
-            name,
+            name: self.pseudonym()?,
         })
+    }
+
+    /// The pseudonym file's pseudonym (trimmed; none if absent or blank).
+    fn pseudonym(&self) -> Result<Option<String>, NodeError> {
+        let path = self.path.join(PSEUDONYM);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(NodeError::io(format!("reading {}", path.display()), e)),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| {
+            NodeError::BadInput(format!(
+                "the pseudonym file {} is not UTF-8 text; write your pseudonym in it as text, \
+                 or delete it to post without one",
+                path.display()
+            ))
+        })?;
+        let name = text.trim();
+        if name.len() > protocol::MAX_PSEUDONYM_BYTES {
+            return Err(NodeError::BadInput(format!(
+                "the pseudonym in {} is {} bytes, over the limit of {}; shorten it, or delete \
+                 the file to post without one",
+                path.display(),
+                name.len(),
+                protocol::MAX_PSEUDONYM_BYTES
+            )));
+        }
+        Ok(Some(name.to_string()).filter(|n| !n.is_empty()))
     }
 
     /// Loads the transport key pair (the peer id).
     pub fn transport_key(&self) -> Result<Keypair, NodeError> {
         let path = self.path.join(TRANSPORT_KEY);
         let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound if self.has_identity() => NodeError::BadInput(format!(
+                "{} has an identity but no transport key ({TRANSPORT_KEY}); `mutual run` makes \
+                 a new one",
+                self.display()
+            )),
             std::io::ErrorKind::NotFound => NodeError::NoIdentity(self.display()),
             _ => NodeError::io(format!("reading {}", path.display()), e),
         })?;
@@ -155,13 +184,33 @@ impl DataDir {
         })
     }
 
+    /// Makes a transport key if an identity exists without one (a lost or
+    /// deleted `transport.key`). The transport key is not the identity: it
+    /// only names this node on the network, so a new one costs nothing but
+    /// a new peer id, which peers learn again. Returns the key file's path
+    /// when it made one, so the caller can say so.
+    pub fn ensure_transport_key(&self) -> Result<Option<PathBuf>, NodeError> {
+        let path = self.path.join(TRANSPORT_KEY);
+        if !self.has_identity() || path.exists() {
+            return Ok(None);
+        }
+        write_private(&path, &new_transport_key()?)?;
+        Ok(Some(path))
+    }
+
     /// The community manifest, if this directory belongs to one.
     pub fn community(&self) -> Result<Option<SignedManifest>, NodeError> {
         let path = self.path.join(COMMUNITY);
         match fs::read(&path) {
             Ok(bytes) => protocol::wire::decode(&bytes, protocol::community::MAX_MANIFEST_BYTES)
                 .map(Some)
-                .map_err(|e| NodeError::NotOurs(self.display(), format!("{COMMUNITY}: {e}"))),
+                .map_err(|e| {
+                    NodeError::BadInput(format!(
+                        "the community file {} is damaged ({e}); restore it from a backup, or \
+                         join the community again with an invite",
+                        path.display()
+                    ))
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(NodeError::io(format!("reading {}", path.display()), e)),
         }
@@ -214,16 +263,56 @@ impl DataDir {
         Ok(id)
     }
 
-    /// Bootstrap addresses remembered from invites.
+    /// Bootstrap addresses remembered from invites. A line that is not a
+    /// multiaddress is skipped with a warning naming the file and line.
     pub fn bootstrap(&self) -> Vec<String> {
-        fs::read_to_string(self.path.join(BOOTSTRAP))
-            .map(|s| {
-                s.lines()
-                    .map(str::to_string)
-                    .filter(|l| !l.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let path = self.path.join(BOOTSTRAP);
+        let Ok(text) = fs::read_to_string(&path) else {
+            return Vec::new();
+        };
+        let (addrs, warnings) = parse_bootstrap(&path, &text);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        addrs
+    }
+
+    /// Takes group and other permissions away from the data directory and
+    /// everything in it (files become at most 0600, directories 0700):
+    /// keys, the store's files and the rest are this user's alone, even if
+    /// they were made under a loose umask or loosened by hand. Symbolic
+    /// links and sockets are left alone. Returns each path fixed with its
+    /// mode before, so the caller can say so.
+    pub fn make_private(&self) -> Result<Vec<(PathBuf, u32)>, NodeError> {
+        let mut fixed = Vec::new();
+        #[cfg(unix)]
+        {
+            let mut pending = vec![self.path.clone()];
+            while let Some(path) = pending.pop() {
+                let meta = fs::symlink_metadata(&path)
+                    .map_err(|e| NodeError::io(format!("reading {}", path.display()), e))?;
+                let kind = meta.file_type();
+                if kind.is_dir() {
+                    let entries = fs::read_dir(&path)
+                        .map_err(|e| NodeError::io(format!("reading {}", path.display()), e))?;
+                    for entry in entries {
+                        let entry = entry
+                            .map_err(|e| NodeError::io(format!("reading {}", path.display()), e))?;
+                        pending.push(entry.path());
+                    }
+                } else if !kind.is_file() {
+                    continue;
+                }
+                use std::os::unix::fs::PermissionsExt;
+                let mode = meta.permissions().mode() & 0o7777;
+                if mode & 0o077 != 0 {
+                    set_mode(&path, mode & 0o700)?;
+                    fixed.push((path, mode));
+                }
+            }
+            fixed.sort();
+        }
+        Ok(fixed)
     }
 
     /// The port this node listens on, remembered from its first start (or
@@ -266,6 +355,35 @@ impl DataDir {
         }
         write_private(&self.path.join(BOOTSTRAP), all.join("\n").as_bytes())
     }
+}
+
+/// A new transport key pair, encoded for its file.
+fn new_transport_key() -> Result<Vec<u8>, NodeError> {
+    Keypair::generate_ed25519()
+        .to_protobuf_encoding()
+        .map_err(|e| NodeError::BadInput(format!("encoding a new transport key: {e}")))
+}
+
+/// The addresses of a bootstrap file's text (`path` is for messages), and
+/// a warning for each line that is not a multiaddress.
+fn parse_bootstrap(path: &Path, text: &str) -> (Vec<String>, Vec<String>) {
+    let mut addrs = Vec::new();
+    let mut warnings = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.parse::<libp2p::Multiaddr>() {
+            Ok(_) => addrs.push(line.to_string()),
+            Err(e) => warnings.push(format!(
+                "{} line {}: not a multiaddress ({e}), ignored; fix or delete the line",
+                path.display(),
+                n + 1
+            )),
+        }
+    }
+    (addrs, warnings)
 }
 
 /// Writes a file readable by its owner alone (0600), atomically (temporary
@@ -332,6 +450,128 @@ mod tests {
         let dd = DataDir::new(dir.path());
         assert!(matches!(dd.init(None), Err(NodeError::NotOurs(..))));
         assert!(dir.path().join("thesis.tex").exists());
+    }
+
+    #[test]
+    fn a_pseudonym_the_network_would_refuse_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::new(dir.path().join("d"));
+        dd.init(Some("river".into())).unwrap();
+        let file = dd.path().join(PSEUDONYM);
+        fs::write(&file, "x".repeat(protocol::MAX_PSEUDONYM_BYTES + 1)).unwrap();
+        let err = dd.identity().unwrap_err().to_string();
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        assert!(err.contains("65 bytes, over the limit of 64"), "{err}");
+        fs::write(&file, b"riv\xffer").unwrap();
+        let err = dd.identity().unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "the pseudonym file {} is not UTF-8 text",
+                file.display()
+            )),
+            "{err}"
+        );
+        // At the limit, with white space around it, is fine.
+        let longest = "y".repeat(protocol::MAX_PSEUDONYM_BYTES);
+        fs::write(&file, format!("  {longest}\n")).unwrap();
+        assert_eq!(dd.identity().unwrap().name, Some(longest));
+        fs::remove_file(&file).unwrap();
+        assert_eq!(dd.identity().unwrap().name, None);
+    }
+
+    #[test]
+    fn a_lost_transport_key_is_remade_and_the_identity_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::new(dir.path().join("d"));
+        assert_eq!(
+            dd.ensure_transport_key().unwrap(),
+            None,
+            "no identity: nothing"
+        );
+        let id = dd.init(None).unwrap();
+        let old_peer = dd.transport_key().unwrap().public().to_peer_id();
+        assert_eq!(dd.ensure_transport_key().unwrap(), None, "present: kept");
+        assert_eq!(dd.transport_key().unwrap().public().to_peer_id(), old_peer);
+        let file = dd.path().join(TRANSPORT_KEY);
+        fs::remove_file(&file).unwrap();
+        let err = dd.transport_key().unwrap_err().to_string();
+        assert!(
+            err.contains("no transport key") && err.contains("`mutual run` makes"),
+            "{err}"
+        );
+        assert_eq!(dd.ensure_transport_key().unwrap(), Some(file.clone()));
+        assert_ne!(dd.transport_key().unwrap().public().to_peer_id(), old_peer);
+        assert_eq!(dd.identity().unwrap().public(), id.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_in_the_bootstrap_file_is_named_by_line() {
+        let path = Path::new("/d/bootstrap");
+        let (addrs, warnings) = parse_bootstrap(
+            path,
+            "/ip4/127.0.0.1/tcp/1\n\nhello world\n  /ip4/127.0.0.1/tcp/2  \n/ip9/x\n",
+        );
+        assert_eq!(addrs, vec!["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("/d/bootstrap line 3: not a multiaddress"));
+        assert!(warnings[1].starts_with("/d/bootstrap line 5: not a multiaddress"));
+    }
+
+    #[test]
+    fn a_damaged_community_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::new(dir.path().join("d"));
+        dd.init(None).unwrap();
+        let file = dd.path().join(COMMUNITY);
+        fs::write(&file, b"not a manifest").unwrap();
+        let err = dd.community().unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("the community file {} is damaged", file.display())),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn make_private_tightens_loose_files_and_directories_and_names_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dd = DataDir::new(dir.path().join("d"));
+        dd.init(None).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let set = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        let key = dd.path().join(AUTHOR_KEY);
+        let store = dd.path().join(STORE);
+        fs::create_dir(&store).unwrap();
+        let db = store.join("db");
+        fs::write(&db, b"x").unwrap();
+        set(&key, 0o644);
+        set(&store, 0o755);
+        set(&db, 0o664);
+        set(dd.path(), 0o750);
+        let fixed = dd.make_private().unwrap();
+        let mut want = vec![
+            (dd.path().to_path_buf(), 0o750),
+            (key.clone(), 0o644),
+            (store.clone(), 0o755),
+            (db.clone(), 0o664),
+        ];
+        want.sort();
+        assert_eq!(fixed, want);
+        assert_eq!(mode(dd.path()), 0o700);
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&store), 0o700);
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&dd.path().join(TRANSPORT_KEY)), 0o600, "untouched");
+        assert!(dd.make_private().unwrap().is_empty(), "nothing left to fix");
     }
 
     fn admin_other_community() -> SignedManifest {

@@ -109,6 +109,28 @@ pub enum NodeEvent {
     },
 }
 
+/// Most posts in one page of [`NodeHandle::read_stream`].
+pub const READ_PAGE_POSTS: usize = 64;
+
+/// Most text in one page of [`NodeHandle::read_stream`], in bytes of
+/// bodies, warnings, names and reasons (a page holds at least one post):
+/// what a slow reader can make the node hold is bounded in bytes, whatever
+/// the size of the posts.
+pub const READ_PAGE_BYTES: usize = 256 * 1024;
+
+/// The bytes a post counts for against [`READ_PAGE_BYTES`]: its texts and
+/// a fixed allowance for ids, keys and JSON.
+pub fn page_weight(post: &PostView) -> usize {
+    const FIXED: usize = 512;
+    let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+    FIXED
+        + text(&post.body)
+        + text(&post.content_warning)
+        + text(&post.author_name)
+        + text(&post.hidden_reason)
+        + post.hidden_by.as_ref().map_or(0, |a| text(&a.name))
+}
+
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
 /// The network's part of `status`.
@@ -207,9 +229,13 @@ impl NodeHandle {
             .map_err(|_| NodeError::Stopped)?
     }
 
-    /// The same posts as [`NodeHandle::read`], a page at a time through a
-    /// channel of one page: a slow consumer stalls the reader instead of
-    /// growing memory.
+    /// Reads a topic as [`read`](Self::read) does, in pages (oldest first,
+    /// each of at most [`READ_PAGE_POSTS`] posts and [`READ_PAGE_BYTES`]
+    /// bytes) on a channel of capacity 1: a slow consumer stalls the reader
+    /// (on the blocking pool) instead of making the node hold the whole
+    /// reply. A store error arrives as the channel's last item; the channel
+    /// closes after the last page, and a read with no posts closes it
+    /// without any.
     pub async fn read_stream(
         &self,
         topic: TopicName,

@@ -45,7 +45,10 @@ pub struct RunningNode {
     /// The handle to talk to it.
     pub handle: NodeHandle,
     /// Resolves when the event loop has stopped (after a flush).
-    pub task: tokio::task::JoinHandle<()>,
+    /// Its result says whether the node stopped because it was asked to
+    /// (`Ok`) or because a part of it failed (`Err`): a supervisor must
+    /// restart it then.
+    pub task: tokio::task::JoinHandle<Result<(), NodeError>>,
 }
 
 /// Starts a node on `config`'s data directory: opens the store, binds the

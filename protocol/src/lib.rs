@@ -11,6 +11,7 @@
 )]
 
 pub mod community;
+pub mod display;
 pub mod error;
 pub mod ids;
 pub mod invite;

@@ -147,7 +147,7 @@ pub struct TestNode {
     /// Its handle.
     pub handle: NodeHandle,
     /// Its event loop task.
-    pub task: tokio::task::JoinHandle<()>,
+    pub task: tokio::task::JoinHandle<Result<(), node::NodeError>>,
     /// A dialable address with `/p2p/<peer id>`.
     pub addr: String,
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::api::PostView;
 use crate::error::NodeError;
-use crate::handle::ReadQuery;
+use crate::handle::{page_weight, ReadQuery, READ_PAGE_BYTES, READ_PAGE_POSTS};
 use crate::store::Store;
 use crate::views::{post_view, tombstone_view, Tombstone};
 
@@ -26,11 +26,8 @@ use super::Shared;
 /// Most posts one read returns: a whole large topic, while a typo such as
 /// `--limit 99999999999` cannot ask for unbounded memory.
 pub const MAX_READ_LIMIT: usize = 1_000_000;
-/// Posts per streamed page.
-pub const READ_PAGE: usize = 256;
-/// Bytes of post bodies per streamed page at most (a page of 8 KiB posts
-/// is cut short rather than held whole).
-pub const READ_PAGE_BYTES: usize = 512 * 1024;
+/// Posts read from the store at a time.
+const READ_PAGE: usize = 256;
 
 /// A snapshot to read from: the store and the core's shared state.
 #[derive(Clone)]
@@ -171,8 +168,9 @@ impl Reader {
                         page.push(n);
                     }
                 }
-                bytes += post.content.body.len();
-                page.push((key, filter.view(post)));
+                let view = filter.view(post);
+                bytes += page_weight(&view);
+                page.push((key, view));
                 if bytes >= READ_PAGE_BYTES {
                     break;
                 }
@@ -204,13 +202,42 @@ impl Reader {
     ) -> mpsc::Receiver<Result<Vec<PostView>, NodeError>> {
         let (tx, rx) = mpsc::channel(1);
         tokio::task::spawn_blocking(move || {
-            let result = self.read_pages(&topic, &query, |page| tx.blocking_send(Ok(page)).is_ok());
+            let result = self.read_pages(&topic, &query, |page| {
+                for chunk in pages_of(page) {
+                    if tx.blocking_send(Ok(chunk)).is_err() {
+                        return false;
+                    }
+                }
+                true
+            });
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
             }
         });
         rx
     }
+}
+
+/// Cuts a page into pages of at most [`READ_PAGE_POSTS`] posts and
+/// [`READ_PAGE_BYTES`] bytes (each holds at least one post).
+fn pages_of(views: Vec<PostView>) -> Vec<Vec<PostView>> {
+    let mut out: Vec<Vec<PostView>> = Vec::new();
+    let mut current: Vec<PostView> = Vec::new();
+    let mut bytes = 0;
+    for v in views {
+        let w = page_weight(&v);
+        if !current.is_empty() && (current.len() >= READ_PAGE_POSTS || bytes + w > READ_PAGE_BYTES)
+        {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += w;
+        current.push(v);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 fn key_of(post: &SignedPost) -> ItemKey {

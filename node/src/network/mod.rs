@@ -248,7 +248,7 @@ impl EventLoop {
         out
     }
 
-    async fn run(mut self) {
+    async fn run(mut self) -> Result<(), NodeError> {
         let mut resync = tokio::time::interval(self.config.sync_interval);
         let mut discover = tokio::time::interval(self.config.discovery_interval);
         let mut peer_tick = tokio::time::interval(self.config.peer_interval);
@@ -256,6 +256,7 @@ impl EventLoop {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop_reply = None;
+        let mut failure: Option<NodeError> = None;
         loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -271,6 +272,9 @@ impl EventLoop {
                     Some(input) => self.on_core(input),
                     None => {
                         tracing::error!("the node's core stopped; stopping the node");
+                        failure = Some(NodeError::Network(
+                            "the node's core stopped unexpectedly (see the log)".into(),
+                        ));
                         break;
                     }
                 },
@@ -315,8 +319,15 @@ impl EventLoop {
             },
             Err(e) => Err(e),
         };
-        if let Some(reply) = stop_reply {
-            let _ = reply.send(result);
+        match stop_reply {
+            Some(reply) => {
+                let _ = reply.send(result);
+                Ok(())
+            }
+            None => match failure {
+                Some(e) => Err(e),
+                None => result,
+            },
         }
     }
 

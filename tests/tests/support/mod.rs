@@ -17,7 +17,11 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 /// How often it looks again.
 pub(crate) const POLL: Duration = Duration::from_millis(100);
 // The daemons (`mutual run` child processes) are the crate's one harness.
+#[allow(unused_imports)]
 pub(crate) use mutual_tests::daemon::{mutual_bin, Daemon};
+/// Listen on loopback only, on a port the system picks.
+#[allow(dead_code)]
+pub(crate) const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 
 /// `mutual --data-dir DIR …`, ready to run.
 pub(crate) fn mutual(dir: &Path) -> Command {

@@ -258,8 +258,12 @@ impl NodeHandle {
 
     /// Reports a post to the moderators (sealed to them alone).
     pub async fn report(&self, post: PostId, reason: String) -> Result<ActionId, NodeError> {
+        let plan = self.core.call(move |c| c.report_plan(post, now_ms())).await?;
+        let sealed = tokio::task::spawn_blocking(move || plan.seal(&reason))
+            .await
+            .map_err(|_| NodeError::Stopped)??;
         self.core
-            .write(move |c| c.report(post, &reason, now_ms()))
+            .write(move |c| c.publish_report(sealed, now_ms()))
             .await
     }
 

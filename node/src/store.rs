@@ -832,6 +832,21 @@ impl Store {
         Ok(inserted)
     }
 
+    /// Removes an item from the community log (an expired report).
+    /// `Ok(false)`: it was not there.
+    pub fn remove_log(&self, key: &ItemKey) -> Result<bool, StoreError> {
+        let removed = self
+            .log
+            .remove(item_key_bytes(key))
+            .during("remove from the community log")?
+            .is_some();
+        if removed {
+            self.touch();
+            self.forget_scope_sums();
+        }
+        Ok(removed)
+    }
+
     /// Whether the community log holds the item with this key.
     pub fn contains_log(&self, key: &ItemKey) -> Result<bool, StoreError> {
         self.log

@@ -15,6 +15,31 @@ use crate::error::NodeError;
 
 use super::{Channel, Core, Effect, Origin, Refusal};
 
+/// What sealing a report needs ([`Core::report_plan`]).
+pub struct ReportPlan {
+    identity: protocol::Identity,
+    community: protocol::CommunityId,
+    post: PostId,
+    recipients: Vec<PublicKey>,
+    at: u64,
+}
+
+impl ReportPlan {
+    /// Writes, signs and seals the report (the slow part: run it off the
+    /// core's thread).
+    pub fn seal(&self, reason: &str) -> Result<SealedReport, NodeError> {
+        Ok(SealedReport::seal(
+            &self.identity,
+            self.community,
+            self.post,
+            reason,
+            &self.recipients,
+            self.at,
+            &mut rand::rngs::OsRng,
+        )?)
+    }
+}
+
 /// The core's part of `status`.
 #[derive(Clone, Debug)]
 pub struct CoreStatus {
@@ -171,13 +196,10 @@ impl Core {
         Ok(())
     }
 
-    /// Reports a post to the moderators, sealed to them alone.
-    pub fn report(
-        &mut self,
-        post: PostId,
-        reason: &str,
-        now_ms: u64,
-    ) -> Result<ActionId, NodeError> {
+    /// What sealing a report needs, taken from the core; the sealing
+    /// itself (a proof of work of about 0.2 s) runs on the blocking pool,
+    /// not on the core's thread.
+    pub fn report_plan(&mut self, post: PostId, now_ms: u64) -> Result<ReportPlan, NodeError> {
         if !self.store.contains_post(&post)? {
             return Err(NodeError::UnknownPost(post.to_string()));
         }
@@ -187,19 +209,45 @@ impl Core {
                 recipients.push(key);
             }
         }
-        let at = self.clock.next_time(&self.store, now_ms, None)?;
-        let sealed = SealedReport::seal(
-            &self.identity,
-            self.community,
+        Ok(ReportPlan {
+            identity: self.identity.clone(),
+            community: self.community,
             post,
-            reason,
-            &recipients,
-            at,
-            &mut rand::rngs::OsRng,
-        )?;
+            recipients,
+            at: self.clock.next_time(&self.store, now_ms, None)?,
+        })
+    }
+
+    /// Takes a sealed report of this node's user through the arrival path
+    /// and queues its gossip.
+    pub fn publish_report(
+        &mut self,
+        sealed: SealedReport,
+        now_ms: u64,
+    ) -> Result<ActionId, NodeError> {
         Ok(ActionId(
             self.publish_local(Message::Report(sealed), now_ms)?,
         ))
+    }
+
+    /// Removes expired reports from the community log (and from this
+    /// node's queue): they leave every node's disk after their time.
+    pub fn prune_reports(&mut self, now_ms: u64) -> Result<usize, NodeError> {
+        let mut pruned = 0;
+        for (key, bytes) in self.store.log_items()? {
+            if let Ok(Message::Report(sealed)) = Message::decode(&bytes) {
+                if sealed.expired(now_ms) && self.store.remove_log(&key)? {
+                    pruned += 1;
+                    let id = sealed.id().to_string();
+                    self.reports.retain(|r| r.id != id);
+                }
+            }
+        }
+        self.stored_reports = self.stored_reports.saturating_sub(pruned);
+        if pruned > 0 {
+            self.dirty = true;
+        }
+        Ok(pruned)
     }
 
     /// Takes a moderation action: refused unless this identity may take it

@@ -198,10 +198,14 @@ fn reports_must_be_sealed_to_exactly_the_moderators_and_a_flood_is_bounded() {
     assert_eq!(core.store().log_len().unwrap(), 0);
     // One peer relaying many well-formed reports: past its budget they are
     // ignored and the log stops growing.
+    // Sealed first (each takes a proof of work), then relayed at once, so
+    // the per-minute budget gets no time to refill.
+    let flood: Vec<Message> = (0..14)
+        .map(|i| seal(&[w.admin.public()], T0 + 10 + i))
+        .collect();
     let mut accepted = 0;
-    for i in 0..40 {
-        let r = seal(&[w.admin.public()], T0 + 10 + i);
-        if gossip(&mut core, &r, T0 + 10 + i) == Verdict::Accept {
+    for (i, r) in flood.iter().enumerate() {
+        if gossip(&mut core, r, T0 + 10 + i as u64) == Verdict::Accept {
             accepted += 1;
         }
     }
@@ -406,4 +410,62 @@ fn a_reply_dated_before_its_parent_is_read_after_it() {
         .map(|v| v.body.unwrap())
         .collect();
     assert_eq!(bodies, ["parent", "reply"]);
+}
+
+#[test]
+fn expired_reports_leave_the_log() {
+    let w = World::new();
+    let mut core = w.core();
+    let author = Identity::generate(None);
+    let post = w.post(&author, "hmm", T0);
+    gossip(&mut core, &post, T0);
+    let reporter = Identity::generate(None);
+    let report = Message::Report(
+        SealedReport::seal(
+            &reporter,
+            w.community(),
+            id_of(&post),
+            "unkind",
+            &[w.admin.public()],
+            T0 + 1,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap(),
+    );
+    let log_before = core.store().log_len().unwrap();
+    let outcome = core.arrive_encoded(&[report.encode()], Origin::Sync, T0 + 2);
+    assert!(matches!(outcome.as_slice(), [Ok(Outcome::Stored)]));
+    assert_eq!(core.store().log_len().unwrap(), log_before + 1);
+    assert_eq!(core.prune_reports(T0 + 3).unwrap(), 0, "not expired yet");
+    let later = T0 + 1 + arrival::REPORT_TTL_MS + 1;
+    assert_eq!(core.prune_reports(later).unwrap(), 1);
+    assert_eq!(core.store().log_len().unwrap(), log_before);
+}
+
+#[test]
+fn a_late_failure_of_an_old_sync_request_does_not_end_the_current_session() {
+    let w = World::new();
+    let mut core = w.core();
+    let p = peer(7);
+    core.sync_with(p.clone(), vec![w.topic.clone()]);
+    let first = core
+        .take_effects()
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::SyncRequest { ticket, .. } => Some(ticket),
+            _ => None,
+        })
+        .expect("a sync request");
+    assert_eq!(core.sync.progress().active_sessions, 1);
+    // A failure naming another (older) request changes nothing.
+    core.sync_failed(&p, first + 1000);
+    assert_eq!(core.sync.progress().active_sessions, 1);
+    // The failure of the request in flight ends that session; the next
+    // scope (the topic) starts.
+    core.sync_failed(&p, first);
+    assert_eq!(core.sync.progress().completed_sessions, 1);
+    assert!(core
+        .take_effects()
+        .iter()
+        .any(|e| matches!(e, Effect::SyncRequest { .. })));
 }

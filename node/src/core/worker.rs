@@ -22,8 +22,9 @@ use super::{Channel, Core, Effect, PeerRef, SyncTicket, Verdict};
 /// is ignored (no penalty) and sync pages wait for the next round, so a
 /// flood cannot grow the queue without bound.
 pub(crate) const MAX_NETWORK_BACKLOG: usize = 8192;
-/// How often limiters forget keys that are back to full.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often limiters forget keys that are back to full and expired
+/// reports leave the log.
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
 type Job = Box<dyn FnOnce(&mut Core) + Send>;
 type WriteJob = Box<dyn FnOnce(&mut Core) -> Box<dyn FnOnce(Result<(), NodeError>) + Send> + Send>;
@@ -215,6 +216,9 @@ impl Worker {
             }
             if now >= next_prune {
                 self.core.limits.prune();
+                if let Err(e) = self.core.prune_reports(now_ms()) {
+                    tracing::warn!("pruning expired reports: {e}");
+                }
                 next_prune = now + PRUNE_EVERY;
             }
         }

@@ -142,12 +142,12 @@ fn errors_from_a_running_node_are_clear_and_change_nothing() {
     fails(
         &member,
         &["mod", "hide", &short, "--reason", "x"],
-        "this identity is not a moderator of the community",
+        "you are not a moderator of this community",
     );
     fails(
         &member,
         &["mod", "block", &a.key],
-        "this identity is not a moderator",
+        "you are not a moderator",
     );
     fails(
         &member,

@@ -414,3 +414,118 @@ impl ProcessTimer {
         }
     }
 }
+
+/// How often a probe asks an event loop for an answer.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(10);
+
+/// Asks event loops a command only they answer (`handle.id()`), one after
+/// another, waiting [`PROBE_EVERY`] after each answer, and times each
+/// answer: the queueing delay every gossip message, sync frame and
+/// connection event handled by those loops also meets. Probes run one at a
+/// time, so a stall of the loop shows once (in the maximum), not once per
+/// probe it held up.
+pub(crate) struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: Option<tokio::task::JoinHandle<Vec<f64>>>,
+    started: Instant,
+}
+
+/// What a probe measured.
+pub(crate) struct Answers {
+    /// Answer times in ms, sorted.
+    pub(crate) sorted_ms: Vec<f64>,
+    /// How long the probe ran.
+    pub(crate) window: Duration,
+}
+
+impl Probe {
+    /// Starts probing `handles` in turn, on the current tokio runtime.
+    pub(crate) fn start(handles: Vec<NodeHandle>) -> Probe {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut k = 0usize;
+            // At least one probe, however short the stretch measured.
+            while let Some(h) = handles.get(k % handles.len().max(1)) {
+                k += 1;
+                let t = Instant::now();
+                // A node that stopped answers no more.
+                if h.id().await.is_err() {
+                    break;
+                }
+                out.push(ms(t.elapsed()));
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+            out
+        });
+        Probe {
+            stop,
+            task: Some(task),
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops the probe (after the probe in flight) and returns its answers.
+    pub(crate) async fn stop(mut self) -> anyhow::Result<Answers> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let window = self.started.elapsed();
+        let mut sorted_ms = match self.task.take() {
+            Some(task) => task.await?,
+            None => Vec::new(),
+        };
+        sorted_ms.sort_by(f64::total_cmp);
+        Ok(Answers { sorted_ms, window })
+    }
+}
+
+impl Drop for Probe {
+    /// A probe dropped unstopped (a part failed) stops after its next answer.
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Answers {
+    /// The `q`-quantile in ms.
+    pub(crate) fn quantile(&self, q: f64) -> f64 {
+        quantile(&self.sorted_ms, q)
+    }
+
+    /// The longest answer in ms.
+    pub(crate) fn max(&self) -> f64 {
+        self.sorted_ms.last().copied().unwrap_or(f64::NAN)
+    }
+
+    /// Adds the p50, p99 (against `target`, if any) and max rows of these
+    /// answers, measured `during` something; `note` goes on the p50 row.
+    pub(crate) fn report(
+        &self,
+        report: &mut crate::report::Report,
+        part: &str,
+        during: &str,
+        target: Option<&str>,
+        note: &str,
+    ) {
+        let measure = |q: &str| format!("event loop answer time {during}, {q}");
+        report
+            .add(part, &measure("p50"), self.quantile(0.5), "ms")
+            .note(format!(
+                "handle.id() (answered by the event loop alone) every {} ms from a probe task, {} probes over {:.1} s; {note}",
+                PROBE_EVERY.as_millis(),
+                self.sorted_ms.len(),
+                self.window.as_secs_f64()
+            ));
+        let p99 = report.add(part, &measure("p99"), self.quantile(0.99), "ms");
+        if let Some(t) = target {
+            p99.target(t);
+        }
+        report
+            .add(part, &measure("max"), self.max(), "ms")
+            .note("probes run one at a time: a stall of the loop shows here once");
+    }
+}

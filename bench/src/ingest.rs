@@ -1,6 +1,8 @@
 //! Part 1, ingest: how many signed posts a node verifies, checks against
 //! the moderation state and stores with its indexes per second, next to
-//! the raw single-signature Ed25519 rate of one core; where the time goes;
+//! the raw single-signature Ed25519 rate of one core: through a running
+//! node's handle, and through its `Core` alone (the same arrival path,
+//! without the event loop and the core's thread); where the time goes;
 //! and the peak memory of a node ingesting many posts (in a child process,
 //! so nothing of the parent counts).
 
@@ -175,8 +177,8 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
     let all_cores = raw.all_cores()?;
     let k = raw.items.len();
 
-    // --- The real path, one `handle.import` command per post; then the
-    // same steps without the event loop; then the store alone.
+    // --- The real path through a running node's handle: one
+    // `handle.import` command per post, 64 in flight, or pages.
     let seq = paired(&mut raw, || {
         rt.block_on(handle_path(&mut com, ours, Feed::Import { in_flight: 1 }))
     })?;
@@ -198,16 +200,18 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
             },
         ))
     })?;
-    let mut store_alone = None;
-    let mut store_batched = None;
+    // --- The same arrival path without the event loop, the command
+    // channel or the core's thread: a `Core` fed on this thread.
     let mut flush = None;
-    let direct = paired(&mut raw, || {
-        let d = direct_path(&com, ours_bytes)?;
-        store_alone = Some(d.store);
-        store_batched = Some(d.store_batched);
-        flush = Some(d.flush);
-        Ok(d.path)
+    let core_pages = paired(&mut raw, || {
+        let (path, f) = core_path(&com, ours_bytes, CoreFeed::Batches(IMPORT_MANY_BATCH))?;
+        flush = Some(f);
+        Ok(path)
     })?;
+    let core_single = paired(&mut raw, || {
+        Ok(core_path(&com, ours_bytes, CoreFeed::OneByOne)?.0)
+    })?;
+    let (store_one, store_batched) = store_alone(&com, ours_bytes)?;
 
     // --- Peak memory, in a child process that streams posts from a file.
     let file = com.root.path().join("posts.bin");
@@ -305,47 +309,62 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
         .target("≥ 1.5")
         .note(format!("by CPU time {:.2}", best.ratios(m).1));
     report
-        .add(PART, "direct path (no event loop), one core", direct.took.rate(m), "posts/s")
-        .vs("raw verify", direct.raw.0)
+        .add(
+            PART,
+            &format!("Core::arrive_encoded, {IMPORT_MANY_BATCH} per call (no event loop)"),
+            core_pages.took.rate(m),
+            "posts/s",
+        )
+        .vs("raw verify", core_pages.raw.0)
         .note(format!(
-            "decode+verify, moderation/retraction/duplicate/author-window checks, Store::insert_post; {}",
-            describe(&direct, m)
+            "the real arrival path as a sync page takes it: a node::core::Core on a fresh on-disk store, fed on one thread; decode and verify on every core, the moderation, retraction, duplicate, parent and author-window checks, one insert_posts transaction per call; {}",
+            describe(&core_pages, m)
         ));
-    if let Some(t) = store_alone {
-        report
-            .add(
-                PART,
-                "store alone (insert_post of verified posts), one core",
-                t.rate(m),
-                "posts/s",
-            )
-            .note(format!(
-                "the ceiling once verification leaves the store's thread; {:.0} per CPU-second",
-                t.cpu_rate(m)
-            ));
-    }
-    if let Some(t) = store_batched {
-        report
-            .add(
-                PART,
-                &format!("store alone, insert_posts in batches of {IMPORT_MANY_BATCH}, one core"),
-                t.rate(m),
-                "posts/s",
-            )
-            .note(format!(
-                "one sled transaction per batch; {:.1} µs of CPU per post; sled's own floor for the same keys: cargo run --release -p mutual-bench --example sled_floor",
-                t.cpu.as_secs_f64() * 1e6 / m as f64
-            ));
-    }
+    report
+        .add(
+            PART,
+            "Core::arrive_encoded, one per call (no event loop)",
+            core_single.took.rate(m),
+            "posts/s",
+        )
+        .vs("raw verify", core_single.raw.0)
+        .note(format!(
+            "the same path one item at a time (verified on the calling thread, one transaction per post); {}",
+            describe(&core_single, m)
+        ));
+    report
+        .add(
+            PART,
+            "store alone (insert_post of verified posts), one core",
+            store_one.rate(m),
+            "posts/s",
+        )
+        .note(format!(
+            "the ceiling once verification leaves the store's thread; {:.0} per CPU-second",
+            store_one.cpu_rate(m)
+        ));
+    report
+        .add(
+            PART,
+            &format!("store alone, insert_posts in batches of {IMPORT_MANY_BATCH}, one core"),
+            store_batched.rate(m),
+            "posts/s",
+        )
+        .note(format!(
+            "one sled transaction per batch; {:.1} µs of CPU per post; sled's own floor for the same keys: cargo run --release -p mutual-bench --example sled_floor",
+            store_batched.cpu.as_secs_f64() * 1e6 / m as f64
+        ));
     if let Some(f) = flush {
         report
             .add(
                 PART,
-                "store flush after the direct path",
+                "store flush after the core path",
                 fixtures::ms(f.wall),
                 "ms",
             )
-            .note(format!("one sled flush after {m} inserts"));
+            .note(format!(
+                "one sled flush after {m} posts arrived in pages of {IMPORT_MANY_BATCH}"
+            ));
     }
     let phases = phase_profile(&com, ours, ours_bytes)?;
     let total = phases.total();
@@ -498,61 +517,97 @@ fn phase_profile(
     })
 }
 
-struct Direct {
-    path: Timing,
-    store: Timing,
-    /// The same posts through `Store::insert_posts`, in batches.
-    store_batched: Timing,
-    flush: Timing,
+/// How the core path is fed.
+#[derive(Clone, Copy)]
+enum CoreFeed {
+    /// `arrive_encoded` with this many posts per call, as sync pages
+    /// arrive (verified on every core, stored in one transaction).
+    Batches(usize),
+    /// `arrive_encoded` with one post per call, as imports and single
+    /// items arrive (verified on the calling thread).
+    OneByOne,
 }
 
-/// The arrival path rebuilt from public pieces, without the event loop and
-/// its command channel: decode and verify, the moderation, retraction,
-/// duplicate and author-window checks, then `Store::insert_post`.
-fn direct_path(com: &Community, encoded: &[Vec<u8>]) -> anyhow::Result<Direct> {
-    let ctx = com.ctx();
+/// The real arrival path without a running node: a [`Core`] opened on a
+/// fresh on-disk store, the topic joined, the default per-author limit,
+/// fed the encoded posts on this thread (the core's own thread in a node).
+/// Returns the time of the arrivals and of the flush after them.
+///
+/// [`Core`]: node::core::Core
+fn core_path(
+    com: &Community,
+    encoded: &[Vec<u8>],
+    feed: CoreFeed,
+) -> anyhow::Result<(Timing, Timing)> {
+    use node::core::{Core, CoreConfig, Origin, Outcome};
     let dir = tempfile::tempdir()?;
     let store = node::store::Store::open(dir.path())?;
-    let moderation = ModerationState::new(com.id, com.manifest.content.admin);
-    let limit = node::AUTHOR_POSTS_PER_MINUTE;
+    // Nobody follows the events, as in a node no client follows: no
+    // views are built for them.
+    let (events, _) = tokio::sync::broadcast::channel::<node::NodeEvent>(16);
+    let identity = protocol::Identity::generate(Some("core bench".into()));
+    let mut core = Core::open(
+        store,
+        identity,
+        com.manifest.clone(),
+        events,
+        CoreConfig::default(),
+    )?;
+    core.join(fixtures::topic())?;
+    let _ = core.take_effects();
     let mut stored = 0usize;
+    let mut refused = None;
+    let mut tally = |outcomes: Vec<Result<Outcome, node::core::Refusal>>| {
+        for o in outcomes {
+            match o {
+                Ok(Outcome::Stored) => stored += 1,
+                Ok(Outcome::Duplicate) => {}
+                Err(e) => {
+                    refused.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    };
     let timer = ProcessTimer::start();
-    for b in encoded {
-        let VerifiedMessage::Post(p) = Message::decode_and_verify(b, &ctx)? else {
-            anyhow::bail!("a bench item is not a post");
-        };
-        let id = p.id();
-        if store.is_retracted_by(&id, &p.author)?
-            || moderation.is_blocked(&p.author, &p.topic).is_some()
-            || moderation.hidden(&id).is_some()
-            || store.contains_post(&id)?
-        {
-            continue;
+    match feed {
+        CoreFeed::Batches(size) => {
+            for page in encoded.chunks(size.max(1)) {
+                tally(core.arrive_encoded(page, Origin::Import, node::now_ms()));
+            }
         }
-        let recent = store.count_author_between(
-            &p.author,
-            p.created_at.saturating_sub(59_999),
-            p.created_at.saturating_add(59_999),
-            limit,
-        )?;
-        if recent >= limit {
-            continue;
-        }
-        if store.insert_post(&p)? {
-            stored += 1;
+        CoreFeed::OneByOne => {
+            for item in encoded {
+                tally(core.arrive_encoded(
+                    std::slice::from_ref(item),
+                    Origin::Import,
+                    node::now_ms(),
+                ));
+            }
         }
     }
     let path = timer.stop();
+    // What the node's interval flush would write.
     let timer = ProcessTimer::start();
-    store.flush()?;
+    core.store().flush()?;
     let flush = timer.stop();
+    let _ = core.take_effects();
+    drop(core);
+    if let Some(why) = refused {
+        anyhow::bail!("the core refused a bench post: {why}");
+    }
     anyhow::ensure!(
         stored == encoded.len(),
-        "the direct path stored {stored} of {} posts",
+        "the core path stored {stored} of {} posts",
         encoded.len()
     );
+    Ok((path, flush))
+}
 
-    // The store alone, on verified posts.
+/// The store alone on verified posts, one `insert_post` at a time and in
+/// batches of `insert_posts` (as sync pages and queued imports are
+/// stored): the ceiling once verification leaves the store's thread.
+fn store_alone(com: &Community, encoded: &[Vec<u8>]) -> anyhow::Result<(Timing, Timing)> {
+    let ctx = com.ctx();
     let posts: Vec<_> = encoded
         .iter()
         .map(|b| match Message::decode_and_verify(b, &ctx) {
@@ -561,28 +616,22 @@ fn direct_path(com: &Community, encoded: &[Vec<u8>]) -> anyhow::Result<Direct> {
             Err(e) => Err(e.into()),
         })
         .collect::<anyhow::Result<_>>()?;
-    let dir2 = tempfile::tempdir()?;
-    let store2 = node::store::Store::open(dir2.path())?;
+    let dir = tempfile::tempdir()?;
+    let store = node::store::Store::open(dir.path())?;
     let timer = ProcessTimer::start();
     for p in &posts {
-        store2.insert_post(p)?;
+        store.insert_post(p)?;
     }
-    let store_time = timer.stop();
-    // And in batches, as sync pages and queued imports are stored.
-    let dir3 = tempfile::tempdir()?;
-    let store3 = node::store::Store::open(dir3.path())?;
+    let one = timer.stop();
+    let dir = tempfile::tempdir()?;
+    let store = node::store::Store::open(dir.path())?;
     let refs: Vec<&protocol::VerifiedPost> = posts.iter().collect();
     let timer = ProcessTimer::start();
     for chunk in refs.chunks(IMPORT_MANY_BATCH) {
-        store3.insert_posts(chunk)?;
+        store.insert_posts(chunk)?;
     }
-    let store_batched = timer.stop();
-    Ok(Direct {
-        path,
-        store: store_time,
-        store_batched,
-        flush,
-    })
+    let batched = timer.stop();
+    Ok((one, batched))
 }
 
 /// How the handle path feeds posts to the node.

@@ -1,9 +1,12 @@
 //! Part 5, moderation at scale: how long a block takes to delete every
-//! stored post of an author, how long folding many moderation actions
-//! takes, and how long a node takes to start with them in its log.
+//! stored post of an author, imported or arriving from another node, and
+//! how long the enforcing node's event loop takes to answer meanwhile; how
+//! long folding many moderation actions takes, and how long a node takes
+//! to start with them in its log.
 
 use std::time::{Duration, Instant};
 
+use node::DataDir;
 use protocol::moderation::{ModActionKind, Scope};
 use protocol::sync::ItemKey;
 use protocol::{
@@ -11,7 +14,7 @@ use protocol::{
 };
 use tokio::runtime::Runtime;
 
-use crate::fixtures::{self, BenchNode, Community};
+use crate::fixtures::{self, BenchNode, Community, Probe};
 use crate::report::Report;
 
 const PART: &str = "moderation";
@@ -28,47 +31,65 @@ pub(crate) struct Sizes {
 
 /// Runs the part and adds its rows.
 pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
-    block(rt, report, sizes.blocked_posts)?;
+    block_by_import(rt, report, sizes.blocked_posts)?;
+    block_by_gossip(rt, report, sizes.blocked_posts)?;
     fold(rt, report, sizes.actions)
 }
 
-fn block(rt: &Runtime, report: &mut Report, n: usize) -> anyhow::Result<()> {
-    let com = Community::new()?;
+/// Fills the store of `data` with `n` posts of `troll` and `n` of 100
+/// others, in the bench topic (joined).
+fn fill_with_troll(
+    com: &Community,
+    data: &DataDir,
+    troll: &Identity,
+    n: usize,
+) -> anyhow::Result<()> {
     let topic = fixtures::topic();
-    let admin = com.admin_identity()?;
-    let troll = Identity::generate(Some("troll".into()));
     let others = fixtures::authors(100);
     let start_ms = node::now_ms() - 3_600_000;
     let ctx = com.ctx();
     let mut posts = fixtures::verified(
-        &fixtures::signed_posts(com.id, &topic, std::slice::from_ref(&troll), n, start_ms, 5),
+        &fixtures::signed_posts(com.id, &topic, std::slice::from_ref(troll), n, start_ms, 5),
         &ctx,
     );
     posts.extend(fixtures::verified(
         &fixtures::signed_posts(com.id, &topic, &others, n, start_ms + 2, 5),
         &ctx,
     ));
-    fixtures::fill_store(&com.admin, &topic, &posts)?;
-    drop(posts);
-    let action = ModAction::create(
-        &admin,
-        com.id,
-        1,
-        ModActionKind::Block {
-            author: troll.public(),
-            scope: Scope::Community,
-            reason: "benchmark".into(),
-        },
-        node::now_ms(),
-    )?;
+    let stored = fixtures::fill_store(data, &topic, &posts)?;
+    anyhow::ensure!(
+        stored == 2 * n as u64,
+        "the store took {stored} of {} posts",
+        2 * n
+    );
+    Ok(())
+}
+
+fn block_kind(troll: &Identity) -> ModActionKind {
+    ModActionKind::Block {
+        author: troll.public(),
+        scope: Scope::Community,
+        reason: "benchmark".into(),
+    }
+}
+
+/// The admin's node imports a block of an author with `n` stored posts,
+/// its event loop probed meanwhile.
+fn block_by_import(rt: &Runtime, report: &mut Report, n: usize) -> anyhow::Result<()> {
+    let com = Community::new()?;
+    let topic = fixtures::topic();
+    let admin = com.admin_identity()?;
+    let troll = Identity::generate(Some("troll".into()));
+    fill_with_troll(&com, &com.admin, &troll, n)?;
+    let action = ModAction::create(&admin, com.id, 1, block_kind(&troll), node::now_ms())?;
     rt.block_on(async {
         let node = BenchNode::start(fixtures::config(com.admin.clone(), Vec::new())).await?;
         let before = node.count(&topic).await;
         anyhow::ensure!(before == 2 * n as u64, "the store holds {before} posts, not {}", 2 * n);
+        let probe = Probe::start(vec![node.handle.clone()]);
         let t = Instant::now();
-        let applied = node.handle.import(Message::Moderation(action)).await?;
+        let applied = node.handle.import(Message::Moderation(action)).await;
         let import = t.elapsed();
-        anyhow::ensure!(applied, "the block was not applied");
         let done = fixtures::wait_until(
             Duration::from_secs(120),
             Duration::from_millis(5),
@@ -77,18 +98,123 @@ fn block(rt: &Runtime, report: &mut Report, n: usize) -> anyhow::Result<()> {
         )
         .await;
         let total = t.elapsed();
+        let answers = probe.stop().await;
         node.stop().await;
+        anyhow::ensure!(applied?, "the block was not applied");
         done?;
+        let answers = answers?;
         report
             .add(PART, &format!("block → {n} posts of the author deleted"), fixtures::ms(total), "ms")
             .note(format!(
-                "import of the Block action to topics() showing the count down by {n} (as many posts of 100 others stay); the import call itself took {:.0} ms, so the event loop answered nothing else meanwhile",
+                "import of the Block action to topics() showing the count down by {n} (as many posts of 100 others stay); the import call itself took {:.0} ms, in which the core's thread did nothing else (the event loop's answer time meanwhile is below)",
                 fixtures::ms(import)
             ));
         report
             .add(PART, "deletions per second during a block", n as f64 / total.as_secs_f64(), "posts/s");
+        answers.report(
+            report,
+            PART,
+            &format!("while a block of {n} posts is enforced (import)"),
+            Some("< 5 ms"),
+            "the enforcing node, from the import call to the count down",
+        );
         anyhow::Ok(())
     })
+}
+
+/// A member's node holding `n` posts of an author gets the admin's block of
+/// that author from the admin's node over loopback, its event loop probed
+/// meanwhile.
+fn block_by_gossip(rt: &Runtime, report: &mut Report, n: usize) -> anyhow::Result<()> {
+    let mut com = Community::new()?;
+    let topic = fixtures::topic();
+    let troll = Identity::generate(Some("troll".into()));
+    let member = com.member()?;
+    fill_with_troll(&com, &member, &troll, n)?;
+    rt.block_on(async {
+        let enforcer = BenchNode::start(fixtures::config(member, Vec::new())).await?;
+        let admin = BenchNode::start(fixtures::config(
+            com.admin.clone(),
+            vec![enforcer.addr.clone()],
+        ))
+        .await?;
+        let measured = async {
+            let before = enforcer.count(&topic).await;
+            anyhow::ensure!(before == 2 * n as u64, "the store holds {before} posts, not {}", 2 * n);
+            let warm_ups = until_gossip_flows(&admin, &enforcer).await?;
+            let gossip_before = enforcer.handle.gossip_stats().await?.unique;
+            let probe = Probe::start(vec![enforcer.handle.clone()]);
+            let t = Instant::now();
+            let sent = admin.handle.moderate(block_kind(&troll)).await;
+            let done = fixtures::wait_until(
+                Duration::from_secs(120),
+                Duration::from_millis(5),
+                "the blocked author's posts to be deleted",
+                || async { enforcer.count(&topic).await == n as u64 },
+            )
+            .await;
+            let total = t.elapsed();
+            let answers = probe.stop().await;
+            sent?;
+            done?;
+            let by_gossip = enforcer.handle.gossip_stats().await?.unique > gossip_before;
+            anyhow::Ok((total, answers?, by_gossip, warm_ups))
+        }
+        .await;
+        admin.stop().await;
+        enforcer.stop().await;
+        let (total, answers, by_gossip, warm_ups) = measured?;
+        let how = if by_gossip { "by gossip" } else { "by sync (no gossip copy came)" };
+        report
+            .add(PART, &format!("block from another node → {n} posts deleted"), fixtures::ms(total), "ms")
+            .note(format!(
+                "the admin's node takes the Block action (signed, flushed, gossiped); it reached the member's node {how}, which deleted the author's {n} posts; until topics() there showed the count down by {n}; {warm_ups} harmless action(s) first, until one came by gossip"
+            ));
+        answers.report(
+            report,
+            PART,
+            &format!("while a block of {n} posts is enforced (gossip)"),
+            Some("< 5 ms"),
+            "the member's node, from the admin's moderate call to the count down there",
+        );
+        anyhow::Ok(())
+    })
+}
+
+/// Has the admin's node appoint a moderator with a fresh key, again every
+/// 2 s, until one reaches `enforcer` by gossip: the community channel's
+/// mesh has formed then. Returns how many actions it took.
+async fn until_gossip_flows(admin: &BenchNode, enforcer: &BenchNode) -> anyhow::Result<usize> {
+    let start = Instant::now();
+    let mut tries = 0;
+    while start.elapsed() < Duration::from_secs(60) {
+        let before = enforcer.handle.gossip_stats().await?.unique;
+        admin
+            .handle
+            .moderate(ModActionKind::AppointModerator {
+                key: Identity::generate(None).public(),
+            })
+            .await?;
+        tries += 1;
+        let came = fixtures::wait_until(
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+            "an action by gossip",
+            || async {
+                enforcer
+                    .handle
+                    .gossip_stats()
+                    .await
+                    .map(|s| s.unique > before)
+                    .unwrap_or(false)
+            },
+        )
+        .await;
+        if came.is_ok() {
+            return Ok(tries);
+        }
+    }
+    anyhow::bail!("no action of the admin's node came by gossip within 60 s ({tries} sent)")
 }
 
 /// The kind of the `i`-th action after the appointments: blocks and

@@ -128,67 +128,126 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     config.relay_service = !args.no_relay_service;
     config.hide_address = args.hide_address;
     config.via = args.via;
-    let RunningNode { handle, mut task } = node::start(config).await?;
-    let server = match control::serve(handle.clone(), &socket).await {
-        Ok(server) => server,
-        Err(e) => {
-            let _ = handle.shutdown().await;
-            let _ = task.await;
-            return Err(e.into());
-        }
-    };
-
-    let announced = async {
-        let id = handle.id().await?;
-        if ctx.json {
-            output::json(&id)?;
-        } else {
-            line(format!(
-                "mutual node running for {} as {}",
-                data.path().display(),
-                output::who(id.name.as_deref(), &id.author)
-            ))?;
-            line(format!("peer id: {}", id.peer_id))?;
-            for addr in &id.listen_addrs {
-                line(format!("listening on {addr}/p2p/{}", id.peer_id))?;
+    let mut first = true;
+    loop {
+        let RunningNode { handle, mut task } = node::start(config.clone()).await?;
+        let server = match control::serve(handle.clone(), &socket).await {
+            Ok(server) => server,
+            Err(e) => {
+                let _ = handle.shutdown().await;
+                let _ = task.await;
+                return Err(e.into());
             }
-            line("Stop with Ctrl-C. Use `mutual` commands from another terminal.")?;
+        };
+        if first {
+            first = false;
+            if let Err(e) = announce(ctx, &handle).await {
+                let _ = handle.shutdown().await;
+                let _ = task.await;
+                server.abort();
+                let _ = std::fs::remove_file(&socket);
+                return Err(e);
+            }
         }
-        anyhow::Ok(())
-    }
-    .await;
-
-    let outcome = match announced {
-        Err(e) => Err(e),
-        Ok(()) => {
-            tokio::select! {
-                signal = stop_signal() => {
-                    match signal {
-                        Ok(name) => tracing::info!("{name}: stopping"),
-                        Err(e) => tracing::warn!("waiting for signals failed ({e}); stopping"),
-                    }
-                    Ok(())
+        let outcome = tokio::select! {
+            signal = stop_signal() => {
+                match signal {
+                    Ok(name) => tracing::info!("{name}: stopping"),
+                    Err(e) => tracing::warn!("waiting for signals failed ({e}); stopping"),
                 }
-                // Stopped by a `shutdown` request, or a part of the node
-                // failed: then `run` exits non-zero, so a supervisor
-                // restarts it.
-                stopped = &mut task => match stopped {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(anyhow::anyhow!("the node stopped: {e}")),
-                    Err(e) => Err(anyhow::anyhow!("the node's event loop crashed: {e}")),
-                },
+                Stopped::Asked
+            }
+            // Stopped by a `shutdown` request, or a part of the node
+            // failed: then `run` exits non-zero, so a supervisor restarts
+            // it; a store that could not write is opened again here once
+            // the disk takes writes (sled refuses every write after such a
+            // failure until it is opened again).
+            stopped = &mut task => match stopped {
+                Ok(Ok(())) => Stopped::Asked,
+                Ok(Err(NodeError::Store(e))) => Stopped::Store(e.to_string()),
+                Ok(Err(e)) => Stopped::Failed(anyhow::anyhow!("the node stopped: {e}")),
+                Err(e) => Stopped::Failed(anyhow::anyhow!("the node's event loop crashed: {e}")),
+            },
+        };
+        if !task.is_finished() {
+            let _ = handle.shutdown().await;
+            let _ = (&mut task).await;
+        }
+        server.abort();
+        let _ = server.await;
+        let _ = std::fs::remove_file(&socket);
+        match outcome {
+            Stopped::Asked => {
+                tracing::info!("stopped; the store is flushed");
+                return Ok(());
+            }
+            Stopped::Failed(e) => return Err(e),
+            Stopped::Store(why) => {
+                tracing::error!(
+                    "{why}; the node stopped and starts again as soon as the disk takes writes \
+                     (free some space)"
+                );
+                tokio::select! {
+                    _ = wait_for_disk(data.path()) => {}
+                    _ = stop_signal() => return Ok(()),
+                }
+                tracing::info!("the disk takes writes again: starting the node again");
+                control::claim_socket(&socket).await?;
             }
         }
-    };
-    if !task.is_finished() {
-        let _ = handle.shutdown().await;
-        let _ = (&mut task).await;
     }
-    server.abort();
-    let _ = server.await;
-    let _ = std::fs::remove_file(&socket);
-    if outcome.is_ok() {
-        tracing::info!("stopped; the store is flushed");
+}
+
+/// How a run of the node ended.
+enum Stopped {
+    /// By a signal or a `shutdown` request.
+    Asked,
+    /// The store could not write (a full disk): start again once it can.
+    Store(String),
+    /// Anything else: `mutual run` fails.
+    Failed(anyhow::Error),
+}
+
+/// Prints who runs and where (once, at the first start).
+async fn announce(ctx: &Ctx, handle: &node::NodeHandle) -> Result<()> {
+    let id = handle.id().await?;
+    if ctx.json {
+        output::json(&id)?;
+    } else {
+        line(format!(
+            "mutual node running for {} as {}",
+            ctx.data.path().display(),
+            output::who(id.name.as_deref(), &id.author)
+        ))?;
+        line(format!("peer id: {}", id.peer_id))?;
+        for addr in &id.listen_addrs {
+            line(format!("listening on {addr}/p2p/{}", id.peer_id))?;
+        }
+        line("Stop with Ctrl-C. Use `mutual` commands from another terminal.")?;
     }
-    outcome
+    Ok(())
+}
+
+/// Returns once a 1 MiB file can be written and synced in `dir` (checked
+/// every 2 s): the store has room to work again.
+async fn wait_for_disk(dir: &std::path::Path) {
+    let probe = dir.join(".disk-probe");
+    loop {
+        let path = probe.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let result = std::fs::File::create(&path).and_then(|mut f| {
+                f.write_all(&vec![0u8; 1 << 20])?;
+                f.sync_all()
+            });
+            let _ = std::fs::remove_file(&path);
+            result.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }

@@ -258,7 +258,10 @@ impl NodeHandle {
 
     /// Reports a post to the moderators (sealed to them alone).
     pub async fn report(&self, post: PostId, reason: String) -> Result<ActionId, NodeError> {
-        let plan = self.core.call(move |c| c.report_plan(post, now_ms())).await?;
+        let plan = self
+            .core
+            .call(move |c| c.report_plan(post, now_ms()))
+            .await?;
         let sealed = tokio::task::spawn_blocking(move || plan.seal(&reason))
             .await
             .map_err(|_| NodeError::Stopped)??;

@@ -76,6 +76,11 @@ impl CoreRequest {
 /// What the core tells the event loop.
 #[derive(Debug)]
 pub(crate) enum NetInput {
+    /// The store failed to make writes durable (a full disk, typically);
+    /// the core has stopped. sled refuses every write after such a failure
+    /// until the store is opened again, so the node stops with this error
+    /// and `mutual run` starts it again once the disk takes writes.
+    StoreFailed(NodeError),
     /// Carry these out.
     Effects(Vec<Effect>),
     /// The verdict on a gossip message.
@@ -166,6 +171,7 @@ pub(crate) fn spawn(
         runtime,
         flush_interval,
         interval_flush: Arc::new(AtomicBool::new(false)),
+        failed: Arc::new(std::sync::Mutex::new(None)),
     };
     let thread = std::thread::Builder::new()
         .name("mutual-core".into())
@@ -183,6 +189,9 @@ struct Worker {
     /// Whether an interval flush is running (a slow disk skips ticks
     /// rather than piling flushes up).
     interval_flush: Arc<AtomicBool>,
+    /// Set when a flush failed: the store takes no more writes until it
+    /// is opened again.
+    failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Worker {
@@ -208,6 +217,16 @@ impl Worker {
                     return;
                 }
             }
+            if let Some(why) = self.failure() {
+                tracing::error!("the store cannot write ({why}); stopping the node");
+                let _ = self.net.send(NetInput::StoreFailed(NodeError::Store(
+                    crate::store::StoreError::Io {
+                        during: "make writes durable",
+                        detail: why,
+                    },
+                )));
+                return;
+            }
             self.core.publish_shared();
             let now = Instant::now();
             if now >= next_flush {
@@ -221,6 +240,13 @@ impl Worker {
                 }
                 next_prune = now + PRUNE_EVERY;
             }
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self.failed.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 
@@ -263,10 +289,15 @@ impl Worker {
                 let effects = self.core.take_effects();
                 let flusher = self.core.store.flusher();
                 let net = self.net.clone();
+                let failed = Arc::clone(&self.failed);
                 self.runtime.spawn_blocking(move || {
                     let durable = flusher.flush().map_err(NodeError::from);
-                    if durable.is_ok() && !effects.is_empty() {
-                        let _ = net.send(NetInput::Effects(effects));
+                    match &durable {
+                        Ok(()) if !effects.is_empty() => {
+                            let _ = net.send(NetInput::Effects(effects));
+                        }
+                        Ok(()) => {}
+                        Err(e) => note_failure(&failed, e),
                     }
                     answer(durable);
                 });
@@ -289,11 +320,21 @@ impl Worker {
         self.core.dirty = false;
         let flusher = self.core.store.flusher();
         let running = Arc::clone(&self.interval_flush);
+        let failed = Arc::clone(&self.failed);
         self.runtime.spawn_blocking(move || {
             if let Err(e) = flusher.flush() {
-                tracing::error!("flushing the store (will retry): {e}");
+                tracing::error!("flushing the store: {e}");
+                note_failure(&failed, &NodeError::from(e));
             }
             running.store(false, Ordering::Release);
         });
     }
+}
+
+fn note_failure(failed: &std::sync::Mutex<Option<String>>, e: &NodeError) {
+    let mut g = match failed.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    g.get_or_insert_with(|| e.to_string());
 }

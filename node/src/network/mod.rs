@@ -269,7 +269,12 @@ impl EventLoop {
                     None => break,
                 },
                 input = self.from_core.recv() => match input {
-                    Some(input) => self.on_core(input),
+                    Some(input) => {
+                        if let Some(e) = self.on_core(input) {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
                     None => {
                         tracing::error!("the node's core stopped; stopping the node");
                         failure = Some(NodeError::Network(
@@ -331,8 +336,9 @@ impl EventLoop {
         }
     }
 
-    /// What the core sends: gossip verdicts and effects.
-    fn on_core(&mut self, input: NetInput) {
+    /// What the core sends: gossip verdicts and effects; a store failure is
+    /// handed back to [`EventLoop::run`], which stops.
+    fn on_core(&mut self, input: NetInput) -> Option<NodeError> {
         match input {
             NetInput::Verdict { ticket, verdict } => {
                 if let Some((id, source, _data)) = self.pending_gossip.remove(&ticket) {
@@ -349,7 +355,9 @@ impl EventLoop {
                     self.on_effect(effect);
                 }
             }
+            NetInput::StoreFailed(e) => return Some(e),
         }
+        None
     }
 
     fn report_verdict(&mut self, id: &MessageId, source: PeerId, verdict: Verdict) {

@@ -275,20 +275,30 @@ impl Core {
         ))
     }
 
-    /// The members' view of the moderation state, with every moderator's
-    /// pseudonym this node knows.
+    /// The members' view of the moderation state, with the pseudonym of
+    /// the admin and of every moderator as their latest signed action (or,
+    /// for one who has not acted yet, their latest post here) gives it.
     pub fn mod_list(&self) -> ModListView {
         let mut view = crate::moderation_view::mod_list(&self.moderation, &self.manifest);
+        let mut names: std::collections::HashMap<PublicKey, String> =
+            std::collections::HashMap::new();
+        for a in self.moderation.actions() {
+            if let Some(name) = &a.signer_name {
+                names.insert(a.signer, name.clone());
+            }
+        }
         let known = |key: &str, name: &mut Option<String>| {
             if name.is_some() {
                 return;
             }
             if let Ok(k) = key.parse::<PublicKey>() {
-                if k == self.identity.public() {
-                    *name = self.identity.name.clone();
-                } else if let Ok(Some(p)) = self.store.latest_post_of(&k) {
-                    *name = p.content.author_name;
-                }
+                *name = match names.get(&k) {
+                    Some(n) => Some(n.clone()),
+                    None => match self.store.latest_post_of(&k) {
+                        Ok(Some(p)) => p.content.author_name,
+                        _ => None,
+                    },
+                };
             }
         };
         known(&view.admin.key.clone(), &mut view.admin.name);

@@ -68,8 +68,8 @@ fn a_full_disk_refuses_posts_clearly_and_the_node_recovers_by_itself() -> Result
     let _mount = mount_tmpfs(&dir, "48m")?;
     mutual_tests::daemon::init(&dir, "alice")?;
     ok(&dir, &["community", "create", "Circle"])?;
-    ok(&dir, &["join", "burnout"])?;
     let daemon = Daemon::start(&dir, &[])?;
+    ok(&dir, &["join", "burnout"])?;
     ok(&dir, &["post", "burnout", "before the disk filled up"])?;
 
     let ballast = fill(&dir)?;

@@ -551,6 +551,11 @@ impl Core {
             self.refold();
             return Err(e.into());
         }
+        // Readers and the responder filter by the new state from now on,
+        // while the deletions run (a block may be thousands of them).
+        if !applied.newly_blocked.is_empty() || !applied.newly_hidden.is_empty() {
+            self.publish_shared();
+        }
         // The log entry is written; enforcement is idempotent and runs
         // again over the whole folded state at every start, so a crash in
         // between leaves nothing shown that should not be.

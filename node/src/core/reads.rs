@@ -104,7 +104,11 @@ impl Reader {
         let mut notices: Vec<(ItemKey, PostView)> = Vec::new();
         for (key, bytes) in self.store.tombstones_page(topic, None, limit)? {
             if let Some(t) = Tombstone::decode(&bytes) {
-                if t.created_at >= since && !filter.mutes.contains(&t.author) {
+                // A notice goes with its post: not for a blocked author or
+                // a post its author retracted.
+                let gone = filter.moderation.is_blocked(&t.author, &t.topic).is_some()
+                    || self.store.is_retracted_by(&t.id, &t.author)?;
+                if t.created_at >= since && !filter.mutes.contains(&t.author) && !gone {
                     notices.push((key, filter.notice(&t)));
                 }
             }

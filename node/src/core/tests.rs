@@ -469,3 +469,72 @@ fn a_late_failure_of_an_old_sync_request_does_not_end_the_current_session() {
         .iter()
         .any(|e| matches!(e, Effect::SyncRequest { .. })));
 }
+
+#[test]
+fn a_revoked_moderators_backdated_block_from_the_network_has_no_effect() {
+    let w = World::new();
+    let mut core = w.core();
+    let m = Identity::generate(Some("mo".into()));
+    let author = Identity::generate(None);
+    let post = w.post(&author, "hello", T0);
+    gossip(&mut core, &post, T0);
+    let appoint = w.action(
+        &w.admin,
+        1,
+        ModActionKind::AppointModerator { key: m.public() },
+        T0 + 1,
+    );
+    assert_eq!(gossip(&mut core, &appoint, T0 + 1), Verdict::Accept);
+    let pin = w.action(&m, 1, ModActionKind::Pin { post: id_of(&post) }, T0 + 2);
+    assert_eq!(gossip(&mut core, &pin, T0 + 2), Verdict::Accept);
+    let revoke = w.action(
+        &w.admin,
+        2,
+        ModActionKind::RevokeModerator {
+            key: m.public(),
+            upto_seq: Some(1),
+        },
+        T0 + 10,
+    );
+    assert_eq!(gossip(&mut core, &revoke, T0 + 10), Verdict::Accept);
+    // After the revocation, m signs a block dated before it.
+    let backdated = w.action(
+        &m,
+        2,
+        ModActionKind::Block {
+            author: author.public(),
+            scope: Scope::Community,
+            reason: "revenge".into(),
+        },
+        T0 + 5,
+    );
+    assert_ne!(gossip(&mut core, &backdated, T0 + 20), Verdict::Accept);
+    assert!(core
+        .moderation()
+        .is_blocked(&author.public(), &w.topic)
+        .is_none());
+    assert!(core.store().contains_post(&id_of(&post)).unwrap());
+    // What m did before the revocation stands.
+    assert!(core.moderation().is_pinned(&id_of(&post)));
+}
+
+#[test]
+fn a_hidden_post_is_found_by_the_short_id_read_printed() {
+    let w = World::new();
+    let mut core = w.core();
+    let author = Identity::generate(None);
+    let post = w.post(&author, "a bad day", T0);
+    gossip(&mut core, &post, T0);
+    let hide = w.action(
+        &w.admin,
+        1,
+        ModActionKind::Hide {
+            post: id_of(&post),
+            reason: "cw".into(),
+        },
+        T0 + 1,
+    );
+    gossip(&mut core, &hide, T0 + 1);
+    let short: String = id_of(&post).to_string().chars().take(11).collect();
+    assert_eq!(core.resolve_post(&short).unwrap(), id_of(&post));
+}

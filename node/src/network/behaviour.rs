@@ -223,6 +223,13 @@ impl Behaviour {
             // gossipsub allows at most D / 2 outbound peers as the minimum.
             .mesh_outbound_min(1)
             .heartbeat_interval(Duration::from_millis(700))
+            // A message waits in gossipsub's cache for its verdict, which
+            // the core sends from its own thread; after `history_length`
+            // heartbeats it is dropped and a late verdict (and the penalty
+            // of an invalid message) is lost. 15 × 700 ms leaves a busy
+            // core about 10 s (the default, 5, left 3.5 s: under load a
+            // flood of forged posts went unpunished).
+            .history_length(15)
             .max_transmit_size(max_transmit)
             .duplicate_cache_time(Duration::from_secs(120))
             .build()

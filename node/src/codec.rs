@@ -8,11 +8,11 @@ use libp2p::StreamProtocol;
 use protocol::wire::MAX_SYNC_FRAME_BYTES;
 
 /// The protocol name of history sync.
-pub(crate) const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/mutual/sync/1");
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/mutual/sync/1");
 
 /// Length-prefixed frames, at most [`MAX_SYNC_FRAME_BYTES`] each.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct FrameCodec;
+pub struct FrameCodec;
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];

@@ -25,6 +25,9 @@ mod views;
 
 pub use network::{connect, limits};
 
+/// The framing of `/mutual/sync/1`, for tests that play a peer by hand.
+#[cfg(feature = "test-hooks")]
+pub use codec::{FrameCodec, SYNC_PROTOCOL};
 pub use config::NodeConfig;
 pub use core::Verdict as GossipVerdict;
 pub use datadir::DataDir;

@@ -279,7 +279,7 @@ mod hostile_sync {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+    use libp2p::futures::StreamExt;
     use libp2p::request_response::{self, ProtocolSupport};
     use libp2p::swarm::SwarmEvent;
     use libp2p::StreamProtocol;
@@ -379,79 +379,6 @@ mod hostile_sync {
         })
     }
 
-    /// The framing of `/mutual/sync/1`: a 4-byte big-endian length, then
-    /// the bytes.
-    #[derive(Clone, Copy, Default)]
-    struct Frames;
-
-    async fn read<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        io.read_exact(&mut len).await?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_SYNC_FRAME_BYTES {
-            return Err(std::io::ErrorKind::InvalidData.into());
-        }
-        let mut buf = vec![0u8; len];
-        io.read_exact(&mut buf).await?;
-        Ok(buf)
-    }
-
-    async fn write<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
-        let len = u32::try_from(bytes.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-        io.write_all(&len.to_be_bytes()).await?;
-        io.write_all(bytes).await?;
-        io.close().await
-    }
-
-    impl request_response::Codec for Frames {
-        type Protocol = StreamProtocol;
-        type Request = Vec<u8>;
-        type Response = Vec<u8>;
-
-        async fn read_request<T>(
-            &mut self,
-            _: &StreamProtocol,
-            io: &mut T,
-        ) -> std::io::Result<Vec<u8>>
-        where
-            T: AsyncRead + Unpin + Send,
-        {
-            read(io).await
-        }
-
-        async fn read_response<T>(
-            &mut self,
-            _: &StreamProtocol,
-            io: &mut T,
-        ) -> std::io::Result<Vec<u8>>
-        where
-            T: AsyncRead + Unpin + Send,
-        {
-            read(io).await
-        }
-
-        async fn write_request<T>(
-            &mut self,
-            _: &StreamProtocol,
-            io: &mut T,
-            request: Vec<u8>,
-        ) -> std::io::Result<()>
-        where
-            T: AsyncWrite + Unpin + Send,
-        {
-            write(io, &request).await
-        }
-
-        async fn write_response<T>(
-            &mut self,
-            _: &StreamProtocol,
-            io: &mut T,
-            response: Vec<u8>,
-        ) -> std::io::Result<()>
-        where
-            T: AsyncWrite + Unpin + Send,
-        {
-            write(io, &response).await
-        }
-    }
+    /// The node's own framing of `/mutual/sync/1`.
+    use node::FrameCodec as Frames;
 }

@@ -25,8 +25,8 @@ mod views;
 
 pub use network::{connect, limits};
 
-/// The framing of `/mutual/sync/1`, for tests that play a peer by hand.
-#[cfg(feature = "test-hooks")]
+/// The framing of `/mutual/sync/1` (other implementations, and tests that
+/// play a peer by hand, speak it too).
 pub use codec::{FrameCodec, SYNC_PROTOCOL};
 pub use config::NodeConfig;
 pub use core::Verdict as GossipVerdict;

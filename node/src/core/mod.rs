@@ -276,6 +276,11 @@ impl Core {
         self.joined.contains(topic)
     }
 
+    /// The joined topics.
+    pub fn joined(&self) -> &BTreeSet<TopicName> {
+        &self.joined
+    }
+
     /// Takes the effects produced since the last call.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)

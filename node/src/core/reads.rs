@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use protocol::sync::ItemKey;
-use protocol::{ModerationState, PublicKey, SignedPost, TopicName};
+use protocol::{ModerationState, PostId, PublicKey, SignedPost, TopicName};
 use tokio::sync::mpsc;
 
 use crate::api::PostView;
@@ -45,16 +45,18 @@ struct Filter {
 impl Filter {
     /// Whether a stored post is shown: not muted, not blocked in its
     /// topic, not hidden, not retracted by its author.
-    fn shows(&self, store: &Store, post: &SignedPost) -> Result<bool, NodeError> {
+    /// `id` is the post's id (hashing it again per check would cost a
+    /// read of a million posts three hashes each).
+    fn shows(&self, store: &Store, post: &SignedPost, id: &PostId) -> Result<bool, NodeError> {
         let p = &post.content;
         if self.mutes.contains(&p.author) {
             return Ok(false);
         }
         let m = &self.moderation;
-        if m.is_blocked(&p.author, &p.topic).is_some() || m.hidden(&post.id()).is_some() {
+        if m.is_blocked(&p.author, &p.topic).is_some() || m.hidden(id).is_some() {
             return Ok(false);
         }
-        Ok(!store.is_retracted_by(&post.id(), &p.author)?)
+        Ok(!store.is_retracted_by(id, &p.author)?)
     }
 
     fn view(&self, post: &SignedPost) -> PostView {
@@ -130,7 +132,7 @@ impl Reader {
                 if post.content.created_at < since {
                     break 'back;
                 }
-                if filter.shows(&self.store, post)? {
+                if filter.shows(&self.store, post, &PostId(key.id))? {
                     shown += 1;
                     start = Some(key);
                     if shown + notices_after(&notices, &key) >= limit {
@@ -164,7 +166,9 @@ impl Reader {
             for post in &posts {
                 let key = key_of(post);
                 after = Some(key);
-                if post.content.created_at < since || !filter.shows(&self.store, post)? {
+                if post.content.created_at < since
+                    || !filter.shows(&self.store, post, &PostId(key.id))?
+                {
                     continue;
                 }
                 while notices.front().is_some_and(|(k, _)| *k < key) {
@@ -251,9 +255,10 @@ fn key_of(post: &SignedPost) -> ItemKey {
     }
 }
 
-/// Notices newer than `key`, counted toward the limit.
+/// Notices at or after `key`, counted toward the limit (`notices` is
+/// sorted by key).
 fn notices_after(notices: &[(ItemKey, PostView)], key: &ItemKey) -> usize {
-    notices.iter().filter(|(k, _)| k >= key).count()
+    notices.len() - notices.partition_point(|(k, _)| k < key)
 }
 
 /// The greatest key smaller than `key` (so that "after" it includes it).

@@ -77,6 +77,19 @@ impl World {
     fn action(&self, who: &Identity, seq: u64, kind: ModActionKind, at: u64) -> Message {
         Message::Moderation(ModAction::create(who, self.community(), seq, kind, at).unwrap())
     }
+
+    /// The admin hides `post`.
+    fn hide(&self, seq: u64, post: &Message, reason: &str, at: u64) -> Message {
+        self.action(
+            &self.admin,
+            seq,
+            ModActionKind::Hide {
+                post: id_of(post),
+                reason: reason.into(),
+            },
+            at,
+        )
+    }
 }
 
 fn peer(n: u8) -> PeerRef {
@@ -269,15 +282,7 @@ fn unhide_shows_the_post_again_from_its_notice() {
     let author = Identity::generate(None);
     let post = w.post(&author, "a bad day", T0);
     gossip(&mut core, &post, T0);
-    let hide = w.action(
-        &w.admin,
-        1,
-        ModActionKind::Hide {
-            post: id_of(&post),
-            reason: "needs a content warning".into(),
-        },
-        T0 + 1,
-    );
+    let hide = w.hide(1, &post, "needs a content warning", T0 + 1);
     assert_eq!(gossip(&mut core, &hide, T0 + 1), Verdict::Accept);
     core.publish_shared();
     let views = shown(&core, &w.topic);
@@ -525,15 +530,7 @@ fn a_hidden_post_is_found_by_the_short_id_read_printed() {
     let author = Identity::generate(None);
     let post = w.post(&author, "a bad day", T0);
     gossip(&mut core, &post, T0);
-    let hide = w.action(
-        &w.admin,
-        1,
-        ModActionKind::Hide {
-            post: id_of(&post),
-            reason: "cw".into(),
-        },
-        T0 + 1,
-    );
+    let hide = w.hide(1, &post, "cw", T0 + 1);
     gossip(&mut core, &hide, T0 + 1);
     let short: String = id_of(&post).to_string().chars().take(11).collect();
     assert_eq!(core.resolve_post(&short).unwrap(), id_of(&post));

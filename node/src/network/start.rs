@@ -148,7 +148,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         let events = events.clone();
         tokio::task::spawn_blocking(move || {
             let core = Core::open(store, identity, manifest, events, core_config)?;
-            let joined: BTreeSet<_> = core.store().joined_topics()?.into_iter().collect();
+            let joined = core.joined().clone();
             Ok::<_, NodeError>((core, joined))
         })
         .await

@@ -477,8 +477,8 @@ impl Core {
         // in another topic ignores the reply (one that does not hold it
         // cannot tell, so this is never penalised).
         if let Some(parent) = &post.parent {
-            match self.store.get_post(parent) {
-                Ok(Some(p)) if p.content.topic != post.topic => {
+            match self.store.topic_of(parent) {
+                Ok(Some(topic)) if topic != post.topic => {
                     return refuse(Refusal::NotAdmitted(
                         "a reply to a post of another topic".into(),
                     ))

@@ -1,5 +1,21 @@
 //! Byte layout of the store's keys and small values.
 //!
+//! Everything a batch of arrivals writes lives in one sled tree (`items`),
+//! under a one-byte prefix per kind, so one `apply_batch` writes a page of
+//! posts, their index entries and counts atomically, with no cross-tree
+//! transaction:
+//!
+//! | prefix | key after the prefix                       | value                             |
+//! |--------|--------------------------------------------|-----------------------------------|
+//! | `p`    | topic ‖ 0x00 ‖ created_at (BE) ‖ post id   | encoded `Message::Post` (wire bytes) |
+//! | `i`    | post id                                    | created_at (BE) ‖ topic           |
+//! | `a`    | author ‖ created_at (BE) ‖ post id         | topic                             |
+//! | `c`    | topic                                      | post count (u64 BE)               |
+//! | `l`    | created_at (BE) ‖ id                       | encoded `Message` of the community log |
+//! | `r`    | post id ‖ author who retracted it          | ∅                                 |
+//! | `t`    | topic ‖ 0x00 ‖ created_at (BE) ‖ post id   | tombstone bytes                   |
+//! | `u`    | post id                                    | its `t` key                       |
+//!
 //! Times are big-endian so that byte order is time order: every "newest
 //! first", "since" or sync range read is one range scan. Topic names never
 //! contain 0x00 (the protocol allows only letters, digits, `-` and `_`), so
@@ -18,6 +34,58 @@ pub(super) const ITEM_KEY_LEN: usize = 40;
 pub(super) const ID_LEN: usize = 32;
 /// Separator between a topic name and the item key.
 const TOPIC_SEP: u8 = 0;
+
+/// A post under its time-ordered place in its topic.
+pub(super) const POST: u8 = b'p';
+/// Post id → where the post lives (`created_at ‖ topic`).
+pub(super) const POST_ID: u8 = b'i';
+/// An author's posts in time order.
+pub(super) const AUTHOR: u8 = b'a';
+/// A topic's post count.
+pub(super) const COUNT: u8 = b'c';
+/// The community log.
+pub(super) const LOG: u8 = b'l';
+/// Who retracted which post.
+pub(super) const RETRACTION: u8 = b'r';
+/// What remains of a hidden post, at its place in its topic.
+pub(super) const TOMBSTONE: u8 = b't';
+/// Post id → its tombstone's key.
+pub(super) const TOMBSTONE_ID: u8 = b'u';
+
+/// `prefix ‖ rest`.
+pub(super) fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// The bounds `[prefix ‖ start, prefix ‖ end)` of a range of one kind.
+pub(super) fn kind_range(prefix: u8, start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (prefixed(prefix, start), prefixed(prefix, end))
+}
+
+/// `[prefix, prefix + 1)`: every key of one kind.
+pub(super) fn whole_kind(prefix: u8) -> (Vec<u8>, Vec<u8>) {
+    (vec![prefix], vec![prefix + 1])
+}
+
+/// The value of a [`POST_ID`] entry: `created_at (BE) ‖ topic`.
+pub(super) fn post_place(created_at: u64, topic: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + topic.len());
+    v.extend_from_slice(&created_at.to_be_bytes());
+    v.extend_from_slice(topic);
+    v
+}
+
+/// Parses a [`post_place`] value.
+pub(super) fn parse_post_place(v: &[u8]) -> Option<(u64, &[u8])> {
+    if v.len() <= 8 {
+        return None;
+    }
+    let (at, topic) = v.split_at(8);
+    Some((u64::from_be_bytes(at.try_into().ok()?), topic))
+}
 
 /// `created_at (BE) ‖ id`: the log's key, and the tail of every index key.
 pub(super) fn item_key_bytes(key: &ItemKey) -> [u8; ITEM_KEY_LEN] {

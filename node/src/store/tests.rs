@@ -1,6 +1,10 @@
 use super::*;
+use keys::{author_key, topic_key, AUTHOR, COUNT, LOG, POST, POST_ID};
 use protocol::post::Draft;
-use protocol::{CommunityId, Identity, Post, ValidationContext};
+use protocol::sync::ItemKey;
+use protocol::{
+    CommunityId, Identity, Post, PostId, Scope, TopicName, ValidationContext, VerifiedPost,
+};
 
 fn community() -> CommunityId {
     CommunityId::of_bytes(b"test community")
@@ -597,30 +601,28 @@ fn damaged_values_are_skipped_reported_and_repaired() {
         s.insert_post(p).unwrap();
     }
     let t = topic("t");
-    // Damage behind the store's back: a post's bytes, a dangling index
-    // entry, a missing author entry, a wrong count, junk values elsewhere.
+    // Damage behind the store's back: a post's bytes, an id entry
+    // without its post, a missing author entry, a wrong count, junk values
+    // elsewhere.
     let broken = posts[1].id();
-    s.posts
-        .insert(broken.as_bytes(), &b"\x01garbage"[..])
+    let broken_key = prefixed(POST, &topic_key(b"t", &key_of(posts[1].signed())));
+    s.items.insert(&broken_key, &b"\x01garbage"[..]).unwrap();
+    s.items
+        .insert(prefixed(POST_ID, &[0xee; 32]), keys::post_place(12, b"t"))
         .unwrap();
-    let ghost = ItemKey {
-        created_at: 12,
-        id: [0xee; 32],
-    };
-    s.topic_index
-        .insert(topic_key(b"t", &ghost), &[][..])
-        .unwrap();
-    s.author_index
-        .remove(author_key(
-            me.public().as_bytes(),
-            &key_of(posts[3].signed()),
+    s.items
+        .remove(prefixed(
+            AUTHOR,
+            &author_key(me.public().as_bytes(), &key_of(posts[3].signed())),
         ))
         .unwrap();
-    s.counts.insert(b"t", &encode_u64(42)[..]).unwrap();
+    s.items
+        .insert(prefixed(COUNT, b"t"), &encode_u64(42)[..])
+        .unwrap();
     s.peers.insert(b"p", &b"junk"[..]).unwrap();
     s.topics.insert(&b"\xff"[..], &[][..]).unwrap();
     s.mutes.insert(&b"short"[..], &[][..]).unwrap();
-    s.log.insert(&b"bad"[..], &b"x"[..]).unwrap();
+    s.items.insert(prefixed(LOG, b"bad"), &b"x"[..]).unwrap();
 
     // Reads skip, never panic.
     let page = s.topic_page(&t, None, 10).unwrap();
@@ -643,7 +645,7 @@ fn damaged_values_are_skipped_reported_and_repaired() {
     let problems = s.check_integrity().unwrap();
     let text = problems.join("\n");
     assert!(text.contains("does not decode"), "{text}");
-    assert!(text.contains("has no post"), "{text}");
+    assert!(text.contains("has no matching post"), "{text}");
     assert!(text.contains("has no author index entry"), "{text}");
     assert!(text.contains("counts 42"), "{text}");
     assert!(text.contains("community log"), "{text}");
@@ -666,9 +668,7 @@ fn damaged_values_are_skipped_reported_and_repaired() {
     for p in &posts {
         s.insert_post(p).unwrap();
     }
-    s.posts
-        .insert(broken.as_bytes(), &b"\x01garbage"[..])
-        .unwrap();
+    s.items.insert(&broken_key, &b"\x01garbage"[..]).unwrap();
     assert!(s.delete_post(&broken).unwrap().is_none());
     assert!(!s.contains_post(&broken).unwrap());
     assert_eq!(s.count_topic(&t).unwrap(), 4);
@@ -695,31 +695,69 @@ fn a_newer_layout_is_refused() {
 }
 
 #[test]
-fn a_store_without_layout_gets_its_tombstone_links() {
-    let s = Store::temporary().unwrap();
-    let t = topic("t");
-    let key = ItemKey {
+fn a_store_of_layout_1_is_migrated_forward_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate(None);
+    let kept = post(&me, "t", "kept", 5);
+    let gone = post(&me, "t", "gone", 6);
+    let hidden = ItemKey {
         created_at: 3,
         id: [3; 32],
     };
-    // As an older store wrote them: a tombstone without its link, a
-    // retraction as post id → author; no layout version.
-    let me = Identity::generate(None);
-    let p = post(&me, "t", "gone", 5);
-    s.retractions
-        .insert(&p.id().0[..], &me.public().0[..])
-        .unwrap();
-    s.tombstones
-        .insert(topic_key(b"t", &key), &b"old"[..])
-        .unwrap();
-    s.info.remove(LAYOUT_KEY).unwrap();
-    assert!(!s.check_integrity().unwrap().is_empty());
-    s.check_layout().unwrap();
+    let log_key = ItemKey {
+        created_at: 7,
+        id: [7; 32],
+    };
+    // A store as layout 1 (or the layout before it) wrote it: a tree per
+    // kind, a retraction as post id → author, a tombstone without its
+    // link, no layout version.
+    {
+        let db = sled_config(dir.path()).open().unwrap();
+        let tree = |n: &str| db.open_tree(n).unwrap();
+        let k = key_of(kept.signed());
+        tree("posts")
+            .insert(
+                &kept.id().0[..],
+                Message::Post(kept.signed().clone()).encode(),
+            )
+            .unwrap();
+        tree("topic_index")
+            .insert(topic_key(b"t", &k), &[][..])
+            .unwrap();
+        tree("author_index")
+            .insert(author_key(me.public().as_bytes(), &k), &b"t"[..])
+            .unwrap();
+        tree("counts").insert(b"t", &encode_u64(1)[..]).unwrap();
+        tree("log")
+            .insert(&keys::item_key_bytes(&log_key)[..], log_msg())
+            .unwrap();
+        tree("retractions")
+            .insert(&gone.id().0[..], &me.public().0[..])
+            .unwrap();
+        tree("tombstones")
+            .insert(topic_key(b"t", &hidden), &b"old"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
     assert_consistent(&s);
-    assert!(s.remove_tombstone_of(&PostId(key.id)).unwrap());
-    assert!(s.tombstones_page(&t, None, 10).unwrap().is_empty());
-    assert_eq!(s.retraction_author(&p.id()).unwrap(), Some(me.public()));
-    assert!(!s.insert_post(&p).unwrap());
+    let t = topic("t");
+    assert_eq!(s.count_topic(&t).unwrap(), 1);
+    assert_eq!(bodies(&s.topic_page(&t, None, 10).unwrap()), ["kept"]);
+    assert_eq!(
+        s.latest_post_of(&me.public()).unwrap().unwrap(),
+        *kept.signed()
+    );
+    assert!(s.contains_log(&log_key).unwrap());
+    assert_eq!(s.retraction_author(&gone.id()).unwrap(), Some(me.public()));
+    assert!(!s.insert_post(&gone).unwrap(), "the retraction still binds");
+    assert_eq!(s.tombstones_page(&t, None, 10).unwrap().len(), 1);
+    assert!(s.remove_tombstone_of(&PostId(hidden.id)).unwrap());
+    assert!(!s.db.tree_names().iter().any(|n| n.as_ref() == b"posts"));
+    s.close().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.count_topic(&t).unwrap(), 1);
+    assert_consistent(&s);
 }
 
 #[test]

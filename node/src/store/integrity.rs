@@ -1,0 +1,343 @@
+//! Checking and repairing the store's invariants: every post has its id
+//! and author entries and they point back at it, counts match, the log
+//! decodes, tombstones are linked. `mutual doctor` runs both.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use protocol::{Message, PostId};
+
+use super::error::During;
+use super::keys::{
+    author_key, encode_u64, hex_tail, parse_item_key, parse_post_place, post_place, prefixed,
+    split_author_key, split_retraction_key, split_topic_key, topic_key, whole_kind, AUTHOR, COUNT,
+    ID_LEN, LOG, POST, POST_ID, RETRACTION, TOMBSTONE, TOMBSTONE_ID,
+};
+use super::{decode_post, parse_u64, range, Memory, Pending, Store, StoreError};
+
+/// What a readable post's entries must be.
+struct Expected {
+    place: Vec<u8>,
+    author_key: Vec<u8>,
+    topic: Vec<u8>,
+}
+
+impl Store {
+    /// The readable posts, each with the entries it must have, and a list
+    /// of the `p` keys that are not readable posts.
+    fn readable_posts(
+        &self,
+        memory: &Memory,
+    ) -> Result<(BTreeMap<[u8; ID_LEN], Expected>, Vec<(Vec<u8>, String)>), StoreError> {
+        let mut good = BTreeMap::new();
+        let mut bad = Vec::new();
+        for kv in range(&self.items, whole_kind(POST)) {
+            let (k, v) = kv.during("read posts")?;
+            let Some((topic, key)) = k.get(1..).and_then(split_topic_key) else {
+                bad.push((k.to_vec(), format!("posts: malformed key {}", hex_tail(&k))));
+                continue;
+            };
+            let id = PostId(key.id);
+            let Some(p) = decode_post(&v) else {
+                bad.push((k.to_vec(), format!("post {} does not decode", id.short())));
+                continue;
+            };
+            if p.id() != id
+                || p.content.created_at != key.created_at
+                || p.content.topic.as_str().as_bytes() != topic
+            {
+                bad.push((
+                    k.to_vec(),
+                    format!("post {} is stored under another key", id.short()),
+                ));
+                continue;
+            }
+            if memory.is_retracted_by(&id.0, &p.content.author.0) {
+                bad.push((
+                    k.to_vec(),
+                    format!("post {} was retracted but is stored", id.short()),
+                ));
+                continue;
+            }
+            good.insert(
+                key.id,
+                Expected {
+                    place: post_place(key.created_at, topic),
+                    author_key: prefixed(AUTHOR, &author_key(&p.content.author.0, &key)),
+                    topic: topic.to_vec(),
+                },
+            );
+        }
+        Ok((good, bad))
+    }
+
+    /// Walks every post and entry and lists each inconsistency: an entry
+    /// without its post (or pointing at the wrong place), a post without
+    /// its entries or that does not decode, a count that disagrees, a
+    /// retracted post still stored, a broken tombstone link. Empty means
+    /// consistent. Reads everything: for tests, `mutual doctor` and
+    /// diagnostics, not the hot path. Problems name ids, never content.
+    pub fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
+        let memory = self.lock();
+        let (good, bad) = self.readable_posts(&memory)?;
+        let mut problems: Vec<String> = bad.into_iter().map(|(_, why)| why).collect();
+        let mut per_topic: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for (id, e) in &good {
+            let short = PostId(*id).short();
+            let place = self
+                .items
+                .get(prefixed(POST_ID, id))
+                .during("read post ids")?;
+            if place.as_deref() != Some(e.place.as_slice()) {
+                problems.push(format!("post {short} has no matching id entry"));
+            }
+            match self
+                .items
+                .get(&e.author_key)
+                .during("read the author index")?
+            {
+                None => problems.push(format!("post {short} has no author index entry")),
+                Some(t) if t.as_ref() != e.topic.as_slice() => problems.push(format!(
+                    "post {short}'s author index entry names another topic"
+                )),
+                Some(_) => {}
+            }
+            *per_topic.entry(e.topic.clone()).or_default() += 1;
+        }
+        for kv in range(&self.items, whole_kind(POST_ID)) {
+            let (k, v) = kv.during("read post ids")?;
+            let id: Option<[u8; ID_LEN]> = k.get(1..).and_then(|k| k.try_into().ok());
+            let Some(id) = id else {
+                problems.push(format!("post ids: malformed key {}", hex_tail(&k)));
+                continue;
+            };
+            let ok = parse_post_place(&v).is_some()
+                && good.get(&id).is_some_and(|e| e.place == v.as_ref());
+            if !ok {
+                problems.push(format!(
+                    "id entry of {} has no matching post",
+                    PostId(id).short()
+                ));
+            }
+        }
+        for k in range(&self.items, whole_kind(AUTHOR)).keys() {
+            let k = k.during("read the author index")?;
+            let ok = k
+                .get(1..)
+                .and_then(split_author_key)
+                .and_then(|(_, key)| good.get(&key.id))
+                .is_some_and(|e| e.author_key == k.as_ref());
+            if !ok {
+                problems.push(format!(
+                    "author index entry {} has no matching post",
+                    hex_tail(&k)
+                ));
+            }
+        }
+        let mut counted: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for kv in range(&self.items, whole_kind(COUNT)) {
+            let (k, v) = kv.during("read topic counts")?;
+            let topic = k.get(1..).unwrap_or_default().to_vec();
+            match parse_u64(&v) {
+                Some(n) => {
+                    counted.insert(topic, n);
+                }
+                None => problems.push(format!(
+                    "topic {}: the count does not decode",
+                    String::from_utf8_lossy(&topic)
+                )),
+            }
+        }
+        let in_memory = &memory.counts;
+        let topics: BTreeSet<&Vec<u8>> = per_topic
+            .keys()
+            .chain(counted.keys())
+            .chain(in_memory.keys())
+            .collect();
+        for topic in topics {
+            let posts = per_topic.get(topic).copied().unwrap_or(0);
+            let count = counted.get(topic).copied().unwrap_or(0);
+            let memory = in_memory.get(topic).copied().unwrap_or(0);
+            if posts != count || memory != count {
+                problems.push(format!(
+                    "topic {} counts {count} posts (in memory {memory}) but holds {posts}",
+                    String::from_utf8_lossy(topic)
+                ));
+            }
+        }
+        for kv in range(&self.items, whole_kind(LOG)) {
+            let (k, v) = kv.during("read the community log")?;
+            if k.get(1..).and_then(parse_item_key).is_none() {
+                problems.push(format!("community log: malformed key {}", hex_tail(&k)));
+            } else if Message::decode(&v).is_err() {
+                problems.push(format!(
+                    "community log item {} does not decode",
+                    hex_tail(&k)
+                ));
+            }
+        }
+        for k in range(&self.items, whole_kind(RETRACTION)).keys() {
+            let k = k.during("read retractions")?;
+            if k.get(1..).and_then(split_retraction_key).is_none() {
+                problems.push(format!("retraction {} is malformed", hex_tail(&k)));
+            }
+        }
+        problems.extend(self.tombstone_problems()?.into_iter().map(|(_, why)| why));
+        Ok(problems)
+    }
+
+    /// Tombstones not linked from their id and links to no tombstone, with
+    /// the key to delete to fix each.
+    fn tombstone_problems(&self) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
+        let mut out = Vec::new();
+        for k in range(&self.items, whole_kind(TOMBSTONE)).keys() {
+            let k = k.during("read tombstones")?;
+            let Some((_, key)) = k.get(1..).and_then(split_topic_key) else {
+                out.push((
+                    k.to_vec(),
+                    format!("tombstones: malformed key {}", hex_tail(&k)),
+                ));
+                continue;
+            };
+            let linked = self
+                .items
+                .get(prefixed(TOMBSTONE_ID, &key.id))
+                .during("read tombstones")?;
+            if linked.as_deref() != Some(k.as_ref()) {
+                out.push((
+                    k.to_vec(),
+                    format!(
+                        "tombstone of {} is not linked from its id",
+                        PostId(key.id).short()
+                    ),
+                ));
+            }
+        }
+        for kv in range(&self.items, whole_kind(TOMBSTONE_ID)) {
+            let (k, tkey) = kv.during("read tombstones")?;
+            let ok = tkey.first() == Some(&TOMBSTONE)
+                && self.items.contains_key(&tkey).during("read tombstones")?;
+            if !ok {
+                out.push((
+                    k.to_vec(),
+                    format!("tombstone link {} points at no tombstone", hex_tail(&k)),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores what [`Store::check_integrity`] checks, should a bug or a
+    /// damaged disk ever break it: deletes posts that do not decode or were
+    /// retracted, drops entries without a matching post, adds missing ones,
+    /// recounts every topic and drops broken tombstone links (a tombstone
+    /// whose link is missing is linked again). Each step is idempotent, so
+    /// an interrupted repair is finished by running it again. Returns how
+    /// many entries it changed. Reads everything: never on the hot path.
+    pub fn repair(&self) -> Result<usize, StoreError> {
+        let mut memory = self.lock();
+        let (good, bad) = self.readable_posts(&memory)?;
+        let mut pending = Pending::default();
+        let mut fixed = 0usize;
+        for (k, why) in bad {
+            tracing::warn!("repair: deleting an unreadable post entry ({why})");
+            pending.remove(k);
+            fixed += 1;
+        }
+        let mut per_topic: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for (id, e) in &good {
+            let id_key = prefixed(POST_ID, id);
+            if self.items.get(&id_key).during("read post ids")?.as_deref()
+                != Some(e.place.as_slice())
+            {
+                pending.insert(id_key, e.place.clone());
+                fixed += 1;
+            }
+            if self
+                .items
+                .get(&e.author_key)
+                .during("read the author index")?
+                .as_deref()
+                != Some(e.topic.as_slice())
+            {
+                pending.insert(e.author_key.clone(), e.topic.clone());
+                fixed += 1;
+            }
+            *per_topic.entry(e.topic.clone()).or_default() += 1;
+        }
+        for k in range(&self.items, whole_kind(POST_ID)).keys() {
+            let k = k.during("read post ids")?;
+            let known = k
+                .get(1..)
+                .and_then(|k| <[u8; ID_LEN]>::try_from(k).ok())
+                .is_some_and(|id| good.contains_key(&id));
+            if !known {
+                pending.remove(k.to_vec());
+                fixed += 1;
+            }
+        }
+        for k in range(&self.items, whole_kind(AUTHOR)).keys() {
+            let k = k.during("read the author index")?;
+            let ok = k
+                .get(1..)
+                .and_then(split_author_key)
+                .and_then(|(_, key)| good.get(&key.id))
+                .is_some_and(|e| e.author_key == k.as_ref());
+            if !ok {
+                pending.remove(k.to_vec());
+                fixed += 1;
+            }
+        }
+        // Counts: written whole, from the posts.
+        for kv in range(&self.items, whole_kind(COUNT)) {
+            let (k, v) = kv.during("read topic counts")?;
+            let topic = k.get(1..).unwrap_or_default();
+            if per_topic.get(topic).copied() != parse_u64(&v) {
+                pending.remove(k.to_vec());
+                fixed += 1;
+            }
+        }
+        for (topic, n) in &per_topic {
+            let k = prefixed(COUNT, topic);
+            if self
+                .items
+                .get(&k)
+                .during("read topic counts")?
+                .as_deref()
+                .and_then(parse_u64)
+                != Some(*n)
+            {
+                pending.insert(k, &encode_u64(*n)[..]);
+                fixed += 1;
+            }
+        }
+        // Tombstones: relink a tombstone, drop a link to nothing.
+        for (k, _) in self.tombstone_problems()? {
+            match k.first() {
+                Some(&TOMBSTONE) => match k.get(1..).and_then(split_topic_key) {
+                    Some((topic, key)) => {
+                        pending.insert(
+                            prefixed(TOMBSTONE_ID, &key.id),
+                            prefixed(TOMBSTONE, &topic_key(topic, &key)),
+                        );
+                    }
+                    None => pending.remove(k),
+                },
+                _ => pending.remove(k),
+            }
+            fixed += 1;
+        }
+        if fixed > 0 {
+            pending.forget_sums = true;
+            // The counts were written whole above: memory follows them,
+            // not a delta.
+            self.items
+                .apply_batch(pending.batch)
+                .during("repair the store")?;
+            memory.counts = per_topic.into_iter().collect();
+            self.forget_scope_sums();
+            self.touch();
+            tracing::warn!(fixed, "repaired the store");
+        }
+        Ok(fixed)
+    }
+}

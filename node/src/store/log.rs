@@ -1,0 +1,203 @@
+//! The community log (moderation actions, retractions, sealed reports) and
+//! the retractions it implies.
+
+use protocol::sync::ItemKey;
+use protocol::{PostId, PublicKey, SignedPost};
+
+use super::error::During;
+use super::keys::{
+    hex_tail, item_key_bytes, parse_item_key, prefixed, retraction_key, split_retraction_key,
+    whole_kind, LOG, RETRACTION,
+};
+use super::{range, Pending, Store, StoreError};
+
+/// What [`Store::apply_retraction`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retracted {
+    /// The retraction was not in the community log before (false: a
+    /// duplicate, to be neither relayed nor announced again).
+    pub new_in_log: bool,
+    /// The post it deleted, if it was stored and written by the retracting
+    /// author.
+    pub removed: Option<SignedPost>,
+}
+
+impl Store {
+    /// Adds an item (encoded `Message`) to the community log. `Ok(false)`,
+    /// writing nothing, if an item with this key is already there.
+    pub fn insert_log(&self, key: ItemKey, message: &[u8]) -> Result<bool, StoreError> {
+        let mut memory = self.lock();
+        let k = prefixed(LOG, &item_key_bytes(&key));
+        if self
+            .items
+            .contains_key(&k)
+            .during("read the community log")?
+        {
+            return Ok(false);
+        }
+        let mut pending = Pending::default();
+        pending.insert(k, message);
+        pending.forget_sums = true;
+        self.commit(&mut memory, pending)?;
+        Ok(true)
+    }
+
+    /// Removes an item from the community log (an expired report).
+    /// `Ok(false)`: it was not there.
+    pub fn remove_log(&self, key: &ItemKey) -> Result<bool, StoreError> {
+        let mut memory = self.lock();
+        let k = prefixed(LOG, &item_key_bytes(key));
+        if !self
+            .items
+            .contains_key(&k)
+            .during("read the community log")?
+        {
+            return Ok(false);
+        }
+        let mut pending = Pending::default();
+        pending.remove(k);
+        pending.forget_sums = true;
+        self.commit(&mut memory, pending)?;
+        Ok(true)
+    }
+
+    /// Whether the community log holds the item with this key.
+    pub fn contains_log(&self, key: &ItemKey) -> Result<bool, StoreError> {
+        self.items
+            .contains_key(prefixed(LOG, &item_key_bytes(key)))
+            .during("read the community log")
+    }
+
+    /// The whole community log, oldest first: folded at start-up to rebuild
+    /// the moderation state. Malformed keys are skipped with a warning.
+    pub fn log_items(&self) -> Result<Vec<(ItemKey, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in range(&self.items, whole_kind(LOG)) {
+            let (k, v) = kv.during("read the community log")?;
+            match k.get(1..).and_then(parse_item_key) {
+                Some(key) => out.push((key, v.to_vec())),
+                None => {
+                    tracing::warn!(key = %hex_tail(&k), "skipping a malformed community log key")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of items in the community log; O(n), for status displays.
+    pub fn log_len(&self) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for k in range(&self.items, whole_kind(LOG)).keys() {
+            k.during("read the community log")?;
+            n = n.saturating_add(1);
+        }
+        Ok(n)
+    }
+
+    // ----- retractions -----------------------------------------------------
+
+    /// Remembers that `author` retracted `post`, so it is refused if it
+    /// ever arrives again. Does not delete the post or log the retraction:
+    /// [`Store::apply_retraction`] does all three atomically.
+    pub fn add_retraction(&self, post: &PostId, author: &PublicKey) -> Result<(), StoreError> {
+        let mut memory = self.lock();
+        let mut pending = Pending::default();
+        pending.insert(
+            prefixed(RETRACTION, &retraction_key(&post.0, &author.0)),
+            &[][..],
+        );
+        pending.retracted.push((post.0, author.0));
+        self.commit(&mut memory, pending)
+    }
+
+    /// Applies a retraction in one batch: adds its message to the community
+    /// log (under `key`), remembers that `author` retracted `post`, deletes
+    /// the post if `author` wrote it. A crash can therefore never leave a logged
+    /// retraction whose post is still stored (a duplicate of the log item
+    /// would be ignored and the post would stay forever). Applying the same
+    /// retraction again is harmless and finishes anything a damaged store
+    /// missed.
+    pub fn apply_retraction(
+        &self,
+        key: ItemKey,
+        message: &[u8],
+        post: &PostId,
+        author: &PublicKey,
+    ) -> Result<Retracted, StoreError> {
+        let mut memory = self.lock();
+        let mut pending = Pending::default();
+        let log_key = prefixed(LOG, &item_key_bytes(&key));
+        let new_in_log = !self
+            .items
+            .contains_key(&log_key)
+            .during("read the community log")?;
+        if new_in_log {
+            pending.insert(log_key, message);
+            pending.forget_sums = true;
+        }
+        pending.insert(
+            prefixed(RETRACTION, &retraction_key(&post.0, &author.0)),
+            &[][..],
+        );
+        pending.retracted.push((post.0, author.0));
+        let held = self.get_post(post)?;
+        let removed = match held {
+            Some(p) if p.content.author == *author => self.remove_into(&mut pending, post, None)?,
+            Some(_) => None,
+            None if self.contains_post(post)? => {
+                // Stored but unreadable: deleted, whoever wrote it cannot
+                // be told.
+                self.remove_into(&mut pending, post, None)?
+            }
+            None => None,
+        };
+        self.commit(&mut memory, pending)?;
+        Ok(Retracted {
+            new_in_log,
+            removed,
+        })
+    }
+
+    /// Whether `author` retracted `post`: what decides that a post is
+    /// refused forever (only its author's retraction binds it). In memory.
+    pub fn is_retracted_by(&self, post: &PostId, author: &PublicKey) -> Result<bool, StoreError> {
+        Ok(self.lock().is_retracted_by(&post.0, &author.0))
+    }
+
+    /// Every key that retracted `post`, in key order. Several only when
+    /// someone signed a retraction of a post that is not theirs (which
+    /// binds nothing).
+    pub fn retraction_authors(&self, post: &PostId) -> Result<Vec<PublicKey>, StoreError> {
+        let mut who = self
+            .lock()
+            .retracted
+            .get(&post.0)
+            .cloned()
+            .unwrap_or_default();
+        who.sort_unstable();
+        Ok(who.into_iter().map(PublicKey).collect())
+    }
+
+    /// Every stored retraction as (post, retracting key): what start-up
+    /// enforces again, so a post whose retraction was logged is gone
+    /// whatever a crash left.
+    pub fn retractions(&self) -> Result<Vec<(PostId, PublicKey)>, StoreError> {
+        let mut out = Vec::new();
+        for k in range(&self.items, whole_kind(RETRACTION)).keys() {
+            let k = k.during("read the retractions")?;
+            match k.get(1..).and_then(split_retraction_key) {
+                Some((post, author)) => out.push((PostId(post), PublicKey(author))),
+                None => tracing::warn!("skipping a malformed retraction"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A key that retracted `post`, if any did (the smallest when several
+    /// did). To decide whether a post is refused, ask
+    /// [`Store::is_retracted_by`] with its author: a bogus retraction by
+    /// someone else may sort first.
+    pub fn retraction_author(&self, post: &PostId) -> Result<Option<PublicKey>, StoreError> {
+        Ok(self.retraction_authors(post)?.into_iter().next())
+    }
+}

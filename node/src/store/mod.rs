@@ -1,0 +1,478 @@
+//! The store: the node's local database and the one place in the project
+//! that touches sled (0.34, no longer maintained upstream). No sled type
+//! crosses this module's public API, so the backend can be swapped here
+//! alone.
+//!
+//! # Layout (version 2)
+//!
+//! Everything the arrival path writes (posts, their index entries, topic
+//! counts, the community log, retractions, tombstones) lives in one tree,
+//! `items`, under one-byte key prefixes (see [`keys`]). A page of arrivals
+//! is one `apply_batch` on that tree: atomic, and without sled's
+//! cross-tree transactions, which cost 76 µs per post where a batch on one
+//! tree costs about 20 (issue 17; `cargo run --release -p mutual-bench
+//! --example sled_floor`). Local data that arrivals never touch (joined
+//! topics, the address book, mutes, named values, the layout version) keeps
+//! a tree each.
+//!
+//! Posts live under their time-ordered topic key, so reading a topic or
+//! serving a sync range is one range scan over the posts themselves; a post
+//! id maps to that place.
+//!
+//! # Consistency
+//!
+//! Every write of the `items` tree goes through one lock (the [`Memory`]),
+//! which also holds what the checks of the hot path ask on every post: the
+//! topic counts and the retractions, kept in memory and written with the
+//! same batch. So a read-check-write sequence is never interleaved with
+//! another writer, and after a crash there is never an index entry without
+//! its post, a post without its entries, or a count that is off.
+//! [`Store::check_integrity`] verifies exactly that (the crash tests call
+//! it, and `mutual doctor` runs it), and [`Store::repair`] restores it
+//! should a bug or a damaged disk ever break it.
+//!
+//! # Durability
+//!
+//! sled writes to its log at once and makes it durable in the background
+//! (every [`BACKGROUND_FLUSH_MS`]). Call [`Store::flush`] before telling
+//! the local user a post is published; posts and actions from the network
+//! are made durable by the caller on an interval with
+//! [`Store::flush_if_dirty`] or a [`Flusher`] (anything lost in a
+//! crash comes back by sync).
+//!
+//! # Corrupt data
+//!
+//! The store never panics on what it reads from disk: a value that does not
+//! decode is skipped with a warning naming its id (never its content), and
+//! reported by [`Store::check_integrity`].
+
+mod error;
+mod integrity;
+mod keys;
+mod local;
+mod log;
+mod migrate;
+mod posts;
+mod scan;
+#[cfg(test)]
+mod tests;
+mod tombstones;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use protocol::sync::{Accumulator, SyncScope};
+use protocol::{Message, SignedPost};
+
+use error::During;
+pub use error::StoreError;
+use keys::{encode_u64, parse_id, parse_u64, prefixed, whole_kind, COUNT, ID_LEN};
+
+/// How often sled makes its log durable on its own, in ms: bounds what a
+/// crash can lose of what the caller has not flushed.
+pub const BACKGROUND_FLUSH_MS: u64 = 100;
+/// Version of the on-disk layout described in [`keys`]. A store written by
+/// a newer layout is refused rather than misread; an older one is migrated
+/// forward at open.
+pub const LAYOUT_VERSION: u64 = 2;
+
+/// sled's page cache, in bytes (sled's default is 1 GiB). With a 1,000,000
+/// post store, reading a topic's newest page took the same time with 32
+/// MiB, 64 MiB and 1 GiB (it touches a handful of pages). While ingesting
+/// 100,000 posts (the bench's `--ingest-child`), the peak RSS was 148 MiB
+/// with 64 MiB and 103 MiB with 16 MiB, at about the same rate, so the
+/// cache is kept small: the OS page cache still holds the store's files.
+pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Key of the layout version in the `info` tree.
+const LAYOUT_KEY: &str = "layout";
+
+pub use crate::network::peers::PeerRecord;
+pub use log::Retracted;
+
+/// Makes the store's writes durable from another thread (see
+/// [`Store::flusher`]); what it flushes is everything written before the
+/// call, by anyone.
+#[derive(Clone)]
+pub struct Flusher {
+    db: sled::Db,
+    dirty: Arc<AtomicBool>,
+}
+
+impl Flusher {
+    /// Blocks until everything written so far is on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.dirty.store(false, Ordering::Release);
+        let result = self.db.flush().map(|_| ()).during("flush to disk");
+        if result.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+}
+
+/// What the hot path asks about on every post, kept in memory, and the
+/// lock that every write of the `items` tree holds.
+#[derive(Default)]
+struct Memory {
+    /// Posts stored per topic (the `c` entries, mirrored).
+    counts: HashMap<Vec<u8>, u64>,
+    /// Every retraction: post id → the keys that signed one for it (more
+    /// than one only when someone retracted a post that is not theirs).
+    retracted: HashMap<[u8; ID_LEN], Vec<[u8; ID_LEN]>>,
+}
+
+impl Memory {
+    fn is_retracted_by(&self, post: &[u8; ID_LEN], author: &[u8; ID_LEN]) -> bool {
+        self.retracted
+            .get(post)
+            .is_some_and(|who| who.contains(author))
+    }
+}
+
+/// Writes gathered for one atomic `apply_batch` of the `items` tree, with
+/// what they change in [`Memory`] (applied only once the batch is written).
+#[derive(Default)]
+struct Pending {
+    batch: sled::Batch,
+    count_delta: HashMap<Vec<u8>, i64>,
+    retracted: Vec<([u8; ID_LEN], [u8; ID_LEN])>,
+    /// A deletion or a log write: the cached scope sums are stale.
+    forget_sums: bool,
+    /// Anything at all was added to the batch.
+    writes: bool,
+}
+
+impl Pending {
+    fn insert(&mut self, key: Vec<u8>, value: impl Into<sled::IVec>) {
+        self.batch.insert(key, value);
+        self.writes = true;
+    }
+
+    fn remove(&mut self, key: Vec<u8>) {
+        self.batch.remove(key);
+        self.writes = true;
+    }
+
+    fn count(&mut self, topic: &[u8], delta: i64) {
+        *self.count_delta.entry(topic.to_vec()).or_default() += delta;
+    }
+}
+
+/// The node's local database: posts with their indexes, the community log,
+/// retractions, tombstones, joined topics, the address book, mutes and
+/// small named values. Cheap reads; every multi-key write is atomic.
+/// Clones share the same database: reads run on other threads than the
+/// core's (sled's handles are `Send + Sync`).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    /// Where it lives, for error messages.
+    path: PathBuf,
+    /// Posts, indexes, counts, log, retractions, tombstones (see [`keys`]).
+    items: sled::Tree,
+    topics: sled::Tree,
+    peers: sled::Tree,
+    mutes: sled::Tree,
+    meta: sled::Tree,
+    info: sled::Tree,
+    /// The write lock, and what the hot path's checks read.
+    memory: Arc<Mutex<Memory>>,
+    /// Set by every write, cleared by a flush: lets an interval flush skip
+    /// the fsync when nothing changed.
+    dirty: Arc<AtomicBool>,
+    /// Lives in memory only (nothing to reopen on [`Store::close`]).
+    temporary: bool,
+    /// The accumulator of each sync scope's whole set, once computed:
+    /// what every periodic sync session starts by comparing, so a session
+    /// between nodes that already agree reads no keys. Kept up to date by
+    /// [`Store::insert_posts`]; every other write to a scope forgets it.
+    scope_sums: Arc<Mutex<HashMap<SyncScope, Accumulator>>>,
+}
+
+/// How long opening a store waits for its directory's lock before saying
+/// the directory is in use. A store of this process that was just closed
+/// may hold it a moment longer: sled's own threads finish its last writes
+/// after the last handle is dropped (a node restarted at once in the tests
+/// found its directory "in use" under load).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens sled on `dir`, waiting up to [`LOCK_WAIT`] for the lock.
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled_config(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(e) => match StoreError::opening(dir, e) {
+                StoreError::InUse { .. } if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                err => return Err(err),
+            },
+        }
+    }
+}
+
+/// The post inside stored `Message::Post` bytes, or `None` for anything
+/// else (damaged bytes, another kind of message).
+fn decode_post(bytes: &[u8]) -> Option<SignedPost> {
+    match Message::decode(bytes) {
+        Ok(Message::Post(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// How the store's sled database is opened (by [`Store::open`] and again
+/// by [`Store::close`]).
+fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES)
+        .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
+}
+
+/// Iterates `tree` over `[start, end)`, or over nothing when the range is
+/// empty or inverted (sled must never be handed an inverted range).
+fn range(tree: &sled::Tree, (start, end): (Vec<u8>, Vec<u8>)) -> sled::Iter {
+    if start < end {
+        tree.range(start..end)
+    } else {
+        tree.range(end.clone()..end)
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Fails with
+    /// [`StoreError::InUse`] when another node already has it open: sled
+    /// locks the directory, because two writers would corrupt it.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::from_db(open_db(dir)?, dir.to_path_buf(), false)
+    }
+
+    /// A store that lives in memory and vanishes when dropped: for tests
+    /// and simulations.
+    pub fn temporary() -> Result<Store, StoreError> {
+        let path = PathBuf::from("<temporary store>");
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| StoreError::opening(&path, e))?;
+        Store::from_db(db, path, true)
+    }
+
+    /// Closes the store after a clean stop, leaving sled a fresh snapshot
+    /// of its page table so that the next [`Store::open`] need not replay
+    /// everything written since this one opened.
+    ///
+    /// sled 0.34 writes that snapshot only while opening (its
+    /// `snapshot_after_ops` setting does nothing): this opens it once
+    /// more, now, and closes it, so the replay moves from the next start to
+    /// this stop.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.flush()?;
+        let path = self.path.clone();
+        let temporary = self.temporary;
+        // Every handle on the database must be gone before it is reopened:
+        // sled holds the directory's lock until then.
+        drop(self);
+        if !temporary {
+            drop(open_db(&path)?);
+        }
+        Ok(())
+    }
+
+    fn from_db(db: sled::Db, path: PathBuf, temporary: bool) -> Result<Store, StoreError> {
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| StoreError::opening(&path, e))
+        };
+        let store = Store {
+            items: tree("items")?,
+            topics: tree("topics")?,
+            peers: tree("peers")?,
+            mutes: tree("mutes")?,
+            meta: tree("meta")?,
+            info: tree("info")?,
+            memory: Arc::new(Mutex::new(Memory::default())),
+            dirty: Arc::new(AtomicBool::new(false)),
+            db,
+            path,
+            temporary,
+            scope_sums: Arc::new(Mutex::new(HashMap::new())),
+        };
+        store.check_layout()?;
+        store.load_memory()?;
+        Ok(store)
+    }
+
+    /// Refuses a newer layout; migrates an older one forward.
+    fn check_layout(&self) -> Result<(), StoreError> {
+        let found = self
+            .info
+            .get(LAYOUT_KEY)
+            .during("read the layout version")?;
+        match found.as_deref().map(parse_u64) {
+            Some(Some(v)) if v > LAYOUT_VERSION => Err(StoreError::NewerLayout {
+                path: self.path.clone(),
+                found: v,
+                supported: LAYOUT_VERSION,
+            }),
+            Some(Some(LAYOUT_VERSION)) => migrate::drop_old_trees(self),
+            Some(None) => Err(StoreError::Corrupt {
+                detail: "the layout version does not decode".into(),
+            }),
+            // Version 1, or a store from before versions were written.
+            _ => {
+                migrate::from_layout_1(self)?;
+                self.info
+                    .insert(LAYOUT_KEY, &encode_u64(LAYOUT_VERSION)[..])
+                    .during("write the layout version")?;
+                self.db.flush().during("write the migrated store")?;
+                migrate::drop_old_trees(self)
+            }
+        }
+    }
+
+    /// Reads the counts and retractions into memory (one entry per topic,
+    /// one per retraction: small next to the posts).
+    fn load_memory(&self) -> Result<(), StoreError> {
+        let mut memory = Memory::default();
+        for kv in range(&self.items, whole_kind(COUNT)) {
+            let (k, v) = kv.during("read topic counts")?;
+            match (k.get(1..), parse_u64(&v)) {
+                (Some(topic), Some(n)) if !topic.is_empty() => {
+                    memory.counts.insert(topic.to_vec(), n);
+                }
+                _ => tracing::warn!("skipping a malformed topic count"),
+            }
+        }
+        for k in range(&self.items, whole_kind(keys::RETRACTION)).keys() {
+            let k = k.during("read retractions")?;
+            match k.get(1..).and_then(keys::split_retraction_key) {
+                Some((post, author)) => memory.retracted.entry(post).or_default().push(author),
+                None => tracing::warn!("skipping a malformed retraction"),
+            }
+        }
+        *self.lock() = memory;
+        Ok(())
+    }
+
+    /// The write lock of the `items` tree, with the in-memory state.
+    fn lock(&self) -> MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `pending` in one atomic batch (with the topic counts it
+    /// changes) and then updates memory to match. On failure nothing was
+    /// written and memory is unchanged.
+    fn commit(&self, memory: &mut Memory, mut pending: Pending) -> Result<(), StoreError> {
+        if !pending.writes && pending.count_delta.is_empty() {
+            return Ok(());
+        }
+        let mut counts = Vec::with_capacity(pending.count_delta.len());
+        for (topic, delta) in pending.count_delta.drain() {
+            if delta == 0 {
+                continue;
+            }
+            let old = memory.counts.get(&topic).copied().unwrap_or(0);
+            let new = old.saturating_add_signed(delta);
+            let key = prefixed(COUNT, &topic);
+            if new == 0 {
+                pending.batch.remove(key);
+            } else {
+                pending.batch.insert(key, &encode_u64(new)[..]);
+            }
+            counts.push((topic, new));
+        }
+        self.items
+            .apply_batch(pending.batch)
+            .during("write to the store")?;
+        for (topic, n) in counts {
+            if n == 0 {
+                memory.counts.remove(&topic);
+            } else {
+                memory.counts.insert(topic, n);
+            }
+        }
+        for (post, author) in pending.retracted {
+            let who = memory.retracted.entry(post).or_default();
+            if !who.contains(&author) {
+                who.push(author);
+                who.sort_unstable();
+            }
+        }
+        if pending.forget_sums {
+            self.forget_scope_sums();
+        }
+        self.touch();
+        Ok(())
+    }
+
+    /// Records that something was written since the last flush.
+    fn touch(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Drops every cached scope accumulator: called by each write to a
+    /// scope's keys other than [`Store::insert_posts`] (deletions, the
+    /// community log, repair), which are rare.
+    fn forget_scope_sums(&self) {
+        self.scope_sums
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    // ----- durability ------------------------------------------------------
+
+    /// Makes everything written so far durable before returning (an fsync:
+    /// milliseconds, tens of them on a slow disk). The event loop never
+    /// calls it while serving: it hands a [`Flusher`] to a blocking thread.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.flusher().flush()
+    }
+
+    /// Like [`Store::flush`], but only if something was written since the
+    /// last flush: cheap enough to call on a short interval for what
+    /// arrives from the network. Returns whether it flushed.
+    pub fn flush_if_dirty(&self) -> Result<bool, StoreError> {
+        if !self.dirty.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// A handle that flushes from another thread, so that whoever owns the
+    /// store keeps serving while the disk syncs. It keeps the database
+    /// open: every one must be dropped before [`Store::close`].
+    pub fn flusher(&self) -> Flusher {
+        Flusher {
+            db: self.db.clone(),
+            dirty: Arc::clone(&self.dirty),
+        }
+    }
+
+    /// Whether something was written since the last flush.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    /// Bytes the store takes on disk (for status and for limits).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().during("measure its size on disk")
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A 32-byte id at the end of `bytes`, if it is long enough.
+fn id_suffix(bytes: &[u8]) -> Option<[u8; ID_LEN]> {
+    parse_id(bytes.get(bytes.len().checked_sub(ID_LEN)?..)?)
+}

@@ -1,0 +1,114 @@
+//! Tombstones: what remains of a hidden post (who hid it and why), at its
+//! place in its topic, linked from its id.
+
+use protocol::sync::ItemKey;
+use protocol::{PostId, TopicName};
+
+use super::error::During;
+use super::keys::{
+    hex_tail, kind_range, prefixed, split_topic_key, topic_end, topic_key, topic_prefix, TOMBSTONE,
+    TOMBSTONE_ID,
+};
+use super::{range, Pending, Store, StoreError};
+
+impl Store {
+    /// Keeps what remains of a hidden post (the caller's bytes) at its
+    /// place in `topic`, replacing an earlier tombstone of the same post.
+    /// Prefer [`Store::hide_post`], which also deletes the post atomically.
+    pub fn put_tombstone(
+        &self,
+        topic: &TopicName,
+        key: ItemKey,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut memory = self.lock();
+        let mut pending = Pending::default();
+        let tkey = prefixed(TOMBSTONE, &topic_key(topic.as_str().as_bytes(), &key));
+        let link = prefixed(TOMBSTONE_ID, &key.id);
+        if let Some(old) = self.items.get(&link).during("read a tombstone")? {
+            if old.as_ref() != tkey.as_slice() {
+                pending.remove(old.to_vec());
+            }
+        }
+        pending.insert(link, tkey.clone());
+        pending.insert(tkey, data);
+        self.commit(&mut memory, pending)
+    }
+
+    /// Removes the tombstone at `key` in `topic`, if any.
+    pub fn remove_tombstone(&self, topic: &TopicName, key: ItemKey) -> Result<(), StoreError> {
+        let mut memory = self.lock();
+        let mut pending = Pending::default();
+        let tkey = prefixed(TOMBSTONE, &topic_key(topic.as_str().as_bytes(), &key));
+        let link = prefixed(TOMBSTONE_ID, &key.id);
+        if self
+            .items
+            .get(&link)
+            .during("read a tombstone")?
+            .is_some_and(|k| k.as_ref() == tkey.as_slice())
+        {
+            pending.remove(link);
+        }
+        pending.remove(tkey);
+        self.commit(&mut memory, pending)
+    }
+
+    /// Removes the tombstone of `post` wherever it is (when a post is
+    /// unhidden, so it may come back by sync). `Ok(false)`: it had none.
+    pub fn remove_tombstone_of(&self, post: &PostId) -> Result<bool, StoreError> {
+        let mut memory = self.lock();
+        let link = prefixed(TOMBSTONE_ID, &post.0);
+        let Some(tkey) = self.items.get(&link).during("read a tombstone")? else {
+            return Ok(false);
+        };
+        let mut pending = Pending::default();
+        pending.remove(link);
+        pending.remove(tkey.to_vec());
+        self.commit(&mut memory, pending)?;
+        Ok(true)
+    }
+
+    /// The tombstone bytes of `post`, if it was hidden: lets a reader asking
+    /// for a hidden post by id learn why it is gone.
+    pub fn tombstone_of(&self, post: &PostId) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(tkey) = self
+            .items
+            .get(prefixed(TOMBSTONE_ID, &post.0))
+            .during("read a tombstone")?
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .items
+            .get(tkey)
+            .during("read a tombstone")?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` tombstones of `topic`, newest first, strictly before
+    /// `before`: shown in a thread in place of the hidden posts.
+    pub fn tombstones_page(
+        &self,
+        topic: &TopicName,
+        before: Option<ItemKey>,
+        limit: usize,
+    ) -> Result<Vec<(ItemKey, Vec<u8>)>, StoreError> {
+        let t = topic.as_str().as_bytes();
+        let end = match before {
+            Some(k) => topic_key(t, &k),
+            None => topic_end(t),
+        };
+        let mut out = Vec::new();
+        for kv in range(&self.items, kind_range(TOMBSTONE, &topic_prefix(t), &end))
+            .rev()
+            .take(limit)
+        {
+            let (k, v) = kv.during("read tombstones")?;
+            match k.get(1..).and_then(split_topic_key) {
+                Some((_, key)) => out.push((key, v.to_vec())),
+                None => tracing::warn!(key = %hex_tail(&k), "skipping a malformed tombstone key"),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -15,6 +15,7 @@
 //! | `r`    | post id ‖ author who retracted it          | ∅                                 |
 //! | `t`    | topic ‖ 0x00 ‖ created_at (BE) ‖ post id   | tombstone bytes                   |
 //! | `u`    | post id                                    | its `t` key                       |
+//! | `n`    | topic (empty: the community log)           | items ever stored there (u64 BE)  |
 //!
 //! Times are big-endian so that byte order is time order: every "newest
 //! first", "since" or sync range read is one range scan. Topic names never
@@ -51,6 +52,10 @@ pub(super) const RETRACTION: u8 = b'r';
 pub(super) const TOMBSTONE: u8 = b't';
 /// Post id → its tombstone's key.
 pub(super) const TOMBSTONE_ID: u8 = b'u';
+/// Items ever stored in a scope (topic name; empty for the community log):
+/// only grows, so a store that holds a smaller number than was once made
+/// durable lost acknowledged writes (see `Store::stored_ever`).
+pub(super) const EVER: u8 = b'n';
 
 /// `prefix ‖ rest`.
 pub(super) fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {

@@ -9,7 +9,7 @@ use super::keys::{
     hex_tail, item_key_bytes, parse_item_key, prefixed, retraction_key, split_retraction_key,
     whole_kind, LOG, RETRACTION,
 };
-use super::{range, Pending, Store, StoreError};
+use super::{range, Pending, Store, StoreError, LOG_SCOPE};
 
 /// What [`Store::apply_retraction`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,7 @@ impl Store {
         }
         let mut pending = Pending::default();
         pending.insert(k, message);
+        pending.stored_one(LOG_SCOPE);
         pending.forget_sums = true;
         self.commit(&mut memory, pending)?;
         Ok(true)
@@ -133,6 +134,7 @@ impl Store {
             .during("read the community log")?;
         if new_in_log {
             pending.insert(log_key, message);
+            pending.stored_one(LOG_SCOPE);
             pending.forget_sums = true;
         }
         pending.insert(

@@ -15,8 +15,8 @@ use protocol::sync::ItemKey;
 use super::error::During;
 use super::keys::{
     author_key, encode_u64, item_key_bytes, parse_id, parse_item_key, post_place, prefixed,
-    retraction_key, split_retraction_key, split_topic_key, topic_key, AUTHOR, COUNT, LOG, POST,
-    POST_ID, RETRACTION, TOMBSTONE, TOMBSTONE_ID,
+    retraction_key, split_retraction_key, split_topic_key, topic_key, AUTHOR, COUNT, EVER, LOG,
+    POST, POST_ID, RETRACTION, TOMBSTONE, TOMBSTONE_ID,
 };
 use super::{decode_post, Store, StoreError};
 
@@ -123,14 +123,18 @@ pub(super) fn from_layout_1(store: &Store) -> Result<(), StoreError> {
     }
     for (topic, n) in &counts {
         w.insert(prefixed(COUNT, topic), &encode_u64(*n)[..])?;
+        w.insert(prefixed(EVER, topic), &encode_u64(*n)[..])?;
     }
     if let Some(log) = old_tree(store, "log")? {
+        let mut logged = 0u64;
         for kv in log.iter() {
             let (k, v) = kv.during("read the old community log")?;
             if let Some(key) = parse_item_key(&k) {
                 w.insert(prefixed(LOG, &item_key_bytes(&key)), v)?;
+                logged += 1;
             }
         }
+        w.insert(prefixed(EVER, super::LOG_SCOPE), &encode_u64(logged)[..])?;
     }
     if let Some(retractions) = old_tree(store, "retractions")? {
         for kv in retractions.iter() {

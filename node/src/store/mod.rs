@@ -122,6 +122,8 @@ struct Memory {
     /// Every retraction: post id → the keys that signed one for it (more
     /// than one only when someone retracted a post that is not theirs).
     retracted: HashMap<[u8; ID_LEN], Vec<[u8; ID_LEN]>>,
+    /// Items ever stored per scope (the `n` entries, mirrored).
+    ever: HashMap<Vec<u8>, u64>,
 }
 
 impl Memory {
@@ -138,6 +140,8 @@ impl Memory {
 struct Pending {
     batch: sled::Batch,
     count_delta: HashMap<Vec<u8>, i64>,
+    /// Items newly stored per scope (for the `n` entries).
+    stored: HashMap<Vec<u8>, u64>,
     retracted: Vec<([u8; ID_LEN], [u8; ID_LEN])>,
     /// A deletion or a log write: the cached scope sums are stale.
     forget_sums: bool,
@@ -159,7 +163,15 @@ impl Pending {
     fn count(&mut self, topic: &[u8], delta: i64) {
         *self.count_delta.entry(topic.to_vec()).or_default() += delta;
     }
+
+    /// One more item stored in `scope` (a topic's bytes, or [`LOG_SCOPE`]).
+    fn stored_one(&mut self, scope: &[u8]) {
+        *self.stored.entry(scope.to_vec()).or_default() += 1;
+    }
 }
+
+/// The scope name of the community log in the `n` entries.
+const LOG_SCOPE: &[u8] = b"";
 
 /// The node's local database: posts with their indexes, the community log,
 /// retractions, tombstones, joined topics, the address book, mutes and
@@ -349,6 +361,15 @@ impl Store {
                 _ => tracing::warn!("skipping a malformed topic count"),
             }
         }
+        for kv in range(&self.items, whole_kind(keys::EVER)) {
+            let (k, v) = kv.during("read the stored-ever counts")?;
+            match (k.get(1..), parse_u64(&v)) {
+                (Some(scope), Some(n)) => {
+                    memory.ever.insert(scope.to_vec(), n);
+                }
+                _ => tracing::warn!("skipping a malformed stored-ever count"),
+            }
+        }
         for k in range(&self.items, whole_kind(keys::RETRACTION)).keys() {
             let k = k.during("read retractions")?;
             match k.get(1..).and_then(keys::split_retraction_key) {
@@ -371,6 +392,19 @@ impl Store {
     fn commit(&self, memory: &mut Memory, mut pending: Pending) -> Result<(), StoreError> {
         if !pending.writes && pending.count_delta.is_empty() {
             return Ok(());
+        }
+        let mut ever = Vec::with_capacity(pending.stored.len());
+        for (scope, n) in pending.stored.drain() {
+            let total = memory
+                .ever
+                .get(&scope)
+                .copied()
+                .unwrap_or(0)
+                .saturating_add(n);
+            pending
+                .batch
+                .insert(prefixed(keys::EVER, &scope), &encode_u64(total)[..]);
+            ever.push((scope, total));
         }
         let mut counts = Vec::with_capacity(pending.count_delta.len());
         for (topic, delta) in pending.count_delta.drain() {
@@ -397,6 +431,7 @@ impl Store {
                 memory.counts.insert(topic, n);
             }
         }
+        memory.ever.extend(ever);
         for (post, author) in pending.retracted {
             let who = memory.retracted.entry(post).or_default();
             if !who.contains(&author) {
@@ -424,6 +459,25 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+    }
+
+    /// Items ever stored per scope (`None`: the community log; a topic's
+    /// name otherwise). These only grow, and are written in the same batch
+    /// as the items: a store that, at open, holds smaller numbers than were
+    /// once made durable lost acknowledged writes (damage that sled took
+    /// for the end of its log).
+    pub fn stored_ever(&self) -> Vec<(Option<String>, u64)> {
+        let mut out: Vec<(Option<String>, u64)> = self
+            .lock()
+            .ever
+            .iter()
+            .map(|(scope, n)| {
+                let name = (!scope.is_empty()).then(|| String::from_utf8_lossy(scope).into_owned());
+                (name, *n)
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     // ----- durability ------------------------------------------------------

@@ -75,6 +75,7 @@ impl Store {
             pending.insert(prefixed(POST_ID, &id.0), post_place(key.created_at, topic));
             pending.insert(prefixed(AUTHOR, &author_key(&post.author.0, &key)), topic);
             pending.count(topic, 1);
+            pending.stored_one(topic);
         }
         if seen.is_empty() {
             return Ok(stored);

@@ -382,16 +382,18 @@ impl NodeHandle {
     }
 
     /// Imports many signed items at once: signatures are checked on every
-    /// core, then each item takes the one arrival path in order. Refused
+    /// core off the core's thread (so a second call's batch is verified
+    /// while the first is written), then each item takes the one arrival
+    /// path in order. Refused
     /// items are counted, not errors.
     pub async fn import_many(
         &self,
         messages: Vec<protocol::Message>,
     ) -> Result<ImportReport, NodeError> {
         self.core
-            .call(move |c| {
+            .call_verified(messages, move |c, verdicts| {
                 let mut report = ImportReport::default();
-                for outcome in c.arrive_messages(messages, Origin::Import, now_ms()) {
+                for outcome in c.arrive_checked(verdicts, Origin::Import, now_ms()) {
                     match outcome {
                         Ok(Outcome::Stored) => report.stored += 1,
                         Ok(_) => report.duplicates += 1,

@@ -237,19 +237,9 @@ impl Core {
         self.arrive_checked(verdicts, origin, now_ms)
     }
 
-    /// Verifies messages (on every core) and takes them through the
-    /// arrival path: an import batch.
-    pub fn arrive_messages(
-        &mut self,
-        messages: Vec<Message>,
-        origin: Origin,
-        now_ms: u64,
-    ) -> Vec<Result<Outcome, Refusal>> {
-        let verdicts = crate::verify::verify_all(messages, &self.ctx(now_ms));
-        self.arrive_checked(verdicts, origin, now_ms)
-    }
-
-    fn arrive_checked(
+    /// Takes items verified elsewhere (on the blocking pool) through the
+    /// arrival path; the refused ones keep their validation verdict.
+    pub fn arrive_checked(
         &mut self,
         verdicts: Vec<Result<VerifiedMessage, ValidationError>>,
         origin: Origin,

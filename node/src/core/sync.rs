@@ -15,7 +15,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use protocol::sync::{self, Initiator, ItemKey, Step, SyncRequest, SyncResponse, SyncScope};
 use protocol::wire::{self, MAX_SYNC_FRAME_BYTES};
-use protocol::{Message, TopicName};
+use protocol::{Message, TopicName, ValidationContext, ValidationError, VerifiedMessage};
 
 use crate::api::SyncProgress;
 use crate::handle::NodeEvent;
@@ -275,15 +275,24 @@ impl Core {
     }
 
     /// A peer answered a sync request: the items go through the arrival
-    /// path and the next request (if any) is sent.
+    /// path and the next request (if any) is sent. Decodes and verifies the
+    /// page here; the network does that on the blocking pool instead
+    /// ([`SyncPage::check`], then [`Core::sync_page`]), so that the next
+    /// page is verified while the core writes this one.
     pub fn sync_response(&mut self, peer: &PeerRef, ticket: SyncTicket, bytes: &[u8], now_ms: u64) {
-        self.sync.bytes_received += bytes.len() as u64;
+        let page = SyncPage::check(bytes, &self.ctx(now_ms));
+        self.sync_page(peer, ticket, page, now_ms);
+    }
+
+    /// A sync answer already decoded and verified by [`SyncPage::check`].
+    pub fn sync_page(&mut self, peer: &PeerRef, ticket: SyncTicket, page: SyncPage, now_ms: u64) {
+        self.sync.bytes_received += page.bytes as u64;
         self.sync.round_trips += 1;
         let Some(mut session) = self.session_for(peer, ticket) else {
             return;
         };
         session.waiting = None;
-        let response: SyncResponse = match wire::decode_versioned(bytes, MAX_SYNC_FRAME_BYTES) {
+        let response = match page.response {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("malformed sync response: {e}");
@@ -311,7 +320,15 @@ impl Core {
             session.waiting = Some(self.send(peer, next));
         }
         let items = session.initiator.take_items();
-        for outcome in self.arrive_encoded(&items, Origin::Sync, now_ms) {
+        // The verdicts belong to the response's items, which the initiator
+        // keeps as they are; should it ever keep others, they are verified
+        // here.
+        let verdicts = if items.len() == page.verdicts.len() {
+            page.verdicts
+        } else {
+            crate::verify::decode_and_verify_all(&items, &self.ctx(now_ms))
+        };
+        for outcome in self.arrive_checked(verdicts, Origin::Sync, now_ms) {
             match outcome {
                 Ok(Outcome::Stored) => session.received += 1,
                 Ok(_) => {}
@@ -351,6 +368,32 @@ impl Core {
     /// The responder, for the network to answer requests off the core.
     pub fn responder(&self) -> Responder {
         Responder::new(self.store.clone(), self.shared())
+    }
+}
+
+/// A sync answer decoded and its items verified, off the core's thread.
+pub struct SyncPage {
+    /// The answer's size on the wire (for the counters).
+    bytes: usize,
+    response: Result<SyncResponse, String>,
+    verdicts: Vec<Result<VerifiedMessage, ValidationError>>,
+}
+
+impl SyncPage {
+    /// Decodes an answer and verifies its items on every core: pure work
+    /// on the message alone, run on the blocking pool.
+    pub fn check(bytes: &[u8], ctx: &ValidationContext) -> SyncPage {
+        let response: Result<SyncResponse, String> =
+            wire::decode_versioned(bytes, MAX_SYNC_FRAME_BYTES).map_err(|e| e.to_string());
+        let verdicts = match &response {
+            Ok(r) => crate::verify::decode_and_verify_all(&r.items, ctx),
+            Err(_) => Vec::new(),
+        };
+        SyncPage {
+            bytes: bytes.len(),
+            response,
+            verdicts,
+        }
     }
 }
 

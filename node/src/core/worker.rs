@@ -9,13 +9,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use protocol::TopicName;
+use protocol::{
+    CommunityId, Message, TopicName, ValidationContext, ValidationError, VerifiedMessage,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::NodeError;
 use crate::now_ms;
 use crate::store::Store;
 
+use super::sync::SyncPage;
 use super::{Channel, Core, Effect, PeerRef, SyncTicket, Verdict};
 
 /// Items from the network waiting for the core at most; past this, gossip
@@ -43,11 +46,12 @@ pub(crate) enum CoreRequest {
         peer: PeerRef,
         topics: Vec<TopicName>,
     },
-    /// A peer's answer to a sync request.
-    SyncResponse {
+    /// A peer's answer to a sync request, decoded and verified on the
+    /// blocking pool.
+    SyncPage {
         peer: PeerRef,
         ticket: SyncTicket,
-        bytes: Vec<u8>,
+        page: SyncPage,
     },
     /// A sync request failed.
     SyncFailed { peer: PeerRef, ticket: SyncTicket },
@@ -67,7 +71,7 @@ impl CoreRequest {
         matches!(
             self,
             CoreRequest::Gossip { .. }
-                | CoreRequest::SyncResponse { .. }
+                | CoreRequest::SyncPage { .. }
                 | CoreRequest::SyncWith { .. }
         )
     }
@@ -92,6 +96,7 @@ pub(crate) enum NetInput {
 pub(crate) struct CoreLink {
     tx: std_mpsc::Sender<CoreRequest>,
     backlog: Arc<AtomicUsize>,
+    community: CommunityId,
 }
 
 impl CoreLink {
@@ -120,6 +125,32 @@ impl CoreLink {
             .send(CoreRequest::Call(job))
             .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// What items are verified against now (the community, this clock).
+    pub(crate) fn ctx(&self) -> ValidationContext {
+        ValidationContext {
+            community: self.community,
+            now_ms: now_ms(),
+        }
+    }
+
+    /// Verifies `messages` on the blocking pool (on every core), then runs
+    /// `f` on the core with the verdicts, in order: while the core writes
+    /// one batch, the next is verified.
+    pub(crate) async fn call_verified<T: Send + 'static>(
+        &self,
+        messages: Vec<Message>,
+        f: impl FnOnce(&mut Core, Vec<Result<VerifiedMessage, ValidationError>>) -> Result<T, NodeError>
+            + Send
+            + 'static,
+    ) -> Result<T, NodeError> {
+        let ctx = self.ctx();
+        let verdicts =
+            tokio::task::spawn_blocking(move || crate::verify::verify_all(messages, &ctx))
+                .await
+                .map_err(|e| NodeError::io("verifying items", std::io::Error::other(e)))?;
+        self.call(move |core| f(core, verdicts)).await
     }
 
     /// Runs a local write on the core; returns once it is on disk (its
@@ -162,6 +193,7 @@ pub(crate) fn spawn(
     let link = CoreLink {
         tx,
         backlog: Arc::clone(&backlog),
+        community: core.community,
     };
     let runtime = tokio::runtime::Handle::current();
     let worker = Worker {
@@ -275,11 +307,9 @@ impl Worker {
                 let _ = self.net.send(NetInput::Verdict { ticket, verdict });
             }
             CoreRequest::SyncWith { peer, topics } => self.core.sync_with(peer, topics),
-            CoreRequest::SyncResponse {
-                peer,
-                ticket,
-                bytes,
-            } => self.core.sync_response(&peer, ticket, &bytes, now),
+            CoreRequest::SyncPage { peer, ticket, page } => {
+                self.core.sync_page(&peer, ticket, page, now)
+            }
             CoreRequest::SyncFailed { peer, ticket } => self.core.sync_failed(&peer, ticket),
             CoreRequest::PeerGone(peer) => self.core.peer_gone(&peer),
             CoreRequest::Call(job) => job(&mut self.core),

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::api::PeerView;
 use crate::config::NodeConfig;
-use crate::core::sync::Responder;
+use crate::core::sync::{Responder, SyncPage};
 use crate::core::worker::{CoreLink, CoreRequest, NetInput};
 use crate::core::{Channel, Effect, PeerRef, SyncTicket, Verdict};
 use crate::error::NodeError;
@@ -543,16 +543,23 @@ impl EventLoop {
                         return;
                     };
                     let peer = peer_ref(&peer);
-                    let offered = self.core.offer(CoreRequest::SyncResponse {
-                        peer: peer.clone(),
-                        ticket,
-                        bytes: response,
+                    // Decoded and verified on the blocking pool, so the
+                    // core writes one page while the next is verified
+                    // (one answer per session is outstanding at a time).
+                    let core = self.core.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let page = SyncPage::check(&response, &core.ctx());
+                        let offered = core.offer(CoreRequest::SyncPage {
+                            peer: peer.clone(),
+                            ticket,
+                            page,
+                        });
+                        if !offered {
+                            // The core is far behind: this session ends and
+                            // the next round picks it up again.
+                            core.offer(CoreRequest::SyncFailed { peer, ticket });
+                        }
                     });
-                    if !offered {
-                        // The core is far behind: this session ends and
-                        // the next round picks it up again.
-                        self.core.offer(CoreRequest::SyncFailed { peer, ticket });
-                    }
                 }
             },
             request_response::Event::OutboundFailure {

@@ -1,12 +1,16 @@
 //! sled 0.34 alone, with the keys a post costs in the store: what no work
 //! on our side of `Store::insert_posts` can beat. The one place outside
-//! `node/src/store.rs` that names sled, because it measures the engine,
+//! `node/src/store/` that names sled, because it measures the engine,
 //! not the project.
 //!
 //! `cargo run --release -p mutual-bench --example sled_floor` writes
-//! 100,000 post-shaped entries (a 420-byte value under a random 32-byte
-//! id, a topic index key, an author index key) in batches of 512, four
-//! ways, each into a fresh database, and prints µs per post.
+//! 100,000 post-shaped entries in batches of 512, several ways, each into
+//! a fresh database with the store's settings, and prints µs per post:
+//! first the store's layout 2 (one tree: the 420-byte value under its
+//! time-ordered topic key, id → place, author index, count, ever-count;
+//! one `apply_batch` per batch after a read of each id, as
+//! `Store::insert_posts` does), then layout 1 (three trees and a count in
+//! one transaction per batch), then the engine's lower bounds.
 
 use std::time::Instant;
 
@@ -44,7 +48,8 @@ fn author_key(i: u64, id: &[u8; 32]) -> Vec<u8> {
 fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
     sled::Config::new()
         .path(dir)
-        .cache_capacity(64 * 1024 * 1024)
+        // The store's settings (node::store::CACHE_BYTES, BACKGROUND_FLUSH_MS).
+        .cache_capacity(16 * 1024 * 1024)
         .flush_every_ms(Some(100))
         .open()
 }
@@ -53,9 +58,17 @@ fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
 type Way = fn(&sled::Db) -> sled::Result<()>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let ways: [(&str, Way); 4] = [
+    let ways: [(&str, Way); 6] = [
         (
-            "3 trees + count in one transaction per batch (the store's shape)",
+            "layout 2: one tree, post + id + author + count + ever, one apply_batch per batch, id read first (the store's shape)",
+            layout_2,
+        ),
+        (
+            "layout 2 without reading the ids first",
+            layout_2_blind,
+        ),
+        (
+            "layout 1: 3 trees + count in one transaction per batch",
             transaction,
         ),
         (
@@ -81,6 +94,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             POSTS as f64 / took.as_secs_f64(),
             db.size_on_disk()? >> 20,
         );
+    }
+    Ok(())
+}
+
+/// `prefix ‖ rest`, as the store's keys are.
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn layout_2(db: &sled::Db) -> sled::Result<()> {
+    write_layout_2(db, true)
+}
+
+fn layout_2_blind(db: &sled::Db) -> sled::Result<()> {
+    write_layout_2(db, false)
+}
+
+/// The store's layout 2: everything in one tree under one-byte prefixes,
+/// one atomic `apply_batch` per batch.
+fn write_layout_2(db: &sled::Db, read_ids: bool) -> sled::Result<()> {
+    let items = db.open_tree("items")?;
+    for first in (0..POSTS).step_by(BATCH as usize) {
+        let mut b = sled::Batch::default();
+        for i in first..first + BATCH {
+            let k = id(i);
+            if read_ids && items.contains_key(prefixed(b'i', &k))? {
+                continue;
+            }
+            b.insert(prefixed(b'p', &topic_key(i, &k)), value(i));
+            let mut place = i.to_be_bytes().to_vec();
+            place.extend_from_slice(b"topic");
+            b.insert(prefixed(b'i', &k), place);
+            b.insert(prefixed(b'a', &author_key(i, &k)), &b"topic"[..]);
+        }
+        b.insert(&b"ctopic"[..], &(first + BATCH).to_be_bytes()[..]);
+        b.insert(&b"ntopic"[..], &(first + BATCH).to_be_bytes()[..]);
+        items.apply_batch(b)?;
     }
     Ok(())
 }

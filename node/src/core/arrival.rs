@@ -458,7 +458,7 @@ impl Core {
         if batch.ids.contains(&id) {
             return Err(Ok(Outcome::Duplicate));
         }
-        match self.store.contains_post(&id) {
+        match self.store.holds(post) {
             Ok(true) => return Err(Ok(Outcome::Duplicate)),
             Ok(false) => {}
             Err(e) => return refuse(e.into()),

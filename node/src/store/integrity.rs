@@ -334,6 +334,7 @@ impl Store {
                 .apply_batch(pending.batch)
                 .during("repair the store")?;
             memory.counts = per_topic.into_iter().collect();
+            memory.times.clear();
             self.forget_scope_sums();
             self.touch();
             tracing::warn!(fixed, "repaired the store");

@@ -40,12 +40,18 @@
 //! [`Store::flush_if_dirty`] or a [`Flusher`] (anything lost in a
 //! crash comes back by sync).
 //!
+//! Each flush that made new items durable also rewrites a small record of
+//! what was acknowledged, outside sled ([`ack`]): a store that at open
+//! holds less than its record says lost acknowledged writes to damage, and
+//! says so ([`Store::damage`]).
+//!
 //! # Corrupt data
 //!
 //! The store never panics on what it reads from disk: a value that does not
 //! decode is skipped with a warning naming its id (never its content), and
 //! reported by [`Store::check_integrity`].
 
+pub mod ack;
 mod error;
 mod integrity;
 mod keys;
@@ -57,6 +63,7 @@ mod scan;
 #[cfg(test)]
 mod tests;
 mod tombstones;
+mod window;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +73,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use protocol::sync::{Accumulator, SyncScope};
 use protocol::{Message, SignedPost};
 
+pub use ack::{Damage, LostScope};
 use error::During;
 pub use error::StoreError;
 use keys::{encode_u64, parse_id, parse_u64, prefixed, whole_kind, COUNT, ID_LEN};
@@ -99,15 +107,34 @@ pub use log::Retracted;
 pub struct Flusher {
     db: sled::Db,
     dirty: Arc<AtomicBool>,
+    /// To capture the stored-ever counts before the flush.
+    memory: Arc<Mutex<Memory>>,
+    /// The record of acknowledged writes (`None` for a temporary store).
+    acked: Option<Arc<ack::Recorder>>,
 }
 
 impl Flusher {
-    /// Blocks until everything written so far is on disk.
+    /// Blocks until everything written so far is on disk, then records
+    /// what that made durable ([`ack`]; only when a scope grew, and a
+    /// failure to write the record is logged, not returned: the items
+    /// themselves are durable).
     pub fn flush(&self) -> Result<(), StoreError> {
+        // Captured before the flush: everything counted here is durable
+        // once it returns.
+        let durable = self.acked.as_ref().map(|_| {
+            self.memory
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ever
+                .clone()
+        });
         self.dirty.store(false, Ordering::Release);
         let result = self.db.flush().map(|_| ()).during("flush to disk");
         if result.is_err() {
             self.dirty.store(true, Ordering::Release);
+        }
+        if let (Ok(()), Some(acked), Some(durable)) = (&result, &self.acked, durable) {
+            acked.record(&durable);
         }
         result
     }
@@ -124,6 +151,8 @@ struct Memory {
     retracted: HashMap<[u8; ID_LEN], Vec<[u8; ID_LEN]>>,
     /// Items ever stored per scope (the `n` entries, mirrored).
     ever: HashMap<Vec<u8>, u64>,
+    /// Post times of the authors asked about (the per-author limit).
+    times: window::AuthorTimes,
 }
 
 impl Memory {
@@ -142,6 +171,10 @@ struct Pending {
     count_delta: HashMap<Vec<u8>, i64>,
     /// Items newly stored per scope (for the `n` entries).
     stored: HashMap<Vec<u8>, u64>,
+    /// Posts stored (`true`) and deleted, as (author, created at).
+    times: Vec<([u8; ID_LEN], u64, bool)>,
+    /// A post of an unknown author was deleted (damage): forget all times.
+    forget_times: bool,
     retracted: Vec<([u8; ID_LEN], [u8; ID_LEN])>,
     /// A deletion or a log write: the cached scope sums are stale.
     forget_sums: bool,
@@ -202,6 +235,9 @@ pub struct Store {
     /// between nodes that already agree reads no keys. Kept up to date by
     /// [`Store::insert_posts`]; every other write to a scope forgets it.
     scope_sums: Arc<Mutex<HashMap<SyncScope, Accumulator>>>,
+    /// The record of acknowledged writes, as found at open and kept up by
+    /// every flush (`None` for a temporary store).
+    acked: Option<Arc<ack::Recorder>>,
 }
 
 /// How long opening a store waits for its directory's lock before saying
@@ -310,10 +346,12 @@ impl Store {
             info: tree("info")?,
             memory: Arc::new(Mutex::new(Memory::default())),
             dirty: Arc::new(AtomicBool::new(false)),
-            db,
-            path,
             temporary,
             scope_sums: Arc::new(Mutex::new(HashMap::new())),
+            acked: (!temporary)
+                .then(|| Arc::new(ack::Recorder::new(path.clone(), ack::read(&path)))),
+            db,
+            path,
         };
         store.check_layout()?;
         store.load_memory()?;
@@ -432,6 +470,16 @@ impl Store {
             }
         }
         memory.ever.extend(ever);
+        if pending.forget_times {
+            memory.times.clear();
+        }
+        for (author, at, added) in pending.times {
+            if added {
+                memory.times.added(&author, at);
+            } else {
+                memory.times.removed(&author, at);
+            }
+        }
         for (post, author) in pending.retracted {
             let who = memory.retracted.entry(post).or_default();
             if !who.contains(&author) {
@@ -507,7 +555,43 @@ impl Store {
         Flusher {
             db: self.db.clone(),
             dirty: Arc::clone(&self.dirty),
+            memory: Arc::clone(&self.memory),
+            acked: self.acked.clone(),
         }
+    }
+
+    // ----- acknowledged writes ---------------------------------------------
+
+    /// Acknowledged writes this store no longer holds, or a record of them
+    /// that could not be trusted at open; `None` when all is well (and
+    /// always for a temporary store). Compared live: as sync brings the
+    /// missing items back, the stored-ever counts grow to the record's
+    /// again and the damage clears by itself. See [`ack`].
+    pub fn damage(&self) -> Option<Damage> {
+        let acked = self.acked.as_ref()?;
+        acked.damage(&self.lock().ever)
+    }
+
+    /// What the record of acknowledged writes says per scope (`None`: the
+    /// community log), or `None` for a temporary store. Beside
+    /// [`Store::stored_ever`] it is what `mutual doctor` compares.
+    pub fn acknowledged(&self) -> Option<Vec<(Option<String>, u64)>> {
+        self.acked.as_ref().map(|a| a.acknowledged())
+    }
+
+    /// Accepts that the missing acknowledged items are gone: the record is
+    /// rewritten from what the store holds, and [`Store::damage`] clears.
+    /// For `mutual doctor --accept-loss`, when no peer can send them back.
+    pub fn accept_loss(&self) -> Result<(), StoreError> {
+        let Some(acked) = &self.acked else {
+            return Ok(());
+        };
+        let held = self.lock().ever.clone();
+        self.db.flush().during("flush to disk")?;
+        acked.reset(&held).map_err(|e| StoreError::Io {
+            during: "rewrite the record of acknowledged writes",
+            detail: e.to_string(),
+        })
     }
 
     /// Whether something was written since the last flush.

@@ -55,23 +55,25 @@ impl Store {
         let mut seen: HashSet<PostId> = HashSet::with_capacity(posts.len());
         let mut stored = Vec::with_capacity(posts.len());
         for (post, (id, bytes)) in posts.iter().zip(prepared) {
-            let new = !seen.contains(&id)
-                && !memory.is_retracted_by(&id.0, &post.author.0)
-                && !self
-                    .items
-                    .contains_key(prefixed(POST_ID, &id.0))
-                    .during("read a post")?;
-            stored.push(new);
-            if !new {
-                continue;
-            }
-            seen.insert(id);
             let key = ItemKey {
                 created_at: post.created_at,
                 id: id.0,
             };
             let topic = post.topic.as_str().as_bytes();
-            pending.insert(prefixed(POST, &topic_key(topic, &key)), bytes);
+            let post_key = prefixed(POST, &topic_key(topic, &key));
+            // The duplicate check reads the post's own key: its id fixes
+            // its topic and time, and that key lies where the batch
+            // writes (the id entry would be a read at a random place).
+            let new = !seen.contains(&id)
+                && !memory.is_retracted_by(&id.0, &post.author.0)
+                && !self.items.contains_key(&post_key).during("read a post")?;
+            stored.push(new);
+            if !new {
+                continue;
+            }
+            seen.insert(id);
+            pending.times.push((post.author.0, key.created_at, true));
+            pending.insert(post_key, bytes);
             pending.insert(prefixed(POST_ID, &id.0), post_place(key.created_at, topic));
             pending.insert(prefixed(AUTHOR, &author_key(&post.author.0, &key)), topic);
             pending.count(topic, 1);
@@ -147,6 +149,21 @@ impl Store {
             tracing::warn!(post = %id.short(), "a post's id entry has no post");
         }
         Ok(bytes)
+    }
+
+    /// Whether this post is stored: one read of its own key (cheaper than
+    /// [`Store::contains_post`], which knows only the id).
+    pub fn holds(&self, post: &VerifiedPost) -> Result<bool, StoreError> {
+        let key = ItemKey {
+            created_at: post.created_at,
+            id: post.id().0,
+        };
+        self.items
+            .contains_key(prefixed(
+                POST,
+                &topic_key(post.topic.as_str().as_bytes(), &key),
+            ))
+            .during("read a post")
     }
 
     /// Whether a post is stored; cheaper than [`Store::get_post`].
@@ -314,6 +331,7 @@ impl Store {
 
     /// How many posts `author` created in `[from_ms, to_ms]`, counting at
     /// most `limit`: the per-author rate limit asks "more than N lately?".
+    /// From memory once the author's times were read.
     pub fn count_author_between(
         &self,
         author: &PublicKey,
@@ -321,25 +339,10 @@ impl Store {
         to_ms: u64,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let lo = ItemKey {
-            created_at: from_ms,
-            id: [0; 32],
-        };
-        let hi = ItemKey {
-            created_at: to_ms,
-            id: [0xff; 32],
-        };
-        let lo = prefixed(AUTHOR, &author_key(author.as_bytes(), &lo));
-        let hi = prefixed(AUTHOR, &author_key(author.as_bytes(), &hi));
-        if lo > hi {
-            return Ok(0);
-        }
-        let mut n = 0;
-        for k in self.items.range(lo..=hi).keys().take(limit) {
-            k.during("read an author's posts")?;
-            n += 1;
-        }
-        Ok(n)
+        let mut memory = self.lock();
+        memory
+            .times
+            .count_between(&self.items, &author.0, from_ms, to_ms, limit)
     }
 
     /// Adds the deletion of a post and its entries to `pending` (and its
@@ -376,6 +379,9 @@ impl Store {
             &author_key(post.content.author.as_bytes(), &place.key),
         ));
         pending.count(&place.topic, -1);
+        pending
+            .times
+            .push((post.content.author.0, place.key.created_at, false));
         pending.forget_sums = true;
         if let Some(data) = tombstone {
             let tkey = prefixed(TOMBSTONE, &topic_key(&place.topic, &place.key));
@@ -416,6 +422,7 @@ impl Store {
         }
         pending.remove(prefixed(POST_ID, &id.0));
         pending.forget_sums = true;
+        pending.forget_times = true;
         Ok(())
     }
 

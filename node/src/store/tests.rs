@@ -943,3 +943,40 @@ fn record(addrs: &[&str]) -> PeerRecord {
         failures: 1,
     }
 }
+
+#[test]
+fn author_windows_follow_inserts_and_deletions_once_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let me = Identity::generate(None);
+    let first: Vec<_> = (0..10)
+        .map(|i| post(&me, "t", &format!("a{i}"), 1000 + i * 10))
+        .collect();
+    for p in &first {
+        s.insert_post(p).unwrap();
+    }
+    let count = |s: &Store| {
+        s.count_author_between(&me.public(), 1000, 1095, 100)
+            .unwrap()
+    };
+    assert_eq!(count(&s), 10, "read from the index the first time");
+    let more: Vec<_> = (0..5)
+        .map(|i| post(&me, "u", &format!("b{i}"), 1005 + i * 10))
+        .collect();
+    s.insert_posts(&more.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!(count(&s), 15, "the cache follows inserts");
+    s.delete_post(&first[0].id()).unwrap();
+    s.hide_post(&first[1].id(), b"notice").unwrap();
+    assert_eq!(count(&s), 13, "and deletions");
+    s.delete_author_posts(&me.public(), &Scope::Topic(topic("u")))
+        .unwrap();
+    assert_eq!(count(&s), 8, "and a block's deletions");
+    assert_eq!(
+        s.count_author_between(&me.public(), 1000, 1095, 3).unwrap(),
+        3,
+        "counts at most the limit"
+    );
+    s.close().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(count(&s), 8, "a fresh read of the index agrees");
+}

@@ -249,6 +249,11 @@ impl Worker {
                     return;
                 }
             }
+            // Between requests the core holds no handle on the database:
+            // the moment to bound what a crash would replay.
+            if let Err(e) = self.core.store.checkpoint_if_due() {
+                note_failure(&self.failed, &NodeError::from(e));
+            }
             if let Some(why) = self.failure() {
                 tracing::error!("the store cannot write ({why}); stopping the node");
                 let _ = self.net.send(NetInput::StoreFailed(NodeError::Store(

@@ -575,7 +575,7 @@ mod tests {
             s.insert_post(&post(&me, &format!("b{i}"), 1_000 + i))
                 .unwrap();
             let t = std::time::Instant::now();
-            s.flusher().db.flush().unwrap();
+            s.b().db.flush().unwrap();
             none += t.elapsed();
         }
         println!(

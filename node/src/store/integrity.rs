@@ -28,9 +28,10 @@ impl Store {
         &self,
         memory: &Memory,
     ) -> Result<(BTreeMap<[u8; ID_LEN], Expected>, Vec<(Vec<u8>, String)>), StoreError> {
+        let b = self.b();
         let mut good = BTreeMap::new();
         let mut bad = Vec::new();
-        for kv in range(&self.items, whole_kind(POST)) {
+        for kv in range(&b.items, whole_kind(POST)) {
             let (k, v) = kv.during("read posts")?;
             let Some((topic, key)) = k.get(1..).and_then(split_topic_key) else {
                 bad.push((k.to_vec(), format!("posts: malformed key {}", hex_tail(&k))));
@@ -77,24 +78,18 @@ impl Store {
     /// consistent. Reads everything: for tests, `mutual doctor` and
     /// diagnostics, not the hot path. Problems name ids, never content.
     pub fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
+        let b = self.b();
         let memory = self.lock();
         let (good, bad) = self.readable_posts(&memory)?;
         let mut problems: Vec<String> = bad.into_iter().map(|(_, why)| why).collect();
         let mut per_topic: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for (id, e) in &good {
             let short = PostId(*id).short();
-            let place = self
-                .items
-                .get(prefixed(POST_ID, id))
-                .during("read post ids")?;
+            let place = b.items.get(prefixed(POST_ID, id)).during("read post ids")?;
             if place.as_deref() != Some(e.place.as_slice()) {
                 problems.push(format!("post {short} has no matching id entry"));
             }
-            match self
-                .items
-                .get(&e.author_key)
-                .during("read the author index")?
-            {
+            match b.items.get(&e.author_key).during("read the author index")? {
                 None => problems.push(format!("post {short} has no author index entry")),
                 Some(t) if t.as_ref() != e.topic.as_slice() => problems.push(format!(
                     "post {short}'s author index entry names another topic"
@@ -103,7 +98,7 @@ impl Store {
             }
             *per_topic.entry(e.topic.clone()).or_default() += 1;
         }
-        for kv in range(&self.items, whole_kind(POST_ID)) {
+        for kv in range(&b.items, whole_kind(POST_ID)) {
             let (k, v) = kv.during("read post ids")?;
             let id: Option<[u8; ID_LEN]> = k.get(1..).and_then(|k| k.try_into().ok());
             let Some(id) = id else {
@@ -119,7 +114,7 @@ impl Store {
                 ));
             }
         }
-        for k in range(&self.items, whole_kind(AUTHOR)).keys() {
+        for k in range(&b.items, whole_kind(AUTHOR)).keys() {
             let k = k.during("read the author index")?;
             let ok = k
                 .get(1..)
@@ -134,7 +129,7 @@ impl Store {
             }
         }
         let mut counted: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        for kv in range(&self.items, whole_kind(COUNT)) {
+        for kv in range(&b.items, whole_kind(COUNT)) {
             let (k, v) = kv.during("read topic counts")?;
             let topic = k.get(1..).unwrap_or_default().to_vec();
             match parse_u64(&v) {
@@ -164,7 +159,7 @@ impl Store {
                 ));
             }
         }
-        for kv in range(&self.items, whole_kind(LOG)) {
+        for kv in range(&b.items, whole_kind(LOG)) {
             let (k, v) = kv.during("read the community log")?;
             if k.get(1..).and_then(parse_item_key).is_none() {
                 problems.push(format!("community log: malformed key {}", hex_tail(&k)));
@@ -175,7 +170,7 @@ impl Store {
                 ));
             }
         }
-        for k in range(&self.items, whole_kind(RETRACTION)).keys() {
+        for k in range(&b.items, whole_kind(RETRACTION)).keys() {
             let k = k.during("read retractions")?;
             if k.get(1..).and_then(split_retraction_key).is_none() {
                 problems.push(format!("retraction {} is malformed", hex_tail(&k)));
@@ -188,8 +183,9 @@ impl Store {
     /// Tombstones not linked from their id and links to no tombstone, with
     /// the key to delete to fix each.
     fn tombstone_problems(&self) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
+        let b = self.b();
         let mut out = Vec::new();
-        for k in range(&self.items, whole_kind(TOMBSTONE)).keys() {
+        for k in range(&b.items, whole_kind(TOMBSTONE)).keys() {
             let k = k.during("read tombstones")?;
             let Some((_, key)) = k.get(1..).and_then(split_topic_key) else {
                 out.push((
@@ -198,7 +194,7 @@ impl Store {
                 ));
                 continue;
             };
-            let linked = self
+            let linked = b
                 .items
                 .get(prefixed(TOMBSTONE_ID, &key.id))
                 .during("read tombstones")?;
@@ -212,10 +208,10 @@ impl Store {
                 ));
             }
         }
-        for kv in range(&self.items, whole_kind(TOMBSTONE_ID)) {
+        for kv in range(&b.items, whole_kind(TOMBSTONE_ID)) {
             let (k, tkey) = kv.during("read tombstones")?;
             let ok = tkey.first() == Some(&TOMBSTONE)
-                && self.items.contains_key(&tkey).during("read tombstones")?;
+                && b.items.contains_key(&tkey).during("read tombstones")?;
             if !ok {
                 out.push((
                     k.to_vec(),
@@ -234,6 +230,7 @@ impl Store {
     /// an interrupted repair is finished by running it again. Returns how
     /// many entries it changed. Reads everything: never on the hot path.
     pub fn repair(&self) -> Result<usize, StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         let (good, bad) = self.readable_posts(&memory)?;
         let mut pending = Pending::default();
@@ -246,14 +243,12 @@ impl Store {
         let mut per_topic: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for (id, e) in &good {
             let id_key = prefixed(POST_ID, id);
-            if self.items.get(&id_key).during("read post ids")?.as_deref()
-                != Some(e.place.as_slice())
+            if b.items.get(&id_key).during("read post ids")?.as_deref() != Some(e.place.as_slice())
             {
                 pending.insert(id_key, e.place.clone());
                 fixed += 1;
             }
-            if self
-                .items
+            if b.items
                 .get(&e.author_key)
                 .during("read the author index")?
                 .as_deref()
@@ -264,7 +259,7 @@ impl Store {
             }
             *per_topic.entry(e.topic.clone()).or_default() += 1;
         }
-        for k in range(&self.items, whole_kind(POST_ID)).keys() {
+        for k in range(&b.items, whole_kind(POST_ID)).keys() {
             let k = k.during("read post ids")?;
             let known = k
                 .get(1..)
@@ -275,7 +270,7 @@ impl Store {
                 fixed += 1;
             }
         }
-        for k in range(&self.items, whole_kind(AUTHOR)).keys() {
+        for k in range(&b.items, whole_kind(AUTHOR)).keys() {
             let k = k.during("read the author index")?;
             let ok = k
                 .get(1..)
@@ -288,7 +283,7 @@ impl Store {
             }
         }
         // Counts: written whole, from the posts.
-        for kv in range(&self.items, whole_kind(COUNT)) {
+        for kv in range(&b.items, whole_kind(COUNT)) {
             let (k, v) = kv.during("read topic counts")?;
             let topic = k.get(1..).unwrap_or_default();
             if per_topic.get(topic).copied() != parse_u64(&v) {
@@ -298,8 +293,7 @@ impl Store {
         }
         for (topic, n) in &per_topic {
             let k = prefixed(COUNT, topic);
-            if self
-                .items
+            if b.items
                 .get(&k)
                 .during("read topic counts")?
                 .as_deref()
@@ -330,7 +324,7 @@ impl Store {
             pending.forget_sums = true;
             // The counts were written whole above: memory follows them,
             // not a delta.
-            self.items
+            b.items
                 .apply_batch(pending.batch)
                 .during("repair the store")?;
             memory.counts = per_topic.into_iter().collect();

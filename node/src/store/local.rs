@@ -19,7 +19,8 @@ impl Store {
     /// Records that this node joined `topic` (now), so it rejoins after a
     /// restart. Joining again keeps the first time.
     pub fn join_topic(&self, topic: &TopicName) -> Result<(), StoreError> {
-        let joined = self
+        let b = self.b();
+        let joined = b
             .topics
             .compare_and_swap(
                 topic.as_str().as_bytes(),
@@ -35,7 +36,8 @@ impl Store {
 
     /// Forgets a joined topic (its posts stay until pruned).
     pub fn leave_topic(&self, topic: &TopicName) -> Result<(), StoreError> {
-        self.topics
+        let b = self.b();
+        b.topics
             .remove(topic.as_str().as_bytes())
             .during("forget a joined topic")?;
         self.touch();
@@ -54,8 +56,9 @@ impl Store {
     /// The joined topics with when they were joined (ms since the Unix
     /// epoch; `None` if a store from before this was recorded).
     pub fn joined_topics_with_times(&self) -> Result<Vec<(TopicName, Option<u64>)>, StoreError> {
+        let b = self.b();
         let mut out = Vec::new();
-        for kv in self.topics.iter() {
+        for kv in b.topics.iter() {
             let (k, v) = kv.during("read joined topics")?;
             match std::str::from_utf8(&k)
                 .ok()
@@ -77,11 +80,12 @@ impl Store {
     /// bounds what a record holds and how many there are). An oversized
     /// record is refused.
     pub fn put_peer(&self, peer: &[u8], record: &PeerRecord) -> Result<(), StoreError> {
+        let b = self.b();
         let bytes = protocol::wire::encode(record);
         if peer.is_empty() || bytes.len() > PEER_VALUE_LIMIT {
             return Ok(());
         }
-        self.peers
+        b.peers
             .insert(peer, bytes)
             .during("write the address book")?;
         self.touch();
@@ -90,7 +94,8 @@ impl Store {
 
     /// Forgets a peer and its addresses (unreachable, or cut off).
     pub fn remove_peer(&self, peer: &[u8]) -> Result<(), StoreError> {
-        self.peers.remove(peer).during("write the address book")?;
+        let b = self.b();
+        b.peers.remove(peer).during("write the address book")?;
         self.touch();
         Ok(())
     }
@@ -98,8 +103,9 @@ impl Store {
     /// The whole address book. Unreadable entries are skipped; entries of
     /// the first layout (a list of addresses) read as never seen.
     pub fn peer_records(&self) -> Result<Vec<(Vec<u8>, PeerRecord)>, StoreError> {
+        let b = self.b();
         let mut out = Vec::new();
-        for kv in self.peers.iter() {
+        for kv in b.peers.iter() {
             let (k, v) = kv.during("read the address book")?;
             let record = protocol::wire::decode::<PeerRecord>(&v, PEER_VALUE_LIMIT)
                 .ok()
@@ -126,7 +132,8 @@ impl Store {
     /// Mutes an author for this node alone (their posts stay stored and
     /// relayed; this node's reader just does not show them).
     pub fn mute(&self, author: &PublicKey) -> Result<(), StoreError> {
-        self.mutes
+        let b = self.b();
+        b.mutes
             .insert(author.as_bytes(), &[][..])
             .during("write a mute")?;
         self.touch();
@@ -135,24 +142,23 @@ impl Store {
 
     /// Unmutes an author.
     pub fn unmute(&self, author: &PublicKey) -> Result<(), StoreError> {
-        self.mutes
-            .remove(author.as_bytes())
-            .during("write a mute")?;
+        let b = self.b();
+        b.mutes.remove(author.as_bytes()).during("write a mute")?;
         self.touch();
         Ok(())
     }
 
     /// Whether an author is muted.
     pub fn is_muted(&self, author: &PublicKey) -> Result<bool, StoreError> {
-        self.mutes
-            .contains_key(author.as_bytes())
-            .during("read mutes")
+        let b = self.b();
+        b.mutes.contains_key(author.as_bytes()).during("read mutes")
     }
 
     /// Every muted author.
     pub fn mutes(&self) -> Result<BTreeSet<PublicKey>, StoreError> {
+        let b = self.b();
         let mut out = BTreeSet::new();
-        for k in self.mutes.iter().keys() {
+        for k in b.mutes.iter().keys() {
             let k = k.during("read mutes")?;
             match parse_id(&k) {
                 Some(b) => {
@@ -167,8 +173,8 @@ impl Store {
     /// A small named value (the community manifest, the moderation
     /// sequence counter, ...): opaque bytes the caller encodes.
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .meta
+        let b = self.b();
+        Ok(b.meta
             .get(name)
             .during("read a setting")?
             .map(|v| v.to_vec()))
@@ -176,14 +182,16 @@ impl Store {
 
     /// Sets a small named value.
     pub fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(name, value).during("write a setting")?;
+        let b = self.b();
+        b.meta.insert(name, value).during("write a setting")?;
         self.touch();
         Ok(())
     }
 
     /// Removes a small named value (nothing if it was not set).
     pub fn remove_meta(&self, name: &str) -> Result<(), StoreError> {
-        self.meta.remove(name).during("write a setting")?;
+        let b = self.b();
+        b.meta.remove(name).during("write a setting")?;
         self.touch();
         Ok(())
     }

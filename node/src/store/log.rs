@@ -26,13 +26,10 @@ impl Store {
     /// Adds an item (encoded `Message`) to the community log. `Ok(false)`,
     /// writing nothing, if an item with this key is already there.
     pub fn insert_log(&self, key: ItemKey, message: &[u8]) -> Result<bool, StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         let k = prefixed(LOG, &item_key_bytes(&key));
-        if self
-            .items
-            .contains_key(&k)
-            .during("read the community log")?
-        {
+        if b.items.contains_key(&k).during("read the community log")? {
             return Ok(false);
         }
         let mut pending = Pending::default();
@@ -46,13 +43,10 @@ impl Store {
     /// Removes an item from the community log (an expired report).
     /// `Ok(false)`: it was not there.
     pub fn remove_log(&self, key: &ItemKey) -> Result<bool, StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         let k = prefixed(LOG, &item_key_bytes(key));
-        if !self
-            .items
-            .contains_key(&k)
-            .during("read the community log")?
-        {
+        if !b.items.contains_key(&k).during("read the community log")? {
             return Ok(false);
         }
         let mut pending = Pending::default();
@@ -64,7 +58,8 @@ impl Store {
 
     /// Whether the community log holds the item with this key.
     pub fn contains_log(&self, key: &ItemKey) -> Result<bool, StoreError> {
-        self.items
+        let b = self.b();
+        b.items
             .contains_key(prefixed(LOG, &item_key_bytes(key)))
             .during("read the community log")
     }
@@ -72,8 +67,9 @@ impl Store {
     /// The whole community log, oldest first: folded at start-up to rebuild
     /// the moderation state. Malformed keys are skipped with a warning.
     pub fn log_items(&self) -> Result<Vec<(ItemKey, Vec<u8>)>, StoreError> {
+        let b = self.b();
         let mut out = Vec::new();
-        for kv in range(&self.items, whole_kind(LOG)) {
+        for kv in range(&b.items, whole_kind(LOG)) {
             let (k, v) = kv.during("read the community log")?;
             match k.get(1..).and_then(parse_item_key) {
                 Some(key) => out.push((key, v.to_vec())),
@@ -87,8 +83,9 @@ impl Store {
 
     /// Number of items in the community log; O(n), for status displays.
     pub fn log_len(&self) -> Result<u64, StoreError> {
+        let b = self.b();
         let mut n = 0u64;
-        for k in range(&self.items, whole_kind(LOG)).keys() {
+        for k in range(&b.items, whole_kind(LOG)).keys() {
             k.during("read the community log")?;
             n = n.saturating_add(1);
         }
@@ -125,10 +122,11 @@ impl Store {
         post: &PostId,
         author: &PublicKey,
     ) -> Result<Retracted, StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         let mut pending = Pending::default();
         let log_key = prefixed(LOG, &item_key_bytes(&key));
-        let new_in_log = !self
+        let new_in_log = !b
             .items
             .contains_key(&log_key)
             .during("read the community log")?;
@@ -184,8 +182,9 @@ impl Store {
     /// enforces again, so a post whose retraction was logged is gone
     /// whatever a crash left.
     pub fn retractions(&self) -> Result<Vec<(PostId, PublicKey)>, StoreError> {
+        let b = self.b();
         let mut out = Vec::new();
-        for k in range(&self.items, whole_kind(RETRACTION)).keys() {
+        for k in range(&b.items, whole_kind(RETRACTION)).keys() {
             let k = k.during("read the retractions")?;
             match k.get(1..).and_then(split_retraction_key) {
                 Some((post, author)) => out.push((PostId(post), PublicKey(author))),

@@ -38,6 +38,7 @@ const BATCH: usize = 1024;
 /// Whether the database has a tree of this name (without creating it).
 fn has_tree(store: &Store, name: &str) -> bool {
     store
+        .b()
         .db
         .tree_names()
         .iter()
@@ -50,6 +51,7 @@ fn old_tree(store: &Store, name: &str) -> Result<Option<sled::Tree>, StoreError>
         return Ok(None);
     }
     store
+        .b()
         .db
         .open_tree(name)
         .map(Some)
@@ -87,8 +89,9 @@ impl Writer<'_> {
 /// Copies a layout-1 store (or one from before layout versions) into the
 /// `items` tree.
 pub(super) fn from_layout_1(store: &Store) -> Result<(), StoreError> {
+    let b = store.b();
     let mut w = Writer {
-        items: &store.items,
+        items: &b.items,
         batch: sled::Batch::default(),
         len: 0,
     };
@@ -171,6 +174,7 @@ pub(super) fn drop_old_trees(store: &Store) -> Result<(), StoreError> {
     for name in OLD_TREES {
         if has_tree(store, name) {
             store
+                .b()
                 .db
                 .drop_tree(name)
                 .during("drop a tree of the old layout")?;

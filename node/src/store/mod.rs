@@ -67,8 +67,8 @@ mod window;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use protocol::sync::{Accumulator, SyncScope};
 use protocol::{Message, SignedPost};
@@ -105,7 +105,7 @@ pub use log::Retracted;
 /// call, by anyone.
 #[derive(Clone)]
 pub struct Flusher {
-    db: sled::Db,
+    backend: Arc<RwLock<Arc<Backend>>>,
     dirty: Arc<AtomicBool>,
     /// To capture the stored-ever counts before the flush.
     memory: Arc<Mutex<Memory>>,
@@ -129,7 +129,8 @@ impl Flusher {
                 .clone()
         });
         self.dirty.store(false, Ordering::Release);
-        let result = self.db.flush().map(|_| ()).during("flush to disk");
+        let db = current(&self.backend).db.clone();
+        let result = db.flush().map(|_| ()).during("flush to disk");
         if result.is_err() {
             self.dirty.store(true, Ordering::Release);
         }
@@ -180,10 +181,14 @@ struct Pending {
     forget_sums: bool,
     /// Anything at all was added to the batch.
     writes: bool,
+    /// Bytes of keys and values inserted (for [`CHECKPOINT_BYTES`]).
+    batch_bytes: u64,
 }
 
 impl Pending {
     fn insert(&mut self, key: Vec<u8>, value: impl Into<sled::IVec>) {
+        let value = value.into();
+        self.batch_bytes += (key.len() + value.len()) as u64;
         self.batch.insert(key, value);
         self.writes = true;
     }
@@ -213,16 +218,13 @@ const LOG_SCOPE: &[u8] = b"";
 /// core's (sled's handles are `Send + Sync`).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    /// The open database; replaced as a whole at each checkpoint.
+    backend: Arc<RwLock<Arc<Backend>>>,
     /// Where it lives, for error messages.
     path: PathBuf,
-    /// Posts, indexes, counts, log, retractions, tombstones (see [`keys`]).
-    items: sled::Tree,
-    topics: sled::Tree,
-    peers: sled::Tree,
-    mutes: sled::Tree,
-    meta: sled::Tree,
-    info: sled::Tree,
+    /// Bytes written to `items` since the database was last opened: what
+    /// an open after a crash would replay (see [`CHECKPOINT_BYTES`]).
+    since_open: Arc<AtomicU64>,
     /// The write lock, and what the hot path's checks read.
     memory: Arc<Mutex<Memory>>,
     /// Set by every write, cleared by a flush: lets an interval flush skip
@@ -239,6 +241,51 @@ pub struct Store {
     /// every flush (`None` for a temporary store).
     acked: Option<Arc<ack::Recorder>>,
 }
+
+/// sled's handles on one open database.
+struct Backend {
+    db: sled::Db,
+    /// Posts, indexes, counts, log, retractions, tombstones (see [`keys`]).
+    items: sled::Tree,
+    topics: sled::Tree,
+    peers: sled::Tree,
+    mutes: sled::Tree,
+    meta: sled::Tree,
+    info: sled::Tree,
+}
+
+impl Backend {
+    fn of(db: sled::Db, path: &Path) -> Result<Backend, StoreError> {
+        let tree = |name: &str| db.open_tree(name).map_err(|e| StoreError::opening(path, e));
+        Ok(Backend {
+            items: tree("items")?,
+            topics: tree("topics")?,
+            peers: tree("peers")?,
+            mutes: tree("mutes")?,
+            meta: tree("meta")?,
+            info: tree("info")?,
+            db,
+        })
+    }
+}
+
+/// The backend in use now.
+fn current(backend: &RwLock<Arc<Backend>>) -> Arc<Backend> {
+    Arc::clone(&backend.read().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Bytes written to the `items` tree after which the store checkpoints:
+/// sled 0.34 writes the snapshot of its page table only while opening a
+/// database, and an open after a crash replays everything written since
+/// the last one (2.5 µs per post of layout 2: seconds for a million, by
+/// `cargo run --release -p mutual-bench --example crash_replay`). A
+/// checkpoint flushes, closes and reopens the database (the writer and the
+/// readers wait meanwhile), which bounds that replay.
+pub const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How long a checkpoint waits for readers of the old database to finish
+/// before giving up this time (it is tried again after the next batch).
+const CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long opening a store waits for its directory's lock before saying
 /// the directory is in use. A store of this process that was just closed
@@ -333,24 +380,15 @@ impl Store {
     }
 
     fn from_db(db: sled::Db, path: PathBuf, temporary: bool) -> Result<Store, StoreError> {
-        let tree = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| StoreError::opening(&path, e))
-        };
         let store = Store {
-            items: tree("items")?,
-            topics: tree("topics")?,
-            peers: tree("peers")?,
-            mutes: tree("mutes")?,
-            meta: tree("meta")?,
-            info: tree("info")?,
+            backend: Arc::new(RwLock::new(Arc::new(Backend::of(db, &path)?))),
+            since_open: Arc::new(AtomicU64::new(0)),
             memory: Arc::new(Mutex::new(Memory::default())),
             dirty: Arc::new(AtomicBool::new(false)),
             temporary,
             scope_sums: Arc::new(Mutex::new(HashMap::new())),
             acked: (!temporary)
                 .then(|| Arc::new(ack::Recorder::new(path.clone(), ack::read(&path)))),
-            db,
             path,
         };
         store.check_layout()?;
@@ -360,10 +398,8 @@ impl Store {
 
     /// Refuses a newer layout; migrates an older one forward.
     fn check_layout(&self) -> Result<(), StoreError> {
-        let found = self
-            .info
-            .get(LAYOUT_KEY)
-            .during("read the layout version")?;
+        let b = self.b();
+        let found = b.info.get(LAYOUT_KEY).during("read the layout version")?;
         match found.as_deref().map(parse_u64) {
             Some(Some(v)) if v > LAYOUT_VERSION => Err(StoreError::NewerLayout {
                 path: self.path.clone(),
@@ -377,10 +413,10 @@ impl Store {
             // Version 1, or a store from before versions were written.
             _ => {
                 migrate::from_layout_1(self)?;
-                self.info
+                b.info
                     .insert(LAYOUT_KEY, &encode_u64(LAYOUT_VERSION)[..])
                     .during("write the layout version")?;
-                self.db.flush().during("write the migrated store")?;
+                b.db.flush().during("write the migrated store")?;
                 migrate::drop_old_trees(self)
             }
         }
@@ -389,8 +425,9 @@ impl Store {
     /// Reads the counts and retractions into memory (one entry per topic,
     /// one per retraction: small next to the posts).
     fn load_memory(&self) -> Result<(), StoreError> {
+        let b = self.b();
         let mut memory = Memory::default();
-        for kv in range(&self.items, whole_kind(COUNT)) {
+        for kv in range(&b.items, whole_kind(COUNT)) {
             let (k, v) = kv.during("read topic counts")?;
             match (k.get(1..), parse_u64(&v)) {
                 (Some(topic), Some(n)) if !topic.is_empty() => {
@@ -399,7 +436,7 @@ impl Store {
                 _ => tracing::warn!("skipping a malformed topic count"),
             }
         }
-        for kv in range(&self.items, whole_kind(keys::EVER)) {
+        for kv in range(&b.items, whole_kind(keys::EVER)) {
             let (k, v) = kv.during("read the stored-ever counts")?;
             match (k.get(1..), parse_u64(&v)) {
                 (Some(scope), Some(n)) => {
@@ -408,7 +445,7 @@ impl Store {
                 _ => tracing::warn!("skipping a malformed stored-ever count"),
             }
         }
-        for k in range(&self.items, whole_kind(keys::RETRACTION)).keys() {
+        for k in range(&b.items, whole_kind(keys::RETRACTION)).keys() {
             let k = k.during("read retractions")?;
             match k.get(1..).and_then(keys::split_retraction_key) {
                 Some((post, author)) => memory.retracted.entry(post).or_default().push(author),
@@ -459,7 +496,9 @@ impl Store {
             }
             counts.push((topic, new));
         }
-        self.items
+        let written = pending.batch_bytes;
+        self.b()
+            .items
             .apply_batch(pending.batch)
             .during("write to the store")?;
         for (topic, n) in counts {
@@ -491,7 +530,74 @@ impl Store {
             self.forget_scope_sums();
         }
         self.touch();
+        self.since_open.fetch_add(written, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Checkpoints now, whatever was written (tests, benchmarks).
+    pub fn checkpoint_now(&self) -> Result<bool, StoreError> {
+        if self.temporary {
+            return Ok(false);
+        }
+        let _writer = self.lock();
+        self.checkpoint()
+    }
+
+    /// Checkpoints (see [`Store::checkpoint`]) once [`CHECKPOINT_BYTES`]
+    /// were written since the database was opened. The writer calls it
+    /// between operations, holding no handle of its own on the database.
+    /// Returns whether it checkpointed.
+    pub fn checkpoint_if_due(&self) -> Result<bool, StoreError> {
+        if self.temporary || self.since_open.load(Ordering::Acquire) < CHECKPOINT_BYTES {
+            return Ok(false);
+        }
+        let _writer = self.lock();
+        self.checkpoint()
+    }
+
+    /// The open database's handles, for one operation (held by the caller
+    /// until it is done, so a checkpoint waits for it).
+    fn b(&self) -> Arc<Backend> {
+        current(&self.backend)
+    }
+
+    /// Flushes, closes and reopens the database, so that sled writes a
+    /// fresh snapshot and an open after a crash replays at most about
+    /// [`CHECKPOINT_BYTES`] (see there). The caller holds the write lock
+    /// ([`Memory`]); readers wait for the reopen. If readers of the old
+    /// database do not finish within [`CHECKPOINT_WAIT`], it is skipped
+    /// and tried again later; if the reopen fails, the store fails like a
+    /// failed write (the node stops and is started again).
+    fn checkpoint(&self) -> Result<bool, StoreError> {
+        let started = std::time::Instant::now();
+        let mut slot = self.backend.write().unwrap_or_else(PoisonError::into_inner);
+        slot.db.flush().during("flush to disk")?;
+        let deadline = started + CHECKPOINT_WAIT;
+        // Our slot and nothing else: no reader holds the old database.
+        while Arc::strong_count(&slot) > 1 {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!("store checkpoint skipped: readers still busy");
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Leave an empty database in the slot while the real one closes.
+        let placeholder = Arc::new(Backend::of(
+            sled::Config::new()
+                .temporary(true)
+                .open()
+                .map_err(|e| StoreError::opening(&self.path, e))?,
+            &self.path,
+        )?);
+        drop(std::mem::replace(&mut *slot, placeholder));
+        let reopened = Backend::of(open_db(&self.path)?, &self.path)?;
+        *slot = Arc::new(reopened);
+        self.since_open.store(0, Ordering::Release);
+        tracing::debug!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "store checkpoint"
+        );
+        Ok(true)
     }
 
     /// Records that something was written since the last flush.
@@ -553,7 +659,7 @@ impl Store {
     /// open: every one must be dropped before [`Store::close`].
     pub fn flusher(&self) -> Flusher {
         Flusher {
-            db: self.db.clone(),
+            backend: Arc::clone(&self.backend),
             dirty: Arc::clone(&self.dirty),
             memory: Arc::clone(&self.memory),
             acked: self.acked.clone(),
@@ -583,11 +689,12 @@ impl Store {
     /// rewritten from what the store holds, and [`Store::damage`] clears.
     /// For `mutual doctor --accept-loss`, when no peer can send them back.
     pub fn accept_loss(&self) -> Result<(), StoreError> {
+        let b = self.b();
         let Some(acked) = &self.acked else {
             return Ok(());
         };
         let held = self.lock().ever.clone();
-        self.db.flush().during("flush to disk")?;
+        b.db.flush().during("flush to disk")?;
         acked.reset(&held).map_err(|e| StoreError::Io {
             during: "rewrite the record of acknowledged writes",
             detail: e.to_string(),
@@ -601,7 +708,8 @@ impl Store {
 
     /// Bytes the store takes on disk (for status and for limits).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db.size_on_disk().during("measure its size on disk")
+        let b = self.b();
+        b.db.size_on_disk().during("measure its size on disk")
     }
 
     /// Where the store lives.

@@ -45,6 +45,7 @@ impl Store {
     /// was newly stored. The duplicate check is one read of the id's entry;
     /// the retraction check and the counts are in memory.
     pub fn insert_posts(&self, posts: &[&VerifiedPost]) -> Result<Vec<bool>, StoreError> {
+        let b = self.b();
         // Encode and derive keys before taking the lock.
         let prepared: Vec<(PostId, Vec<u8>)> = posts
             .iter()
@@ -66,7 +67,7 @@ impl Store {
             // writes (the id entry would be a read at a random place).
             let new = !seen.contains(&id)
                 && !memory.is_retracted_by(&id.0, &post.author.0)
-                && !self.items.contains_key(&post_key).during("read a post")?;
+                && !b.items.contains_key(&post_key).during("read a post")?;
             stored.push(new);
             if !new {
                 continue;
@@ -100,6 +101,7 @@ impl Store {
     /// Where a post is stored, if it is.
     pub(super) fn place_of(&self, id: &[u8; 32]) -> Result<Option<Place>, StoreError> {
         let Some(v) = self
+            .b()
             .items
             .get(prefixed(POST_ID, id))
             .during("read a post")?
@@ -137,10 +139,11 @@ impl Store {
     /// The stored wire bytes of a post (an encoded `Message::Post`), for
     /// serving it without decoding and re-encoding.
     pub fn get_post_bytes(&self, id: &PostId) -> Result<Option<Vec<u8>>, StoreError> {
+        let b = self.b();
         let Some(place) = self.place_of(&id.0)? else {
             return Ok(None);
         };
-        let bytes = self
+        let bytes = b
             .items
             .get(place.post_key())
             .during("read a post")?
@@ -154,11 +157,12 @@ impl Store {
     /// Whether this post is stored: one read of its own key (cheaper than
     /// [`Store::contains_post`], which knows only the id).
     pub fn holds(&self, post: &VerifiedPost) -> Result<bool, StoreError> {
+        let b = self.b();
         let key = ItemKey {
             created_at: post.created_at,
             id: post.id().0,
         };
-        self.items
+        b.items
             .contains_key(prefixed(
                 POST,
                 &topic_key(post.topic.as_str().as_bytes(), &key),
@@ -168,7 +172,8 @@ impl Store {
 
     /// Whether a post is stored; cheaper than [`Store::get_post`].
     pub fn contains_post(&self, id: &PostId) -> Result<bool, StoreError> {
-        self.items
+        let b = self.b();
+        b.items
             .contains_key(prefixed(POST_ID, &id.0))
             .during("read a post")
     }
@@ -190,8 +195,9 @@ impl Store {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<PostId>, StoreError> {
+        let b = self.b();
         let mut out = Vec::new();
-        for k in self
+        for k in b
             .items
             .scan_prefix(prefixed(POST_ID, prefix))
             .keys()
@@ -240,12 +246,13 @@ impl Store {
         before: Option<ItemKey>,
         limit: usize,
     ) -> Result<Vec<SignedPost>, StoreError> {
+        let b = self.b();
         let t = topic.as_str().as_bytes();
         let end = match before {
             Some(k) => topic_key(t, &k),
             None => topic_end(t),
         };
-        let iter = range(&self.items, kind_range(POST, &topic_prefix(t), &end)).rev();
+        let iter = range(&b.items, kind_range(POST, &topic_prefix(t), &end)).rev();
         self.posts_of(iter, limit)
     }
 
@@ -257,6 +264,7 @@ impl Store {
         since_ms: u64,
         limit: usize,
     ) -> Result<Vec<SignedPost>, StoreError> {
+        let b = self.b();
         let t = topic.as_str().as_bytes();
         let start = topic_key(
             t,
@@ -265,7 +273,7 @@ impl Store {
                 id: [0; 32],
             },
         );
-        let iter = range(&self.items, kind_range(POST, &start, &topic_end(t)));
+        let iter = range(&b.items, kind_range(POST, &start, &topic_end(t)));
         self.posts_of(iter, limit)
     }
 
@@ -278,6 +286,7 @@ impl Store {
         after: Option<ItemKey>,
         limit: usize,
     ) -> Result<Vec<SignedPost>, StoreError> {
+        let b = self.b();
         let t = topic.as_str().as_bytes();
         let start = match after {
             Some(k) => {
@@ -288,13 +297,14 @@ impl Store {
             }
             None => topic_prefix(t),
         };
-        let iter = range(&self.items, kind_range(POST, &start, &topic_end(t)));
+        let iter = range(&b.items, kind_range(POST, &start, &topic_end(t)));
         self.posts_of(iter, limit)
     }
 
     /// The newest stored post of `author` (for a pseudonym to show).
     pub fn latest_post_of(&self, author: &PublicKey) -> Result<Option<SignedPost>, StoreError> {
-        let Some(k) = self
+        let b = self.b();
+        let Some(k) = b
             .items
             .scan_prefix(prefixed(AUTHOR, author.as_bytes()))
             .keys()
@@ -339,10 +349,11 @@ impl Store {
         to_ms: u64,
         limit: usize,
     ) -> Result<usize, StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         memory
             .times
-            .count_between(&self.items, &author.0, from_ms, to_ms, limit)
+            .count_between(&b.items, &author.0, from_ms, to_ms, limit)
     }
 
     /// Adds the deletion of a post and its entries to `pending` (and its
@@ -354,6 +365,7 @@ impl Store {
         id: &PostId,
         tombstone: Option<&[u8]>,
     ) -> Result<Option<SignedPost>, StoreError> {
+        let b = self.b();
         let Some(place) = self.place_of(&id.0)? else {
             if self.contains_post(id)? {
                 // An id entry that does not decode.
@@ -362,7 +374,7 @@ impl Store {
             return Ok(None);
         };
         let post_key = place.post_key();
-        let post = self
+        let post = b
             .items
             .get(&post_key)
             .during("read a post")?
@@ -385,7 +397,7 @@ impl Store {
         pending.forget_sums = true;
         if let Some(data) = tombstone {
             let tkey = prefixed(TOMBSTONE, &topic_key(&place.topic, &place.key));
-            if let Some(old) = self
+            if let Some(old) = b
                 .items
                 .get(prefixed(TOMBSTONE_ID, &id.0))
                 .during("read a tombstone")?
@@ -405,7 +417,8 @@ impl Store {
     /// scan of the posts and the author index: slow, but only ever needed
     /// after damage.
     fn purge_into(&self, pending: &mut Pending, id: &PostId) -> Result<(), StoreError> {
-        for k in range(&self.items, whole_kind(POST)).keys() {
+        let b = self.b();
+        for k in range(&b.items, whole_kind(POST)).keys() {
             let k = k.during("read posts")?;
             if id_suffix(&k) == Some(id.0) {
                 if let Some((topic, _)) = k.get(1..).and_then(split_topic_key) {
@@ -414,7 +427,7 @@ impl Store {
                 pending.remove(k.to_vec());
             }
         }
-        for k in range(&self.items, whole_kind(AUTHOR)).keys() {
+        for k in range(&b.items, whole_kind(AUTHOR)).keys() {
             let k = k.during("read the author index")?;
             if id_suffix(&k) == Some(id.0) {
                 pending.remove(k.to_vec());
@@ -469,8 +482,9 @@ impl Store {
         author: &PublicKey,
         scope: &Scope,
     ) -> Result<Vec<(PostId, TopicName)>, StoreError> {
+        let b = self.b();
         let mut victims = Vec::new();
-        for kv in self.items.scan_prefix(prefixed(AUTHOR, author.as_bytes())) {
+        for kv in b.items.scan_prefix(prefixed(AUTHOR, author.as_bytes())) {
             let (k, topic) = kv.during("read an author's posts")?;
             let Some((_, key)) = k.get(1..).and_then(split_author_key) else {
                 tracing::warn!(key = %hex_tail(&k), "skipping a malformed author index entry");

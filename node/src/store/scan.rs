@@ -34,12 +34,12 @@ impl Store {
     /// The stored bytes of the item at `key` in `scope`. A post is only
     /// served under the topic it was written in.
     fn item_bytes(&self, scope: &SyncScope, key: &ItemKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let b = self.b();
         let k = match scope {
             SyncScope::CommunityLog => prefixed(LOG, &item_key_bytes(key)),
             SyncScope::Topic(t) => prefixed(POST, &topic_key(t.as_str().as_bytes(), key)),
         };
-        Ok(self
-            .items
+        Ok(b.items
             .get(k)
             .during("read items to sync")?
             .map(|v| v.to_vec()))
@@ -79,7 +79,8 @@ impl Store {
         to: &ItemKey,
         f: &mut dyn FnMut(&ItemKey) -> bool,
     ) -> Result<(), StoreError> {
-        for k in range(&self.items, Store::scope_range(scope, from, to)).keys() {
+        let b = self.b();
+        for k in range(&b.items, Store::scope_range(scope, from, to)).keys() {
             let k = k.during("read items to sync")?;
             match Store::scope_key(scope, &k) {
                 Some(key) => {
@@ -105,12 +106,13 @@ impl Store {
         max_items: usize,
         max_bytes: usize,
     ) -> Result<Vec<(ItemKey, Vec<u8>)>, StoreError> {
+        let b = self.b();
         let mut out = Vec::new();
         if max_items == 0 {
             return Ok(out);
         }
         let mut bytes = 0usize;
-        for kv in range(&self.items, Store::scope_range(scope, from, to)) {
+        for kv in range(&b.items, Store::scope_range(scope, from, to)) {
             let (k, v) = kv.during("read items to sync")?;
             let Some(key) = Store::scope_key(scope, &k) else {
                 tracing::warn!(key = %hex_tail(&k), "skipping a malformed item key");

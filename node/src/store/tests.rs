@@ -5,6 +5,7 @@ use protocol::sync::ItemKey;
 use protocol::{
     CommunityId, Identity, Post, PostId, Scope, TopicName, ValidationContext, VerifiedPost,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn community() -> CommunityId {
     CommunityId::of_bytes(b"test community")
@@ -529,7 +530,8 @@ fn joined_topics_peers_mutes_and_meta() {
     let huge: Vec<&str> = huge.iter().map(String::as_str).collect();
     s.put_peer(b"p3", &record(&huge)).unwrap();
     // A record of the first layout (a bare address list) still reads.
-    s.peers
+    s.b()
+        .peers
         .insert(
             b"p4",
             protocol::wire::encode(&vec!["/ip4/10.0.0.4/tcp/1".to_string()]),
@@ -606,23 +608,32 @@ fn damaged_values_are_skipped_reported_and_repaired() {
     // elsewhere.
     let broken = posts[1].id();
     let broken_key = prefixed(POST, &topic_key(b"t", &key_of(posts[1].signed())));
-    s.items.insert(&broken_key, &b"\x01garbage"[..]).unwrap();
-    s.items
+    s.b()
+        .items
+        .insert(&broken_key, &b"\x01garbage"[..])
+        .unwrap();
+    s.b()
+        .items
         .insert(prefixed(POST_ID, &[0xee; 32]), keys::post_place(12, b"t"))
         .unwrap();
-    s.items
+    s.b()
+        .items
         .remove(prefixed(
             AUTHOR,
             &author_key(me.public().as_bytes(), &key_of(posts[3].signed())),
         ))
         .unwrap();
-    s.items
+    s.b()
+        .items
         .insert(prefixed(COUNT, b"t"), &encode_u64(42)[..])
         .unwrap();
-    s.peers.insert(b"p", &b"junk"[..]).unwrap();
-    s.topics.insert(&b"\xff"[..], &[][..]).unwrap();
-    s.mutes.insert(&b"short"[..], &[][..]).unwrap();
-    s.items.insert(prefixed(LOG, b"bad"), &b"x"[..]).unwrap();
+    s.b().peers.insert(b"p", &b"junk"[..]).unwrap();
+    s.b().topics.insert(&b"\xff"[..], &[][..]).unwrap();
+    s.b().mutes.insert(&b"short"[..], &[][..]).unwrap();
+    s.b()
+        .items
+        .insert(prefixed(LOG, b"bad"), &b"x"[..])
+        .unwrap();
 
     // Reads skip, never panic.
     let page = s.topic_page(&t, None, 10).unwrap();
@@ -668,7 +679,10 @@ fn damaged_values_are_skipped_reported_and_repaired() {
     for p in &posts {
         s.insert_post(p).unwrap();
     }
-    s.items.insert(&broken_key, &b"\x01garbage"[..]).unwrap();
+    s.b()
+        .items
+        .insert(&broken_key, &b"\x01garbage"[..])
+        .unwrap();
     assert!(s.delete_post(&broken).unwrap().is_none());
     assert!(!s.contains_post(&broken).unwrap());
     assert_eq!(s.count_topic(&t).unwrap(), 4);
@@ -680,7 +694,8 @@ fn a_newer_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = Store::open(dir.path()).unwrap();
-        s.info
+        s.b()
+            .info
             .insert(LAYOUT_KEY, &encode_u64(LAYOUT_VERSION + 1)[..])
             .unwrap();
         s.flush().unwrap();
@@ -753,7 +768,7 @@ fn a_store_of_layout_1_is_migrated_forward_at_open() {
     assert!(!s.insert_post(&gone).unwrap(), "the retraction still binds");
     assert_eq!(s.tombstones_page(&t, None, 10).unwrap().len(), 1);
     assert!(s.remove_tombstone_of(&PostId(hidden.id)).unwrap());
-    assert!(!s.db.tree_names().iter().any(|n| n.as_ref() == b"posts"));
+    assert!(!s.b().db.tree_names().iter().any(|n| n.as_ref() == b"posts"));
     s.close().unwrap();
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.count_topic(&t).unwrap(), 1);
@@ -979,4 +994,57 @@ fn author_windows_follow_inserts_and_deletions_once_cached() {
     s.close().unwrap();
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(count(&s), 8, "a fresh read of the index agrees");
+}
+
+#[test]
+fn a_checkpoint_reopens_under_readers_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let me = Identity::generate(None);
+    let posts: Vec<VerifiedPost> = (0..200)
+        .map(|i| post(&me, "t", &format!("p{i}"), 10 + i))
+        .collect();
+    for chunk in posts[..100].chunks(16) {
+        s.insert_posts(&chunk.iter().collect::<Vec<_>>()).unwrap();
+    }
+    s.join_topic(&topic("t")).unwrap();
+    let before = snapshots(dir.path());
+    // Readers on other threads keep reading through the checkpoint.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, stop) = (s.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let page = s.topic_page(&topic("t"), None, 10).unwrap();
+                    assert_eq!(page.len(), 10);
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    assert!(
+        s.checkpoint_now().unwrap(),
+        "no reader holds the database long"
+    );
+    assert!(
+        snapshots(dir.path()).iter().any(|n| !before.contains(n)),
+        "the reopen wrote a fresh snapshot"
+    );
+    for chunk in posts[100..].chunks(16) {
+        s.insert_posts(&chunk.iter().collect::<Vec<_>>()).unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert_eq!(s.count_topic(&topic("t")).unwrap(), 200);
+    assert_eq!(s.joined_topics().unwrap(), vec![topic("t")]);
+    assert_consistent(&s);
+    s.close().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.count_topic(&topic("t")).unwrap(), 200);
+    assert_consistent(&s);
 }

@@ -21,11 +21,12 @@ impl Store {
         key: ItemKey,
         data: &[u8],
     ) -> Result<(), StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         let mut pending = Pending::default();
         let tkey = prefixed(TOMBSTONE, &topic_key(topic.as_str().as_bytes(), &key));
         let link = prefixed(TOMBSTONE_ID, &key.id);
-        if let Some(old) = self.items.get(&link).during("read a tombstone")? {
+        if let Some(old) = b.items.get(&link).during("read a tombstone")? {
             if old.as_ref() != tkey.as_slice() {
                 pending.remove(old.to_vec());
             }
@@ -37,12 +38,12 @@ impl Store {
 
     /// Removes the tombstone at `key` in `topic`, if any.
     pub fn remove_tombstone(&self, topic: &TopicName, key: ItemKey) -> Result<(), StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         let mut pending = Pending::default();
         let tkey = prefixed(TOMBSTONE, &topic_key(topic.as_str().as_bytes(), &key));
         let link = prefixed(TOMBSTONE_ID, &key.id);
-        if self
-            .items
+        if b.items
             .get(&link)
             .during("read a tombstone")?
             .is_some_and(|k| k.as_ref() == tkey.as_slice())
@@ -56,9 +57,10 @@ impl Store {
     /// Removes the tombstone of `post` wherever it is (when a post is
     /// unhidden, so it may come back by sync). `Ok(false)`: it had none.
     pub fn remove_tombstone_of(&self, post: &PostId) -> Result<bool, StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         let link = prefixed(TOMBSTONE_ID, &post.0);
-        let Some(tkey) = self.items.get(&link).during("read a tombstone")? else {
+        let Some(tkey) = b.items.get(&link).during("read a tombstone")? else {
             return Ok(false);
         };
         let mut pending = Pending::default();
@@ -71,15 +73,15 @@ impl Store {
     /// The tombstone bytes of `post`, if it was hidden: lets a reader asking
     /// for a hidden post by id learn why it is gone.
     pub fn tombstone_of(&self, post: &PostId) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(tkey) = self
+        let b = self.b();
+        let Some(tkey) = b
             .items
             .get(prefixed(TOMBSTONE_ID, &post.0))
             .during("read a tombstone")?
         else {
             return Ok(None);
         };
-        Ok(self
-            .items
+        Ok(b.items
             .get(tkey)
             .during("read a tombstone")?
             .map(|v| v.to_vec()))
@@ -93,13 +95,14 @@ impl Store {
         before: Option<ItemKey>,
         limit: usize,
     ) -> Result<Vec<(ItemKey, Vec<u8>)>, StoreError> {
+        let b = self.b();
         let t = topic.as_str().as_bytes();
         let end = match before {
             Some(k) => topic_key(t, &k),
             None => topic_end(t),
         };
         let mut out = Vec::new();
-        for kv in range(&self.items, kind_range(TOMBSTONE, &topic_prefix(t), &end))
+        for kv in range(&b.items, kind_range(TOMBSTONE, &topic_prefix(t), &end))
             .rev()
             .take(limit)
         {

@@ -80,6 +80,9 @@ fn print_status(s: &StatusView) -> Result<()> {
     for problem in &s.problems {
         line(format!("problem    {problem}"))?;
     }
+    if let Some(damage) = &s.damage {
+        line(format!("DAMAGE     {damage}"))?;
+    }
     if s.topics.is_empty() {
         line("topics     none joined (`mutual join TOPIC`)")?;
     } else {

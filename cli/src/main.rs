@@ -12,6 +12,7 @@ mod client;
 mod connect;
 mod daemon;
 mod demo;
+mod doctor;
 mod info;
 mod moderation;
 mod offline;
@@ -135,6 +136,9 @@ enum Command {
     /// Moderation: for the admin and moderators (anyone may `list`).
     #[command(subcommand)]
     Mod(moderation::ModCommand),
+    /// Check the store of a stopped node (integrity, and acknowledged
+    /// writes lost to damage on disk); `--repair` fixes what it can.
+    Doctor(doctor::DoctorArgs),
     /// Run a narrated demo network of six nodes on 127.0.0.1.
     Demo,
 }
@@ -218,6 +222,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Mute { author } => posts::mute(&ctx, author, true).await,
         Command::Unmute { author } => posts::mute(&ctx, author, false).await,
         Command::Mod(command) => moderation::run(&ctx, command).await,
+        Command::Doctor(args) => doctor::doctor(&ctx, args),
         Command::Demo => demo::run().await,
     }
 }

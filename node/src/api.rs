@@ -124,6 +124,11 @@ pub struct StatusView {
     /// alone (what it posts waits until a member connects).
     #[serde(default)]
     pub community_peers: usize,
+    /// Acknowledged writes the store lost to damage on disk (found at
+    /// start, cleared as peers send them back), or a record of them that
+    /// could not be trusted; `None` when all is well.
+    #[serde(default)]
+    pub damage: Option<crate::store::Damage>,
 }
 
 /// A block in the moderation state.

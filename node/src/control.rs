@@ -69,7 +69,7 @@
 //! | `mute` | `author` | `null` |
 //! | `unmute` | `author` | `null` |
 //! | `peers` | | `[PeerView]`: `[{peer_id, addrs}]` |
-//! | `status` | | `StatusView`: `{community, community_id, peers, topics, posts, store_bytes, sync, community_peers}` |
+//! | `status` | | `StatusView`: `{community, community_id, peers, topics, posts, store_bytes, sync, community_peers, damage}` (`damage`: `null`, or `{"Lost": [{scope, acknowledged, held}]}` / `{"RecordUnreadable": why}`) |
 //! | `invite` | | `{"invite": invite code}` |
 //! | `mod_appoint` | `key` | `{"id": action id}` |
 //! | `mod_revoke` | `key` | `{"id": action id}` |

@@ -298,7 +298,10 @@ impl NodeHandle {
     /// Peers, topics, store size and sync progress.
     pub async fn status(&self) -> Result<StatusView, NodeError> {
         let net = self.ask(Command::NetStatus).await?;
-        let core = self.core.call(|c| c.status()).await?;
+        let (core, damage) = self
+            .core
+            .call(|c| Ok((c.status()?, c.store.damage())))
+            .await?;
         let community = self.community().await?;
         Ok(StatusView {
             community: community.name,
@@ -312,6 +315,7 @@ impl NodeHandle {
             remembered_peers: net.remembered_peers,
             problems: net.problems,
             community_peers: net.community_peers,
+            damage,
         })
     }
 

@@ -41,6 +41,12 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
         .await
         .map_err(|e| NodeError::Network(format!("opening the store: {e}")))??;
+    // Loud: acknowledged writes lost to damage on disk. The node syncs the
+    // community log and every shared topic with each peer as it connects
+    // (and again as each peer subscribes), which fetches them back.
+    if let Some(damage) = store.damage() {
+        tracing::error!("{damage}");
+    }
 
     let mut bootstrap: Vec<Multiaddr> = Vec::new();
     for addr in config.bootstrap.iter().chain(data.bootstrap().iter()) {

@@ -49,6 +49,14 @@ pub(crate) struct RunArgs {
     /// address ending in `/p2p/<peer id>`.
     #[arg(long, value_name = "MULTIADDR", requires = "hide_address")]
     via: Vec<String>,
+    /// Serve the app on this port of 127.0.0.1 from now on (the data
+    /// directory remembers it). Default: the remembered port, or a free
+    /// one chosen at the first start.
+    #[arg(long, value_name = "PORT", conflicts_with = "no_ui")]
+    ui_port: Option<u16>,
+    /// Do not serve the app (the local web app on 127.0.0.1).
+    #[arg(long)]
+    no_ui: bool,
 }
 
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise. The node
@@ -139,9 +147,23 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
                 return Err(e.into());
             }
         };
+        let app = if args.no_ui {
+            None
+        } else {
+            match web::serve(handle.clone(), data.clone(), args.ui_port).await {
+                Ok(app) => Some(app),
+                Err(e) => {
+                    let _ = handle.shutdown().await;
+                    let _ = task.await;
+                    server.abort();
+                    let _ = std::fs::remove_file(&socket);
+                    return Err(anyhow::anyhow!("could not serve the app: {e}"));
+                }
+            }
+        };
         if first {
             first = false;
-            if let Err(e) = announce(ctx, &handle).await {
+            if let Err(e) = announce(ctx, &handle, app.as_ref()).await {
                 let _ = handle.shutdown().await;
                 let _ = task.await;
                 server.abort();
@@ -175,6 +197,7 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         }
         server.abort();
         let _ = server.await;
+        drop(app);
         let _ = std::fs::remove_file(&socket);
         match outcome {
             Stopped::Asked => {
@@ -209,7 +232,11 @@ enum Stopped {
 }
 
 /// Prints who runs and where (once, at the first start).
-async fn announce(ctx: &Ctx, handle: &node::NodeHandle) -> Result<()> {
+async fn announce(
+    ctx: &Ctx,
+    handle: &node::NodeHandle,
+    app: Option<&web::WebServer>,
+) -> Result<()> {
     let id = handle.id().await?;
     if ctx.json {
         output::json(&id)?;
@@ -222,6 +249,12 @@ async fn announce(ctx: &Ctx, handle: &node::NodeHandle) -> Result<()> {
         line(format!("peer id: {}", id.peer_id))?;
         for addr in &id.listen_addrs {
             line(format!("listening on {addr}/p2p/{}", id.peer_id))?;
+        }
+        if let Some(app) = app {
+            line(format!(
+                "the app is served at {} (`mutual ui` prints a login link and opens it)",
+                app.base_url()
+            ))?;
         }
         line("Stop with Ctrl-C. Use `mutual` commands from another terminal.")?;
     }

@@ -19,6 +19,7 @@ mod offline;
 mod output;
 mod posts;
 mod text;
+mod ui;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -139,6 +140,9 @@ enum Command {
     /// Check the store of a stopped node (integrity, and acknowledged
     /// writes lost to damage on disk); `--repair` fixes what it can.
     Doctor(doctor::DoctorArgs),
+    /// Print a login link to the app the running node serves on 127.0.0.1
+    /// (and open it in the browser when there is one).
+    Ui(ui::UiArgs),
     /// Run a narrated demo network of six nodes on 127.0.0.1.
     Demo,
 }
@@ -223,6 +227,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Unmute { author } => posts::mute(&ctx, author, false).await,
         Command::Mod(command) => moderation::run(&ctx, command).await,
         Command::Doctor(args) => doctor::doctor(&ctx, args),
+        Command::Ui(args) => ui::ui(&ctx, args).await,
         Command::Demo => demo::run().await,
     }
 }

@@ -334,6 +334,27 @@ impl DataDir {
         }
     }
 
+    /// Keeps a new pseudonym (`None` or blank: none) for the next start,
+    /// checked as `init` checks one; returns it trimmed.
+    pub fn set_pseudonym(&self, name: Option<String>) -> Result<Option<String>, NodeError> {
+        let name = check_pseudonym(name)?;
+        let path = self.path.join(PSEUDONYM);
+        match &name {
+            Some(n) => write_private(&path, n.as_bytes())?,
+            None => match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(NodeError::io(format!("removing {}", path.display()), e)),
+            },
+        }
+        Ok(name)
+    }
+
+    /// A file of the web app (`web.*`) in the data directory.
+    pub fn web_file(&self, name: &str) -> PathBuf {
+        self.path.join(format!("web.{name}"))
+    }
+
     /// Remembers the listen port for the next start.
     pub fn remember_port(&self, port: u16) -> Result<(), NodeError> {
         if self.listen_port().ok().flatten() == Some(port) {
@@ -384,6 +405,22 @@ fn parse_bootstrap(path: &Path, text: &str) -> (Vec<String>, Vec<String>) {
         }
     }
     (addrs, warnings)
+}
+
+/// A pseudonym as `init` accepts one: trimmed, blank is none, at most
+/// [`protocol::MAX_PSEUDONYM_BYTES`] bytes.
+pub fn check_pseudonym(name: Option<String>) -> Result<Option<String>, NodeError> {
+    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    if let Some(n) = &name {
+        if n.len() > protocol::MAX_PSEUDONYM_BYTES {
+            return Err(NodeError::BadInput(format!(
+                "the pseudonym is {} bytes, the limit is {}",
+                n.len(),
+                protocol::MAX_PSEUDONYM_BYTES
+            )));
+        }
+    }
+    Ok(name)
 }
 
 /// Writes a file readable by its owner alone (0600), atomically (temporary

@@ -290,6 +290,34 @@ impl NodeHandle {
         self.core.call(move |c| c.mute(author, muted)).await
     }
 
+    /// One post as a read would show it (its notice when hidden), or
+    /// `None` when a read would not show it. Runs on the blocking pool.
+    pub async fn post(&self, id: PostId) -> Result<Option<PostView>, NodeError> {
+        let reader = self.core.call(|c| Ok(c.reader())).await?;
+        tokio::task::spawn_blocking(move || reader.post(&id))
+            .await
+            .map_err(|_| NodeError::Stopped)?
+    }
+
+    /// The authors this node mutes (printable keys).
+    pub async fn muted(&self) -> Result<Vec<String>, NodeError> {
+        self.core.call(|c| Ok(c.muted())).await
+    }
+
+    /// Signs the next posts and actions with this pseudonym (`None`: none).
+    /// Checked as `init` checks one; it is not saved here: the caller
+    /// keeps it with [`crate::DataDir::set_pseudonym`]. The network's `id`
+    /// answer keeps the pseudonym of the node's start until it restarts.
+    pub async fn set_pseudonym(&self, name: Option<String>) -> Result<(), NodeError> {
+        let name = crate::datadir::check_pseudonym(name)?;
+        self.core
+            .call(move |c| {
+                c.set_pseudonym(name);
+                Ok(())
+            })
+            .await
+    }
+
     /// Connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerView>, NodeError> {
         self.ask(Command::Peers).await

@@ -317,6 +317,18 @@ impl Core {
         self.reports.clone()
     }
 
+    /// The authors this node mutes (printable keys).
+    pub fn muted(&self) -> Vec<String> {
+        self.mutes.iter().map(ToString::to_string).collect()
+    }
+
+    /// Signs this identity's next posts and actions with another pseudonym
+    /// (`None`: none). The caller checks it and keeps it in the data
+    /// directory ([`crate::DataDir::set_pseudonym`]).
+    pub fn set_pseudonym(&mut self, name: Option<String>) {
+        self.identity.name = name;
+    }
+
     /// Mutes or unmutes an author for this node alone.
     pub fn mute(&mut self, author: PublicKey, muted: bool) -> Result<(), NodeError> {
         if muted {

@@ -80,6 +80,32 @@ impl Reader {
         }
     }
 
+    /// One post as a read would show it (its notice when hidden), or
+    /// `None` when a read would not show it (unknown, retracted, blocked,
+    /// muted). For clients that show a single post (the web app's report
+    /// queue and live notices).
+    pub fn post(&self, id: &PostId) -> Result<Option<PostView>, NodeError> {
+        let filter = self.filter();
+        if let Some(post) = self.store.get_post(id)? {
+            if filter.shows(&self.store, &post, id)? {
+                return Ok(Some(filter.view(&post)));
+            }
+        }
+        if let Some(t) = self
+            .store
+            .tombstone_of(id)?
+            .and_then(|b| Tombstone::decode(&b))
+        {
+            let gone = filter.moderation.is_blocked(&t.author, &t.topic).is_some()
+                || filter.mutes.contains(&t.author)
+                || self.store.is_retracted_by(&t.id, &t.author)?;
+            if !gone && filter.moderation.hidden(&t.id).is_some() {
+                return Ok(Some(filter.notice(&t)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The newest `limit` posts (at most [`MAX_READ_LIMIT`]) created at or
     /// after `since`, oldest first, as one list.
     pub fn read(&self, topic: &TopicName, q: &ReadQuery) -> Result<Vec<PostView>, NodeError> {

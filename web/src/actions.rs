@@ -1,0 +1,302 @@
+//! What the forms do. Each checks its input as the CLI and the control
+//! socket do (the same messages), asks the node, then redirects (303) to
+//! the page the form was on; a refusal shows that page again with the
+//! message and what was typed, and changes nothing.
+
+use std::str::FromStr;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use protocol::moderation::{ModActionKind, Scope};
+use protocol::post::Draft;
+use protocol::{PublicKey, TopicName};
+use serde::Deserialize;
+
+use crate::pages::{self, Back, Kept, Note};
+use crate::App;
+
+/// A 303 to a path of this app (never a place a form names).
+fn see_other(path: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(path) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Where to go after a form of `back` succeeded.
+fn back_to(back: &Back, anchor: Option<&str>) -> Response {
+    match (back.back.as_str(), back.topic.as_deref()) {
+        ("topic", Some(t)) if TopicName::parse(t).is_ok() => match anchor {
+            Some(id) => see_other(&format!("/t/{t}#p-{id}")),
+            None => see_other(&format!("/t/{t}")),
+        },
+        ("me", _) => see_other("/me"),
+        ("mod", _) => see_other("/mod"),
+        _ => see_other("/"),
+    }
+}
+
+fn opt(text: Option<String>) -> Option<String> {
+    text.filter(|t| !t.trim().is_empty())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PostForm {
+    body: String,
+    #[serde(default)]
+    cw: Option<String>,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+/// `POST /t/{topic}/post`.
+pub(crate) async fn post(
+    State(app): State<App>,
+    Path(topic): Path<String>,
+    Form(f): Form<PostForm>,
+) -> Response {
+    let back = Back {
+        back: "topic".into(),
+        topic: Some(topic.clone()),
+    };
+    let kept = Kept {
+        body: f.body.clone(),
+        cw: f.cw.clone().unwrap_or_default(),
+        reply_to: opt(f.reply_to.clone()),
+    };
+    let refuse = |e: String| Note {
+        error: Some(e),
+        kept: Some(kept.clone()),
+        ..Note::default()
+    };
+    let t = match TopicName::parse(&topic) {
+        Ok(t) => t,
+        Err(e) => return pages::again(&app, &Back::default(), Note::error(e.to_string())).await,
+    };
+    let parent = match opt(f.reply_to) {
+        Some(p) => match app.handle.resolve_post(&p).await {
+            Ok(id) => Some(id),
+            Err(e) => return pages::again(&app, &back, refuse(e.to_string())).await,
+        },
+        None => None,
+    };
+    if f.body.trim().is_empty() {
+        return pages::again(
+            &app,
+            &back,
+            refuse("the post is empty; write something".into()),
+        )
+        .await;
+    }
+    let draft = Draft {
+        // Browsers send line breaks as CRLF.
+        body: f.body.replace("\r\n", "\n"),
+        parent,
+        content_warning: opt(f.cw),
+    };
+    match app.handle.publish(t, draft).await {
+        Ok(id) => back_to(&back, Some(&id.to_string())),
+        Err(e) => pages::again(&app, &back, refuse(e.to_string())).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TopicForm {
+    topic: String,
+}
+
+/// `POST /join`.
+pub(crate) async fn join(State(app): State<App>, Form(f): Form<TopicForm>) -> Response {
+    let home = Back::default();
+    let t = match TopicName::parse(f.topic.trim()) {
+        Ok(t) => t,
+        Err(e) => return pages::again(&app, &home, Note::error(e.to_string())).await,
+    };
+    let name = t.to_string();
+    match app.handle.join(t).await {
+        Ok(()) => see_other(&format!("/t/{name}")),
+        Err(e) => pages::again(&app, &home, Note::error(e.to_string())).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PostRef {
+    post: String,
+    #[serde(flatten)]
+    back: Back,
+}
+
+/// `POST /retract`.
+pub(crate) async fn retract(State(app): State<App>, Form(f): Form<PostRef>) -> Response {
+    let result = match app.handle.resolve_post(&f.post).await {
+        Ok(id) => app.handle.retract(id).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => back_to(&f.back, None),
+        Err(e) => pages::again(&app, &f.back, Note::error(e.to_string())).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReportForm {
+    post: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(flatten)]
+    back: Back,
+}
+
+/// `POST /report`.
+pub(crate) async fn report(State(app): State<App>, Form(f): Form<ReportForm>) -> Response {
+    let id = match app.handle.resolve_post(&f.post).await {
+        Ok(id) => id,
+        Err(e) => return pages::again(&app, &f.back, Note::error(e.to_string())).await,
+    };
+    let reason = f.reason.replace("\r\n", "\n");
+    match app.handle.report(id, reason).await {
+        Ok(_) => {
+            let note = Note {
+                info: Some(maud::html! { p { "Report sent: only the moderators can read it." } }),
+                ..Note::default()
+            };
+            let mut resp = pages::again(&app, &f.back, note).await;
+            *resp.status_mut() = StatusCode::OK;
+            resp
+        }
+        Err(e) => pages::again(&app, &f.back, Note::error(e.to_string())).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MuteForm {
+    author: String,
+    mute: String,
+    #[serde(flatten)]
+    back: Back,
+}
+
+/// `POST /mute` (`mute=1`) and unmute (`mute=0`).
+pub(crate) async fn mute(State(app): State<App>, Form(f): Form<MuteForm>) -> Response {
+    let key = match PublicKey::from_str(f.author.trim()) {
+        Ok(k) => k,
+        Err(e) => return pages::again(&app, &f.back, Note::error(e.to_string())).await,
+    };
+    match app.handle.mute(key, f.mute == "1").await {
+        Ok(()) => back_to(&f.back, None),
+        Err(e) => pages::again(&app, &f.back, Note::error(e.to_string())).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NameForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /me/name`: the new pseudonym signs the next posts at once and is
+/// kept in the data directory.
+pub(crate) async fn name(State(app): State<App>, Form(f): Form<NameForm>) -> Response {
+    let back = Back {
+        back: "me".into(),
+        topic: None,
+    };
+    let name = Some(f.name);
+    let checked = match node::datadir::check_pseudonym(name) {
+        Ok(n) => n,
+        Err(e) => return pages::again(&app, &back, Note::error(e.to_string())).await,
+    };
+    if let Err(e) = app.handle.set_pseudonym(checked.clone()).await {
+        return pages::again(&app, &back, Note::error(e.to_string())).await;
+    }
+    match app.data.set_pseudonym(checked) {
+        Ok(_) => see_other("/me"),
+        Err(e) => pages::again(&app, &back, Note::error(e.to_string())).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ModForm {
+    action: String,
+    target: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(flatten)]
+    back: Back,
+}
+
+/// `POST /mod/act`: hide, unhide, pin, unpin, block, unblock.
+pub(crate) async fn moderate(State(app): State<App>, Form(f): Form<ModForm>) -> Response {
+    let refuse = |e: String| Note::error(e);
+    let target = f.target.trim();
+    let reason = f.reason.unwrap_or_default().replace("\r\n", "\n");
+    let post_id = || async {
+        app.handle
+            .resolve_post(target)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let key = || PublicKey::from_str(target).map_err(|e| e.to_string());
+    // Blocks: "topic" means the post's topic; "given" the topic field
+    // (blank: the community); "community" the community.
+    let scope = || -> Result<Scope, String> {
+        let topic = opt(f.back.topic.clone());
+        match (f.scope.as_deref(), topic) {
+            (Some("community"), _) | (_, None) => Ok(Scope::Community),
+            (_, Some(t)) => TopicName::parse(t.trim())
+                .map(Scope::Topic)
+                .map_err(|e| e.to_string()),
+        }
+    };
+    let kind: Result<ModActionKind, String> = match f.action.as_str() {
+        "hide" => post_id()
+            .await
+            .map(|post| ModActionKind::Hide { post, reason }),
+        "unhide" => post_id().await.map(|post| ModActionKind::Unhide { post }),
+        "pin" => post_id().await.map(|post| ModActionKind::Pin { post }),
+        "unpin" => post_id().await.map(|post| ModActionKind::Unpin { post }),
+        "block" => key().and_then(|author| {
+            Ok(ModActionKind::Block {
+                author,
+                scope: scope()?,
+                reason,
+            })
+        }),
+        "unblock" => key().and_then(|author| {
+            Ok(ModActionKind::Unblock {
+                author,
+                scope: scope()?,
+            })
+        }),
+        other => Err(format!("unknown moderation action {other:?}")),
+    };
+    let kind = match kind {
+        Ok(k) => k,
+        Err(e) => return pages::again(&app, &f.back, refuse(e)).await,
+    };
+    match app.handle.moderate(kind).await {
+        Ok(_) => back_to(&f.back, None),
+        Err(e) => pages::again(&app, &f.back, refuse(e.to_string())).await,
+    }
+}
+
+/// `POST /invite`: an invite code, shown on the page.
+pub(crate) async fn invite(State(app): State<App>, Form(b): Form<Back>) -> Response {
+    match app.handle.invite().await {
+        Ok(code) => {
+            let note = Note {
+                info: Some(pages::invite_note(&code)),
+                ..Note::default()
+            };
+            let mut resp = pages::again(&app, &b, note).await;
+            *resp.status_mut() = StatusCode::OK;
+            resp
+        }
+        Err(e) => pages::again(&app, &b, Note::error(e.to_string())).await,
+    }
+}

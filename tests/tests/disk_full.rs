@@ -4,6 +4,9 @@
 //! until the store is opened again, so `mutual run` stops the node and
 //! starts it again when the disk takes writes.
 //!
+//! A peer on another disk sees every post the node stored and never the
+//! one it refused: nothing is published that was not stored.
+//!
 //! Needs root, to mount a small tmpfs as the data directory (CI runs as
 //! root); it fails with the reason otherwise.
 
@@ -13,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use mutual_tests::daemon::{ok, run, text, wait_until, Daemon};
+use mutual_tests::daemon::{json, member_dir, ok, run, text, wait_until, Daemon};
 
 /// Unmounts the tmpfs when the test ends, however it ends.
 struct Mount(std::path::PathBuf);
@@ -70,21 +73,26 @@ fn a_full_disk_refuses_posts_clearly_and_the_node_recovers_by_itself() -> Result
     ok(&dir, &["community", "create", "Circle"])?;
     let daemon = Daemon::start(&dir, &[])?;
     ok(&dir, &["join", "burnout"])?;
+    // A peer on the ordinary disk.
+    let bob_dir = member_dir(root.path(), "bob", &daemon)?;
+    let bob = Daemon::start(&bob_dir, &[&daemon.addr])?;
+    ok(&bob_dir, &["join", "burnout"])?;
     ok(&dir, &["post", "burnout", "before the disk filled up"])?;
 
     let ballast = fill(&dir)?;
     // Posts of 8 KiB until one cannot be made durable (sled may still have
     // room in a segment it allocated earlier).
-    let body = "x".repeat(8000);
+    let filler = "x".repeat(8000);
     let mut refusal = None;
-    for _ in 0..200 {
+    for i in 0..200 {
+        let body = format!("filler {i} {filler}");
         let out = run(&dir, &["post", "burnout", &body])?;
         if !out.status.success() {
-            refusal = Some(text(&out.stderr));
+            refusal = Some((format!("filler {i} "), text(&out.stderr)));
             break;
         }
     }
-    let refusal = refusal.context("no post was refused on a full disk")?;
+    let (refused, refusal) = refusal.context("no post was refused on a full disk")?;
     assert!(
         refusal.contains("disk") || refusal.contains("not running") || refusal.contains("space"),
         "the refusal says what is wrong: {refusal}"
@@ -109,6 +117,40 @@ fn a_full_disk_refuses_posts_clearly_and_the_node_recovers_by_itself() -> Result
         "the log says the node restarted: {}",
         daemon.log_text()
     );
+
+    // Bob ends up with exactly what the node holds, the refused post not
+    // among it: wait until both hold the post made after the recovery and
+    // the same number of posts (bob syncs with the node on reconnecting).
+    let bodies = |d: &Path| -> Vec<String> {
+        let mut b: Vec<String> = ok(d, &["--json", "read", "burnout", "--limit", "1000"])
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["body"].as_str().map(str::to_string))
+            .collect();
+        b.sort();
+        b
+    };
+    let count = |d: &Path| json(d, &["status"]).ok().and_then(|s| s["posts"].as_u64());
+    wait_until(
+        Duration::from_secs(60),
+        "bob to hold what the node holds",
+        || {
+            count(&bob_dir).is_some()
+                && count(&bob_dir) == count(&dir)
+                && bodies(&bob_dir)
+                    .iter()
+                    .any(|b| b == "after space was freed")
+        },
+    )?;
+    let held = bodies(&dir);
+    let seen = bodies(&bob_dir);
+    assert_eq!(seen, held, "bob holds exactly what the node stored");
+    assert!(
+        !seen.iter().any(|b| b.starts_with(&refused)),
+        "the refused post reached bob"
+    );
+    drop(bob);
     drop(daemon);
     Ok(())
 }

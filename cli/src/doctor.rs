@@ -88,6 +88,8 @@ pub(crate) fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<()> {
         found.clone()
     };
     let damage_found = store.damage();
+    // As found, before any --accept-loss.
+    let rows = scope_rows(&store);
     let accepted = args.accept_loss && damage_found.is_some();
     if accepted {
         store
@@ -95,7 +97,6 @@ pub(crate) fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<()> {
             .context("accepting the loss of acknowledged writes")?;
     }
     let damage = store.damage();
-    let rows = scope_rows(&store);
     store.close().context("closing the store")?;
 
     if ctx.json {

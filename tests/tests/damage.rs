@@ -251,6 +251,14 @@ async fn a_flipped_byte_that_loses_acknowledged_posts_is_loud_and_peers_refill_t
         "{out}{err}"
     );
 
+    // A copy, for `--accept-loss`: the user gives up on the missing posts.
+    let copy = net.root.path().join("a-copy");
+    copy_dir(a_dir.path(), &copy)?;
+    let out = daemon::ok(&copy, &["doctor", "--accept-loss"])?;
+    assert!(out.contains("MISSING") && out.contains("accepted"), "{out}");
+    let out = daemon::ok(&copy, &["doctor"])?;
+    assert!(out.contains("damage     none"), "{out}");
+
     // A starts alone: the error is logged, status reports the damage (the
     // doctor's open and close kept the record: the warning survives a
     // restart until the posts come back).

@@ -287,6 +287,23 @@ async fn the_app_in_a_real_browser() -> Result<()> {
         .type_into(&format!("#hide-{id}"), "Please keep names of employers out")
         .await?;
     writer.click(&format!("#hide-{id} ~ button")).await?;
+    let hidden = wait_until(DEADLINE, "the hide on B's node", || async {
+        b.handle
+            .mod_list()
+            .await
+            .map(|l| !l.hidden.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    if hidden.is_err() {
+        let page = writer
+            .exec(
+                "return document.documentElement.outerHTML.slice(0, 3000) + ' @ ' + location.href;",
+                vec![],
+            )
+            .await?;
+        bail!("the hide did not reach B's node; the moderator's page says: {page}");
+    }
     watcher
         .wait_for(
             "the hide notice on B's page",

@@ -49,9 +49,19 @@ function showPage(html, url) {
   const doc = new DOMParser().parseFromString(html, "text/html");
   document.body.replaceWith(document.adoptNode(doc.body));
   document.title = "mutual";
-  if (url) history.replaceState(null, "", url);
+  let target = null;
+  if (url) {
+    // A post just written: `?p=ID` names it (a fetch drops the #fragment).
+    const u = new URL(url);
+    const p = u.searchParams.get("p");
+    if (p) {
+      u.search = "";
+      u.hash = `p-${p}`;
+      target = document.getElementById(`p-${p}`);
+    }
+    history.replaceState(null, "", u.href);
+  }
   const error = document.getElementById("error");
-  const target = url && new URL(url).hash ? document.getElementById(new URL(url).hash.slice(1)) : null;
   if (error) { error.focus(); }
   else if (target) {
     const art = target.querySelector("article");
@@ -67,13 +77,16 @@ function showPage(html, url) {
 let sending = false;
 document.addEventListener("submit", async (e) => {
   const form = e.target;
-  if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
+  // Attributes, not form.action / form.method: a field of that name would
+  // shadow them.
+  if (!(form instanceof HTMLFormElement) || (form.getAttribute("method") || "").toLowerCase() !== "post") return;
+  const action = new URL(form.getAttribute("action") || location.href, location.href).href;
   e.preventDefault();
   if (sending) return;
   sending = true;
   try {
     const body = new URLSearchParams(new FormData(form, e.submitter || undefined));
-    const r = await fetch(form.action, {
+    const r = await fetch(action, {
       method: "POST", body, credentials: "same-origin", redirect: "follow",
     });
     const text = await r.text();
@@ -81,11 +94,7 @@ document.addEventListener("submit", async (e) => {
       showPage(text.startsWith("<!DOCTYPE") ? text : `<!DOCTYPE html><p>${r.status}</p>`, null);
       return;
     }
-    let url = r.url;
-    if (r.redirected && form.action.includes("/post")) {
-      url = r.url;
-    }
-    showPage(text, r.redirected ? url : null);
+    showPage(text, r.redirected ? r.url : null);
   } catch (_) {
     announce("Could not reach the node. Is it still running?");
   } finally {

@@ -30,7 +30,9 @@ fn see_other(path: &str) -> Response {
 fn back_to(back: &Back, anchor: Option<&str>) -> Response {
     match (back.back.as_str(), back.topic.as_deref()) {
         ("topic", Some(t)) if TopicName::parse(t).is_ok() => match anchor {
-            Some(id) => see_other(&format!("/t/{t}#p-{id}")),
+            // The query survives a fetch (a fragment does not): the
+            // page's script focuses that post.
+            Some(id) => see_other(&format!("/t/{t}?p={id}#p-{id}")),
             None => see_other(&format!("/t/{t}")),
         },
         ("me", _) => see_other("/me"),
@@ -220,7 +222,7 @@ pub(crate) async fn name(State(app): State<App>, Form(f): Form<NameForm>) -> Res
 
 #[derive(Deserialize)]
 pub(crate) struct ModForm {
-    action: String,
+    act: String,
     target: String,
     #[serde(default)]
     reason: Option<String>,
@@ -253,7 +255,7 @@ pub(crate) async fn moderate(State(app): State<App>, Form(f): Form<ModForm>) -> 
                 .map_err(|e| e.to_string()),
         }
     };
-    let kind: Result<ModActionKind, String> = match f.action.as_str() {
+    let kind: Result<ModActionKind, String> = match f.act.as_str() {
         "hide" => post_id()
             .await
             .map(|post| ModActionKind::Hide { post, reason }),

@@ -331,7 +331,7 @@ fn mod_forms(v: &Viewer, p: &PostView) -> Markup {
     html! {
         form method="post" action="/mod/act" {
             (csrf_field(v))
-            input type="hidden" name="action" value="hide";
+            input type="hidden" name="act" value="hide";
             input type="hidden" name="target" value=(p.id);
             input type="hidden" name="topic" value=(p.topic);
             input type="hidden" name="back" value=(back);
@@ -341,7 +341,7 @@ fn mod_forms(v: &Viewer, p: &PostView) -> Markup {
         }
         form method="post" action="/mod/act" class="inline" {
             (csrf_field(v))
-            input type="hidden" name="action" value=(if p.pinned { "unpin" } else { "pin" });
+            input type="hidden" name="act" value=(if p.pinned { "unpin" } else { "pin" });
             input type="hidden" name="target" value=(p.id);
             input type="hidden" name="topic" value=(p.topic);
             input type="hidden" name="back" value=(back);
@@ -349,7 +349,7 @@ fn mod_forms(v: &Viewer, p: &PostView) -> Markup {
         }
         form method="post" action="/mod/act" {
             (csrf_field(v))
-            input type="hidden" name="action" value="block";
+            input type="hidden" name="act" value="block";
             input type="hidden" name="target" value=(p.author);
             input type="hidden" name="topic" value=(p.topic);
             input type="hidden" name="back" value=(back);
@@ -770,7 +770,7 @@ pub(crate) async fn mod_page(app: &App, note: Note) -> Response {
                 (csrf_field(&v))
                 input type="hidden" name="back" value="mod";
                 label for="act-action" { "Action" }
-                select id="act-action" name="action" {
+                select id="act-action" name="act" {
                     option value="hide" { "Hide a post" }
                     option value="unhide" { "Show a hidden post again" }
                     option value="pin" { "Pin a post" }

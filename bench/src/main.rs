@@ -212,6 +212,17 @@ fn main() {
         }
         return;
     }
+    if argv.first().map(String::as_str) == Some("--fill-child") {
+        let [_, dir, topic, posts, start] = argv.as_slice() else {
+            eprintln!("usage: mutual-bench --fill-child DATA_DIR TOPIC POSTS START_MS");
+            std::process::exit(2);
+        };
+        if let Err(e) = read::fill_child_main(dir, topic, posts, start) {
+            eprintln!("mutual-bench --fill-child: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     // Profiling aid: a data directory and posts for `--ingest-child`.
     if argv.first().map(String::as_str) == Some("--ingest-prepare") {
         let Some(n) = argv.get(1).and_then(|n| n.parse().ok()) else {

@@ -30,51 +30,39 @@ pub(crate) struct Sizes {
 pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     let com = Community::new()?;
     let topic = fixtures::topic();
-    let authors = fixtures::authors(1000);
     let data = com.admin.clone();
     let start_ms = node::now_ms() - 86_400_000;
 
-    // Fill the store directly, in batches: signing and verifying run on
+    // Fill the store in a child process, as the node's core would write it
+    // (batches of 512, a checkpoint whenever one is due), then kill it
+    // with SIGKILL: what a crash leaves. Signing and verifying run on
     // every core (untimed); the inserts are timed, as a store figure.
-    let store = node::store::Store::open(&data.store_path())?;
-    store.join_topic(&topic)?;
-    let mut insert_s = 0.0;
-    let fill = Instant::now();
-    for first in (0..sizes.posts).step_by(BATCH) {
-        let count = BATCH.min(sizes.posts - first);
-        let posts = fixtures::signed_posts_from(
-            com.id,
-            &topic,
-            &authors,
-            first..first + count,
-            start_ms,
-            1,
-        );
-        let verified = fixtures::verified(&posts, &com.ctx());
-        let t = Instant::now();
-        for p in &verified {
-            store.insert_post(p)?;
-        }
-        insert_s += t.elapsed().as_secs_f64();
-    }
+    let filled = fill_child(&data, &topic, sizes.posts, start_ms)?;
+    let disk = fixtures::dir_bytes(&data.store_path());
     let t = Instant::now();
-    store.flush()?;
-    insert_s += t.elapsed().as_secs_f64();
-    let fill_s = fill.elapsed().as_secs_f64();
+    let store = node::store::Store::open(&data.store_path())?;
+    let crash_open = t.elapsed();
     anyhow::ensure!(
         store.count_topic(&topic)? == sizes.posts as u64,
-        "the store holds {} posts, not {}",
+        "after the SIGKILL the store holds {} posts, not {}",
         store.count_topic(&topic)?,
         sizes.posts
     );
-    let disk = fixtures::dir_bytes(&data.store_path());
-    // What a crash would leave: the flushed store, never closed (sled then
-    // replays every write since it last opened the store).
+    drop(store);
+    // The same crash image again, under a whole node's start-up.
     let crashed = node::DataDir::new(com.root.path().join("crashed"));
-    copy_dir(data.path(), crashed.path())?;
+    let filled_again = fill_child(
+        &crashed_data(&com, &crashed)?,
+        &topic,
+        sizes.posts,
+        start_ms,
+    )?;
+    let store = node::store::Store::open(&data.store_path())?;
     let t = Instant::now();
     store.close()?;
     let close = t.elapsed();
+    let insert_s = filled.insert_s;
+    let fill_s = filled.fill_s;
 
     rt.block_on(async {
         let t = Instant::now();
@@ -125,6 +113,13 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
         let running = node::start(fixtures::config(crashed.clone(), Vec::new())).await?;
         running.handle.id().await?;
         let crash_startup = t.elapsed();
+        let after_crash = running.handle.topics().await?;
+        let held: u64 = after_crash.iter().map(|t| t.posts).sum();
+        anyhow::ensure!(
+            held == sizes.posts as u64,
+            "the node started after a SIGKILL holds {held} posts, not {}",
+            sizes.posts
+        );
         let _ = running.handle.shutdown().await;
         let _ = running.task.await;
         std::fs::remove_dir_all(crashed.path())?;
@@ -134,8 +129,17 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
             .add(PART, "node start-up on that store", fixtures::ms(startup), "ms")
             .note("node::start to the first handle.id() reply, after a clean stop (Store::close)");
         report
-            .add(PART, "node start-up on that store after a crash", fixtures::ms(crash_startup), "ms")
-            .note("the same store flushed but never closed: sled replays every write since it last opened it");
+            .add(PART, "node start-up on that store after a SIGKILL", fixtures::ms(crash_startup), "ms")
+            .note(format!(
+                "node::start to the first handle.id() reply; the store was filled by a child process killed with SIGKILL after its last flush ({} checkpoints while filling): sled replays what was written since the last checkpoint",
+                filled_again.checkpoints
+            ));
+        report
+            .add(PART, "store open after that SIGKILL", fixtures::ms(crash_open), "ms")
+            .note(format!(
+                "Store::open alone on the first child's store ({} checkpoints while filling)",
+                filled.checkpoints
+            ));
         report
             .add(PART, "store close after the fill", fixtures::ms(close), "ms")
             .note("Store::close: sled's snapshot, written by reopening once, so the next start need not replay");
@@ -149,9 +153,9 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
                 idle.startup_ms
             ));
         report
-            .add(PART, "store fill, direct Store::insert_post", sizes.posts as f64 / insert_s, "posts/s")
+            .add(PART, "store fill, Store::insert_posts in batches of 512", sizes.posts as f64 / insert_s, "posts/s")
             .note(format!(
-                "{:.1} s of inserts + flush ({:.0} s with signing and verifying); {:.0} MiB on disk ({:.0} B per post)",
+                "in a child process, checkpoints included; {:.1} s of inserts + flush ({:.0} s with signing and verifying); {:.0} MiB on disk ({:.0} B per post)",
                 insert_s,
                 fill_s,
                 disk as f64 / 1048576.0,
@@ -175,18 +179,113 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
     })
 }
 
-/// Copies a directory tree (a data directory).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
+/// What a fill child reported.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Filled {
+    insert_s: f64,
+    fill_s: f64,
+    checkpoints: u64,
+}
+
+/// A second data directory of the same community, for a second crash
+/// image (the first one's store is closed and read by the node).
+fn crashed_data(com: &Community, dir: &node::DataDir) -> anyhow::Result<node::DataDir> {
+    dir.init(Some("crashed".into()))?;
+    dir.join_community(&com.manifest, &[], node::now_ms())?;
+    Ok(dir.clone())
+}
+
+/// Runs `mutual-bench --fill-child` on `data`: it fills the store with
+/// `posts` posts in `topic` and flushes, and is then killed with SIGKILL.
+fn fill_child(
+    data: &node::DataDir,
+    topic: &protocol::TopicName,
+    posts: usize,
+    start_ms: u64,
+) -> anyhow::Result<Filled> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--fill-child")
+        .arg(data.path())
+        .arg(topic.as_str())
+        .arg(posts.to_string())
+        .arg(start_ms.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the fill child has no stdout"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    // Killed after its last flush, whatever it was doing.
+    child.kill()?;
+    child.wait()?;
+    serde_json::from_str(line.trim())
+        .map_err(|e| anyhow::anyhow!("the fill child did not finish ({e}): {line:?}"))
+}
+
+/// The fill child: writes `posts` posts into the store of `data_dir` as
+/// the node's core would (batches of 512, checkpoints when due), flushes,
+/// prints what it measured as one JSON line, and waits to be killed.
+pub(crate) fn fill_child_main(
+    data_dir: &str,
+    topic: &str,
+    posts: &str,
+    start_ms: &str,
+) -> anyhow::Result<()> {
+    let data = node::DataDir::new(data_dir);
+    let topic = protocol::TopicName::parse(topic)?;
+    let posts: usize = posts.parse()?;
+    let start_ms: u64 = start_ms.parse()?;
+    let community = data
+        .community()?
+        .ok_or_else(|| anyhow::anyhow!("the data directory has no community"))?
+        .id();
+    let ctx = protocol::ValidationContext {
+        community,
+        now_ms: node::now_ms(),
+    };
+    let authors = fixtures::authors(1000);
+    let store = node::store::Store::open(&data.store_path())?;
+    store.join_topic(&topic)?;
+    let mut insert_s = 0.0;
+    let mut checkpoints = 0u64;
+    let fill = Instant::now();
+    for first in (0..posts).step_by(BATCH) {
+        let count = BATCH.min(posts - first);
+        let signed = fixtures::signed_posts_from(
+            community,
+            &topic,
+            &authors,
+            first..first + count,
+            start_ms,
+            1,
+        );
+        let verified = fixtures::verified(&signed, &ctx);
+        let t = Instant::now();
+        for page in verified.chunks(512) {
+            store.insert_posts(&page.iter().collect::<Vec<_>>())?;
+            if store.checkpoint_if_due()? {
+                checkpoints += 1;
+            }
         }
+        insert_s += t.elapsed().as_secs_f64();
     }
+    let t = Instant::now();
+    store.flush()?;
+    insert_s += t.elapsed().as_secs_f64();
+    let filled = Filled {
+        insert_s,
+        fill_s: fill.elapsed().as_secs_f64(),
+        checkpoints,
+    };
+    println!("{}", serde_json::to_string(&filled)?);
+    // Wait to be killed (or for the parent to go away).
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
     Ok(())
 }
 

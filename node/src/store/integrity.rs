@@ -14,6 +14,11 @@ use super::keys::{
 };
 use super::{decode_post, parse_u64, range, Memory, Pending, Store, StoreError};
 
+/// The readable posts, by id, with the entries each must have.
+type Readable = BTreeMap<[u8; ID_LEN], Expected>;
+/// Keys that are not readable posts, with why.
+type Unreadable = Vec<(Vec<u8>, String)>;
+
 /// What a readable post's entries must be.
 struct Expected {
     place: Vec<u8>,
@@ -24,10 +29,7 @@ struct Expected {
 impl Store {
     /// The readable posts, each with the entries it must have, and a list
     /// of the `p` keys that are not readable posts.
-    fn readable_posts(
-        &self,
-        memory: &Memory,
-    ) -> Result<(BTreeMap<[u8; ID_LEN], Expected>, Vec<(Vec<u8>, String)>), StoreError> {
+    fn readable_posts(&self, memory: &Memory) -> Result<(Readable, Unreadable), StoreError> {
         let b = self.b();
         let mut good = BTreeMap::new();
         let mut bad = Vec::new();

@@ -353,6 +353,17 @@ impl Browser {
         Ok(())
     }
 
+    /// Resizes the window (CSS pixels at 100 % zoom).
+    pub(crate) async fn set_size(&self, width: u32, height: u32) -> Result<()> {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub(crate) async fn screenshot(&self, path: &Path) -> Result<()> {
         use base64::Engine;
         let v = self.cmd("GET", "/screenshot", None).await?;

@@ -907,3 +907,97 @@ pub(crate) fn invite_note(code: &str) -> Markup {
         textarea id="invite-code" readonly rows="4" { (code) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(id: &str, at: u64, parent: Option<&str>, pinned: bool) -> PostView {
+        PostView {
+            id: id.into(),
+            topic: "t".into(),
+            author: "mu1author".into(),
+            author_name: Some("river".into()),
+            created_at: at,
+            parent: parent.map(str::to_string),
+            content_warning: None,
+            body: Some(format!("body of {id}")),
+            hidden: false,
+            hidden_by: None,
+            hidden_reason: None,
+            pinned,
+        }
+    }
+
+    fn viewer() -> Viewer {
+        Viewer {
+            me: "mu1me".into(),
+            moderator: false,
+            csrf: "tok".into(),
+        }
+    }
+
+    fn order(html: &str) -> Vec<String> {
+        html.split("data-id=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn threads_pinned_first_then_oldest_replies_under_their_parent() {
+        let posts = vec![
+            post("a", 1, None, false),
+            post("b", 2, None, true),
+            post("c", 3, Some("a"), false),
+            post("d", 4, Some("zz-unknown"), false),
+            post("e", 5, Some("c"), false),
+        ];
+        let html = thread(&posts, &viewer(), 0).into_string();
+        assert_eq!(order(&html), ["b", "a", "c", "e", "d"]);
+        // c is inside a's replies, e inside c's.
+        let a = html.find("id=\"p-a\"").unwrap();
+        let c = html.find("id=\"p-c\"").unwrap();
+        let d = html.find("id=\"p-d\"").unwrap();
+        assert!(a < c && c < d);
+    }
+
+    #[test]
+    fn network_text_is_escaped_and_spoofing_characters_shown() {
+        let mut p = post("x", 1, None, false);
+        p.body = Some("<script>alert(1)</script> \u{202E}evil".into());
+        p.author_name = Some("<b>name</b>".into());
+        p.content_warning = Some("<i>cw</i>".into());
+        let html = post_item(&p, &viewer(), html! {}, false).into_string();
+        assert!(!html.contains("<script>"));
+        assert!(!html.contains("<b>name"));
+        assert!(!html.contains("<i>cw"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("\\u{202E}evil"));
+        assert!(html.contains("<details class=\"cw\">"));
+    }
+
+    #[test]
+    fn hidden_posts_show_the_notice_and_no_actions() {
+        let mut p = post("x", 1, None, false);
+        p.hidden = true;
+        p.body = None;
+        p.hidden_reason = Some("names of employers".into());
+        let html = post_item(&p, &viewer(), html! {}, false).into_string();
+        assert!(html.contains("Hidden by a moderator"));
+        assert!(html.contains("names of employers"));
+        assert!(!html.contains("action=\"/report\""));
+    }
+
+    #[test]
+    fn forms_carry_the_csrf_token_and_own_posts_offer_retract() {
+        let mut p = post("x", 1, None, false);
+        p.author = "mu1me".into();
+        let html = post_item(&p, &viewer(), html! {}, false).into_string();
+        assert!(html.contains("action=\"/retract\""));
+        assert!(!html.contains("action=\"/report\""));
+        let forms = html.matches("<form").count();
+        assert_eq!(forms, html.matches("name=\"csrf\" value=\"tok\"").count());
+    }
+}

@@ -272,3 +272,43 @@ async fn check(app: &App, req: Request, next: Next) -> Response {
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_must_be_the_loopback_address_and_port() {
+        let mut h = HeaderMap::new();
+        assert!(!host_ok(&h, 8080));
+        for (host, ok) in [
+            ("127.0.0.1:8080", true),
+            ("localhost:8080", true),
+            ("127.0.0.1", false),
+            ("127.0.0.1:8081", false),
+            ("evil.example:8080", false),
+            ("127.0.0.1:8080.evil.example", false),
+        ] {
+            h.insert(header::HOST, HeaderValue::from_static(host));
+            assert_eq!(host_ok(&h, 8080), ok, "{host}");
+        }
+    }
+
+    #[test]
+    fn form_fields_and_tokens() {
+        assert_eq!(
+            form_field(b"a=1&csrf=x%20y&b=2", "csrf").as_deref(),
+            Some("x y")
+        );
+        assert_eq!(form_field(b"a=1", "csrf"), None);
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        let k = Keys::load_or_create(&data).unwrap();
+        let again = Keys::load_or_create(&data).unwrap();
+        assert_eq!(k.session(), again.session());
+        assert_ne!(k.session(), k.csrf());
+        assert_eq!(k.session().len(), 64);
+    }
+}

@@ -335,6 +335,25 @@ async fn the_app_in_a_real_browser() -> Result<()> {
         .await?;
     assert_no_reload(&watcher).await?;
 
+    // The admin shows it again from the app: B's page draws it again, live
+    // (folded behind its warning, as before).
+    writer.goto(&topic_url(&app_admin)).await?;
+    writer
+        .click(&format!(
+            "{} > article form[action='/mod/act'] button",
+            sel(&id)
+        ))
+        .await?;
+    watcher
+        .wait_for(
+            "the unhidden post back on B's page",
+            &format!(
+                "document.querySelector('{} > article details.cw:not([open]) .body')",
+                sel(&id)
+            ),
+        )
+        .await?;
+    assert_no_reload(&watcher).await?;
     eprintln!("web: retraction");
     // A retraction from A's app disappears live from B's page.
     let second = "I will take this back in a moment.";

@@ -57,6 +57,8 @@ pub(crate) struct Viewer {
     pub(crate) me: String,
     pub(crate) moderator: bool,
     pub(crate) csrf: String,
+    /// Drawing the report queue: moderation forms come back to it.
+    pub(crate) in_queue: bool,
 }
 
 impl Viewer {
@@ -68,6 +70,7 @@ impl Viewer {
             me,
             moderator,
             csrf: app.keys.csrf(),
+            in_queue: false,
         })
     }
 }
@@ -275,6 +278,18 @@ pub(crate) fn post_item(p: &PostView, v: &Viewer, replies: Markup, new: bool) ->
                 } @else if let Some(b) = &p.body {
                     (body_text(b))
                 }
+                @if p.hidden && v.moderator {
+                    div class="actions" {
+                        form method="post" action="/mod/act" class="inline" {
+                            (csrf_field(v))
+                            input type="hidden" name="act" value="unhide";
+                            input type="hidden" name="target" value=(p.id);
+                            input type="hidden" name="topic" value=(p.topic);
+                            input type="hidden" name="back" value=(if v.in_queue { "mod" } else { "topic" });
+                            button type="submit" { "Show again" span class="visually-hidden" { " " (short) } }
+                        }
+                    }
+                }
                 @if !p.hidden {
                     div class="actions" {
                         details class="act" {
@@ -327,7 +342,11 @@ pub(crate) fn post_item(p: &PostView, v: &Viewer, replies: Markup, new: bool) ->
 
 /// The moderation forms of one post (hide, pin, block its author).
 fn mod_forms(v: &Viewer, p: &PostView) -> Markup {
-    let back = if p.topic.is_empty() { "mod" } else { "topic" };
+    let back = if v.in_queue || p.topic.is_empty() {
+        "mod"
+    } else {
+        "topic"
+    };
     html! {
         form method="post" action="/mod/act" {
             (csrf_field(v))
@@ -728,6 +747,10 @@ pub(crate) async fn mod_page(app: &App, note: Note) -> Response {
         };
         return page(StatusCode::OK, layout("/mod", None, &note, content));
     }
+    let v = Viewer {
+        in_queue: true,
+        ..v
+    };
     let queue = app.handle.mod_queue().await.unwrap_or_default();
     let mut reported = Vec::new();
     for r in queue.iter().rev() {
@@ -934,6 +957,7 @@ mod tests {
             me: "mu1me".into(),
             moderator: false,
             csrf: "tok".into(),
+            in_queue: false,
         }
     }
 

@@ -8,9 +8,10 @@
 //! a fresh database with the store's settings, and prints µs per post:
 //! first the store's layout 2 (one tree: the 420-byte value under its
 //! time-ordered topic key, id → place, author index, count, ever-count;
-//! one `apply_batch` per batch after a read of each id, as
-//! `Store::insert_posts` does), then layout 1 (three trees and a count in
-//! one transaction per batch), then the engine's lower bounds.
+//! one `apply_batch` per batch after a read of each post's key, as
+//! `Store::insert_posts` does) and variants of it without one entry or
+//! with the author entry keyed by time, then layout 1 (three trees and a
+//! count in one transaction per batch), then the engine's lower bounds.
 
 use std::time::Instant;
 
@@ -58,7 +59,7 @@ fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
 type Way = fn(&sled::Db) -> sled::Result<()>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let ways: [(&str, Way); 6] = [
+    let ways: [(&str, Way); 9] = [
         (
             "layout 2: one tree, post + id + author + count + ever, one apply_batch per batch, id read first (the store's shape)",
             layout_2,
@@ -66,6 +67,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "layout 2 without reading the ids first",
             layout_2_blind,
+        ),
+        (
+            "layout 2 without the author index (post + id only)",
+            layout_2_no_author,
+        ),
+        (
+            "layout 2 without the id entry (post + author only)",
+            layout_2_no_id,
+        ),
+        (
+            "layout 2 with the author entry keyed by time first (not random)",
+            layout_2_author_by_time,
         ),
         (
             "layout 1: 3 trees + count in one transaction per batch",
@@ -107,29 +120,94 @@ fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
 }
 
 fn layout_2(db: &sled::Db) -> sled::Result<()> {
-    write_layout_2(db, true)
+    write_layout_2(db, Shape::STORE)
 }
 
 fn layout_2_blind(db: &sled::Db) -> sled::Result<()> {
-    write_layout_2(db, false)
+    write_layout_2(
+        db,
+        Shape {
+            read_first: false,
+            ..Shape::STORE
+        },
+    )
+}
+
+fn layout_2_no_author(db: &sled::Db) -> sled::Result<()> {
+    write_layout_2(
+        db,
+        Shape {
+            author: None,
+            ..Shape::STORE
+        },
+    )
+}
+
+fn layout_2_no_id(db: &sled::Db) -> sled::Result<()> {
+    write_layout_2(
+        db,
+        Shape {
+            id_entry: false,
+            ..Shape::STORE
+        },
+    )
+}
+
+fn layout_2_author_by_time(db: &sled::Db) -> sled::Result<()> {
+    write_layout_2(
+        db,
+        Shape {
+            author: Some(|i, k| {
+                let mut key = i.to_be_bytes().to_vec();
+                key.extend_from_slice(&author_key(i, k));
+                key
+            }),
+            ..Shape::STORE
+        },
+    )
+}
+
+/// Which entries a layout-2 variant writes per post.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Read the post's own key before writing (the duplicate check).
+    read_first: bool,
+    /// Write the id → place entry.
+    id_entry: bool,
+    /// The author entry's key, if any.
+    author: Option<fn(u64, &[u8; 32]) -> Vec<u8>>,
+}
+
+impl Shape {
+    /// What `Store::insert_posts` writes.
+    const STORE: Shape = Shape {
+        read_first: true,
+        id_entry: true,
+        author: Some(author_key),
+    };
 }
 
 /// The store's layout 2: everything in one tree under one-byte prefixes,
 /// one atomic `apply_batch` per batch.
-fn write_layout_2(db: &sled::Db, read_ids: bool) -> sled::Result<()> {
+fn write_layout_2(db: &sled::Db, shape: Shape) -> sled::Result<()> {
     let items = db.open_tree("items")?;
     for first in (0..POSTS).step_by(BATCH as usize) {
         let mut b = sled::Batch::default();
         for i in first..first + BATCH {
             let k = id(i);
-            if read_ids && items.contains_key(prefixed(b'i', &k))? {
+            let post_key = prefixed(b'p', &topic_key(i, &k));
+            if shape.read_first && items.contains_key(&post_key)? {
                 continue;
             }
-            b.insert(prefixed(b'p', &topic_key(i, &k)), value(i));
-            let mut place = i.to_be_bytes().to_vec();
-            place.extend_from_slice(b"topic");
-            b.insert(prefixed(b'i', &k), place);
-            b.insert(prefixed(b'a', &author_key(i, &k)), &b"topic"[..]);
+            b.insert(post_key, value(i));
+            if shape.id_entry {
+                let mut place = i.to_be_bytes().to_vec();
+                place.extend_from_slice(b"topic");
+                b.insert(prefixed(b'i', &k), place);
+            }
+            if let Some(author) = shape.author {
+                b.insert(prefixed(b'a', &author(i, &k)), &b"topic"[..]);
+            }
         }
         b.insert(&b"ctopic"[..], &(first + BATCH).to_be_bytes()[..]);
         b.insert(&b"ntopic"[..], &(first + BATCH).to_be_bytes()[..]);

@@ -803,6 +803,61 @@ async fn the_local_server_refuses_what_it_must() -> Result<()> {
         count().await == before + 1
     })
     .await?;
+    // Mute and unmute an author; change the pseudonym (a bad one gets the
+    // CLI's message and changes nothing).
+    let other = protocol::SecretKey::generate().public().to_string();
+    let post_form = |path: &'static str, body: String| {
+        let cookie = session.clone();
+        async move {
+            http(
+                port,
+                "POST",
+                path,
+                &[
+                    ("Cookie", cookie.as_str()),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let (status, _, _) = post_form(
+        "/mute",
+        format!("csrf={csrf}&author={other}&mute=1&back=me"),
+    )
+    .await?;
+    if status != 303 || node.handle.muted().await? != vec![other.clone()] {
+        bail!("muting from the app answered {status} and did not mute");
+    }
+    let (status, _, _) = post_form(
+        "/mute",
+        format!("csrf={csrf}&author={other}&mute=0&back=me"),
+    )
+    .await?;
+    if status != 303 || !node.handle.muted().await?.is_empty() {
+        bail!("unmuting from the app answered {status} and did not unmute");
+    }
+    let long = "x".repeat(protocol::MAX_PSEUDONYM_BYTES + 1);
+    let (status, _, page) = post_form("/me/name", format!("csrf={csrf}&name={long}")).await?;
+    if status != 422 || !String::from_utf8_lossy(&page).contains("the pseudonym is 65 bytes") {
+        bail!("a too long pseudonym answered {status} without the CLI's message");
+    }
+    if node.data.identity()?.name.as_deref() != Some("river") {
+        bail!("a refused pseudonym changed the data directory");
+    }
+    let (status, _, _) = post_form("/me/name", format!("csrf={csrf}&name=brook")).await?;
+    if status != 303 || node.data.identity()?.name.as_deref() != Some("brook") {
+        bail!("changing the pseudonym answered {status} and did not keep it");
+    }
+    let renamed = node
+        .handle
+        .publish(topic(TOPIC), draft("signed with the new name"))
+        .await?;
+    let view = node.handle.post(renamed).await?;
+    if view.and_then(|p| p.author_name).as_deref() != Some("brook") {
+        bail!("the next post is not signed with the new pseudonym");
+    }
     // No CORS: a preflight or a cross-origin read gets no permission.
     let (_, headers, _) = http(
         port,

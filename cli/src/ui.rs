@@ -20,6 +20,21 @@ pub(crate) struct UiArgs {
 pub(crate) async fn ui(ctx: &Ctx, args: UiArgs) -> Result<()> {
     // The node must run: the app is served by it (a clear message if not).
     ctx.call(Request::Id).await?;
+    // The node runs, but it may have been started with --no-ui.
+    let port = web::remembered_port(&ctx.data)?;
+    let listening = port.is_some_and(|p| {
+        std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], p)),
+            std::time::Duration::from_secs(2),
+        )
+        .is_ok()
+    });
+    if !listening {
+        anyhow::bail!(
+            "the running node serves no app (was it started with --no-ui?); restart it \
+             with `mutual run` without --no-ui"
+        );
+    }
     let link = web::new_login_link(&ctx.data)?;
     if ctx.json {
         return crate::output::json(&serde_json::json!({ "login": link }));

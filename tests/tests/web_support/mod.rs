@@ -27,12 +27,37 @@ pub(crate) const BROWSER_DEADLINE: Duration = Duration::from_secs(30);
 pub(crate) struct Driver {
     child: Child,
     port: u16,
+    /// Every session opened, closed on drop (a failed test would otherwise
+    /// leave its browsers running: killing chromedriver does not end them).
+    sessions: std::sync::Mutex<Vec<String>>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let sessions = self.sessions.lock().map(|s| s.clone()).unwrap_or_default();
+        for id in sessions {
+            delete_session_blocking(self.port, &id);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `DELETE /session/{id}` without a runtime (from `Drop`), bounded in time.
+fn delete_session_blocking(port: u16, id: &str) {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!(
+        "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if s.write_all(req.as_bytes()).is_ok() {
+        let mut buf = [0u8; 4096];
+        // The answer comes once the browser has quit.
+        let _ = s.read(&mut buf);
     }
 }
 
@@ -156,7 +181,11 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .context("starting chromedriver")?;
-        let driver = Driver { child, port };
+        let driver = Driver {
+            child,
+            port,
+            sessions: std::sync::Mutex::new(Vec::new()),
+        };
         let end = tokio::time::Instant::now() + BROWSER_DEADLINE;
         loop {
             if let Ok((200, _, body)) = http(port, "GET", "/status", &[], b"").await {
@@ -196,6 +225,9 @@ impl Driver {
             .as_str()
             .ok_or_else(|| anyhow!("no session id in {v}"))?
             .to_string();
+        if let Ok(mut s) = self.sessions.lock() {
+            s.push(session.clone());
+        }
         Ok(Browser {
             port: self.port,
             session,

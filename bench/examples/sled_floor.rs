@@ -167,6 +167,9 @@ fn layout_2_author_by_time(db: &sled::Db) -> sled::Result<()> {
     )
 }
 
+/// A key made from a post's number and id.
+type KeyOf = fn(u64, &[u8; 32]) -> Vec<u8>;
+
 /// Which entries a layout-2 variant writes per post.
 #[derive(Clone, Copy)]
 struct Shape {
@@ -175,7 +178,7 @@ struct Shape {
     /// Write the id → place entry.
     id_entry: bool,
     /// The author entry's key, if any.
-    author: Option<fn(u64, &[u8; 32]) -> Vec<u8>>,
+    author: Option<KeyOf>,
 }
 
 impl Shape {

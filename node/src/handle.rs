@@ -146,6 +146,8 @@ pub(crate) struct NetStatus {
 /// A request to the event loop: only what needs the swarm.
 pub(crate) enum Command {
     Id(Reply<IdView>),
+    /// The pseudonym changed: the loop's answer to `Id` follows.
+    SetName(Option<String>, Reply<()>),
     Peers(Reply<Vec<PeerView>>),
     NetStatus(Reply<NetStatus>),
     Invite(Reply<String>),
@@ -306,16 +308,18 @@ impl NodeHandle {
 
     /// Signs the next posts and actions with this pseudonym (`None`: none).
     /// Checked as `init` checks one; it is not saved here: the caller
-    /// keeps it with [`crate::DataDir::set_pseudonym`]. The network's `id`
-    /// answer keeps the pseudonym of the node's start until it restarts.
+    /// keeps it with [`crate::DataDir::set_pseudonym`]. [`NodeHandle::id`]
+    /// shows it at once.
     pub async fn set_pseudonym(&self, name: Option<String>) -> Result<(), NodeError> {
         let name = crate::datadir::check_pseudonym(name)?;
+        let for_core = name.clone();
         self.core
             .call(move |c| {
-                c.set_pseudonym(name);
+                c.set_pseudonym(for_core);
                 Ok(())
             })
-            .await
+            .await?;
+        self.ask(|r| Command::SetName(name, r)).await
     }
 
     /// Connected peers.

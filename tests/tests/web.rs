@@ -858,6 +858,9 @@ async fn the_local_server_refuses_what_it_must() -> Result<()> {
     if view.and_then(|p| p.author_name).as_deref() != Some("brook") {
         bail!("the next post is not signed with the new pseudonym");
     }
+    if node.handle.id().await?.name.as_deref() != Some("brook") {
+        bail!("`mutual id` still shows the old pseudonym");
+    }
     // No CORS: a preflight or a cross-origin read gets no permission.
     let (_, headers, _) = http(
         port,

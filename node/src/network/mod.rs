@@ -863,6 +863,10 @@ impl EventLoop {
                     listen_addrs: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
                 }));
             }
+            Command::SetName(name, r) => {
+                self.identity.name = name;
+                let _ = r.send(Ok(()));
+            }
             Command::Peers(r) => {
                 let _ = r.send(Ok(self.peer_views()));
             }

@@ -99,17 +99,7 @@ impl DataDir {
         if self.has_identity() {
             return Err(NodeError::IdentityExists(self.display()));
         }
-        if let Some(n) = &name {
-            if n.len() > protocol::MAX_PSEUDONYM_BYTES {
-                return Err(NodeError::BadInput(format!(
-                    "the pseudonym is {} bytes, the limit is {}",
-                    n.len(),
-                    protocol::MAX_PSEUDONYM_BYTES
-                )));
-            }
-        }
-        let identity =
-            Identity::generate(name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()));
+        let identity = Identity::generate(check_pseudonym(name)?);
         write_private(&self.path.join(TRANSPORT_KEY), &new_transport_key()?)?;
         if let Some(n) = &identity.name {
             write_private(&self.path.join(PSEUDONYM), n.as_bytes())?;

@@ -19,6 +19,14 @@ type Readable = BTreeMap<[u8; ID_LEN], Expected>;
 /// Keys that are not readable posts, with why.
 type Unreadable = Vec<(Vec<u8>, String)>;
 
+/// Whether an author index key is exactly the entry of a readable post.
+fn author_entry_matches(k: &[u8], good: &Readable) -> bool {
+    k.get(1..)
+        .and_then(split_author_key)
+        .and_then(|(_, key)| good.get(&key.id))
+        .is_some_and(|e| e.author_key == k)
+}
+
 /// What a readable post's entries must be.
 struct Expected {
     place: Vec<u8>,
@@ -118,12 +126,7 @@ impl Store {
         }
         for k in range(&b.items, whole_kind(AUTHOR)).keys() {
             let k = k.during("read the author index")?;
-            let ok = k
-                .get(1..)
-                .and_then(split_author_key)
-                .and_then(|(_, key)| good.get(&key.id))
-                .is_some_and(|e| e.author_key == k.as_ref());
-            if !ok {
+            if !author_entry_matches(&k, &good) {
                 problems.push(format!(
                     "author index entry {} has no matching post",
                     hex_tail(&k)
@@ -274,12 +277,7 @@ impl Store {
         }
         for k in range(&b.items, whole_kind(AUTHOR)).keys() {
             let k = k.during("read the author index")?;
-            let ok = k
-                .get(1..)
-                .and_then(split_author_key)
-                .and_then(|(_, key)| good.get(&key.id))
-                .is_some_and(|e| e.author_key == k.as_ref());
-            if !ok {
+            if !author_entry_matches(&k, &good) {
                 pending.remove(k.to_vec());
                 fixed += 1;
             }

@@ -10,6 +10,7 @@ use protocol::{SignedManifest, TopicName};
 use tempfile::TempDir;
 use tokio::sync::broadcast::{self, error::RecvError};
 
+pub mod child;
 pub mod daemon;
 pub mod natnet;
 pub mod netns;

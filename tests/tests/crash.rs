@@ -1,24 +1,15 @@
 //! Issue 9: a node killed with SIGKILL mid-work loses nothing it
 //! acknowledged, its store opens consistent, and sync fills in the rest.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use mutual_tests::child::{spawn_lines, Killed};
 use mutual_tests::{start_bulk, topic, wait_until, TestNet, TestNode};
 use node::store::Store;
 use protocol::post::Draft;
 use protocol::{Message, Post, PostId};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs the test node and returns it with a channel of its stdout lines.
 fn spawn(
@@ -26,27 +17,14 @@ fn spawn(
     bootstrap: &str,
     publish: usize,
 ) -> anyhow::Result<(Killed, mpsc::Receiver<String>)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mutual-testnode"))
-        .arg(dir)
-        .arg("t")
-        .arg(bootstrap)
-        .arg(publish.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Ok((Killed(child), rx))
+    spawn_lines(
+        Command::new(env!("CARGO_BIN_EXE_mutual-testnode"))
+            .arg(dir)
+            .arg("t")
+            .arg(bootstrap)
+            .arg(publish.to_string())
+            .stderr(Stdio::null()),
+    )
 }
 
 /// A peer holding `n` posts of topic t, signed by another member.

@@ -19,12 +19,11 @@
 //! tests that; the test fails if none of its kills did.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mutual_tests::child::spawn_lines;
 use mutual_tests::{start_bulk, topic, wait_until, TestNet, TestNode, DEADLINE};
 use node::store::Store;
 use node::DataDir;
@@ -198,15 +197,6 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the test node on a fresh copy of the template, kills it at `kill`,
 /// and reads what it left. Also returns how long the node took to answer
 /// the block, when it did before the kill.
@@ -215,29 +205,14 @@ fn crash(world: &World, dir: &Path, kill: Kill) -> anyhow::Result<(Left, Option<
     // A port of the system's choice (the test node remembers it).
     let _ = std::fs::remove_file(dir.join("port"));
     let log = dir.with_extension("log");
-    let mut child = Killed(
+    let (mut child, lines) = spawn_lines(
         Command::new(env!("CARGO_BIN_EXE_mutual-testnode"))
             .arg("import")
             .arg(dir)
             .arg(&world.messages)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?,
-    );
-    let stdout = child
-        .0
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+            .stderr(std::fs::File::create(&log)?),
+    )?;
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
     let mut seen = Vec::new();
     let mut wait_for = |what: &str| -> anyhow::Result<Instant> {

@@ -7,26 +7,18 @@
 //! warning. Everything on 127.0.0.1, mDNS off; waiting is polling with a
 //! deadline.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use mutual_tests::child::{spawn_lines, Killed};
 use mutual_tests::{daemon, start_bulk, start_with, topic, wait_until, TestNet, TestNode};
 use node::store::{Damage, Store};
 use node::{DataDir, NodeConfig};
 
 const POSTS: usize = 50;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Everything this test binary logs (the nodes run in it), for the check
 /// that the start-up error is there and names no post body.
@@ -66,27 +58,14 @@ fn log_text() -> String {
 /// The test node publishing `POSTS` posts to topic t, bootstrapped from
 /// `peer`; its `ACK` lines.
 fn publisher(dir: &Path, peer: &str) -> anyhow::Result<(Killed, mpsc::Receiver<String>)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mutual-testnode"))
-        .arg(dir)
-        .arg("t")
-        .arg(peer)
-        .arg(POSTS.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Ok((Killed(child), rx))
+    spawn_lines(
+        Command::new(env!("CARGO_BIN_EXE_mutual-testnode"))
+            .arg(dir)
+            .arg("t")
+            .arg(peer)
+            .arg(POSTS.to_string())
+            .stderr(Stdio::null()),
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {

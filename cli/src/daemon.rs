@@ -100,6 +100,8 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     // error here; the node API to wait for an unlock from elsewhere is
     // `DataDir::wait_unlocked` (for an app page that takes the passphrase).
     ctx.unlock()?;
+    // Before anything starts: a damaged key file is the one thing said.
+    data.identity()?;
     if data.community()?.is_none() {
         return Err(NodeError::NoCommunity.into());
     }

@@ -352,3 +352,52 @@ fn with_a_passphrase_no_file_outside_the_store_shows_a_name_or_a_key() {
         }
     }
 }
+
+#[test]
+fn an_earlier_versions_directory_is_sealed_at_first_open_under_the_passphrase_given() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("old");
+    // As an earlier version's `init` and `community create` left it.
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("MUTUAL"), b"marker\n").unwrap();
+    let secret = protocol::SecretKey::generate();
+    std::fs::write(dir.join("author.key"), secret.to_bytes()).unwrap();
+    let transport = libp2p::identity::Keypair::generate_ed25519();
+    std::fs::write(
+        dir.join("transport.key"),
+        transport.to_protobuf_encoding().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("pseudonym"), "Marigoldwren\n").unwrap();
+    let manifest = protocol::CommunityManifest::create("Quietharbour", "", &secret, 1).unwrap();
+    std::fs::write(dir.join("community"), protocol::wire::encode(&manifest)).unwrap();
+    let pass = pass_file(root.path(), "pass", "lantern");
+
+    let out = with_pass(&dir, &pass, &["rules"]);
+    assert!(
+        text(&out.stdout).starts_with("Quietharbour"),
+        "{}",
+        text(&out.stderr)
+    );
+    for old in ["author.key", "transport.key", "pseudonym", "community"] {
+        assert!(!dir.join(old).exists(), "{old} is gone");
+    }
+    fails(&dir, &["rules"], "locked with a passphrase");
+    let shown: Value =
+        serde_json::from_slice(&with_pass(&dir, &pass, &["--json", "id", "--phrase"]).stdout)
+            .unwrap();
+    assert_eq!(shown["author"], secret.public().to_string().as_str());
+    let daemon = Daemon::start_via(
+        &dir,
+        &[],
+        &["env", &format!("MUTUAL_PASSPHRASE_FILE={}", pass.display())],
+    )
+    .unwrap();
+    assert_eq!(
+        daemon.peer_id,
+        transport.public().to_peer_id().to_string(),
+        "the same transport key"
+    );
+    let id = json(&dir, &["id"]);
+    assert_eq!(id["name"], "Marigoldwren");
+}

@@ -298,7 +298,8 @@ mod tests {
         assert!(same("abc", "abc"));
         assert!(!same("abc", "abd"));
         let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::new(dir.path());
+        let data = DataDir::new(dir.path().join("d"));
+        data.init(None).unwrap();
         let k = Keys::load_or_create(&data).unwrap();
         let again = Keys::load_or_create(&data).unwrap();
         assert_eq!(k.session(), again.session());

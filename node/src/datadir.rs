@@ -1148,6 +1148,40 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_node_waiting_locked_goes_on_when_another_clone_unlocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = DataDir::new(dir.path().join("d"));
+        made.init_with(InitOptions {
+            passphrase: Some(Zeroizing::new(b"pass".to_vec())),
+            kdf: Some(KdfParams::INSECURE_FOR_TESTS),
+            ..InitOptions::default()
+        })
+        .unwrap();
+        let locked = DataDir::new(made.path());
+        let app_side = locked.clone();
+        assert!(locked.is_locked().unwrap());
+        let waiting = tokio::spawn({
+            let locked = locked.clone();
+            async move {
+                locked.wait_unlocked().await;
+                locked.identity().map(|i| i.public())
+            }
+        });
+        assert!(matches!(
+            app_side.unlock(Some(b"wrong")),
+            Err(NodeError::WrongPassphrase(_))
+        ));
+        assert!(!waiting.is_finished(), "still locked");
+        app_side.unlock(Some(b"pass")).unwrap();
+        let unlocked = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiter saw the unlock")
+            .unwrap()
+            .unwrap();
+        assert_eq!(unlocked, made.identity().unwrap().public());
+    }
+
     #[test]
     fn forget_destroys_the_directory_and_refuses_a_foreign_one() {
         let dir = tempfile::tempdir().unwrap();

@@ -401,3 +401,119 @@ fn an_earlier_versions_directory_is_sealed_at_first_open_under_the_passphrase_gi
     let id = json(&dir, &["id"]);
     assert_eq!(id["name"], "Marigoldwren");
 }
+
+/// Runs `mutual --data-dir DIR ARGS…` at a terminal (a pseudo-terminal
+/// made by `script`, from util-linux), giving `answer` the output since its
+/// last reply each time more arrives; what it returns is typed. Returns
+/// everything shown and whether the command succeeded.
+fn at_terminal(
+    dir: &Path,
+    args: &[&str],
+    mut answer: impl FnMut(&str, &str) -> Option<String>,
+) -> (String, bool) {
+    use std::io::Read;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut command = vec![
+        quote(mutual_bin().to_str().unwrap()),
+        "--data-dir".into(),
+        quote(dir.to_str().unwrap()),
+    ];
+    command.extend(args.iter().map(|a| quote(a)));
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", &command.join(" "), "/dev/null"])
+        .env_remove("MUTUAL_DATA_DIR")
+        .env_remove("MUTUAL_PASSPHRASE_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut all, mut answered) = (String::new(), 0);
+    let end = Instant::now() + DEADLINE;
+    loop {
+        match rx.recv_timeout(POLL) {
+            Ok(bytes) => all.push_str(&String::from_utf8_lossy(&bytes)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(reply) = answer(&all[answered..], &all) {
+            answered = all.len();
+            stdin.write_all(reply.as_bytes()).unwrap();
+        }
+        assert!(Instant::now() < end, "the command hung at: {all}");
+    }
+    let status = child.wait().unwrap();
+    (all, status.success())
+}
+
+/// Word `n` (from 1) of the numbered phrase `init` printed in `shown`.
+fn word_shown(shown: &str, n: usize) -> String {
+    let tokens: Vec<&str> = shown.split_whitespace().collect();
+    let label = format!("{n}.");
+    let at = tokens.iter().position(|t| *t == label).unwrap();
+    tokens[at + 1].to_string()
+}
+
+#[test]
+fn at_a_terminal_init_asks_the_passphrase_twice_and_three_words_back() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("d");
+    let mut asked_words = 0;
+    let mut wrong_once = false;
+    let (shown, ok) = at_terminal(&dir, &["init", "--name", "river"], |new, all| {
+        if new.contains("New passphrase (empty for none): ")
+            || new.contains("The same passphrase again: ")
+        {
+            return Some("kestrel over water\n".into());
+        }
+        let prompt = new.trim_end().rsplit("type word ").next()?;
+        let n: usize = prompt.strip_suffix(':')?.parse().ok()?;
+        if !wrong_once {
+            wrong_once = true;
+            return Some("notaword\n".into());
+        }
+        asked_words += 1;
+        Some(format!("{}\n", word_shown(all, n)))
+    });
+    assert!(ok, "{shown}");
+    assert_eq!(asked_words, 3, "{shown}");
+    assert!(shown.contains("That is not the word"), "{shown}");
+    assert!(shown.contains("Write these 24 words on paper"), "{shown}");
+    // (Whether the passphrase is echoed is not asserted: rpassword shows
+    // the prompt before it turns echo off, so a reply typed at once could
+    // race it; a person types after the prompt.)
+    assert!(shown.contains("its keys under your passphrase"), "{shown}");
+
+    // Locked: a command asks for it at the terminal, and it opens.
+    let (shown, ok) = at_terminal(&dir, &["id", "--phrase"], |new, _| {
+        new.contains("Passphrase for ")
+            .then(|| "kestrel over water\n".to_string())
+    });
+    assert!(ok, "{shown}");
+    assert!(shown.contains(" 1. "), "{shown}");
+
+    // `forget` wants the word typed.
+    let (shown, ok) = at_terminal(&dir, &["forget"], |new, _| {
+        new.contains("Type forget to go on: ")
+            .then(|| "no\n".to_string())
+    });
+    assert!(!ok && shown.contains("not forgotten"), "{shown}");
+    assert!(dir.exists());
+    let (shown, ok) = at_terminal(&dir, &["forget"], |new, _| {
+        new.contains("Type forget to go on: ")
+            .then(|| "forget\n".to_string())
+    });
+    assert!(ok, "{shown}");
+    assert!(!dir.exists());
+}

@@ -96,10 +96,28 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     if !data.has_identity() {
         return Err(NodeError::NoIdentity(data.path().display().to_string()).into());
     }
-    // A locked vault with no --passphrase-file and no terminal is a clear
-    // error here; the node API to wait for an unlock from elsewhere is
-    // `DataDir::wait_unlocked` (for an app page that takes the passphrase).
-    ctx.unlock()?;
+    // A vault under a passphrase that neither --passphrase-file nor a
+    // terminal can give: the app's unlock page takes it (with --no-ui, a
+    // clear error).
+    if !args.no_ui && ctx.needs_app_unlock()? {
+        let page = web::serve_locked(data.clone(), args.ui_port).await?;
+        line(format!(
+            "This data directory is locked. Unlock it in the app: {} (the link works once, \
+             within 10 minutes; `mutual ui` makes a new one)",
+            page.link
+        ))?;
+        tokio::select! {
+            _ = data.wait_unlocked() => page.close().await,
+            signal = stop_signal() => {
+                page.close().await;
+                let name = signal.unwrap_or("a signal");
+                line(format!("{name}: stopped while locked; nothing was started"))?;
+                return Ok(());
+            }
+        }
+    } else {
+        ctx.unlock()?;
+    }
     // Before anything starts: a damaged key file is the one thing said.
     data.identity()?;
     if data.community()?.is_none() {

@@ -126,6 +126,20 @@ impl Ctx {
     /// nothing (and an earlier version's directory is converted, under the
     /// --passphrase-file passphrase if one is given).
     pub(crate) fn unlock(&self) -> Result<()> {
+        self.unlock_here()
+    }
+
+    /// Whether only the app can unlock the vault for `mutual run`: it has a
+    /// passphrase, no --passphrase-file was given and there is no terminal
+    /// to ask at.
+    pub(crate) fn needs_app_unlock(&self) -> Result<bool> {
+        Ok(self.data.has_identity()
+            && self.passphrase_file.is_none()
+            && !terminal()
+            && self.data.is_locked()?)
+    }
+
+    fn unlock_here(&self) -> Result<()> {
         if !self.data.has_identity() {
             return Ok(());
         }

@@ -18,9 +18,10 @@ pub(crate) struct UiArgs {
 
 /// `mutual ui`.
 pub(crate) async fn ui(ctx: &Ctx, args: UiArgs) -> Result<()> {
-    // The node must run: the app is served by it (a clear message if not).
-    ctx.call(Request::Id).await?;
-    // The node runs, but it may have been started with --no-ui.
+    // The node must run: the app is served by it (a clear message if not),
+    // or `mutual run` waits for its passphrase and serves the unlock page
+    // on the app's port (no control socket yet).
+    let running = ctx.call(Request::Id).await;
     let port = web::remembered_port(&ctx.data)?;
     let listening = port.is_some_and(|p| {
         std::net::TcpStream::connect_timeout(
@@ -30,6 +31,7 @@ pub(crate) async fn ui(ctx: &Ctx, args: UiArgs) -> Result<()> {
         .is_ok()
     });
     if !listening {
+        running?;
         anyhow::bail!(
             "the running node serves no app (was it started with --no-ui?); restart it \
              with `mutual run` without --no-ui"

@@ -65,3 +65,160 @@ async fn mutual_run_serves_the_app_and_mutual_ui_logs_in_once() -> Result<()> {
     daemon.terminate()?;
     Ok(())
 }
+
+/// Issue 16: a node whose vault has a passphrase, started with neither a
+/// terminal nor `--passphrase-file`, waits locked and serves only the
+/// unlock page; a wrong passphrase changes nothing, the right one starts
+/// the node, and the page's link brings the browser into the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_node_waits_for_the_apps_unlock_page() -> Result<()> {
+    use mutual_tests::child::spawn_lines;
+    use mutual_tests::daemon::{mutual_bin, run, LISTEN};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let root = tempfile::tempdir()?;
+    let dir = root.path().join("river");
+    let pass = root.path().join("pass");
+    std::fs::write(&pass, "blue lantern at dusk\n")?;
+    let with_pass = |args: &[&str]| -> Result<()> {
+        let out = Command::new(mutual_bin())
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--passphrase-file")
+            .arg(&pass)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "`mutual {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    with_pass(&["init", "--name", "river"])?;
+    with_pass(&["community", "create", "Circle"])?;
+
+    let (_node, lines) = spawn_lines(
+        Command::new(mutual_bin())
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["run", "--no-upnp", "--listen", LISTEN])
+            .env_remove("MUTUAL_PASSPHRASE_FILE")
+            .stdin(Stdio::null()),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let link = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .context("`mutual run` printed no unlock link")?;
+        if let Some(w) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+        {
+            break w.to_string();
+        }
+    };
+    let port = app_port(&dir)?;
+    let path_of = |link: &str| -> Result<String> {
+        link.split_once(&format!("127.0.0.1:{port}"))
+            .map(|(_, p)| p.to_string())
+            .context("the link is not on the app's port")
+    };
+    // Locked: no control socket, nothing but the unlock page.
+    if run(&dir, &["status"])?.status.success() {
+        bail!("`mutual status` answered while the node waits locked");
+    }
+    let (status, _, _) = http(port, "GET", "/", &[], b"").await?;
+    if status != 401 {
+        bail!("the unlock page answered {status} without its login, not 401");
+    }
+    let (status, headers, _) = http(port, "GET", &path_of(&link)?, &[], b"").await?;
+    if status != 303 {
+        bail!("the unlock link answered {status}, not 303");
+    }
+    let cookie = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .and_then(|(_, v)| v.split(';').next())
+        .context("no cookie from the unlock link")?
+        .to_string();
+    let with_cookie = [("Cookie", cookie.as_str())];
+    let (status, _, body) = http(port, "GET", "/", &with_cookie, b"").await?;
+    let page = String::from_utf8_lossy(&body).to_string();
+    if status != 200 || !page.contains("type=\"password\"") {
+        bail!("the unlock page answered {status}: {page}");
+    }
+    let csrf = page
+        .split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split('"').next())
+        .context("no CSRF token in the unlock form")?
+        .to_string();
+    let post = |body: String| {
+        let cookie = cookie.clone();
+        async move {
+            http(
+                port,
+                "POST",
+                "/",
+                &[
+                    ("Cookie", cookie.as_str()),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    // A form without the page's token, then a wrong passphrase: refused,
+    // and the node stays locked.
+    let (status, _, _) = post("csrf=nope&passphrase=blue+lantern+at+dusk".into()).await?;
+    if status != 403 {
+        bail!("a form without the page's token answered {status}, not 403");
+    }
+    let (status, _, _) = post(format!("csrf={csrf}&passphrase=blue+lantern+at+dawn")).await?;
+    if status != 422 {
+        bail!("a wrong passphrase answered {status}, not 422");
+    }
+    if run(&dir, &["status"])?.status.success() {
+        bail!("a wrong passphrase started the node");
+    }
+    let (status, _, body) = post(format!("csrf={csrf}&passphrase=blue+lantern+at+dusk")).await?;
+    let done = String::from_utf8_lossy(&body).to_string();
+    if status != 200 {
+        bail!("the right passphrase answered {status}: {done}");
+    }
+    let next = done
+        .split_once("url=")
+        .and_then(|(_, rest)| rest.split('"').next())
+        .context("the unlocked page leads nowhere")?
+        .to_string();
+    // The node starts: its control socket answers, then the app's own
+    // login (the link the page leads to) gives the app's session.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run(&dir, &["status"])?.status.success() {
+        if Instant::now() > deadline {
+            bail!("the node did not start after the unlock");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, headers, _) = http(port, "GET", &next, &[], b"").await?;
+    if status != 303 {
+        bail!("the app's login from the unlocked page answered {status}, not 303");
+    }
+    let session = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .and_then(|(_, v)| v.split(';').next())
+        .context("no session cookie from the app's login")?
+        .to_string();
+    let (status, _, body) = http(port, "GET", "/", &[("Cookie", session.as_str())], b"").await?;
+    if status != 200 || !String::from_utf8_lossy(&body).contains("Circle") {
+        bail!("the app's home answered {status} after the unlock");
+    }
+    Ok(())
+}

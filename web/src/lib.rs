@@ -13,6 +13,7 @@
 
 mod actions;
 mod events;
+mod locked;
 mod pages;
 mod security;
 mod seen;
@@ -25,6 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use node::{DataDir, NodeError, NodeHandle};
 
+pub use locked::{serve_locked, LockedServer};
 pub use security::{login_link, new_login_link};
 
 /// The port file in the data directory (`web.port`).
@@ -89,7 +91,34 @@ pub async fn serve(
     data: DataDir,
     port: Option<u16>,
 ) -> Result<WebServer, NodeError> {
-    let remembered = remembered_port(&data)?;
+    let listener = bind(&data, port).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| security::io_err("reading the app's address", e))?;
+    let keys = Arc::new(security::Keys::load_or_create(&data)?);
+    let app = App {
+        seen: Arc::new(seen::Seen::load(&data)),
+        handle,
+        data,
+        keys,
+        port: addr.port(),
+    };
+    let router = router(app);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::warn!("the app's server stopped: {e}");
+        }
+    });
+    Ok(WebServer { addr, task })
+}
+
+/// Binds the app's port on 127.0.0.1: `port` if given, else the one the
+/// data directory remembers, else a free one; remembers the port used.
+pub(crate) async fn bind(
+    data: &DataDir,
+    port: Option<u16>,
+) -> Result<tokio::net::TcpListener, NodeError> {
+    let remembered = remembered_port(data)?;
     let wanted = port.or(remembered).unwrap_or(0);
     let listener = match tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, wanted)).await {
         Ok(l) => l,
@@ -117,21 +146,7 @@ pub async fn serve(
             addr.port().to_string().as_bytes(),
         )?;
     }
-    let keys = Arc::new(security::Keys::load_or_create(&data)?);
-    let app = App {
-        seen: Arc::new(seen::Seen::load(&data)),
-        handle,
-        data,
-        keys,
-        port: addr.port(),
-    };
-    let router = router(app);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::warn!("the app's server stopped: {e}");
-        }
-    });
-    Ok(WebServer { addr, task })
+    Ok(listener)
 }
 
 fn router(app: App) -> Router {

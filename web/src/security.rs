@@ -76,7 +76,7 @@ pub(crate) fn cookie_name(port: u16) -> String {
 
 /// Compares two tokens in constant time (through their BLAKE3 hashes,
 /// whose equality is constant time).
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     blake3::hash(a.as_bytes()) == blake3::hash(b.as_bytes())
 }
 
@@ -108,27 +108,35 @@ pub fn login_link(data: &DataDir) -> Result<String, NodeError> {
 
 #[derive(serde::Deserialize)]
 pub(crate) struct LoginQuery {
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
-/// `GET /login?token=…`: a valid one-time token becomes the session cookie
-/// (HttpOnly, SameSite=Strict), then `/` (the token leaves the address bar).
-pub(crate) async fn login(State(app): State<App>, Query(q): Query<LoginQuery>) -> Response {
-    let path = app.data.web_file(LOGIN_FILE);
+/// Whether `given` is the pending one-time login token (unexpired); it is
+/// used up either way once it matched.
+pub(crate) fn take_login_token(data: &DataDir, given: Option<&str>) -> bool {
+    let path = data.web_file(LOGIN_FILE);
     let pending = std::fs::read_to_string(&path).unwrap_or_default();
     let mut parts = pending.split_whitespace();
     let (token, expiry) = (
         parts.next(),
         parts.next().and_then(|e| e.parse::<u64>().ok()),
     );
-    let valid = match (token, expiry, q.token.as_deref()) {
+    let valid = match (token, expiry, given) {
         (Some(t), Some(exp), Some(given)) => same(t, given) && node::now_ms() <= exp,
         _ => false,
     };
-    if !valid {
+    if valid {
+        let _ = std::fs::remove_file(&path);
+    }
+    valid
+}
+
+/// `GET /login?token=…`: a valid one-time token becomes the session cookie
+/// (HttpOnly, SameSite=Strict), then `/` (the token leaves the address bar).
+pub(crate) async fn login(State(app): State<App>, Query(q): Query<LoginQuery>) -> Response {
+    if !take_login_token(&app.data, q.token.as_deref()) {
         return unauthorized("This login link was used already or has expired.");
     }
-    let _ = std::fs::remove_file(&path);
     let cookie = format!(
         "{}={}; HttpOnly; SameSite=Strict; Path=/",
         cookie_name(app.port),
@@ -143,7 +151,7 @@ pub(crate) async fn login(State(app): State<App>, Query(q): Query<LoginQuery>) -
     resp
 }
 
-fn unauthorized(why: &str) -> Response {
+pub(crate) fn unauthorized(why: &str) -> Response {
     let page = crate::pages::plain_page(
         "Not signed in",
         &format!("{why} Run `mutual ui` in a terminal and open the link it prints."),
@@ -152,15 +160,18 @@ fn unauthorized(why: &str) -> Response {
 }
 
 fn has_session(headers: &HeaderMap, app: &App) -> bool {
-    let name = cookie_name(app.port);
-    let expected = app.keys.session();
+    has_cookie(headers, &cookie_name(app.port), &app.keys.session())
+}
+
+/// Whether the request carries the cookie `name` with the value `expected`.
+pub(crate) fn has_cookie(headers: &HeaderMap, name: &str, expected: &str) -> bool {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .any(|(k, v)| k == name && same(v, &expected))
+        .any(|(k, v)| k == name && same(v, expected))
 }
 
 fn host_ok(headers: &HeaderMap, port: u16) -> bool {
@@ -179,7 +190,11 @@ pub(crate) fn form_field(body: &[u8], name: &str) -> Option<String> {
 /// Every request: the `Host` check, the session, CSRF on POSTs; then the
 /// security headers on whatever answers.
 pub(crate) async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
-    let mut resp = check(&app, req, next).await;
+    with_headers(check(&app, req, next).await)
+}
+
+/// The security headers every answer carries.
+pub(crate) fn with_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -206,27 +221,50 @@ pub(crate) async fn guard(State(app): State<App>, req: Request, next: Next) -> R
     resp
 }
 
-async fn check(app: &App, req: Request, next: Next) -> Response {
-    // DNS rebinding: a page of another site whose name now points at
-    // 127.0.0.1 sends its own name as Host.
-    if !host_ok(req.headers(), app.port) {
-        return (
-            StatusCode::MISDIRECTED_REQUEST,
-            "This app answers only at its own loopback address.",
-        )
-            .into_response();
+/// The answer to a request with a foreign `Host` (DNS rebinding: a page of
+/// another site whose name now points at 127.0.0.1 sends its own name) or
+/// one that another site's page started (where the browser says so).
+pub(crate) fn refuse_foreign(headers: &HeaderMap, port: u16) -> Option<Response> {
+    if !host_ok(headers, port) {
+        return Some(
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                "This app answers only at its own loopback address.",
+            )
+                .into_response(),
+        );
     }
-    // A request another site's page started (where the browser says so).
-    if req
-        .headers()
+    if headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site")
     {
-        return (
-            StatusCode::FORBIDDEN,
-            "Requests from other sites are refused.",
-        )
-            .into_response();
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                "Requests from other sites are refused.",
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+/// A form whose CSRF token is missing or stale: nothing changes.
+pub(crate) fn stale_form() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        crate::pages::plain_page(
+            "Not sent",
+            "This form did not come from this app's page (its token is missing \
+             or stale), so nothing was changed. Reload the page and try again.",
+        ),
+    )
+        .into_response()
+}
+
+async fn check(app: &App, req: Request, next: Next) -> Response {
+    if let Some(refused) = refuse_foreign(req.headers(), app.port) {
+        return refused;
     }
     if req.uri().path() == "/login" {
         if req.method() != Method::GET {
@@ -250,15 +288,7 @@ async fn check(app: &App, req: Request, next: Next) -> Response {
             };
             let token = form_field(&bytes, "csrf");
             if !token.is_some_and(|t| same(&t, &app.keys.csrf())) {
-                return (
-                    StatusCode::FORBIDDEN,
-                    crate::pages::plain_page(
-                        "Not sent",
-                        "This form did not come from this app's page (its token is missing \
-                         or stale), so nothing was changed. Reload the page and try again.",
-                    ),
-                )
-                    .into_response();
+                return stale_form();
             }
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

@@ -221,9 +221,20 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
         }
         server.abort();
         let _ = server.await;
+        let forget = app.as_ref().is_some_and(|a| a.forget_requested());
         drop(app);
         let _ = std::fs::remove_file(&socket);
         match outcome {
+            // "Forget this device" in the app: the node has stopped and
+            // closed its store; now its data directory goes.
+            Stopped::Asked if forget => {
+                data.forget()?;
+                line(format!(
+                    "Forgot {} (asked in the app): its keys were overwritten and every file removed.",
+                    data.path().display()
+                ))?;
+                return Ok(());
+            }
             Stopped::Asked => {
                 tracing::info!("stopped; the store is flushed");
                 return Ok(());

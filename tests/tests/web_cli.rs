@@ -222,3 +222,100 @@ async fn a_locked_node_waits_for_the_apps_unlock_page() -> Result<()> {
     }
     Ok(())
 }
+
+/// Issue 16 in the app: "You" sets a passphrase (then the keys need it),
+/// and "Forget this device" stops the node and removes the data
+/// directory, only with the word typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_sets_a_passphrase_and_forgets_the_device() -> Result<()> {
+    use std::time::{Duration, Instant};
+
+    let root = tempfile::tempdir()?;
+    let dir = admin_dir(root.path(), "river")?;
+    let daemon = Daemon::start(&dir, &[])?;
+    let port = app_port(&dir)?;
+    let out = ok(&dir, &["ui", "--no-open"])?;
+    let link = out
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .context("`mutual ui` printed no link")?
+        .to_string();
+    let path = link
+        .split_once(&format!("127.0.0.1:{port}"))
+        .map(|(_, p)| p.to_string())
+        .context("the link is not on the app's port")?;
+    let (_, headers, _) = http(port, "GET", &path, &[], b"").await?;
+    let cookie = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .and_then(|(_, v)| v.split(';').next())
+        .context("no session cookie")?
+        .to_string();
+    let (status, _, body) = http(port, "GET", "/me", &[("Cookie", cookie.as_str())], b"").await?;
+    let page = String::from_utf8_lossy(&body).to_string();
+    if status != 200 || !page.contains("Set passphrase") || !page.contains("No passphrase") {
+        bail!("the You page offers no passphrase ({status})");
+    }
+    let csrf = page
+        .split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split('"').next())
+        .context("no CSRF token")?
+        .to_string();
+    let post = |path: &'static str, body: String| {
+        let cookie = cookie.clone();
+        async move {
+            http(
+                port,
+                "POST",
+                path,
+                &[
+                    ("Cookie", cookie.as_str()),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let master = std::fs::read(dir.join("vault").join("master"))?;
+    let (status, _, _) = post(
+        "/me/passphrase",
+        format!("csrf={csrf}&new=seven+herons&again=seven+heron"),
+    )
+    .await?;
+    if status != 422 || std::fs::read(dir.join("vault").join("master"))? != master {
+        bail!("two different new passphrases answered {status} or changed the vault");
+    }
+    let (status, _, _) = post(
+        "/me/passphrase",
+        format!("csrf={csrf}&new=seven+herons&again=seven+herons"),
+    )
+    .await?;
+    if status != 303 {
+        bail!("setting the passphrase answered {status}, not 303");
+    }
+    // The keys now need it: an offline command without it is refused.
+    let out = mutual_tests::daemon::run(&dir, &["rules"])?;
+    if out.status.success()
+        || !String::from_utf8_lossy(&out.stderr).contains("locked with a passphrase")
+    {
+        bail!("after the app set a passphrase, `mutual rules` opened the keys without it");
+    }
+    let (status, _, _) = post("/me/forget", format!("csrf={csrf}&confirm=no")).await?;
+    if status != 422 || !dir.join("vault").join("master").exists() {
+        bail!("forget without the word answered {status} or removed something");
+    }
+    let (status, _, _) = post("/me/forget", format!("csrf={csrf}&confirm=forget")).await?;
+    if status != 200 {
+        bail!("forget answered {status}, not 200");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dir.exists() {
+        if Instant::now() > deadline {
+            bail!("the data directory is still there a minute after forget");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(daemon);
+    Ok(())
+}

@@ -302,3 +302,97 @@ pub(crate) async fn invite(State(app): State<App>, Form(b): Form<Back>) -> Respo
         Err(e) => pages::again(&app, &b, Note::error(e.to_string())).await,
     }
 }
+
+#[derive(Deserialize)]
+pub(crate) struct PassphraseForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    again: String,
+}
+
+/// `POST /me/passphrase`: sets the passphrase of this device's keys, or
+/// changes it (the current one asked first). Only the master-key file is
+/// rewritten, atomically; the node goes on running.
+pub(crate) async fn passphrase(State(app): State<App>, Form(f): Form<PassphraseForm>) -> Response {
+    let back = Back {
+        back: "me".into(),
+        topic: None,
+    };
+    let refuse = |text: &str| Note::error(text.to_string());
+    let current = zeroize::Zeroizing::new(f.current.into_bytes());
+    let new = zeroize::Zeroizing::new(f.new.into_bytes());
+    let again = zeroize::Zeroizing::new(f.again.into_bytes());
+    if new.is_empty() {
+        return pages::again(
+            &app,
+            &back,
+            refuse("Type the new passphrase; nothing was changed."),
+        )
+        .await;
+    }
+    if *new != *again {
+        return pages::again(
+            &app,
+            &back,
+            refuse("The two new passphrases differ; nothing was changed."),
+        )
+        .await;
+    }
+    let data = app.data.clone();
+    let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        if data.is_locked().map_err(|e| e.to_string())? {
+            let file = std::fs::read(data.master_path()).map_err(|e| e.to_string())?;
+            if node::vault::Vault::open_master(&file, Some(&current)).is_err() {
+                return Err("The current passphrase is not right; nothing was changed.".into());
+            }
+        }
+        data.set_passphrase(Some(&new), node::vault::KdfParams::DEFAULT)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => see_other("/me?passphrase=set"),
+        Ok(Err(e)) => pages::again(&app, &back, Note::error(e)).await,
+        Err(e) => pages::again(&app, &back, Note::error(format!("failed: {e}"))).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ForgetForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /me/forget`: with the word typed, stops the node; `mutual run`
+/// then destroys the data directory (keys overwritten, every file
+/// removed), as `mutual forget` does.
+pub(crate) async fn forget(State(app): State<App>, Form(f): Form<ForgetForm>) -> Response {
+    if f.confirm.trim() != "forget" {
+        let back = Back {
+            back: "me".into(),
+            topic: None,
+        };
+        return pages::again(
+            &app,
+            &back,
+            Note::error("Type the word forget to confirm; nothing was changed."),
+        )
+        .await;
+    }
+    app.forget.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Err(e) = app.handle.shutdown().await {
+        tracing::warn!("stopping the node to forget this device: {e}");
+    }
+    (
+        StatusCode::OK,
+        pages::plain_page(
+            "Forgotten",
+            "The node has stopped, and this device's mutual keys and posts are being destroyed. \
+             You can close this tab. Only your recovery phrase can bring the identity back.",
+        ),
+    )
+        .into_response()
+}

@@ -20,6 +20,7 @@ mod seen;
 mod time;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::routing::{get, post};
@@ -40,6 +41,9 @@ pub(crate) struct App {
     pub(crate) keys: Arc<security::Keys>,
     pub(crate) port: u16,
     pub(crate) seen: Arc<seen::Seen>,
+    /// Set by "Forget this device": `mutual run` destroys the data
+    /// directory once the node has stopped.
+    pub(crate) forget: Arc<AtomicBool>,
 }
 
 /// The app, served.
@@ -47,12 +51,19 @@ pub struct WebServer {
     /// Where it listens (127.0.0.1).
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    forget: Arc<AtomicBool>,
 }
 
 impl WebServer {
     /// The app's address, `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Whether the person asked the app to forget this device (the node
+    /// was then asked to stop): the data directory is to be destroyed.
+    pub fn forget_requested(&self) -> bool {
+        self.forget.load(Ordering::SeqCst)
     }
 
     /// Stops serving.
@@ -96,7 +107,9 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| security::io_err("reading the app's address", e))?;
     let keys = Arc::new(security::Keys::load_or_create(&data)?);
+    let forget = Arc::new(AtomicBool::new(false));
     let app = App {
+        forget: forget.clone(),
         seen: Arc::new(seen::Seen::load(&data)),
         handle,
         data,
@@ -109,7 +122,7 @@ pub async fn serve(
             tracing::warn!("the app's server stopped: {e}");
         }
     });
-    Ok(WebServer { addr, task })
+    Ok(WebServer { addr, task, forget })
 }
 
 /// Binds the app's port on 127.0.0.1: `port` if given, else the one the
@@ -160,6 +173,8 @@ fn router(app: App) -> Router {
         .route("/mute", post(actions::mute))
         .route("/me", get(pages::me))
         .route("/me/name", post(actions::name))
+        .route("/me/passphrase", post(actions::passphrase))
+        .route("/me/forget", post(actions::forget))
         .route("/mod", get(pages::moderation))
         .route("/mod/act", post(actions::moderate))
         .route("/invite", post(actions::invite))

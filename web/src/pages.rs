@@ -669,8 +669,26 @@ pub(crate) async fn topic_page(app: &App, name: &str, note: Note, visit: bool) -
     )
 }
 
-pub(crate) async fn me(State(app): State<App>) -> Response {
-    me_page(&app, Note::default()).await
+/// `/me?passphrase=set`: after the passphrase form succeeded.
+#[derive(serde::Deserialize)]
+pub(crate) struct MeQuery {
+    #[serde(default)]
+    passphrase: Option<String>,
+}
+
+pub(crate) async fn me(
+    State(app): State<App>,
+    axum::extract::Query(q): axum::extract::Query<MeQuery>,
+) -> Response {
+    let note = if q.passphrase.as_deref() == Some("set") {
+        Note {
+            info: Some(html! { "The passphrase is set. It is asked whenever the node starts." }),
+            ..Note::default()
+        }
+    } else {
+        Note::default()
+    };
+    me_page(&app, note).await
 }
 
 pub(crate) async fn me_page(app: &App, note: Note) -> Response {
@@ -685,6 +703,7 @@ pub(crate) async fn me_page(app: &App, note: Note) -> Response {
     // The pseudonym as kept in the data directory (a change shows at once).
     let name = app.data.identity().ok().and_then(|i| i.name).or(id.name);
     let muted = app.handle.muted().await.unwrap_or_default();
+    let has_passphrase = app.data.is_locked().unwrap_or(false);
     let content = html! {
         h1 { "You" }
         section aria-labelledby="key-h" {
@@ -703,6 +722,26 @@ pub(crate) async fn me_page(app: &App, note: Note) -> Response {
                     autocomplete="off" aria-describedby="name-help";
                 p id="name-help" class="muted" { "Shown next to your next posts; earlier posts keep the name they were signed with." }
                 button type="submit" { "Save pseudonym" }
+            }
+        }
+        section aria-labelledby="pass-h" {
+            h2 id="pass-h" { "Passphrase" }
+            @if has_passphrase {
+                p { "Your keys on this device are protected by a passphrase: without it, a copy of this device's mutual folder reveals no key." }
+            } @else {
+                p class="warning" { "No passphrase: anyone who copies this device's mutual folder (a backup of the laptop, say) can read your keys and post as you. Setting one is recommended." }
+            }
+            form method="post" action="/me/passphrase" {
+                (csrf_field(&v))
+                @if has_passphrase {
+                    label for="pass-current" { "Current passphrase" }
+                    input type="password" id="pass-current" name="current" autocomplete="current-password" required;
+                }
+                label for="pass-new" { "New passphrase" }
+                input type="password" id="pass-new" name="new" autocomplete="new-password" required;
+                label for="pass-again" { "New passphrase again" }
+                input type="password" id="pass-again" name="again" autocomplete="new-password" required;
+                button type="submit" { @if has_passphrase { "Change passphrase" } @else { "Set passphrase" } }
             }
         }
         section aria-labelledby="muted-h" {
@@ -725,6 +764,16 @@ pub(crate) async fn me_page(app: &App, note: Note) -> Response {
                         }
                     }
                 }
+            }
+        }
+        section aria-labelledby="forget-h" {
+            h2 id="forget-h" { "Forget this device" }
+            p { "Stops the node and destroys this device's mutual keys, community and every stored post, for good. Only your recovery phrase can bring your identity back." }
+            form method="post" action="/me/forget" {
+                (csrf_field(&v))
+                label for="forget-confirm" { "Type forget to confirm" }
+                input type="text" id="forget-confirm" name="confirm" autocomplete="off" required;
+                button type="submit" class="danger" { "Forget this device" }
             }
         }
     };

@@ -513,13 +513,16 @@ impl ModerationState {
         if relinks || (a.kind.admin_only() && self.is_admin(&a.signer)) {
             let moderators = self.current_moderators();
             let links = self.lineage.effective().clone();
+            // A succession that links nothing may still void an action
+            // with its number (rule 4): then it is not refused.
+            let decided = relinks.then(|| self.decisions());
             let before = self.targets_in_force();
             self.admit(a)?;
             self.recompute();
             let mut applied = diff(&before, &self.targets_in_force());
             applied.moderators_changed = moderators != self.current_moderators();
             applied.authors_changed = links != *self.lineage.effective();
-            if relinks && !applied.authors_changed {
+            if relinks && !applied.authors_changed && decided == Some(self.decisions()) {
                 return Err(ModerationError::SuccessionNoEffect {
                     signer: a.signer.short(),
                 });
@@ -749,8 +752,12 @@ impl ModerationState {
     }
 
     /// The kept actions other than `a` with `a`'s author (any of its keys)
-    /// and `seq`.
+    /// and `seq`. An appoint/revoke by someone who is not the admin is not
+    /// judged by number: it never counts, so it voids nothing.
     fn twins(&self, a: &VerifiedModAction) -> Vec<OrderKey> {
+        if !self.numbered(a) {
+            return Vec::new();
+        }
         let id = a.id();
         self.lineage
             .keys_of(&a.signer)
@@ -759,7 +766,14 @@ impl ModerationState {
             .flatten()
             .filter(|other| **other != id)
             .filter_map(|other| self.ids.get(other).copied())
+            .filter(|key| self.actions.get(key).is_some_and(|b| self.numbered(b)))
             .collect()
+    }
+
+    /// Whether an action's `seq` is judged against its author's others
+    /// (rule 4): not an appoint/revoke by someone who is not the admin.
+    fn numbered(&self, a: &VerifiedModAction) -> bool {
+        !a.kind.admin_only() || self.is_admin(&a.signer)
     }
 
     /// Whether the kept action with this order key is effective.

@@ -12,7 +12,7 @@ use protocol::{CommunityId, CommunityManifest, Identity, SecretKey, SignedManife
 
 use crate::error::NodeError;
 
-const AUTHOR_KEY: &str = "author.key";
+pub(crate) const AUTHOR_KEY: &str = "author.key";
 const TRANSPORT_KEY: &str = "transport.key";
 const PSEUDONYM: &str = "pseudonym";
 const COMMUNITY: &str = "community";

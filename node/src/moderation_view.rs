@@ -34,6 +34,7 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
         ModActionKind::Unhide { post } => (format!("unhid post {post}"), None),
         ModActionKind::Pin { post } => (format!("pinned post {post}"), None),
         ModActionKind::Unpin { post } => (format!("unpinned post {post}"), None),
+        ModActionKind::Succeed { new, .. } => (format!("moved to the new key {new}"), None),
     }
 }
 

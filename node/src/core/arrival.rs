@@ -334,9 +334,10 @@ impl Core {
                 if sealed.expired(now_ms) {
                     return Err(Refusal::NotAdmitted("the report has expired".into()));
                 }
-                let mut readers: BTreeSet<PublicKey> =
+                // The admin's and moderators' current keys: after a key
+                // succession, reports go to the new key only.
+                let readers: BTreeSet<PublicKey> =
                     self.moderation.current_moderators().into_iter().collect();
-                readers.insert(self.manifest.content.admin);
                 if !sealed.addressed_exactly_to(&readers) {
                     return Err(Refusal::NotAdmitted(
                         "the report is not sealed to exactly the community's moderators".into(),
@@ -394,6 +395,7 @@ impl Core {
         match self.store.insert_posts(&refs) {
             Ok(stored) => {
                 let announce = self.followed();
+                let mut announced: Vec<VerifiedPost> = Vec::new();
                 for ((slot, post), new) in taken.into_iter().zip(stored) {
                     if !new {
                         if let Some(verdict) = out.get_mut(slot) {
@@ -405,10 +407,14 @@ impl Core {
                         self.sync.received += 1;
                     }
                     self.note_stored(origin);
-                    if announce && !self.mutes.contains(&post.author) {
-                        let view = crate::views::post_view(post.signed(), &self.moderation);
-                        self.emit(NodeEvent::PostStored(Box::new(view)));
+                    if announce && !self.is_muted(&post.author) {
+                        announced.push(post);
                     }
+                }
+                let mut names = crate::views::AuthorNames::new(&self.store, &self.moderation);
+                for post in announced {
+                    let view = crate::views::post_view(post.signed(), &mut names);
+                    let _ = self.events.send(NodeEvent::PostStored(Box::new(view)));
                 }
             }
             Err(e) => {

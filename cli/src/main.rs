@@ -18,6 +18,7 @@ mod moderation;
 mod offline;
 mod output;
 mod posts;
+mod succession;
 mod text;
 mod ui;
 
@@ -76,6 +77,14 @@ enum Command {
     Run(daemon::RunArgs),
     /// Show this node's key, pseudonym, peer id and addresses.
     Id,
+    /// Your identity's key: `rotate` moves it to a fresh one.
+    #[command(subcommand)]
+    Key(succession::KeyCommand),
+    /// Change your pseudonym (none given: post without one).
+    Name {
+        /// The new pseudonym.
+        pseudonym: Option<String>,
+    },
     /// Join a topic.
     Join {
         /// Topic name (letters, digits, '-' and '_').
@@ -212,6 +221,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => daemon::run(&ctx, args).await,
         Command::Invite => info::invite(&ctx).await,
         Command::Id => info::id(&ctx).await,
+        Command::Key(command) => succession::run(&ctx, command).await,
+        Command::Name { pseudonym } => succession::name(&ctx, pseudonym).await,
         Command::Peers => info::peers(&ctx).await,
         Command::Status => info::status(&ctx).await,
         Command::Sync => info::sync(&ctx).await,

@@ -40,7 +40,9 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
 
 /// The members' view of the moderation state.
 pub(crate) fn mod_list(state: &ModerationState, manifest: &SignedManifest) -> ModListView {
-    let admin = manifest.content.admin;
+    // The admin's current key: after the admin's key succession, the new
+    // one.
+    let admin = state.lineage().current(&manifest.content.admin);
     ModListView {
         admin: actor(&admin, None),
         moderators: state

@@ -962,6 +962,14 @@ impl ModerationState {
         self.actions.is_empty()
     }
 
+    /// Why the kept action with this id has no effect now; `None` when it
+    /// is effective or not kept. A node asks when a copy of a kept action
+    /// arrives again.
+    pub fn why_not_effective(&self, id: &ActionId) -> Option<ModerationError> {
+        let key = self.ids.get(id)?;
+        self.actions.get(key).and_then(|a| self.verdict(a).err())
+    }
+
     /// Whether the action with this id is kept (effective or pending).
     pub fn contains(&self, id: &ActionId) -> bool {
         self.ids.contains_key(id)

@@ -522,22 +522,26 @@ impl Core {
         let applied = match self.moderation.apply(&action) {
             Ok(applied) => applied,
             // A copy of an action kept as pending (its signer does not
-            // moderate) is refused again, not waved through as known.
-            Err(protocol::state::ModerationError::Duplicate)
-                if !action.kind.admin_only()
-                    && !self
-                        .moderation
-                        .is_moderator(&action.signer, action.created_at) =>
-            {
-                return Err(Refusal::Moderation(
-                    protocol::state::ModerationError::NotModerator {
-                        signer: action.signer.short(),
-                        at_ms: action.created_at,
-                    }
-                    .to_string(),
-                ))
+            // moderate, a succession that links nothing, …) is refused
+            // again, not waved through as known.
+            Err(protocol::state::ModerationError::Duplicate) => {
+                if let Some(why) = self.moderation.why_not_effective(&action.id()) {
+                    return Err(Refusal::Moderation(why.to_string()));
+                }
+                // Effective: stored already, or kept while pending (which
+                // is not stored) and made effective since by a late
+                // appointment or succession: store it now, so that it
+                // survives a restart.
+                let bytes = Message::Moderation(action.signed().clone()).encode();
+                return Ok(if self.store.insert_log(key, &bytes)? {
+                    self.emit(NodeEvent::Moderation {
+                        id: action.id().to_string(),
+                    });
+                    Outcome::Stored
+                } else {
+                    Outcome::Duplicate
+                });
             }
-            Err(protocol::state::ModerationError::Duplicate) => return Ok(Outcome::Duplicate),
             Err(e) => return Err(Refusal::Moderation(e.to_string())),
         };
         self.shared_stale = true;

@@ -792,3 +792,45 @@ fn two_devices_of_one_moderator_number_their_actions_apart_and_both_count() {
         assert!(reader.moderation().is_pinned(&id_of(p)), "both count");
     }
 }
+
+#[test]
+fn an_action_made_effective_late_is_stored_when_offered_again() {
+    let w = World::new();
+    let store = Store::temporary().unwrap();
+    let mut core = w.core_on(store.clone(), &Identity::generate(None));
+    let m = Identity::generate(Some("mo".into()));
+    let fresh = Identity::generate(Some("mo".into()));
+    let author = Identity::generate(None);
+    let post = w.post(&author, "hello", T0);
+    gossip(&mut core, &post, T0);
+    // The new key's hide comes before anything makes it a moderator: kept
+    // aside, not stored.
+    let hide = w.action(
+        &fresh,
+        2,
+        ModActionKind::Hide {
+            post: id_of(&post),
+            reason: "cw".into(),
+        },
+        T0 + 3,
+    );
+    assert!(post_refused_by_moderation(&mut core, &hide, T0 + 3));
+    let appoint = w.action(
+        &w.admin,
+        1,
+        ModActionKind::AppointModerator { key: m.public() },
+        T0 + 1,
+    );
+    gossip(&mut core, &appoint, T0 + 4);
+    gossip(&mut core, &w.succession(&m, &fresh, 1, T0 + 2), T0 + 4);
+    assert!(core.moderation().hidden(&id_of(&post)).is_some());
+    // Offered again by sync: now it is stored, and survives a restart.
+    let again = core.arrive_encoded(&[hide.encode()], Origin::Sync, T0 + 5);
+    assert!(
+        matches!(again.as_slice(), [Ok(Outcome::Stored)]),
+        "{again:?}"
+    );
+    drop(core);
+    let core = w.core_on(store, &Identity::generate(None));
+    assert!(core.moderation().hidden(&id_of(&post)).is_some());
+}

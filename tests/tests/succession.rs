@@ -4,23 +4,11 @@
 //! one author with the newest pseudonym; a blocked key's succession
 //! escapes nothing; the admin's succession moves the admin role.
 
-use mutual_tests::{start, topic, wait_until, TestNet, TestNode, DEADLINE};
+use mutual_tests::{draft, start, topic, wait_until, TestNet, TestNode, DEADLINE};
 use node::api::PostView;
 use node::ReadQuery;
 use protocol::moderation::{ModActionKind, Scope};
-use protocol::post::Draft;
-use protocol::{Identity, Message, Post, PublicKey, SecretKey};
-
-fn draft(body: &str) -> Draft {
-    Draft {
-        body: body.into(),
-        ..Draft::default()
-    }
-}
-
-async fn key(n: &TestNode) -> anyhow::Result<PublicKey> {
-    Ok(n.handle.id().await?.author.parse()?)
-}
+use protocol::{Identity, Message, Post, SecretKey};
 
 async fn read(n: &TestNode) -> Vec<PostView> {
     n.handle
@@ -67,7 +55,7 @@ async fn a_members_new_key_is_one_author_everywhere_even_on_a_node_offline_at_th
     let mut net = TestNet::new()?;
     let mut nodes = community(&mut net).await?;
     let member = &nodes[1];
-    let first_key = key(member).await?.to_string();
+    let first_key = member.key().await?.to_string();
     member.handle.publish(topic("t"), draft("before")).await?;
     for n in &nodes {
         wait_until(DEADLINE, "the first post everywhere", || async {
@@ -82,7 +70,7 @@ async fn a_members_new_key_is_one_author_everywhere_even_on_a_node_offline_at_th
     member.data.replace_author_key(&new)?;
     member.handle.succeed(new.clone()).await?;
     assert_eq!(
-        key(member).await?,
+        member.key().await?,
         new.public(),
         "the node signs with the new key"
     );
@@ -114,7 +102,7 @@ async fn a_blocked_key_escapes_nothing_and_the_admins_new_key_appoints() -> anyh
     let mut net = TestNet::new()?;
     let nodes = community(&mut net).await?;
     let troll = &nodes[1];
-    let troll_key = key(troll).await?;
+    let troll_key = troll.key().await?;
     nodes[0]
         .handle
         .moderate(ModActionKind::Block {
@@ -176,7 +164,7 @@ async fn a_blocked_key_escapes_nothing_and_the_admins_new_key_appoints() -> anyh
     let admin_new = SecretKey::generate();
     nodes[0].data.replace_author_key(&admin_new)?;
     nodes[0].handle.succeed(admin_new.clone()).await?;
-    let moderator = key(&nodes[2]).await?;
+    let moderator = nodes[2].key().await?;
     nodes[0]
         .handle
         .moderate(ModActionKind::AppointModerator { key: moderator })

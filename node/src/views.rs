@@ -57,6 +57,12 @@ impl<'a> AuthorNames<'a> {
         self.known.insert(author, name.clone());
         (author, name)
     }
+
+    /// [`AuthorNames::of`] without a fallback, for measuring.
+    #[cfg(test)]
+    pub(crate) fn of_author(&mut self, key: &PublicKey) -> Option<String> {
+        self.of(key, None).1
+    }
 }
 
 /// What remains of a hidden post: enough to show "hidden by a moderator"

@@ -834,3 +834,48 @@ fn an_action_made_effective_late_is_stored_when_offered_again() {
     let core = w.core_on(store, &Identity::generate(None));
     assert!(core.moderation().hidden(&id_of(&post)).is_some());
 }
+
+/// A figure, not a check (run with `--ignored --nocapture`): what showing
+/// each author's newest pseudonym costs a read of the newest 50 posts of
+/// 50 distinct authors (one author-index look-up per author).
+#[test]
+#[ignore]
+fn measure_the_newest_pseudonym_lookups_of_a_read() {
+    let w = World::new();
+    let mut core = w.core();
+    let authors: Vec<Identity> = (0..50)
+        .map(|i| Identity::generate(Some(format!("author-{i}"))))
+        .collect();
+    let mut items = Vec::new();
+    for i in 0..10_000u64 {
+        let who = &authors[(i % 50) as usize];
+        items.push(w.post(who, &format!("post {i}"), T0 + i * 1_000).encode());
+    }
+    for chunk in items.chunks(500) {
+        core.arrive_encoded(chunk, Origin::Sync, T0 + 20_000_000);
+    }
+    core.publish_shared();
+    let reader = core.reader();
+    let q = ReadQuery {
+        limit: 50,
+        since_ms: None,
+    };
+    let runs = 200;
+    let t = std::time::Instant::now();
+    for _ in 0..runs {
+        assert_eq!(reader.read(&w.topic, &q).unwrap().len(), 50);
+    }
+    let read = t.elapsed() / runs;
+    let moderation = core.moderation().clone();
+    let t = std::time::Instant::now();
+    for _ in 0..runs {
+        let mut names = crate::views::AuthorNames::new(core.store(), &moderation);
+        for a in &authors {
+            names.of_author(&a.public());
+        }
+    }
+    let lookups = t.elapsed() / runs;
+    println!(
+        "read of the newest 50 (50 authors): {read:?}; of which 50 name look-ups: {lookups:?}"
+    );
+}

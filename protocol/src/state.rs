@@ -661,7 +661,10 @@ impl ModerationState {
     }
 
     /// Whether a succession of `old` by `new` would link them, judged on
-    /// the current state: the node asks before signing one.
+    /// the current state: the node asks before signing one. Stricter than
+    /// the fold: a `new` that is the first key of a chain would link (two
+    /// authors merged, both keys having signed), but a node only ever names
+    /// a fresh key, so it is refused here.
     pub fn check_succession(&self, old: &PublicKey, new: &PublicKey) -> Result<(), NoEffect> {
         if self.lineage.is_succeeded(old) {
             return Err(NoEffect::AlreadySucceeded);
@@ -696,7 +699,7 @@ impl ModerationState {
                 .map(|order| order.0);
         }
         let winner = match target_of(kind)? {
-            Target::Block(author, scope) => self.blocks.get(&(author, scope)),
+            Target::Block(author, scope) => self.blocks.get(&(self.lineage.root(&author), scope)),
             Target::Hide(post) => self.hidden.get(&post),
             Target::Pin(post) => self.pins.get(&post),
         };

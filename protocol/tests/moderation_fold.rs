@@ -810,7 +810,7 @@ proptest! {
     /// number, a revocation counting what is held), would change nothing.
     #[test]
     fn check_new_agrees_with_what_applying_would_change(
-        specs in prop::collection::vec(honest(), 0..24),
+        specs in prop::collection::vec(prop_oneof![4 => honest(), 1 => succession()], 0..24),
         signer in prop::sample::select(vec![ADMIN, 1, 2, 3, 4]),
         kind in prop_oneof![
             3 => effect_kind(),

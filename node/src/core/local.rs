@@ -184,9 +184,17 @@ impl Core {
             .get_post(&post)?
             .ok_or_else(|| NodeError::UnknownPost(post.to_string()))?;
         if stored.content.author != self.identity.public() {
-            return Err(NodeError::NotAllowed(
-                "only the author of a post can retract it".into(),
-            ));
+            let mine = self
+                .moderation
+                .lineage()
+                .same(&stored.content.author, &self.identity.public());
+            return Err(NodeError::NotAllowed(if mine {
+                "this post was signed with your earlier key (before `mutual key rotate`), and a \
+                 post can be retracted only with the key that signed it"
+                    .into()
+            } else {
+                "only the author of a post can retract it".into()
+            }));
         }
         let at = self
             .clock

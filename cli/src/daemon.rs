@@ -96,6 +96,12 @@ pub(crate) async fn run(ctx: &Ctx, args: RunArgs) -> Result<()> {
     if !data.has_identity() {
         return Err(NodeError::NoIdentity(data.path().display().to_string()).into());
     }
+    // A locked vault with no --passphrase-file and no terminal is a clear
+    // error here; the node API to wait for an unlock from elsewhere is
+    // `DataDir::wait_unlocked` (for an app page that takes the passphrase).
+    ctx.unlock()?;
+    // Before anything starts: a damaged key file is the one thing said.
+    data.identity()?;
     if data.community()?.is_none() {
         return Err(NodeError::NoCommunity.into());
     }

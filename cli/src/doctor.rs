@@ -54,6 +54,7 @@ fn scope_rows(store: &Store) -> Vec<(String, u64, u64)> {
 /// `mutual doctor [--repair] [--accept-loss]`.
 pub(crate) fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<()> {
     ctx.check_dir()?;
+    ctx.unlock()?;
     ctx.data.identity()?;
     let path = ctx.data.store_path();
     if !path.exists() {

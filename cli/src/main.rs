@@ -14,6 +14,7 @@ mod daemon;
 mod demo;
 mod doctor;
 mod info;
+mod keys;
 mod moderation;
 mod offline;
 mod output;
@@ -43,6 +44,15 @@ struct Cli {
     /// The node's data directory (keys, community, store, control socket).
     #[arg(long, global = true, env = "MUTUAL_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Read the passphrase of the data directory's keys from this file
+    /// (its first line) instead of asking at the terminal.
+    #[arg(
+        long,
+        global = true,
+        env = "MUTUAL_PASSPHRASE_FILE",
+        value_name = "FILE"
+    )]
+    passphrase_file: Option<PathBuf>,
     /// Print JSON instead of text (one object, or one per line for lists of
     /// posts).
     #[arg(long, global = true)]
@@ -60,12 +70,9 @@ struct Cli {
 /// Every command.
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create this node's identity (keys) in the data directory.
-    Init {
-        /// A pseudonym shown next to your posts (optional).
-        #[arg(long, value_name = "PSEUDONYM")]
-        name: Option<String>,
-    },
+    /// Create this node's identity (keys) in the data directory, and show
+    /// its recovery phrase; `--restore` rebuilds one from its phrase.
+    Init(keys::InitArgs),
     /// Create or join a community (works without a running node).
     #[command(subcommand)]
     Community(CommunityCommand),
@@ -76,7 +83,24 @@ enum Command {
     /// Run the node in the foreground until Ctrl-C.
     Run(daemon::RunArgs),
     /// Show this node's key, pseudonym, peer id and addresses.
-    Id,
+    Id {
+        /// Show the recovery phrase of your key instead (after the
+        /// passphrase; no running node needed).
+        #[arg(long)]
+        phrase: bool,
+    },
+    /// Set, change or remove the passphrase of this data directory's keys.
+    Passphrase(keys::PassphraseArgs),
+    /// Stop the running node (it flushes its store first).
+    Shutdown,
+    /// Destroy this data directory for good: stop its node, overwrite its
+    /// keys, delete every file. Only the recovery phrase brings the
+    /// identity back.
+    Forget {
+        /// Do not ask to type `forget` to confirm.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Your identity's key: `rotate` moves it to a fresh one.
     #[command(subcommand)]
     Key(succession::KeyCommand),
@@ -181,6 +205,8 @@ enum CommunityCommand {
 pub(crate) struct Ctx {
     /// The data directory.
     pub(crate) data: node::DataDir,
+    /// Where the passphrase is, if not asked at the terminal.
+    pub(crate) passphrase_file: Option<PathBuf>,
     /// Print JSON.
     pub(crate) json: bool,
     /// How long to wait for the node's answers (`None`: each request's
@@ -208,11 +234,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     };
     let ctx = Ctx {
         data: node::DataDir::new(data),
+        passphrase_file: cli.passphrase_file,
         json: cli.json,
         timeout: cli.timeout,
     };
     match cli.command {
-        Command::Init { name } => offline::init(&ctx, name),
+        Command::Init(args) => keys::init(&ctx, args),
         Command::Community(CommunityCommand::Create { name, rules_file }) => {
             offline::create(&ctx, &name, rules_file.as_deref())
         }
@@ -220,7 +247,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Rules => offline::rules(&ctx),
         Command::Run(args) => daemon::run(&ctx, args).await,
         Command::Invite => info::invite(&ctx).await,
-        Command::Id => info::id(&ctx).await,
+        Command::Id { phrase: true } => keys::show_recovery(&ctx),
+        Command::Id { phrase: false } => info::id(&ctx).await,
+        Command::Passphrase(args) => keys::passphrase(&ctx, args),
+        Command::Shutdown => keys::shutdown(&ctx).await,
+        Command::Forget { yes } => keys::forget(&ctx, yes).await,
         Command::Key(command) => succession::run(&ctx, command).await,
         Command::Name { pseudonym } => succession::name(&ctx, pseudonym).await,
         Command::Peers => info::peers(&ctx).await,

@@ -1,5 +1,5 @@
 //! Commands that work on the data directory alone, with no node running:
-//! `init`, `community create`, `community join`, `rules`.
+//! `community create`, `community join`, `rules` (`init` is in `keys`).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -16,27 +16,6 @@ use crate::Ctx;
 /// Largest rules file read; the protocol's own limit decides what is
 /// accepted, this only keeps a wrong file (a video) from being read whole.
 const MAX_RULES_FILE_BYTES: u64 = 4 * protocol::MAX_RULES_BYTES as u64;
-
-/// `mutual init [--name PSEUDONYM]`.
-pub(crate) fn init(ctx: &Ctx, name: Option<String>) -> Result<()> {
-    let identity = ctx.data.init(name)?;
-    let author = identity.public().to_string();
-    if ctx.json {
-        return output::json(&json!({
-            "author": author,
-            "name": identity.name,
-            "data_dir": ctx.data.path().display().to_string(),
-        }));
-    }
-    line(format!(
-        "Created identity {} in {}.",
-        output::who(identity.name.as_deref(), &author),
-        ctx.data.path().display()
-    ))?;
-    line(format!("Your key: {author}"))?;
-    line("Next: `mutual community create NAME` to start a community, or `mutual community join INVITE` to join one.")?;
-    Ok(())
-}
 
 fn view(manifest: &SignedManifest) -> CommunityView {
     let m = &manifest.content;
@@ -74,6 +53,7 @@ pub(crate) fn create(ctx: &Ctx, name: &str, rules_file: Option<&Path>) -> Result
         Some(path) => read_rules(path)?,
         None => String::new(),
     };
+    ctx.unlock()?;
     let manifest = ctx.data.create_community(name, &rules, node::now_ms())?;
     let v = view(&manifest);
     if ctx.json {
@@ -122,6 +102,7 @@ fn invite_text(args: &[String]) -> Result<String> {
 pub(crate) async fn join(ctx: &Ctx, args: &[String]) -> Result<()> {
     ctx.check_dir()?;
     let code = invite_text(args)?;
+    ctx.unlock()?;
     let joined = node::invites::join(&ctx.data, &code, node::invites::FETCH_TIMEOUT).await?;
     let v = view(&joined.manifest);
     let inviter = joined.inviter.to_string();
@@ -158,6 +139,7 @@ fn print_rules(v: &CommunityView) -> Result<()> {
 /// `mutual rules`.
 pub(crate) fn rules(ctx: &Ctx) -> Result<()> {
     ctx.check_dir()?;
+    ctx.unlock()?;
     ctx.data.identity()?;
     let manifest = ctx.data.community()?.ok_or(NodeError::NoCommunity)?;
     let v = view(&manifest);

@@ -35,6 +35,7 @@ async fn rotate(ctx: &Ctx) -> Result<()> {
     // The running node signs the succession with the key it holds: it
     // must be the data directory's.
     let running: IdView = ctx.call_as(Request::Id).await?;
+    ctx.unlock()?;
     let held = ctx.data.identity()?.public().to_string();
     if running.author != held {
         bail!(
@@ -44,7 +45,7 @@ async fn rotate(ctx: &Ctx) -> Result<()> {
         );
     }
     // The new key is kept before it is published: a succession never
-    // names a key nobody holds. The old key stays in author.key.previous.
+    // names a key nobody holds. The old key stays in vault/author.previous.
     let new = SecretKey::generate();
     let old = ctx.data.replace_author_key(&new)?;
     let request = Request::Succeed {
@@ -65,7 +66,7 @@ async fn rotate(ctx: &Ctx) -> Result<()> {
                 }
                 bail!(
                     "{e:#}\nThe node did not confirm the rotation. The data directory now holds the \
-                     new key {} and keeps the old one in author.key.previous: check with \
+                     new key {} and keeps the old one in vault/author.previous: check with \
                      `mutual id` once the node answers",
                     new.public()
                 );
@@ -73,8 +74,13 @@ async fn rotate(ctx: &Ctx) -> Result<()> {
         }
     }
     let author = new.public().to_string();
+    let phrase = node::vault::phrase_of(&new);
     if ctx.json {
-        return output::json(&json!({ "author": author, "previous": old.public().to_string() }));
+        return output::json(&json!({
+            "author": author,
+            "previous": old.public().to_string(),
+            "recovery_phrase": phrase.as_str(),
+        }));
     }
     line(format!(
         "Your identity now signs with the new key {author}."
@@ -84,15 +90,16 @@ async fn rotate(ctx: &Ctx) -> Result<()> {
          the old key {} signs nothing more.",
         old.public()
     ))?;
-    // The recovery phrase of the new key is shown here once the data
-    // directory's phrase support is merged.
-    line("Write down the recovery phrase of the new key: the old one no longer restores you.")?;
-    Ok(())
+    line("The old recovery phrase restores only the old key now: write down the new one, and restore it on your other devices.")?;
+    line("")?;
+    crate::keys::show_phrase(&phrase)
 }
 
 /// `mutual name [PSEUDONYM]`: keeps the pseudonym in the data directory
 /// and tells the running node (if one runs); none given: no pseudonym.
 pub(crate) async fn name(ctx: &Ctx, pseudonym: Option<String>) -> Result<()> {
+    ctx.check_dir()?;
+    ctx.unlock()?;
     let name = ctx.data.set_pseudonym(pseudonym)?;
     match ctx.call(Request::SetName { name: name.clone() }).await {
         Ok(_) => {}

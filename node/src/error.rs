@@ -20,6 +20,25 @@ pub enum NodeError {
     /// The data directory already belongs to a community.
     #[error("this data directory already belongs to community {0}; use another --data-dir for another community")]
     CommunityExists(String),
+    /// The vault has a passphrase and none was given.
+    #[error("the keys in {0} are locked with a passphrase: give it with --passphrase-file FILE, or run the command in a terminal to type it")]
+    Locked(String),
+    /// The passphrase given does not open the vault.
+    #[error("wrong passphrase for {0}; nothing was changed")]
+    WrongPassphrase(String),
+    /// A key file (or another sealed file) fails its check: it is never
+    /// read as something else.
+    #[error(
+        "{file} is damaged ({why}), so mutual stops instead of running as someone else; {fix}"
+    )]
+    DamagedKey {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        why: String,
+        /// What to do.
+        fix: String,
+    },
     /// A path holds something that is not a mutual data directory.
     #[error("{0} is not a mutual data directory: {1}")]
     NotOurs(String, String),

@@ -17,6 +17,7 @@ pub mod handle;
 pub mod invites;
 pub mod store;
 pub mod succession;
+pub mod vault;
 
 mod codec;
 mod moderation_view;

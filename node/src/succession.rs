@@ -5,29 +5,41 @@
 //! The order that keeps everything acknowledged: the new key is written to
 //! the data directory *before* the succession is published (so a published
 //! succession never names a key nobody holds), and the old key is kept
-//! beside it (`author.key.previous`) until the succession is stored; on a
-//! refusal the caller puts the old key back with the same function.
+//! beside it (sealed, [`Role::PREVIOUS_AUTHOR`]) until the succession is
+//! stored; on a refusal the caller puts the old key back with the same
+//! function.
 
 use std::fmt;
 
 use protocol::SecretKey;
 use serde::{Deserialize, Serialize};
 
-use crate::datadir::{write_private, AUTHOR_KEY};
+use crate::vault::{self, Role};
 use crate::{DataDir, NodeError};
 
-/// Where the previous author key is kept after a replacement.
-const PREVIOUS_AUTHOR_KEY: &str = "author.key.previous";
-
 impl DataDir {
-    /// Makes `new` the author key of this data directory and returns the
-    /// key it replaces, which is kept in `author.key.previous` (mode 0600)
-    /// until the next replacement. Each file is written atomically.
+    /// Makes `new` the author key of this data directory (sealed in the
+    /// vault like every key) and returns the key it replaces, which is kept
+    /// sealed as [`Role::PREVIOUS_AUTHOR`] until the next replacement (and
+    /// destroyed by `forget` with the rest). Each file is written
+    /// atomically; the previous key first, so a crash between the two
+    /// writes loses neither.
     pub fn replace_author_key(&self, new: &SecretKey) -> Result<SecretKey, NodeError> {
         let previous = self.identity()?.secret;
-        write_private(&self.path().join(PREVIOUS_AUTHOR_KEY), &previous.to_bytes())?;
-        write_private(&self.path().join(AUTHOR_KEY), &new.to_bytes())?;
+        self.write_sealed(Role::PREVIOUS_AUTHOR, &vault::author_plain(&previous))?;
+        self.write_sealed(Role::AUTHOR, &vault::author_plain(new))?;
         Ok(previous)
+    }
+
+    /// The author key the last [`replace_author_key`](Self::replace_author_key)
+    /// replaced, if any.
+    pub fn previous_author_key(&self) -> Result<Option<SecretKey>, NodeError> {
+        match self.read_sealed(Role::PREVIOUS_AUTHOR)? {
+            Some(plain) => vault::author_of(&plain)
+                .map(Some)
+                .map_err(|e| NodeError::BadInput(format!("the previous author key: {e}"))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -90,7 +102,7 @@ mod tests {
         let now = data.identity().unwrap();
         assert_eq!(now.public(), new.public());
         assert_eq!(now.name.as_deref(), Some("river"), "the pseudonym stays");
-        let kept = std::fs::read(dir.path().join("d").join(PREVIOUS_AUTHOR_KEY)).unwrap();
-        assert_eq!(kept, old.secret.to_bytes());
+        let kept = data.previous_author_key().unwrap().unwrap();
+        assert_eq!(kept.public(), old.public());
     }
 }

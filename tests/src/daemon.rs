@@ -301,6 +301,17 @@ impl Daemon {
         Ok(())
     }
 
+    /// Waits until the process has exited by itself (a `shutdown`
+    /// request, say); its exit status.
+    pub fn wait_exit(&mut self) -> Result<std::process::ExitStatus> {
+        let mut exit = None;
+        wait_until(COMMAND_TIMEOUT, "the daemon to exit", || {
+            exit = self.child.try_wait().ok().flatten();
+            exit.is_some()
+        })?;
+        exit.context("no exit status")
+    }
+
     /// Connected peers subscribed to the community topic, as `status`
     /// reports them (`None` if `status` failed).
     pub fn community_peers(&self) -> Option<u64> {

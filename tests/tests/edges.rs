@@ -437,35 +437,13 @@ fn run_fails(dir: &Path) -> String {
 fn run_keeps_the_data_dir_private_and_repairs_or_refuses_what_it_finds() {
     let root = tempfile::tempdir().unwrap();
     let dir = admin_dir(root.path(), "river");
-    let pseudonym = dir.join("pseudonym");
+    let vault = dir.join("vault");
 
-    // A pseudonym the network would refuse stops the node at start.
-    std::fs::write(&pseudonym, "x".repeat(65)).unwrap();
-    let err = run_fails(&dir);
-    assert!(
-        err.contains(&format!(
-            "error: the pseudonym in {} is 65 bytes, over the limit of 64",
-            pseudonym.display()
-        )),
-        "{err}"
-    );
-    std::fs::write(&pseudonym, b"riv\xe9r").unwrap();
-    let err = run_fails(&dir);
-    assert!(
-        err.contains(&format!(
-            "error: the pseudonym file {} is not UTF-8 text",
-            pseudonym.display()
-        )),
-        "{err}"
-    );
-    std::fs::write(&pseudonym, "river").unwrap();
-
-    // A loosened key, a lost transport key and a garbage bootstrap line.
-    let author_key = dir.join("author.key");
+    // A loosened key and a lost transport key.
+    let author_key = vault.join("author");
     set_mode(&author_key, 0o644);
     set_mode(&dir, 0o755);
-    std::fs::remove_file(dir.join("transport.key")).unwrap();
-    std::fs::write(dir.join("bootstrap"), "not an address\n").unwrap();
+    std::fs::remove_file(vault.join("transport")).unwrap();
     let daemon = LoggedDaemon::start(&dir, "warn");
     let log = daemon.log_text();
     assert!(
@@ -479,14 +457,7 @@ fn run_keeps_the_data_dir_private_and_repairs_or_refuses_what_it_finds() {
     assert!(
         log.contains(&format!(
             "the transport key was missing, so a new one is in {}",
-            dir.join("transport.key").display()
-        )),
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "{} line 1: not a multiaddress",
-            dir.join("bootstrap").display()
+            vault.join("transport").display()
         )),
         "{log}"
     );
@@ -508,19 +479,17 @@ fn run_keeps_the_data_dir_private_and_repairs_or_refuses_what_it_finds() {
     assert_eq!(mode_of(&dir.join("store")), 0o700);
 
     // A damaged community file is named.
-    let community = dir.join("community");
+    let community = vault.join("community");
     std::fs::write(&community, b"garbage").unwrap();
     let err = run_fails(&dir);
     assert!(
-        err.contains(&format!(
-            "error: the community file {} is damaged",
-            community.display()
-        )),
+        err.contains(&format!("error: {} is damaged", community.display())),
         "{err}"
     );
+    assert!(err.contains("join the community again"), "{err}");
     fails(
         &dir,
         &["rules"],
-        &format!("the community file {}", community.display()),
+        &format!("{} is damaged", community.display()),
     );
 }

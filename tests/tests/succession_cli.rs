@@ -35,8 +35,15 @@ fn a_rotated_key_and_a_new_name_keep_one_author() -> Result<()> {
     if json(&dir, &["id"])?["author"] != new.as_str() {
         bail!("the node does not sign with the new key");
     }
-    if !dir.join("author.key.previous").exists() {
+    if !dir.join("vault").join("author.previous").exists() {
         bail!("the old key was not kept");
+    }
+    if rotated["recovery_phrase"]
+        .as_str()
+        .map(|p| p.split(' ').count())
+        != Some(24)
+    {
+        bail!("rotate printed no recovery phrase of 24 words: {rotated}");
     }
     ok(&dir, &["post", "t", "after"])?;
     let shown = posts(&dir)?;
@@ -64,12 +71,12 @@ fn a_rotated_key_and_a_new_name_keep_one_author() -> Result<()> {
     }
     daemon.terminate()?;
     // Without a running node, rotation says so and changes nothing.
-    let key_file = std::fs::read(dir.join("author.key"))?;
+    let key_file = std::fs::read(dir.join("vault").join("author"))?;
     let out = run(&dir, &["key", "rotate"])?;
     if out.status.success() || !text(&out.stderr).contains("no mutual node is running") {
         bail!("rotate without a node: {}", text(&out.stderr));
     }
-    if std::fs::read(dir.join("author.key"))? != key_file {
+    if std::fs::read(dir.join("vault").join("author"))? != key_file {
         bail!("rotate without a node changed the key file");
     }
     Ok(())

@@ -884,13 +884,13 @@ async fn the_local_server_refuses_what_it_must() -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for f in ["secret", "port"] {
-            let mode = std::fs::metadata(node.data.web_file(f))?
-                .permissions()
-                .mode()
-                & 0o777;
+        for f in [
+            node.data.sealed_path(node::vault::Role::WEB_SECRET),
+            node.data.web_file("port"),
+        ] {
+            let mode = std::fs::metadata(&f)?.permissions().mode() & 0o777;
             if mode != 0o600 {
-                bail!("web.{f} has mode {mode:o}, not 600");
+                bail!("{} has mode {mode:o}, not 600", f.display());
             }
         }
     }

@@ -7,13 +7,12 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use node::vault::Role;
 use node::{DataDir, NodeError};
 use rand::RngCore;
 
 use crate::App;
 
-/// The secret the session and CSRF tokens derive from (`web.secret`, 0600).
-const SECRET_FILE: &str = "secret";
 /// The pending one-time login token and its expiry (`web.login`, 0600).
 const LOGIN_FILE: &str = "login";
 /// How long a login link works (once).
@@ -40,22 +39,17 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    /// Reads `web.secret`, or makes it (random, 0600).
+    /// Reads the app's secret (sealed in the data directory's vault), or
+    /// makes it (random).
     pub(crate) fn load_or_create(data: &DataDir) -> Result<Keys, NodeError> {
-        let path = data.web_file(SECRET_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() == 32 => {
-                let mut secret = [0u8; 32];
-                secret.copy_from_slice(&bytes);
+        if let Some(bytes) = data.read_sealed(Role::WEB_SECRET)? {
+            if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
                 return Ok(Keys { secret });
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(format!("reading {}", path.display()), e)),
         }
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
-        node::datadir::write_private(&path, &secret)?;
+        data.write_sealed(Role::WEB_SECRET, &secret)?;
         Ok(Keys { secret })
     }
 
@@ -304,7 +298,8 @@ mod tests {
         assert!(same("abc", "abc"));
         assert!(!same("abc", "abd"));
         let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::new(dir.path());
+        let data = DataDir::new(dir.path().join("d"));
+        data.init(None).unwrap();
         let k = Keys::load_or_create(&data).unwrap();
         let again = Keys::load_or_create(&data).unwrap();
         assert_eq!(k.session(), again.session());

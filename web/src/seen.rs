@@ -1,26 +1,28 @@
-//! When the person last opened each topic (`web.seen` in the data
-//! directory, 0600), for "new since your last visit".
+//! When the person last opened each topic (sealed in the data
+//! directory's vault, as it names topics), for "new since your last
+//! visit".
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
+use node::vault::Role;
 use node::DataDir;
 
 pub(crate) struct Seen {
-    path: PathBuf,
+    data: DataDir,
     times: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Seen {
     pub(crate) fn load(data: &DataDir) -> Seen {
-        let path = data.web_file("seen");
-        let times = std::fs::read(&path)
+        let times = data
+            .read_sealed(Role::WEB_SEEN)
             .ok()
+            .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         Seen {
-            path,
+            data: data.clone(),
             times: Mutex::new(times),
         }
     }
@@ -40,7 +42,7 @@ impl Seen {
         };
         let before = times.insert(topic.to_string(), now_ms).unwrap_or(0);
         if let Ok(bytes) = serde_json::to_vec(&*times) {
-            if let Err(e) = node::datadir::write_private(&self.path, &bytes) {
+            if let Err(e) = self.data.write_sealed(Role::WEB_SEEN, &bytes) {
                 tracing::warn!("could not remember the topics' last visits: {e}");
             }
         }

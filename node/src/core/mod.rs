@@ -17,6 +17,7 @@ mod enforce;
 pub mod limits;
 mod local;
 mod log;
+pub(crate) mod pulls;
 pub mod reads;
 pub mod sync;
 pub(crate) mod worker;
@@ -87,6 +88,9 @@ pub enum Effect {
     /// Content may have come back (an unblock or unhide): sync with every
     /// connected peer.
     SyncWithAll,
+    /// This node held its own session with a peer that is pulling from it
+    /// ([`pulls`]): sync with that peer again after a moment.
+    SyncLater(PeerRef),
 }
 
 /// The core's settings.
@@ -110,6 +114,8 @@ impl Default for CoreConfig {
 #[derive(Clone)]
 pub struct Shared {
     inner: Arc<RwLock<SharedState>>,
+    /// Peers pulling a scope from this node now (written by the responder).
+    pub(crate) pulls: Arc<pulls::Pulls>,
 }
 
 #[derive(Clone)]
@@ -127,6 +133,7 @@ impl Shared {
                 moderation: Arc::new(moderation),
                 mutes: Arc::default(),
             })),
+            pulls: Arc::default(),
         }
     }
 

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::DefaultClock;
 use governor::state::{InMemoryState, NotKeyed};
@@ -223,6 +223,9 @@ impl Core {
                     continue;
                 }
             }
+            if self.hold_for_pull(peer, &scope) {
+                continue;
+            }
             let set = StoreSet::new(&self.store, &scope);
             let (initiator, request) = Initiator::new(scope.clone(), &set);
             if let Some(e) = set.take_error() {
@@ -241,6 +244,29 @@ impl Core {
             }
             return;
         }
+    }
+
+    /// Whether to hold this node's own session over `scope` with `peer`,
+    /// because `peer` is pulling that scope from this node and holds fewer
+    /// items ([`super::pulls`]); if so, a sync with `peer` is asked for
+    /// again later.
+    fn hold_for_pull(&mut self, peer: &PeerRef, scope: &SyncScope) -> bool {
+        let Some(theirs) = self.shared.pulls.active(peer, scope, Instant::now()) else {
+            return false;
+        };
+        let ours = match self.store.scope_sum(scope) {
+            Ok(acc) => acc.count(),
+            Err(_) => return false,
+        };
+        if theirs >= ours {
+            return false;
+        }
+        tracing::debug!(
+            "holding the sync of {scope:?} with {}: it is pulling from this node ({theirs} < {ours} items)",
+            peer.0
+        );
+        self.effect(Effect::SyncLater(peer.clone()));
+        true
     }
 
     fn end_session(&mut self, peer: &PeerRef) {
@@ -313,10 +339,13 @@ impl Core {
             self.end_session(peer);
             return;
         }
+        // A peer that started pulling from this node after this session
+        // started: this page is stored, and the session stops here.
+        let hold = matches!(step, Ok(Step::Continue(_))) && self.hold_for_pull(peer, &scope);
         // Ask for the next page before checking and storing this one, so
         // the peer reads and sends it while this node verifies and writes
         // (the request depends only on what this node held before).
-        if let Ok(Step::Continue(next)) = &step {
+        if let (Ok(Step::Continue(next)), false) = (&step, hold) {
             session.waiting = Some(self.send(peer, next));
         }
         let items = session.initiator.take_items();
@@ -348,6 +377,8 @@ impl Core {
             return;
         }
         match step {
+            // Not finished: no SyncDone; the next queued scope starts.
+            Ok(Step::Continue(_)) if hold => self.drive(peer),
             Ok(Step::Continue(_)) => self.put_back(peer, session),
             Ok(Step::Done) => {
                 self.put_back(peer, session);
@@ -465,6 +496,7 @@ impl Responder {
                 return wire::encode_versioned(&SyncResponse::refused(&request));
             }
         }
+        me.shared.pulls.served(peer, &request, Instant::now());
         let moderation = me.shared.moderation();
         let store = &me.store;
         let serve = |bytes: &[u8]| -> bool {

@@ -879,3 +879,98 @@ fn measure_the_newest_pseudonym_lookups_of_a_read() {
         "read of the newest 50 (50 authors): {read:?}; of which 50 name look-ups: {lookups:?}"
     );
 }
+
+/// Every connection syncs both ways; a node does not run its own session
+/// towards a peer that is pulling the same topic from it and holds fewer
+/// items (it asks for a sync later instead), and the peer with fewer items
+/// never holds, so two nodes never wait for each other.
+#[test]
+fn a_full_node_holds_its_own_session_while_a_peer_behind_it_pulls() {
+    use protocol::sync::{Initiator, SyncScope};
+    use std::collections::BTreeMap;
+
+    let w = World::new();
+    let mut full = w.core();
+    let author = Identity::generate(None);
+    for i in 0..20 {
+        let m = w.post(&author, &format!("p{i}"), T0 + i);
+        assert!(matches!(gossip(&mut full, &m, T0 + 100), Verdict::Accept));
+    }
+    let behind = peer(1);
+    let scope = SyncScope::Topic(w.topic.clone());
+    // The peer behind starts pulling the topic (it holds 3 of the items).
+    let mut theirs: BTreeMap<ItemKey, Vec<u8>> = BTreeMap::new();
+    for i in 0..3 {
+        let m = w.post(&author, &format!("p{i}"), T0 + i);
+        let Message::Post(p) = &m else { unreachable!() };
+        theirs.insert(key_of(p), m.encode());
+    }
+    let (_, first) = Initiator::new(scope.clone(), &theirs);
+    let answer = full
+        .responder()
+        .answer(&behind, &protocol::wire::encode_versioned(&first));
+    assert!(!answer.is_empty(), "the pull was served");
+    full.take_effects();
+    full.sync_with(behind.clone(), vec![w.topic.clone()]);
+    // The community log is synced first (the peer is not pulling it).
+    let log_ticket = only_request(&mut full, &SyncScope::CommunityLog);
+    full.sync_failed(&behind, log_ticket);
+    // Then the topic is held, and a sync asked for again later.
+    let effects = full.take_effects();
+    assert!(!effects
+        .iter()
+        .any(|e| matches!(e, Effect::SyncRequest { .. })));
+    assert!(effects.contains(&Effect::SyncLater(behind.clone())));
+
+    // A peer that holds as many items as this node is never held for.
+    let mut equal = w.core();
+    let level = peer(2);
+    let mut all: BTreeMap<ItemKey, Vec<u8>> = BTreeMap::new();
+    for i in 0..5 {
+        let m = w.post(&author, &format!("q{i}"), T0 + i);
+        assert!(matches!(gossip(&mut equal, &m, T0 + 100), Verdict::Accept));
+        let Message::Post(p) = &m else { unreachable!() };
+        all.insert(key_of(p), m.encode());
+    }
+    let (_, first) = Initiator::new(scope.clone(), &all);
+    equal
+        .responder()
+        .answer(&level, &protocol::wire::encode_versioned(&first));
+    equal.take_effects();
+    equal.sync_with(level.clone(), vec![w.topic.clone()]);
+    let log_ticket = only_request(&mut equal, &SyncScope::CommunityLog);
+    // The log's session ends; the topic's starts, not held.
+    equal.sync_failed(&level, log_ticket);
+    only_request(&mut equal, &scope);
+}
+
+fn key_of(p: &protocol::SignedPost) -> ItemKey {
+    ItemKey {
+        created_at: p.content.created_at,
+        id: p.id().0,
+    }
+}
+
+/// The one sync request among the core's effects, which must be for
+/// `scope`; no session is held. Its ticket.
+fn only_request(core: &mut Core, scope: &protocol::sync::SyncScope) -> SyncTicket {
+    let effects = core.take_effects();
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::SyncLater(_))),
+        "no session held"
+    );
+    let requests: Vec<_> = effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::SyncRequest { ticket, bytes, .. } => {
+                let r: protocol::sync::SyncRequest =
+                    protocol::wire::decode_versioned(&bytes, usize::MAX).unwrap();
+                Some((ticket, r.scope))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 1, "one request");
+    assert_eq!(&requests[0].1, scope);
+    requests[0].0
+}

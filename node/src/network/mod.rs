@@ -16,8 +16,11 @@ mod start;
 pub(crate) mod transport;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::kad::{self, RecordKey};
@@ -86,6 +89,10 @@ pub(crate) struct EventLoop {
     next_ticket: u64,
     /// Sync requests in flight: whose, and which core session's.
     sync_requests: HashMap<OutboundRequestId, (PeerId, SyncTicket)>,
+    /// Peers to sync with again shortly (the core held its session while
+    /// they pulled from this node), each once.
+    sync_later: HashSet<PeerId>,
+    sync_retries: FuturesUnordered<Pin<Box<dyn Future<Output = PeerId> + Send>>>,
     banned: HashMap<PeerId, tokio::time::Instant>,
     pub(crate) config: NodeConfig,
     /// Where gossipsub keeps its counters ([`crate::GossipStats`]).
@@ -288,6 +295,12 @@ impl EventLoop {
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = resync.tick() => self.sync_all_peers(),
+                Some(peer) = self.sync_retries.next(), if !self.sync_retries.is_empty() => {
+                    self.sync_later.remove(&peer);
+                    if self.swarm.is_connected(&peer) {
+                        self.start_sync_with(peer);
+                    }
+                }
                 _ = discover.tick() => self.discover(),
                 _ = peer_tick.tick() => {
                     let actions = self.peers.tick(now_ms());
@@ -404,6 +417,16 @@ impl EventLoop {
                 }
             }
             Effect::SyncWithAll => self.sync_all_peers(),
+            Effect::SyncLater(peer) => {
+                if let Ok(p) = peer.0.parse::<PeerId>() {
+                    if self.sync_later.insert(p) {
+                        self.sync_retries.push(Box::pin(async move {
+                            tokio::time::sleep(crate::core::pulls::ACTIVE).await;
+                            p
+                        }));
+                    }
+                }
+            }
             Effect::SyncRequest {
                 peer,
                 ticket,

@@ -188,6 +188,8 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         pending_gossip: HashMap::new(),
         next_ticket: 0,
         sync_requests: HashMap::new(),
+        sync_later: Default::default(),
+        sync_retries: Default::default(),
         banned: HashMap::new(),
         config,
         gossip_metrics,

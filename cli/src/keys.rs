@@ -238,7 +238,7 @@ pub(crate) fn init(ctx: &Ctx, args: InitArgs) -> Result<()> {
 }
 
 /// Prints the recovery phrase, numbered, with what to do with it.
-fn show_phrase(phrase: &str) -> Result<()> {
+pub(crate) fn show_phrase(phrase: &str) -> Result<()> {
     line("Your recovery phrase, the only way back to this identity if this computer is lost or its keys are damaged:")?;
     line("")?;
     let words: Vec<&str> = phrase.split(' ').collect();

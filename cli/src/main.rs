@@ -19,6 +19,7 @@ mod moderation;
 mod offline;
 mod output;
 mod posts;
+mod succession;
 mod text;
 mod ui;
 
@@ -99,6 +100,14 @@ enum Command {
         /// Do not ask to type `forget` to confirm.
         #[arg(long)]
         yes: bool,
+    },
+    /// Your identity's key: `rotate` moves it to a fresh one.
+    #[command(subcommand)]
+    Key(succession::KeyCommand),
+    /// Change your pseudonym (none given: post without one).
+    Name {
+        /// The new pseudonym.
+        pseudonym: Option<String>,
     },
     /// Join a topic.
     Join {
@@ -243,6 +252,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Passphrase(args) => keys::passphrase(&ctx, args),
         Command::Shutdown => keys::shutdown(&ctx).await,
         Command::Forget { yes } => keys::forget(&ctx, yes).await,
+        Command::Key(command) => succession::run(&ctx, command).await,
+        Command::Name { pseudonym } => succession::name(&ctx, pseudonym).await,
         Command::Peers => info::peers(&ctx).await,
         Command::Status => info::status(&ctx).await,
         Command::Sync => info::sync(&ctx).await,

@@ -341,6 +341,18 @@ pub enum Request {
         /// Full or short post id.
         post: String,
     },
+    /// Key succession: sign a succession to this key (which the client
+    /// keeps in the data directory first) and sign with it from now on.
+    Succeed {
+        /// The new secret key.
+        key: crate::succession::SecretSeed,
+    },
+    /// Sign the next posts and actions with this pseudonym (`None`: none;
+    /// the client keeps it in the data directory).
+    SetName {
+        /// The pseudonym.
+        name: Option<String>,
+    },
     /// The public moderation state and log.
     ModList,
     /// Reports this (moderator) node can read.
@@ -1082,6 +1094,14 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
         Request::ModUnpin { post } => {
             let post = post_id(handle, &post).await?;
             moderate(handle, ModActionKind::Unpin { post }).await
+        }
+        Request::Succeed { key } => {
+            let new = key.key().map_err(e)?;
+            Ok(id_result(handle.succeed(new).await.map_err(e)?))
+        }
+        Request::SetName { name } => {
+            handle.set_pseudonym(name).await.map_err(e)?;
+            to_value(handle.id().await.map_err(e)?)
         }
         Request::ModList => to_value(handle.mod_list().await.map_err(e)?),
         Request::ModQueue => to_value(handle.mod_queue().await.map_err(e)?),

@@ -148,6 +148,9 @@ pub(crate) enum Command {
     Id(Reply<IdView>),
     /// The pseudonym changed: the loop's answer to `Id` follows.
     SetName(Option<String>, Reply<()>),
+    /// The author key changed (key succession): the loop's answer to `Id`
+    /// follows.
+    SetAuthorKey(protocol::SecretKey, Reply<()>),
     Peers(Reply<Vec<PeerView>>),
     NetStatus(Reply<NetStatus>),
     Invite(Reply<String>),
@@ -320,6 +323,24 @@ impl NodeHandle {
             })
             .await?;
         self.ask(|r| Command::SetName(name, r)).await
+    }
+
+    /// Moves this identity to the key `new` (key succession): publishes a
+    /// succession signed by the current key and co-signed by `new`, and
+    /// from then on signs with `new`. Returns once the succession is
+    /// stored (durable); refused, changing nothing, when the current key
+    /// was already succeeded or `new` already belongs to an author. The
+    /// caller keeps `new` in the data directory first
+    /// ([`crate::DataDir::replace_author_key`]), so that a crash never
+    /// leaves a published succession to a key nobody holds.
+    pub async fn succeed(&self, new: protocol::SecretKey) -> Result<ActionId, NodeError> {
+        let for_core = new.clone();
+        let id = self
+            .core
+            .write(move |c| c.succeed(for_core, now_ms()))
+            .await?;
+        self.ask(|r| Command::SetAuthorKey(new, r)).await?;
+        Ok(id)
     }
 
     /// Connected peers.

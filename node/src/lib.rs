@@ -16,6 +16,7 @@ pub mod error;
 pub mod handle;
 pub mod invites;
 pub mod store;
+pub mod succession;
 pub mod vault;
 
 mod codec;

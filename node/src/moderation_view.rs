@@ -34,12 +34,15 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
         ModActionKind::Unhide { post } => (format!("unhid post {post}"), None),
         ModActionKind::Pin { post } => (format!("pinned post {post}"), None),
         ModActionKind::Unpin { post } => (format!("unpinned post {post}"), None),
+        ModActionKind::Succeed { new, .. } => (format!("moved to the new key {new}"), None),
     }
 }
 
 /// The members' view of the moderation state.
 pub(crate) fn mod_list(state: &ModerationState, manifest: &SignedManifest) -> ModListView {
-    let admin = manifest.content.admin;
+    // The admin's current key: after the admin's key succession, the new
+    // one.
+    let admin = state.lineage().current(&manifest.content.admin);
     ModListView {
         admin: actor(&admin, None),
         moderators: state

@@ -151,9 +151,16 @@ impl Role {
         file: "web.seen",
         context: "mutual vault web seen v1",
     };
+    /// The author key a key succession replaced (`mutual key rotate`),
+    /// kept until the next one; same contents as [`Role::AUTHOR`].
+    pub const PREVIOUS_AUTHOR: Role = Role {
+        file: "author.previous",
+        context: "mutual vault previous author key v1",
+    };
     /// Every role, for migration and for `forget`.
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::AUTHOR,
+        Role::PREVIOUS_AUTHOR,
         Role::TRANSPORT,
         Role::PSEUDONYM,
         Role::COMMUNITY,

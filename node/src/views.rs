@@ -1,9 +1,69 @@
 //! Turning stored items and moderation state into what readers see.
 
+use std::collections::HashMap;
+
 use protocol::{Message, ModerationState, PostId, PublicKey, SignedPost, TopicName};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ActorView, PostView};
+use crate::store::Store;
+
+/// How readers see an author: by the first key of its key chain (the same
+/// short key before and after a key succession) and the newest pseudonym
+/// any of its keys signed a post with (by the post's `created_at`, then
+/// post id), not the one in each post. Looked up in the store once per
+/// author and kept for one page or one read, so a read costs one index
+/// look-up per distinct author and key.
+pub(crate) struct AuthorNames<'a> {
+    store: &'a Store,
+    moderation: &'a ModerationState,
+    known: HashMap<PublicKey, Option<String>>,
+}
+
+impl<'a> AuthorNames<'a> {
+    pub(crate) fn new(store: &'a Store, moderation: &'a ModerationState) -> Self {
+        AuthorNames {
+            store,
+            moderation,
+            known: HashMap::new(),
+        }
+    }
+
+    /// The author `key` signs for and its newest pseudonym; `fallback`
+    /// (the item's own) when none of its posts is held.
+    fn of(&mut self, key: &PublicKey, fallback: Option<&str>) -> (PublicKey, Option<String>) {
+        let lineage = self.moderation.lineage();
+        let author = lineage.root(key);
+        if let Some(name) = self.known.get(&author) {
+            return (author, name.clone());
+        }
+        let mut newest: Option<(u64, PostId, Option<String>)> = None;
+        for k in lineage.keys_of(key) {
+            match self.store.latest_post_of(&k) {
+                Ok(Some(p)) => {
+                    let order = (p.content.created_at, p.id());
+                    if newest.as_ref().is_none_or(|n| (n.0, n.1) < order) {
+                        newest = Some((order.0, order.1, p.content.author_name));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("looking up an author's newest pseudonym: {e}"),
+            }
+        }
+        let name = match newest {
+            Some((_, _, name)) => name,
+            None => fallback.map(str::to_string),
+        };
+        self.known.insert(author, name.clone());
+        (author, name)
+    }
+
+    /// [`AuthorNames::of`] without a fallback, for measuring.
+    #[cfg(test)]
+    pub(crate) fn of_author(&mut self, key: &PublicKey) -> Option<String> {
+        self.of(key, None).1
+    }
+}
 
 /// What remains of a hidden post: enough to show "hidden by a moderator"
 /// in its place in the thread, never its body.
@@ -60,14 +120,16 @@ pub(crate) fn actor(key: &PublicKey, name: Option<&str>) -> ActorView {
 }
 
 /// What a reader sees of a stored post.
-pub(crate) fn post_view(post: &SignedPost, moderation: &ModerationState) -> PostView {
+pub(crate) fn post_view(post: &SignedPost, names: &mut AuthorNames<'_>) -> PostView {
     let id = post.id();
     let p = &post.content;
+    let (author, author_name) = names.of(&p.author, p.author_name.as_deref());
+    let moderation = names.moderation;
     PostView {
         id: id.to_string(),
         topic: p.topic.to_string(),
-        author: p.author.to_string(),
-        author_name: p.author_name.clone(),
+        author: author.to_string(),
+        author_name,
         created_at: p.created_at,
         parent: p.parent.map(|x| x.to_string()),
         content_warning: p.content_warning.clone(),
@@ -80,13 +142,14 @@ pub(crate) fn post_view(post: &SignedPost, moderation: &ModerationState) -> Post
 }
 
 /// What a reader sees in place of a hidden post.
-pub(crate) fn tombstone_view(t: &Tombstone, moderation: &ModerationState) -> PostView {
-    let hide = moderation.hidden(&t.id);
+pub(crate) fn tombstone_view(t: &Tombstone, names: &mut AuthorNames<'_>) -> PostView {
+    let hide = names.moderation.hidden(&t.id);
+    let (author, author_name) = names.of(&t.author, t.author_name.as_deref());
     PostView {
         id: t.id.to_string(),
         topic: t.topic.to_string(),
-        author: t.author.to_string(),
-        author_name: t.author_name.clone(),
+        author: author.to_string(),
+        author_name,
         created_at: t.created_at,
         parent: t.parent.map(|x| x.to_string()),
         content_warning: None,

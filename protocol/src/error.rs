@@ -44,6 +44,9 @@ pub enum ValidationError {
     /// A text field that must not be empty is empty.
     #[error("empty: {0} must not be empty")]
     Empty(&'static str),
+    /// A key succession that names its own signer as the new key.
+    #[error("a key cannot succeed itself: the new key of a succession must differ from the old")]
+    SelfSuccession,
     /// A report carries no sealed copy for any reader.
     #[error("report has no recipients")]
     NoRecipients,

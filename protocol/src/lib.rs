@@ -16,6 +16,7 @@ pub mod error;
 pub mod ids;
 pub mod invite;
 pub mod keys;
+pub mod lineage;
 pub mod message;
 pub mod moderation;
 pub mod post;

@@ -50,20 +50,49 @@ pub enum VerifiedMessage {
     Report(VerifiedReport),
 }
 
-/// What a batch must check of one signed item.
-fn signature_job<T: Signable>(item: &Signed<T>) -> (PublicKey, Vec<u8>, Signature) {
-    (*item.content.signer(), item.signing_bytes(), item.signature)
+/// What a batch must check of one signed item: its signature, and its
+/// co-signature if it carries one.
+fn signature_jobs<T: Signable>(item: &Signed<T>) -> Vec<(PublicKey, Vec<u8>, Signature)> {
+    let mut jobs = vec![(*item.content.signer(), item.signing_bytes(), item.signature)];
+    jobs.extend(item.content.co_signature());
+    jobs
 }
+
+/// Version byte of a message holding a key succession. Older nodes speak
+/// only [`wire::WIRE_VERSION`]: they refuse such a message as a version
+/// they do not know ("upgrade mutual") instead of misreading it, and keep
+/// exchanging every other item with newer nodes.
+pub const SUCCESSION_WIRE_VERSION: u8 = 2;
 
 impl Message {
     /// Decodes a message from gossip or sync bytes.
     pub fn decode(bytes: &[u8]) -> Result<Message, ValidationError> {
-        Ok(wire::decode_versioned(bytes, MAX_MESSAGE_BYTES)?)
+        let message: Message = wire::decode_versioned_in(
+            bytes,
+            MAX_MESSAGE_BYTES,
+            &[wire::WIRE_VERSION, SUCCESSION_WIRE_VERSION],
+        )?;
+        // One byte string per message: the version says whether it holds
+        // a succession.
+        if bytes.first() != Some(&message.version()) {
+            return Err(wire::WireError::NotCanonical.into());
+        }
+        Ok(message)
     }
 
     /// Encodes for travel.
     pub fn encode(&self) -> Vec<u8> {
-        wire::encode_versioned(self)
+        wire::encode_versioned_as(self.version(), self)
+    }
+
+    /// The version byte this message travels with.
+    fn version(&self) -> u8 {
+        match self {
+            Message::Moderation(a) if a.content.kind.successor().is_some() => {
+                SUCCESSION_WIRE_VERSION
+            }
+            _ => wire::WIRE_VERSION,
+        }
     }
 
     /// Decodes and checks every rule. This is the single entry point for "a
@@ -89,17 +118,20 @@ impl Message {
         let mut jobs: Vec<(usize, PublicKey, Vec<u8>, Signature)> = Vec::new();
         for (i, m) in messages.into_iter().enumerate() {
             let job = match &m {
-                Message::Post(p) => p.check_cheap(ctx).map(|()| Some(signature_job(p))),
-                Message::Retraction(r) => r.check_cheap(ctx).map(|()| Some(signature_job(r))),
-                Message::Moderation(a) => a.check_cheap(ctx).map(|()| Some(signature_job(a))),
-                Message::Report(_) => Ok(None),
+                Message::Post(p) => p.check_cheap(ctx).map(|()| signature_jobs(p)),
+                Message::Retraction(r) => r.check_cheap(ctx).map(|()| signature_jobs(r)),
+                Message::Moderation(a) => a.check_cheap(ctx).map(|()| signature_jobs(a)),
+                Message::Report(_) => Ok(Vec::new()),
             };
             match job {
-                Ok(Some((key, bytes, sig))) => {
-                    jobs.push((i, key, bytes, sig));
+                Ok(item_jobs) => {
+                    jobs.extend(
+                        item_jobs
+                            .into_iter()
+                            .map(|(key, bytes, sig)| (i, key, bytes, sig)),
+                    );
                     pending.push(Ok(m));
                 }
-                Ok(None) => pending.push(Ok(m)),
                 Err(e) => pending.push(Err(e)),
             }
         }
@@ -115,7 +147,7 @@ impl Message {
         let mut signature_ok = vec![true; pending.len()];
         for ((i, ..), ok) in jobs.iter().zip(verdicts) {
             if let Some(slot) = signature_ok.get_mut(*i) {
-                *slot = ok;
+                *slot &= ok;
             }
         }
         pending
@@ -130,7 +162,10 @@ impl Message {
                     Message::Report(r) => VerifiedMessage::Report(r.verify(ctx)?),
                     Message::Post(p) => return Err(p.bad_signature()),
                     Message::Retraction(r) => return Err(r.bad_signature()),
-                    Message::Moderation(a) => return Err(a.bad_signature()),
+                    // The signer's or the co-signer's: say which.
+                    Message::Moderation(a) => {
+                        return Err(a.check_signature().err().unwrap_or(a.bad_signature()))
+                    }
                 })
             })
             .collect()

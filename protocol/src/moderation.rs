@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 use crate::ids::{ActionId, CommunityId, PostId};
-use crate::keys::{Identity, PublicKey};
+use crate::keys::{Identity, PublicKey, SecretKey, Signature};
 use crate::signed::{check_len, Signable, Signed, Verified};
 use crate::topic::TopicName;
 use crate::{MAX_PSEUDONYM_BYTES, MAX_REASON_BYTES};
@@ -98,6 +98,30 @@ pub enum ModActionKind {
         /// The post.
         post: PostId,
     },
+    /// Key succession: the signer (any member, moderator or the admin)
+    /// moves to the key `new`, and every node treats both keys as one
+    /// author (`state.rs`, "Key succession"). Signed by the old key;
+    /// `new_signature` is the new key's signature over
+    /// [`succession_statement`] (proof of possession: without it a blocked
+    /// key could name a victim's key as its successor and drag the victim
+    /// into its block, or a stranger could claim a moderator's key).
+    Succeed {
+        /// The key that signs for this author from now on.
+        new: PublicKey,
+        /// `new`'s signature over [`succession_statement`].
+        new_signature: Signature,
+    },
+}
+
+/// Domain of the new key's co-signature of a succession.
+pub const SUCCESSION_DOMAIN: &str = "mutual/v1/succession";
+
+/// The bytes the new key of a succession signs: the community, the old
+/// key and the new key. The time is not in them: the old key may only
+/// ever be succeeded once (`state.rs`), so reusing the co-signature in a
+/// second succession of the same two keys changes nothing.
+pub fn succession_statement(community: &CommunityId, old: &PublicKey, new: &PublicKey) -> Vec<u8> {
+    crate::wire::signing_bytes(SUCCESSION_DOMAIN, &(community, old, new))
 }
 
 impl ModActionKind {
@@ -107,6 +131,14 @@ impl ModActionKind {
             self,
             ModActionKind::AppointModerator { .. } | ModActionKind::RevokeModerator { .. }
         )
+    }
+
+    /// The new key of a succession, if this is one.
+    pub fn successor(&self) -> Option<&PublicKey> {
+        match self {
+            ModActionKind::Succeed { new, .. } => Some(new),
+            _ => None,
+        }
     }
 
     fn reason(&self) -> Option<&str> {
@@ -164,7 +196,20 @@ impl Signable for ModAction {
         if let Some(reason) = self.kind.reason() {
             check_len("reason", reason, MAX_REASON_BYTES)?;
         }
+        if self.kind.successor() == Some(&self.signer) {
+            return Err(ValidationError::SelfSuccession);
+        }
         Ok(())
+    }
+    fn co_signature(&self) -> Option<(PublicKey, Vec<u8>, Signature)> {
+        match &self.kind {
+            ModActionKind::Succeed { new, new_signature } => Some((
+                *new,
+                succession_statement(&self.community, &self.signer, new),
+                *new_signature,
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -187,6 +232,29 @@ impl ModAction {
         };
         action.check_fields()?;
         Ok(Signed::sign(action, &signer.secret))
+    }
+
+    /// Makes a key succession: `old` names `new` as its successor and
+    /// `new` co-signs it. Signed by `old` (with `old`'s pseudonym).
+    pub fn succeed(
+        old: &Identity,
+        new: &SecretKey,
+        community: CommunityId,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<SignedModAction, ValidationError> {
+        let new_key = new.public();
+        let new_signature = new.sign(&succession_statement(&community, &old.public(), &new_key));
+        ModAction::create(
+            old,
+            community,
+            seq,
+            ModActionKind::Succeed {
+                new: new_key,
+                new_signature,
+            },
+            now_ms,
+        )
     }
 
     /// The total order used to decide which of two actions on the same

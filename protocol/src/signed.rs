@@ -28,6 +28,12 @@ pub trait Signable: Serialize + DeserializeOwned + Clone {
     fn created_at(&self) -> u64;
     /// Field rules (sizes, non-empty texts) that need no key.
     fn check_fields(&self) -> Result<(), ValidationError>;
+    /// A second signature the item carries inside its content, by another
+    /// key, checked with the main one: `(key, signed bytes, signature)`.
+    /// Only a key succession has one (the new key's proof of possession).
+    fn co_signature(&self) -> Option<(PublicKey, Vec<u8>, Signature)> {
+        None
+    }
 }
 
 /// An item with its signature, as it travels and as it is stored.
@@ -75,14 +81,19 @@ impl<T: Signable> Signed<T> {
         self.content.check_fields()
     }
 
-    /// The signature check alone.
+    /// The signature checks alone (the signer's, then the co-signature's
+    /// if the item carries one).
     pub fn check_signature(&self) -> Result<(), ValidationError> {
         let message = self.signing_bytes();
-        if self.content.signer().verify(&message, &self.signature) {
-            Ok(())
-        } else {
-            Err(self.bad_signature())
+        if !self.content.signer().verify(&message, &self.signature) {
+            return Err(self.bad_signature());
         }
+        if let Some((key, bytes, signature)) = self.content.co_signature() {
+            if !key.verify(&bytes, &signature) {
+                return Err(ValidationError::BadSignature(key.short()));
+            }
+        }
+        Ok(())
     }
 
     /// The exact bytes the signature covers.

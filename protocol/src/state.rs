@@ -4,12 +4,24 @@
 //! deletes and refuses the same posts.
 //!
 //! Rules:
+//! 0. Key succession (`Succeed`, any member): keys linked by effective
+//!    successions are one *author*, named by its first key; which
+//!    successions are effective depends on the successions alone
+//!    ([`crate::lineage`]: a key is succeeded once, named once, cycles
+//!    opened at their latest link). Everything below that is about a key
+//!    is about its author: the admin is the author of the manifest's key
+//!    (its later keys act as the admin, and nobody blocks them), an
+//!    appointment or revocation of any key of an author is of the author,
+//!    a block of any key covers all of them (so a blocked key's succession
+//!    escapes nothing), and `seq` numbers are compared across the
+//!    author's keys.
 //! 1. The admin is fixed by the community manifest and is always a moderator.
 //! 2. Only the admin's `AppointModerator` / `RevokeModerator` actions count;
-//!    anyone else's are refused (`NotAdmin`) and not kept.
+//!    anyone else's are kept aside (`NotAdmin`, bounded like every pending
+//!    action: a succession making the signer the admin's may come later).
 //! 3. A key is a moderator at time `t` iff the latest (by order key
 //!    `(created_at, signer, seq)`, then action id) admin appoint/revoke for
-//!    that key with `created_at <= t` is an appoint.
+//!    that key's author with `created_at <= t` is an appoint.
 //! 4. Any other action is effective iff its signer is the admin, or all of:
 //!    - its signer was a moderator at the action's `created_at` (rule 3);
 //!    - revocation is final: if a revocation ended that appointment (the
@@ -32,21 +44,24 @@
 //!    `(author, Community)` is a block or the winner for
 //!    `(author, Topic(T))` is a block.
 //! 7. Actions of another community are refused (`WrongCommunity`) and not
-//!    kept, and so is any block or unblock of the admin, whoever signs it
-//!    (`AdminTarget`: nobody blocks the admin). Forged signatures never get
-//!    here: only [`crate::Signed::verify`] makes a [`VerifiedModAction`].
+//!    kept, and so is any block or unblock of the manifest's admin key,
+//!    whoever signs it (`AdminTarget`: nobody blocks the admin); one of a
+//!    later key of the admin is kept aside (`AdminSuccessorTarget`) and
+//!    never counts. Forged signatures never get here: only
+//!    [`crate::Signed::verify`] makes a [`VerifiedModAction`] (a
+//!    succession's co-signature by its new key included).
 //!
 //! Hides are not restricted by author: a hide names only a post id, and
 //! whether that post is the admin's cannot be told from the actions (a
 //! node may not hold the post). A moderator can hide the admin's post; the
 //! admin can unhide it (a later action wins) and revoke the moderator.
 //!
-//! Every action that passes rules 2 and 7 is kept in the state, effective or
+//! Every action that passes rule 7 is kept in the state, effective or
 //! not: an appointment that arrives late (but is dated earlier) makes an
 //! earlier-received action effective, and a late revocation or a second
-//! action with the same number makes one ineffective. On an appoint/revoke
-//! (or a reused number) the effects are recomputed from the kept actions,
-//! so the incremental [`ModerationState::apply`] always gives exactly the
+//! action with the same number makes one ineffective. On an appoint/revoke,
+//! a succession (or a reused number) the effects are recomputed from the
+//! kept actions, so the incremental [`ModerationState::apply`] always gives exactly the
 //! state [`ModerationState::fold`] gives over the same set.
 //! Kept-but-ineffective actions ("pending") decide nothing: compare
 //! [`ModerationState::decisions`] to ask whether two states decide the same.
@@ -57,6 +72,7 @@ use std::ops::Bound;
 
 use crate::ids::{ActionId, CommunityId, PostId};
 use crate::keys::PublicKey;
+use crate::lineage::Lineage;
 use crate::moderation::{ModActionKind, Scope, VerifiedModAction};
 use crate::topic::TopicName;
 
@@ -72,10 +88,27 @@ pub enum ModerationError {
         /// The community named in the action (short form).
         found: String,
     },
-    /// Appoint/revoke by someone other than the admin.
+    /// Appoint/revoke by someone other than the admin (or a successor
+    /// of the admin's key). Kept aside like `NotModerator`: a succession
+    /// that makes the signer the admin's successor may arrive later.
     #[error("not the admin: only the community admin can appoint or revoke moderators, and {signer} is not the admin")]
     NotAdmin {
         /// The signer's key fingerprint.
+        signer: String,
+    },
+    /// A block or unblock of a later key of the admin (after the admin's
+    /// key succession): nobody blocks the admin. Kept aside.
+    #[error("nobody can block the admin: {author} is a key of the community admin, so a block or unblock of it has no effect")]
+    AdminSuccessorTarget {
+        /// The target's key fingerprint.
+        author: String,
+    },
+    /// A key succession that links nothing: its old key was succeeded
+    /// first, or its new key already follows another key (`lineage.rs`).
+    /// Kept, as it may win once the succession it lost to is known.
+    #[error("the key succession changes nothing: {signer} was already succeeded by another key, or the new key already follows another key")]
+    SuccessionNoEffect {
+        /// The signer's (old key's) fingerprint.
         signer: String,
     },
     /// The signer was not a moderator when they signed it. The action is
@@ -186,6 +219,16 @@ pub enum NoEffect {
     /// The post is not pinned.
     #[error("not pinned")]
     NotPinned,
+    /// A succession of a key that was already succeeded.
+    #[error("this key was already succeeded by another key: sign with that one")]
+    AlreadySucceeded,
+    /// A succession to a key that already belongs to an author's chain.
+    #[error("the new key already belongs to an author's keys: make a fresh key")]
+    SuccessorTaken,
+    /// A succession is made with [`ModerationState::check_succession`],
+    /// not as a moderation action.
+    #[error("a key succession is made with `mutual id succeed`, not as a moderation action")]
+    NotAModerationAction,
 }
 
 /// Who decided a block, hide or pin, when and why: what `mod list` and a
@@ -233,6 +276,9 @@ pub struct Applied {
     /// Whether the current moderator set changed (report recipients and the
     /// moderator list must be refreshed).
     pub moderators_changed: bool,
+    /// Whether a key succession linked or unlinked keys (mutes, pseudonyms
+    /// and everything else resolved by author must be looked at again).
+    pub authors_changed: bool,
 }
 
 impl Applied {
@@ -333,8 +379,14 @@ pub struct ModerationState {
     actions: BTreeMap<OrderKey, VerifiedModAction>,
     /// The order key of every kept action, for duplicate checks.
     ids: BTreeMap<ActionId, OrderKey>,
-    /// Admin appoint/revoke history per key, by order key.
+    /// Appoint/revoke history per named key, by order key, whoever
+    /// signed it (kept as signed; only the admin's count).
     roles: BTreeMap<PublicKey, BTreeMap<OrderKey, Role>>,
+    /// Derived: the admin's appoint/revoke history per author (root key
+    /// of the named key's chain), rebuilt by every recompute.
+    author_roles: BTreeMap<PublicKey, BTreeMap<OrderKey, Role>>,
+    /// The kept key successions and the chains they make.
+    lineage: Lineage,
     /// The kept actions of each `(signer, seq)` (more than one: a reused
     /// number, rule 4).
     seqs: BTreeMap<(PublicKey, u64), BTreeSet<ActionId>>,
@@ -366,6 +418,8 @@ impl ModerationState {
             actions: BTreeMap::new(),
             ids: BTreeMap::new(),
             roles: BTreeMap::new(),
+            author_roles: BTreeMap::new(),
+            lineage: Lineage::default(),
             seqs: BTreeMap::new(),
             blocks: BTreeMap::new(),
             hidden: BTreeMap::new(),
@@ -406,16 +460,14 @@ impl ModerationState {
             return Err(ModerationError::Duplicate);
         }
         let key = order_key(a);
-        if a.kind.admin_only() && a.signer != self.admin {
-            return Err(ModerationError::NotAdmin {
-                signer: a.signer.short(),
-            });
-        }
         if block_author(&a.kind) == Some(&self.admin) {
             return Err(ModerationError::AdminTarget);
         }
         if let Some((target, role)) = role_change(&a.kind) {
             self.roles.entry(target).or_default().insert(key, role);
+        }
+        if let Some(new) = a.kind.successor() {
+            self.lineage.insert(a.signer, *new, a.created_at, id);
         }
         self.seqs.entry((a.signer, a.seq)).or_default().insert(id);
         self.ids.insert(id, key);
@@ -433,11 +485,6 @@ impl ModerationState {
         }
         if self.ids.contains_key(&a.id()) {
             return Some(ModerationError::Duplicate);
-        }
-        if a.kind.admin_only() && a.signer != self.admin {
-            return Some(ModerationError::NotAdmin {
-                signer: a.signer.short(),
-            });
         }
         if block_author(&a.kind) == Some(&self.admin) {
             return Some(ModerationError::AdminTarget);
@@ -459,17 +506,28 @@ impl ModerationState {
     /// decides it exactly as the fold would. The other errors leave the
     /// state untouched.
     pub fn apply(&mut self, a: &VerifiedModAction) -> Result<Applied, ModerationError> {
-        if let Some((key, _)) = role_change(&a.kind) {
-            let was = self.is_current_moderator(&key);
+        if let Some(refusal) = self.refusal(a) {
+            return Err(refusal);
+        }
+        let relinks = a.kind.successor().is_some();
+        if relinks || (a.kind.admin_only() && self.is_admin(&a.signer)) {
+            let moderators = self.current_moderators();
+            let links = self.lineage.effective().clone();
+            // A succession that links nothing may still void an action
+            // with its number (rule 4): then it is not refused.
+            let decided = relinks.then(|| self.decisions());
             let before = self.targets_in_force();
             self.admit(a)?;
             self.recompute();
             let mut applied = diff(&before, &self.targets_in_force());
-            applied.moderators_changed = was != self.is_current_moderator(&key);
+            applied.moderators_changed = moderators != self.current_moderators();
+            applied.authors_changed = links != *self.lineage.effective();
+            if relinks && !applied.authors_changed && decided == Some(self.decisions()) {
+                return Err(ModerationError::SuccessionNoEffect {
+                    signer: a.signer.short(),
+                });
+            }
             return Ok(applied);
-        }
-        if let Some(refusal) = self.refusal(a) {
-            return Err(refusal);
         }
         let verdict = self.verdict(a);
         if let Err(reason) = &verdict {
@@ -481,7 +539,11 @@ impl ModerationState {
         // it (rule 4, revocation is final): only a recompute knows what that
         // changes. Keys never appointed (and the admin) are never judged
         // by number.
-        let twins = if a.signer != self.admin && self.roles.contains_key(&a.signer) {
+        let twins = if !self.is_admin(&a.signer)
+            && self
+                .author_roles
+                .contains_key(&self.lineage.root(&a.signer))
+        {
             self.twins(a)
         } else {
             Vec::new()
@@ -513,11 +575,23 @@ impl ModerationState {
         self.apply_effect(a);
         let now = self.in_force(&target);
         let mut applied = Applied::default();
+        let every_key = |author: &PublicKey, scope: &Scope| -> Vec<(PublicKey, Scope)> {
+            let mut keys: Vec<(PublicKey, Scope)> = self
+                .lineage
+                .keys_of(author)
+                .into_iter()
+                .map(|k| (k, scope.clone()))
+                .collect();
+            keys.sort();
+            keys
+        };
         match (target, was, now) {
             (Target::Block(author, scope), false, true) => {
-                applied.newly_blocked.push((author, scope))
+                applied.newly_blocked = every_key(&author, &scope)
             }
-            (Target::Block(author, scope), true, false) => applied.unblocked.push((author, scope)),
+            (Target::Block(author, scope), true, false) => {
+                applied.unblocked = every_key(&author, &scope)
+            }
             (Target::Hide(post), false, true) => applied.newly_hidden.push(post),
             (Target::Hide(post), true, false) => applied.unhidden.push(post),
             (Target::Pin(post), false, true) => applied.newly_pinned.push(post),
@@ -533,18 +607,21 @@ impl ModerationState {
     /// calls it before signing, so no action that changes nothing is ever
     /// signed and published. The `upto_seq` of a revocation is not judged.
     pub fn check_new(&self, signer: &PublicKey, kind: &ModActionKind) -> Result<(), NoEffect> {
+        if let ModActionKind::Succeed { .. } = kind {
+            return Err(NoEffect::NotAModerationAction);
+        }
         if kind.admin_only() {
-            if *signer != self.admin {
+            if !self.is_admin(signer) {
                 return Err(NoEffect::NotAdmin);
             }
         } else if !self.is_current_moderator(signer) {
             return Err(NoEffect::NotModerator);
         }
-        let moderates = |key: &PublicKey| *key != self.admin && self.is_current_moderator(key);
+        let moderates = |key: &PublicKey| !self.is_admin(key) && self.is_current_moderator(key);
         match kind {
             ModActionKind::AppointModerator { key }
             | ModActionKind::RevokeModerator { key, .. }
-                if *key == self.admin =>
+                if self.is_admin(key) =>
             {
                 Err(NoEffect::AdminIsAlwaysModerator)
             }
@@ -554,14 +631,14 @@ impl ModerationState {
             ModActionKind::RevokeModerator { key, .. } if !moderates(key) => {
                 Err(NoEffect::NothingToRevoke)
             }
-            ModActionKind::Block { author, .. } if *author == self.admin => {
+            ModActionKind::Block { author, .. } if self.is_admin(author) => {
                 Err(NoEffect::CannotBlockAdmin)
             }
-            ModActionKind::Unblock { author, .. } if *author == self.admin => {
+            ModActionKind::Unblock { author, .. } if self.is_admin(author) => {
                 Err(NoEffect::AdminNeverBlocked)
             }
             ModActionKind::Block { author, .. } | ModActionKind::Unblock { author, .. }
-                if *signer != self.admin && moderates(author) =>
+                if !self.is_admin(signer) && moderates(author) =>
             {
                 Err(NoEffect::ModeratorTarget)
             }
@@ -583,6 +660,32 @@ impl ModerationState {
         }
     }
 
+    /// Whether a succession of `old` by `new` would link them, judged on
+    /// the current state: the node asks before signing one. Stricter than
+    /// the fold: a `new` that is the first key of a chain would link (two
+    /// authors merged, both keys having signed), but a node only ever names
+    /// a fresh key, so it is refused here.
+    pub fn check_succession(&self, old: &PublicKey, new: &PublicKey) -> Result<(), NoEffect> {
+        if self.lineage.is_succeeded(old) {
+            return Err(NoEffect::AlreadySucceeded);
+        }
+        if self.lineage.in_chain(new) || old == new {
+            return Err(NoEffect::SuccessorTaken);
+        }
+        Ok(())
+    }
+
+    /// The key successions kept and the chains of keys they make.
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// Whether `key` is the admin's (the manifest's key or a later key of
+    /// the admin's by succession).
+    pub fn is_admin(&self, key: &PublicKey) -> bool {
+        self.lineage.same(key, &self.admin)
+    }
+
     /// The `created_at` of the action that decides the target of `kind` now
     /// (for appoint/revoke: of the latest role change of that key), if
     /// any. A new action on that target must be dated strictly after it to
@@ -590,13 +693,13 @@ impl ModerationState {
     pub fn latest_on_target(&self, kind: &ModActionKind) -> Option<u64> {
         if let Some((key, _)) = role_change(kind) {
             return self
-                .roles
-                .get(&key)
+                .author_roles
+                .get(&self.lineage.root(&key))
                 .and_then(|history| history.keys().next_back())
                 .map(|order| order.0);
         }
         let winner = match target_of(kind)? {
-            Target::Block(author, scope) => self.blocks.get(&(author, scope)),
+            Target::Block(author, scope) => self.blocks.get(&(self.lineage.root(&author), scope)),
             Target::Hide(post) => self.hidden.get(&post),
             Target::Pin(post) => self.pins.get(&post),
         };
@@ -605,21 +708,30 @@ impl ModerationState {
 
     /// The highest `seq` of `key`'s kept actions (effective or pending):
     /// what the admin's node puts in `RevokeModerator::upto_seq`.
+    /// All of the author's keys count: `seq` keeps increasing across a
+    /// succession (the node's counter is per data directory).
     pub fn highest_seq(&self, key: &PublicKey) -> Option<u64> {
-        self.seqs
-            .range((*key, 0)..=(*key, u64::MAX))
-            .next_back()
-            .map(|((_, seq), _)| *seq)
+        self.lineage
+            .keys_of(key)
+            .iter()
+            .filter_map(|k| {
+                self.seqs
+                    .range((*k, 0)..=(*k, u64::MAX))
+                    .next_back()
+                    .map(|((_, seq), _)| *seq)
+            })
+            .max()
     }
 
     /// Whether `key` moderates at time `at_ms` (the admin always does).
     pub fn is_moderator(&self, key: &PublicKey, at_ms: u64) -> bool {
-        *key == self.admin || self.appointed_at(key, at_ms)
+        self.is_admin(key) || self.appointed_at(key, at_ms)
     }
 
-    /// Rule 3 alone, without the admin shortcut.
+    /// Rule 3 alone, without the admin shortcut, for `key`'s author.
     fn appointed_at(&self, key: &PublicKey, at_ms: u64) -> bool {
-        self.roles.get(key).is_some_and(|history| {
+        let author = self.lineage.root(key);
+        self.author_roles.get(&author).is_some_and(|history| {
             history
                 .range(..=upper_key(at_ms))
                 .next_back()
@@ -631,7 +743,8 @@ impl ModerationState {
     /// covering `at_ms` (the first revocation after it; only appointments
     /// come between), or `None` if no revocation has ended it.
     fn revocation_after(&self, key: &PublicKey, at_ms: u64) -> Option<Option<u64>> {
-        self.roles.get(key).and_then(|history| {
+        let author = self.lineage.root(key);
+        self.author_roles.get(&author).and_then(|history| {
             history
                 .range((Bound::Excluded(upper_key(at_ms)), Bound::Unbounded))
                 .find_map(|(_, role)| match role {
@@ -641,16 +754,29 @@ impl ModerationState {
         })
     }
 
-    /// The kept actions other than `a` with `a`'s signer and `seq`.
+    /// The kept actions other than `a` with `a`'s author (any of its keys)
+    /// and `seq`. An appoint/revoke by someone who is not the admin is not
+    /// judged by number: it never counts, so it voids nothing.
     fn twins(&self, a: &VerifiedModAction) -> Vec<OrderKey> {
+        if !self.numbered(a) {
+            return Vec::new();
+        }
         let id = a.id();
-        self.seqs
-            .get(&(a.signer, a.seq))
-            .into_iter()
+        self.lineage
+            .keys_of(&a.signer)
+            .iter()
+            .filter_map(|k| self.seqs.get(&(*k, a.seq)))
             .flatten()
             .filter(|other| **other != id)
             .filter_map(|other| self.ids.get(other).copied())
+            .filter(|key| self.actions.get(key).is_some_and(|b| self.numbered(b)))
             .collect()
+    }
+
+    /// Whether an action's `seq` is judged against its author's others
+    /// (rule 4): not an appoint/revoke by someone who is not the admin.
+    fn numbered(&self, a: &VerifiedModAction) -> bool {
+        !a.kind.admin_only() || self.is_admin(&a.signer)
     }
 
     /// Whether the kept action with this order key is effective.
@@ -660,7 +786,28 @@ impl ModerationState {
 
     /// Rule 4: whether a non-refused action counts, and if not, why.
     fn verdict(&self, a: &VerifiedModAction) -> Result<(), ModerationError> {
-        if a.kind.admin_only() || a.signer == self.admin {
+        if a.kind.successor().is_some() {
+            return if self.lineage.is_effective(&a.id()) {
+                Ok(())
+            } else {
+                Err(ModerationError::SuccessionNoEffect {
+                    signer: a.signer.short(),
+                })
+            };
+        }
+        if let Some(author) = block_author(&a.kind) {
+            if self.is_admin(author) {
+                return Err(ModerationError::AdminSuccessorTarget {
+                    author: author.short(),
+                });
+            }
+        }
+        if a.kind.admin_only() && !self.is_admin(&a.signer) {
+            return Err(ModerationError::NotAdmin {
+                signer: a.signer.short(),
+            });
+        }
+        if a.kind.admin_only() || self.is_admin(&a.signer) {
             return Ok(());
         }
         let at = a.created_at;
@@ -707,25 +854,40 @@ impl ModerationState {
     }
 
     /// Rebuilds every target's winner from the kept actions.
+    /// Rebuilds the chains of keys, the admin's role decisions per author
+    /// and every target's winner from the kept actions.
     fn recompute(&mut self) {
+        self.lineage.relink();
+        self.author_roles.clear();
+        for (target, history) in &self.roles {
+            for (order, role) in history {
+                // Only the admin's decisions count (rule 2), signed with
+                // any of the admin's keys.
+                if self.lineage.same(&order.1, &self.admin) {
+                    self.author_roles
+                        .entry(self.lineage.root(target))
+                        .or_default()
+                        .insert(*order, *role);
+                }
+            }
+        }
         self.blocks.clear();
         self.hidden.clear();
         self.pins.clear();
         let effective: Vec<VerifiedModAction> = self
             .actions
             .values()
-            .filter(|a| !a.kind.admin_only() && self.is_effective(a))
+            .filter(|a| target_of(&a.kind).is_some() && self.is_effective(a))
             .cloned()
             .collect();
         for a in &effective {
             self.apply_effect(a);
         }
-        let admin_only = self
+        self.pending_len = self
             .actions
             .values()
-            .filter(|a| a.kind.admin_only())
+            .filter(|a| a.kind.successor().is_none() && !self.is_effective(a))
             .count();
-        self.pending_len = self.actions.len() - admin_only - effective.len();
     }
 
     /// Latest-wins update of the one target `a` is about.
@@ -745,20 +907,25 @@ impl ModerationState {
                 reason,
             } => upsert(
                 &mut self.blocks,
-                (*author, scope.clone()),
+                (self.lineage.root(author), scope.clone()),
                 order,
                 Some(decision(reason)),
             ),
-            ModActionKind::Unblock { author, scope } => {
-                upsert(&mut self.blocks, (*author, scope.clone()), order, None)
-            }
+            ModActionKind::Unblock { author, scope } => upsert(
+                &mut self.blocks,
+                (self.lineage.root(author), scope.clone()),
+                order,
+                None,
+            ),
             ModActionKind::Hide { post, reason } => {
                 upsert(&mut self.hidden, *post, order, Some(decision(reason)))
             }
             ModActionKind::Unhide { post } => upsert(&mut self.hidden, *post, order, None),
             ModActionKind::Pin { post } => upsert(&mut self.pins, *post, order, Some(decision(""))),
             ModActionKind::Unpin { post } => upsert(&mut self.pins, *post, order, None),
-            ModActionKind::AppointModerator { .. } | ModActionKind::RevokeModerator { .. } => {}
+            ModActionKind::AppointModerator { .. }
+            | ModActionKind::RevokeModerator { .. }
+            | ModActionKind::Succeed { .. } => {}
         }
     }
 
@@ -798,34 +965,47 @@ impl ModerationState {
         self.actions.is_empty()
     }
 
+    /// Why the kept action with this id has no effect now; `None` when it
+    /// is effective or not kept. A node asks when a copy of a kept action
+    /// arrives again.
+    pub fn why_not_effective(&self, id: &ActionId) -> Option<ModerationError> {
+        let key = self.ids.get(id)?;
+        self.actions.get(key).and_then(|a| self.verdict(a).err())
+    }
+
     /// Whether the action with this id is kept (effective or pending).
     pub fn contains(&self, id: &ActionId) -> bool {
         self.ids.contains_key(id)
     }
 
-    /// Moderators at time `at_ms` (not counting the admin), each with the
+    /// Moderators at time `at_ms` (not counting the admin), each by the
+    /// current key of their author (the last of its key chain) with the
     /// pseudonym of their latest effective action, if any.
     pub fn moderators_at(&self, at_ms: u64) -> Vec<(PublicKey, Option<String>)> {
-        let keys: Vec<PublicKey> = self
-            .roles
+        let authors: Vec<PublicKey> = self
+            .author_roles
             .keys()
-            .filter(|k| **k != self.admin && self.appointed_at(k, at_ms))
+            .filter(|k| !self.is_admin(k) && self.appointed_at(k, at_ms))
             .copied()
             .collect();
-        if keys.is_empty() {
+        if authors.is_empty() {
             return Vec::new();
         }
         // Names come from effective actions only: a pending action decides
         // nothing, not even how a moderator is shown.
         let mut names: BTreeMap<PublicKey, Option<String>> = BTreeMap::new();
         for a in self.actions.values() {
-            if keys.contains(&a.signer) && self.is_effective(a) {
-                names.insert(a.signer, a.signer_name.clone());
+            let author = self.lineage.root(&a.signer);
+            if authors.contains(&author) && self.is_effective(a) {
+                names.insert(author, a.signer_name.clone());
             }
         }
-        keys.into_iter()
-            .map(|k| (k, names.get(&k).cloned().flatten()))
-            .collect()
+        let mut out: Vec<(PublicKey, Option<String>)> = authors
+            .into_iter()
+            .map(|k| (self.lineage.current(&k), names.get(&k).cloned().flatten()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Current moderators (not counting the admin): keys whose latest
@@ -834,9 +1014,10 @@ impl ModerationState {
         self.moderators_at(u64::MAX)
     }
 
-    /// Keys that may moderate now, admin first: who reports are sealed to.
+    /// Keys that may moderate now, admin first, each the current key of
+    /// its author: who reports are sealed to.
     pub fn current_moderators(&self) -> Vec<PublicKey> {
-        let mut out = vec![self.admin];
+        let mut out = vec![self.lineage.current(&self.admin)];
         out.extend(self.moderators().into_iter().map(|(k, _)| k));
         out
     }
@@ -849,13 +1030,14 @@ impl ModerationState {
     }
 
     /// The block in force for exactly this target, if any.
+    /// A block names an author: any of its keys finds it.
     pub fn block(&self, author: &PublicKey, scope: &Scope) -> Option<&BlockInfo> {
         self.blocks
-            .get(&(*author, scope.clone()))
+            .get(&(self.lineage.root(author), scope.clone()))
             .and_then(|w| w.decision.as_ref())
     }
 
-    /// Blocks in force, sorted by author then scope.
+    /// Blocks in force, sorted by author (its first key) then scope.
     pub fn blocks(&self) -> Vec<((PublicKey, Scope), &BlockInfo)> {
         self.blocks
             .iter()
@@ -863,9 +1045,18 @@ impl ModerationState {
             .collect()
     }
 
-    /// The targets of the blocks in force.
+    /// The targets of the blocks in force, every key of a blocked author
+    /// listed: whose posts are deleted and refused.
     pub fn block_targets(&self) -> BTreeSet<(PublicKey, Scope)> {
-        self.blocks().into_iter().map(|(k, _)| k).collect()
+        self.blocks()
+            .into_iter()
+            .flat_map(|((author, scope), _)| {
+                self.lineage
+                    .keys_of(&author)
+                    .into_iter()
+                    .map(move |k| (k, scope.clone()))
+            })
+            .collect()
     }
 
     /// Why `post` is hidden, if it is.
@@ -965,9 +1156,9 @@ fn target_of(kind: &ModActionKind) -> Option<Target> {
         }
         ModActionKind::Hide { post, .. } | ModActionKind::Unhide { post } => Target::Hide(*post),
         ModActionKind::Pin { post } | ModActionKind::Unpin { post } => Target::Pin(*post),
-        ModActionKind::AppointModerator { .. } | ModActionKind::RevokeModerator { .. } => {
-            return None
-        }
+        ModActionKind::AppointModerator { .. }
+        | ModActionKind::RevokeModerator { .. }
+        | ModActionKind::Succeed { .. } => return None,
     })
 }
 
@@ -990,6 +1181,7 @@ fn diff(before: &InForce, after: &InForce) -> Applied {
         newly_pinned: gone(&after.pinned, &before.pinned),
         unpinned: gone(&before.pinned, &after.pinned),
         moderators_changed: false,
+        authors_changed: false,
     }
 }
 

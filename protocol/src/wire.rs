@@ -101,8 +101,15 @@ pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8], limit: usize) -> Re
 
 /// Encodes a value for travel: version byte, then [`encode`].
 pub fn encode_versioned<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_versioned_as(WIRE_VERSION, value)
+}
+
+/// Encodes a value for travel with the given version byte (a message
+/// kind that older nodes must refuse by its version: see
+/// [`crate::message::SUCCESSION_WIRE_VERSION`]).
+pub fn encode_versioned_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.push(WIRE_VERSION);
+    out.push(version);
     out.extend_from_slice(&encode(value));
     out
 }
@@ -113,6 +120,16 @@ pub fn decode_versioned<T: Serialize + DeserializeOwned>(
     bytes: &[u8],
     limit: usize,
 ) -> Result<T, WireError> {
+    decode_versioned_in(bytes, limit, &[WIRE_VERSION])
+}
+
+/// [`decode_versioned`] accepting any of `versions` (the caller checks
+/// that the version fits what was decoded).
+pub fn decode_versioned_in<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+    versions: &[u8],
+) -> Result<T, WireError> {
     let Some((&version, rest)) = bytes.split_first() else {
         return Err(WireError::Empty);
     };
@@ -122,7 +139,7 @@ pub fn decode_versioned<T: Serialize + DeserializeOwned>(
             limit,
         });
     }
-    if version != WIRE_VERSION {
+    if !versions.contains(&version) {
         return Err(WireError::UnknownVersion(version));
     }
     decode(rest, limit)

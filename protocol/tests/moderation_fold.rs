@@ -21,6 +21,10 @@
 //! - `check_new` says an action changes nothing exactly when applying it
 //!   (dated after what decides its target) would change nothing.
 //! - A forged action (changed after signing) does not verify.
+//! - Key successions (chains, competing successions, cycles, a blocked
+//!   key's succession, the admin's succession) are in every random set:
+//!   the reference model resolves every key through its author's chain
+//!   written naively, and every property above holds with them.
 
 mod common;
 
@@ -43,6 +47,8 @@ const ADMIN: usize = 0;
 const CANDIDATES: [usize; 3] = [1, 2, 3];
 /// Indices of the keys that are never appointed.
 const OUTSIDERS: [usize; 2] = [4, 5];
+/// Indices of fresh keys: only ever named as successors (or blocked).
+const FRESH: [usize; 2] = [6, 7];
 
 /// The keys, from fixed seeds, with pseudonyms.
 static POOL: LazyLock<Vec<Identity>> = LazyLock::new(|| {
@@ -53,6 +59,8 @@ static POOL: LazyLock<Vec<Identity>> = LazyLock::new(|| {
         (22, "mod-c"),
         (30, "member-x"),
         (31, "member-y"),
+        (40, "fresh-1"),
+        (41, "fresh-2"),
     ]
     .into_iter()
     .map(|(seed, name)| common::identity(seed, Some(name)))
@@ -94,6 +102,8 @@ enum Kind {
     Unhide(u8),
     Pin(u8),
     Unpin(u8),
+    /// The signer's key is succeeded by this one (which co-signs).
+    Succeed(usize),
 }
 
 /// An action to sign: who, what, when, with which sequence number, in
@@ -131,7 +141,30 @@ impl Spec {
             Kind::Unhide(p) => ModActionKind::Unhide { post: post(p) },
             Kind::Pin(p) => ModActionKind::Pin { post: post(p) },
             Kind::Unpin(p) => ModActionKind::Unpin { post: post(p) },
+            Kind::Succeed(_) => self.signed(*COMMUNITY).content.kind,
         }
+    }
+
+    /// Signs the action with its signer's key (a succession co-signed by
+    /// its new key).
+    fn signed(&self, community: CommunityId) -> protocol::SignedModAction {
+        match self.kind {
+            Kind::Succeed(new) => ModAction::succeed(
+                &POOL[self.signer],
+                &POOL[new].secret,
+                community,
+                self.seq,
+                self.at,
+            ),
+            _ => ModAction::create(
+                &POOL[self.signer],
+                community,
+                self.seq,
+                self.kind(),
+                self.at,
+            ),
+        }
+        .expect("valid fields")
     }
 
     /// Signs the action with its signer's key and verifies it in its own
@@ -142,19 +175,12 @@ impl Spec {
         } else {
             *COMMUNITY
         };
-        ModAction::create(
-            &POOL[self.signer],
-            community,
-            self.seq,
-            self.kind(),
-            self.at,
-        )
-        .expect("valid fields")
-        .verify(&ValidationContext {
-            community,
-            now_ms: 1_000,
-        })
-        .expect("a freshly signed action verifies")
+        self.signed(community)
+            .verify(&ValidationContext {
+                community,
+                now_ms: 1_000,
+            })
+            .expect("a freshly signed action verifies")
     }
 }
 
@@ -280,9 +306,30 @@ fn junk() -> impl Strategy<Value = Spec> {
     ]
 }
 
+/// A key succession by any key to another: to a fresh key mostly (so
+/// chains form), to a pool key sometimes (competing successions, cycles,
+/// a member taking a moderator's key with its consent).
+fn succession() -> impl Strategy<Value = Spec> {
+    (
+        any_key(),
+        prop_oneof![2 => prop::sample::select(FRESH.to_vec()), 1 => any_key()],
+        when(),
+    )
+        .prop_filter("a key cannot succeed itself", |(signer, new, _)| {
+            signer != new
+        })
+        .prop_map(|(signer, new, (at, seq))| Spec {
+            signer,
+            kind: Kind::Succeed(new),
+            at,
+            seq,
+            other_community: false,
+        })
+}
+
 /// Any action at all.
 fn any_spec() -> impl Strategy<Value = Spec> {
-    prop_oneof![3 => honest(), 1 => junk()]
+    prop_oneof![6 => honest(), 2 => junk(), 1 => succession()]
 }
 
 fn verify_all(specs: &[Spec]) -> Vec<VerifiedModAction> {
@@ -321,7 +368,10 @@ fn apply_all(actions: &[VerifiedModAction]) -> (protocol::ModerationState, Vec<V
                 ModerationError::NotModerator { .. }
                 | ModerationError::Revoked { .. }
                 | ModerationError::Equivocation { .. }
-                | ModerationError::ModeratorTarget { .. },
+                | ModerationError::ModeratorTarget { .. }
+                | ModerationError::NotAdmin { .. }
+                | ModerationError::AdminSuccessorTarget { .. }
+                | ModerationError::SuccessionNoEffect { .. },
             ) => {
                 assert_eq!(
                     state.decisions(),
@@ -356,6 +406,7 @@ fn changes(before: &protocol::ModerationState, after: &protocol::ModerationState
         newly_pinned: gone(&a_pinned, &b_pinned),
         unpinned: gone(&b_pinned, &a_pinned),
         moderators_changed: before.current_moderators() != after.current_moderators(),
+        authors_changed: before.lineage().effective() != after.lineage().effective(),
     }
 }
 
@@ -416,27 +467,94 @@ fn block_author(a: &VerifiedModAction) -> Option<PublicKey> {
     }
 }
 
-/// Whether the state keeps `a` at all (rules 2 and 7).
+/// Whether the state keeps `a` at all (rule 7).
 fn kept_by_rules(a: &VerifiedModAction) -> bool {
-    a.community == *COMMUNITY
-        && (!a.kind.admin_only() || a.signer == admin())
-        && block_author(a) != Some(admin())
+    a.community == *COMMUNITY && block_author(a) != Some(admin())
+}
+
+/// `(old key, new key, (created_at, id))`.
+type Link = (PublicKey, PublicKey, (u64, ActionId));
+
+/// The chains of keys, written naively from the rules of `lineage.rs`:
+/// the root of every key, and the effective links.
+fn roots(
+    kept: &BTreeMap<ActionId, &VerifiedModAction>,
+) -> (BTreeMap<PublicKey, PublicKey>, Vec<Link>) {
+    let all: Vec<Link> = kept
+        .values()
+        .filter_map(|a| match a.kind {
+            ModActionKind::Succeed { new, .. } => Some((a.signer, new, (a.created_at, a.id()))),
+            _ => None,
+        })
+        .collect();
+    // Each old key's least; then each new key's least of those.
+    let first: Vec<Link> = all
+        .iter()
+        .filter(|l| !all.iter().any(|m| m.0 == l.0 && m.2 < l.2))
+        .copied()
+        .collect();
+    let mut links: Vec<Link> = first
+        .iter()
+        .filter(|l| !first.iter().any(|m| m.1 == l.1 && m.2 < l.2))
+        .copied()
+        .collect();
+    // Open every cycle at its greatest link.
+    loop {
+        let next = |k: PublicKey, links: &[Link]| links.iter().find(|l| l.0 == k).copied();
+        let closing = links.iter().find_map(|start| {
+            let mut cycle = vec![*start];
+            let mut at = start.1;
+            while let Some(l) = next(at, &links) {
+                if l.0 == start.0 || cycle.len() > links.len() {
+                    break;
+                }
+                cycle.push(l);
+                at = l.1;
+            }
+            (at == start.0).then(|| cycle.into_iter().max_by_key(|l| l.2))?
+        });
+        match closing {
+            Some(c) => links.retain(|l| *l != c),
+            None => break,
+        }
+    }
+    let mut out = BTreeMap::new();
+    for k in POOL.iter().map(Identity::public) {
+        let mut root = k;
+        while let Some(l) = links.iter().find(|l| l.1 == root) {
+            root = l.0;
+        }
+        out.insert(k, root);
+    }
+    (out, links)
 }
 
 fn model(actions: &[VerifiedModAction]) -> Model {
-    let admin = admin();
-    // Rules 2 and 7, and duplicates.
+    // Rule 7, and duplicates.
     let mut kept: BTreeMap<ActionId, &VerifiedModAction> = BTreeMap::new();
     for a in actions.iter().filter(|a| kept_by_rules(a)) {
         kept.insert(a.id(), a);
     }
-    // `None`: an appointment; `Some(upto_seq)`: a revocation.
+    // Rule 0: every key resolves to its author.
+    let (roots, links) = roots(&kept);
+    let root = |k: &PublicKey| roots.get(k).copied().unwrap_or(*k);
+    let is_admin = |k: &PublicKey| root(k) == root(&admin());
+    let current = |author: PublicKey| {
+        let mut at = author;
+        while let Some(l) = links.iter().find(|l| l.0 == at) {
+            at = l.1;
+        }
+        at
+    };
+    // `None`: an appointment; `Some(upto_seq)`: a revocation. Only the
+    // admin's (rule 2), by author.
     let roles: Vec<(Key, PublicKey, Option<Option<u64>>)> = kept
         .values()
+        .filter(|a| is_admin(&a.signer))
         .filter_map(|a| match a.kind {
-            ModActionKind::AppointModerator { key } => Some((key_of(a), key, None)),
+            ModActionKind::AppointModerator { key } => Some((key_of(a), root(&key), None)),
             ModActionKind::RevokeModerator { key, upto_seq } => {
-                Some((key_of(a), key, Some(upto_seq)))
+                Some((key_of(a), root(&key), Some(upto_seq)))
             }
             _ => None,
         })
@@ -445,7 +563,7 @@ fn model(actions: &[VerifiedModAction]) -> Model {
     let appointed = |k: &PublicKey, t: u64| {
         roles
             .iter()
-            .filter(|(key, target, _)| target == k && key.0 <= t)
+            .filter(|(key, target, _)| *target == root(k) && key.0 <= t)
             .max_by_key(|(key, _, _)| *key)
             .is_some_and(|(_, _, role)| role.is_none())
     };
@@ -453,13 +571,19 @@ fn model(actions: &[VerifiedModAction]) -> Model {
     let revoked_after = |k: &PublicKey, t: u64| {
         roles
             .iter()
-            .filter(|(key, target, role)| target == k && key.0 > t && role.is_some())
+            .filter(|(key, target, role)| *target == root(k) && key.0 > t && role.is_some())
             .min_by_key(|(key, _, _)| *key)
             .and_then(|(_, _, role)| *role)
     };
     let counts = |a: &VerifiedModAction| {
-        if a.signer == admin {
+        if block_author(a).is_some_and(|author| is_admin(&author)) {
+            return false;
+        }
+        if is_admin(&a.signer) {
             return true;
+        }
+        if a.kind.admin_only() {
+            return false;
         }
         let t = a.created_at;
         let by_number = match revoked_after(&a.signer, t) {
@@ -468,7 +592,8 @@ fn model(actions: &[VerifiedModAction]) -> Model {
                 upto.is_some_and(|u| a.seq <= u)
                     && kept
                         .values()
-                        .filter(|b| b.signer == a.signer && b.seq == a.seq)
+                        .filter(|b| root(&b.signer) == root(&a.signer) && b.seq == a.seq)
+                        .filter(|b| !b.kind.admin_only() || is_admin(&b.signer))
                         .count()
                         == 1
             }
@@ -486,14 +611,16 @@ fn model(actions: &[VerifiedModAction]) -> Model {
             *entry = (key, on);
         }
     }
-    for a in kept.values().filter(|a| !a.kind.admin_only() && counts(a)) {
+    for a in kept.values().filter(|a| {
+        !a.kind.admin_only() && !matches!(a.kind, ModActionKind::Succeed { .. }) && counts(a)
+    }) {
         let key = key_of(a);
         match &a.kind {
             ModActionKind::Block { author, scope, .. } => {
-                win(&mut blocks, (*author, scope.clone()), key, true)
+                win(&mut blocks, (root(author), scope.clone()), key, true)
             }
             ModActionKind::Unblock { author, scope } => {
-                win(&mut blocks, (*author, scope.clone()), key, false)
+                win(&mut blocks, (root(author), scope.clone()), key, false)
             }
             ModActionKind::Hide { post, .. } => win(&mut hides, *post, key, true),
             ModActionKind::Unhide { post } => win(&mut hides, *post, key, false),
@@ -508,14 +635,27 @@ fn model(actions: &[VerifiedModAction]) -> Model {
             .map(|(t, _)| t)
             .collect()
     }
-    // Moderators now: the latest appoint/revoke of each key is an appoint.
+    // Every key of a blocked author is blocked.
+    let blocked: BTreeSet<(PublicKey, Scope)> = on(blocks)
+        .into_iter()
+        .flat_map(|(author, scope)| {
+            POOL.iter()
+                .map(Identity::public)
+                .filter(move |k| root(k) == author)
+                .map(move |k| (k, scope.clone()))
+        })
+        .collect();
+    // Moderators now: the latest appoint/revoke of each author is an
+    // appoint; each shown by its current key.
     let mut latest: BTreeMap<PublicKey, (Key, bool)> = BTreeMap::new();
     for (key, target, role) in &roles {
-        win(&mut latest, *target, *key, role.is_none());
+        if !is_admin(target) {
+            win(&mut latest, *target, *key, role.is_none());
+        }
     }
-    let mut moderators = on(latest);
-    moderators.insert(admin);
-    (on(blocks), on(hides), on(pins), moderators)
+    let mut moderators: BTreeSet<PublicKey> = on(latest).into_iter().map(current).collect();
+    moderators.insert(current(root(&admin())));
+    (blocked, on(hides), on(pins), moderators)
 }
 
 fn observed(state: &protocol::ModerationState) -> Model {
@@ -670,7 +810,7 @@ proptest! {
     /// number, a revocation counting what is held), would change nothing.
     #[test]
     fn check_new_agrees_with_what_applying_would_change(
-        specs in prop::collection::vec(honest(), 0..24),
+        specs in prop::collection::vec(prop_oneof![4 => honest(), 1 => succession()], 0..24),
         signer in prop::sample::select(vec![ADMIN, 1, 2, 3, 4]),
         kind in prop_oneof![
             3 => effect_kind(),
@@ -1222,7 +1362,7 @@ fn only_the_admin_can_appoint_or_revoke() {
                     signer: public(signer).short()
                 })
             );
-            assert_eq!(state, before);
+            assert_eq!(state.decisions(), before.decisions());
         }
     }
     assert!(state.is_moderator(&public(m), 5));
@@ -1533,4 +1673,195 @@ fn pending_actions_are_bounded() {
     state.apply(&appoint).expect("the admin appoints");
     assert!(state.pending().is_empty());
     assert!(!state.hidden_targets().is_empty());
+}
+
+// ---------------------------------------------------------------------
+// Key succession
+// ---------------------------------------------------------------------
+
+/// Folded, and applied in every rotation of the list: the same decisions.
+fn fold_and_apply(actions: &[VerifiedModAction]) -> protocol::ModerationState {
+    let whole = fold(actions);
+    for start in 0..actions.len() {
+        let mut order = actions.to_vec();
+        order.rotate_left(start);
+        let (state, _) = apply_all(&order);
+        assert_eq!(state, whole, "rotation {start}");
+    }
+    whole
+}
+
+#[test]
+fn a_block_covers_every_key_of_the_author_before_or_after_the_succession() {
+    let (x, new) = (OUTSIDERS[0], FRESH[0]);
+    // Blocked first, then succeeded: the successor is blocked too.
+    let state = fold_and_apply(&[
+        spec(ADMIN, Kind::Block(x, 0), 1, 1),
+        spec(x, Kind::Succeed(new), 2, 1),
+    ]);
+    assert!(state.is_blocked(&public(new), &burnout()).is_some());
+    assert!(state
+        .block_targets()
+        .contains(&(public(new), Scope::Community)));
+    // Succeeded first, then the old key blocked: the new key is covered.
+    let state = fold_and_apply(&[
+        spec(x, Kind::Succeed(new), 2, 1),
+        spec(ADMIN, Kind::Block(x, 0), 3, 1),
+    ]);
+    assert!(state.is_blocked(&public(new), &burnout()).is_some());
+    // The new key blocked: the old key is covered, and unblocking the old
+    // key lifts it for both.
+    let state = fold_and_apply(&[
+        spec(x, Kind::Succeed(new), 2, 1),
+        spec(ADMIN, Kind::Block(new, 1), 3, 1),
+    ]);
+    assert!(state.is_blocked(&public(x), &burnout()).is_some());
+    let state = fold_and_apply(&[
+        spec(x, Kind::Succeed(new), 2, 1),
+        spec(ADMIN, Kind::Block(new, 1), 3, 1),
+        spec(ADMIN, Kind::Unblock(x, 1), 4, 2),
+    ]);
+    assert!(state.is_blocked(&public(new), &burnout()).is_none());
+}
+
+#[test]
+fn a_succession_applied_reports_the_new_keys_block() {
+    let (x, new) = (OUTSIDERS[1], FRESH[1]);
+    let (mut state, _) = apply_all(&[spec(ADMIN, Kind::Block(x, 0), 1, 1)]);
+    let applied = state
+        .apply(&spec(x, Kind::Succeed(new), 2, 1))
+        .expect("the succession links the keys");
+    assert_eq!(applied.newly_blocked, vec![(public(new), Scope::Community)]);
+    assert!(applied.authors_changed);
+}
+
+#[test]
+fn a_moderator_role_carries_over_and_the_admin_role_moves() {
+    let (m, new) = (CANDIDATES[0], FRESH[0]);
+    let x = OUTSIDERS[0];
+    let state = fold_and_apply(&[
+        spec(ADMIN, Kind::Appoint(m), 1, 1),
+        spec(m, Kind::Succeed(new), 2, 1),
+        spec(new, Kind::Hide(0), 3, 2),
+    ]);
+    assert!(state.is_moderator(&public(new), 3));
+    assert!(state.hidden(&post(0)).is_some(), "the new key moderates");
+    assert_eq!(
+        state.moderators(),
+        vec![(public(new), Some("fresh-1".into()))]
+    );
+    // Revoking the old key revokes the author.
+    let state = fold_and_apply(&[
+        spec(ADMIN, Kind::Appoint(m), 1, 1),
+        spec(m, Kind::Succeed(new), 2, 1),
+        spec(ADMIN, Kind::Revoke(m, Some(1)), 3, 2),
+        spec(new, Kind::Hide(0), 4, 2),
+    ]);
+    assert!(!state.is_moderator(&public(new), 4));
+    assert!(state.hidden(&post(0)).is_none());
+
+    // The admin's succession: the new key appoints, and nobody blocks it.
+    let admin_new = FRESH[1];
+    let state = fold_and_apply(&[
+        spec(ADMIN, Kind::Succeed(admin_new), 1, 1),
+        spec(admin_new, Kind::Appoint(x), 2, 2),
+        spec(admin_new, Kind::Appoint(m), 2, 3),
+        spec(m, Kind::Block(admin_new, 0), 3, 1),
+    ]);
+    assert!(state.is_admin(&public(admin_new)));
+    assert!(
+        state.is_moderator(&public(x), 2),
+        "the new admin key appointed"
+    );
+    assert!(state.is_blocked(&public(admin_new), &burnout()).is_none());
+    assert_eq!(state.current_moderators()[0], public(admin_new));
+    assert_eq!(
+        state.check_new(
+            &public(m),
+            &spec(m, Kind::Block(admin_new, 0), 0, 0).kind.clone()
+        ),
+        Err(NoEffect::CannotBlockAdmin)
+    );
+}
+
+#[test]
+fn a_key_is_succeeded_once_and_a_taken_key_is_not_taken_again() {
+    let (a, b) = (OUTSIDERS[0], OUTSIDERS[1]);
+    let (f1, f2) = (FRESH[0], FRESH[1]);
+    // Two successions of one key: the earlier counts.
+    let state = fold_and_apply(&[
+        spec(a, Kind::Succeed(f2), 5, 2),
+        spec(a, Kind::Succeed(f1), 3, 1),
+    ]);
+    assert_eq!(state.lineage().current(&public(a)), public(f1));
+    assert!(!state.lineage().in_chain(&public(f2)));
+    assert_eq!(
+        state.check_succession(&public(a), &public(f2)),
+        Err(NoEffect::AlreadySucceeded)
+    );
+    // A key already in a chain cannot be named by another.
+    let state = fold_and_apply(&[
+        spec(a, Kind::Succeed(f1), 3, 1),
+        spec(b, Kind::Succeed(f1), 4, 1),
+    ]);
+    assert_eq!(state.lineage().root(&public(f1)), public(a));
+    assert!(!state.lineage().same(&public(a), &public(b)));
+    assert_eq!(
+        state.check_succession(&public(b), &public(f1)),
+        Err(NoEffect::SuccessorTaken)
+    );
+    // A chain a -> f1 -> f2 -> a: the cycle is opened at its last link.
+    let state = fold_and_apply(&[
+        spec(a, Kind::Succeed(f1), 1, 1),
+        spec(f1, Kind::Succeed(f2), 2, 1),
+        spec(f2, Kind::Succeed(a), 3, 1),
+    ]);
+    assert_eq!(
+        state.lineage().keys_of(&public(f2)),
+        vec![public(a), public(f1), public(f2)]
+    );
+    // A blocked key's successor stays blocked, whoever arrives first.
+    let state = fold_and_apply(&[
+        spec(ADMIN, Kind::Block(b, 0), 1, 1),
+        spec(b, Kind::Succeed(f2), 2, 1),
+        spec(f2, Kind::Succeed(f1), 3, 1),
+    ]);
+    assert!(state.is_blocked(&public(f1), &burnout()).is_some());
+}
+
+#[test]
+fn a_succession_without_the_new_keys_signature_does_not_verify() {
+    let ctx = ValidationContext {
+        community: *COMMUNITY,
+        now_ms: 1_000,
+    };
+    let good = ModAction::succeed(&POOL[4], &POOL[6].secret, *COMMUNITY, 1, 5).expect("valid");
+    good.clone().verify(&ctx).expect("co-signed by the new key");
+    // The co-signature names another new key: refused, naming the new key.
+    let mut forged = good.clone();
+    if let ModActionKind::Succeed { new, .. } = &mut forged.content.kind {
+        *new = public(1);
+    }
+    let forged = Signed::sign(forged.content, &POOL[4].secret);
+    assert_eq!(
+        forged.clone().verify(&ctx),
+        Err(ValidationError::BadSignature(public(1).short()))
+    );
+    let batch = protocol::Message::verify_many(
+        vec![
+            protocol::Message::Moderation(forged),
+            protocol::Message::Moderation(good.clone()),
+        ],
+        &ctx,
+        &mut rand::rngs::StdRng::seed_from_u64(1),
+    );
+    assert!(matches!(&batch[0], Err(ValidationError::BadSignature(k)) if *k == public(1).short()));
+    assert!(batch[1].is_ok());
+    // Travels as version 2, so older nodes refuse it by its version.
+    let bytes = protocol::Message::Moderation(good).encode();
+    assert_eq!(bytes[0], protocol::message::SUCCESSION_WIRE_VERSION);
+    let mut as_v1 = bytes.clone();
+    as_v1[0] = protocol::wire::WIRE_VERSION;
+    assert!(protocol::Message::decode(&as_v1).is_err());
+    assert!(protocol::Message::decode(&bytes).is_ok());
 }

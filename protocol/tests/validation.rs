@@ -408,12 +408,17 @@ fn an_item_of_another_community_is_refused() {
 #[test]
 fn an_unknown_version_byte_is_refused() {
     let valid = post_bytes(&sample_post());
-    for version in [0u8, 2, 0xff] {
+    for version in [0u8, 3, 0xff] {
         assert_eq!(
             refusal(&with_version(valid.clone(), version)),
             ValidationError::Wire(WireError::UnknownVersion(version))
         );
     }
+    // Version 2 is a key succession's: a post with it is not canonical.
+    assert_eq!(
+        refusal(&with_version(valid, 2)),
+        ValidationError::Wire(WireError::NotCanonical)
+    );
 }
 
 #[test]

@@ -73,9 +73,29 @@ fn generate() -> Vec<Vector> {
             "too large: the message is 65537 bytes, the limit is 65536",
         ),
         v(
-            "unknown version byte 2",
+            "unknown version byte 3",
+            with_version(post.clone(), 3),
+            "unknown version 3",
+        ),
+        v(
+            "post with the succession version byte 2",
             with_version(post.clone(), 2),
-            "unknown version 2",
+            "not in canonical encoding",
+        ),
+        v(
+            "succession with version byte 1",
+            with_version(Message::Moderation(sample_succession()).encode(), 1),
+            "not in canonical encoding",
+        ),
+        v(
+            "succession whose new key did not co-sign",
+            succession_with_bad_co_signature(),
+            "bad signature",
+        ),
+        v(
+            "succession to its own signer",
+            succession_to_itself(),
+            "a key cannot succeed itself",
         ),
         v(
             "unknown version byte 0",
@@ -333,6 +353,7 @@ fn the_vectors_cover_every_rejection_rule() {
             ValidationError::Empty(_) => "empty",
             ValidationError::NoRecipients => "no recipients",
             ValidationError::NotEnoughWork { .. } => "not enough work",
+            ValidationError::SelfSuccession => "self succession",
             // A bad topic name inside a message is refused while decoding,
             // as `Wire(Malformed)`; this variant comes from other APIs.
             ValidationError::BadTopic(_) => "bad topic",
@@ -353,6 +374,7 @@ fn the_vectors_cover_every_rejection_rule() {
         "empty",
         "no recipients",
         "not enough work",
+        "self succession",
     ]
     .into_iter()
     .collect();

@@ -161,6 +161,11 @@ impl TestNode {
         self.data
     }
 
+    /// The author key this node signs with now.
+    pub async fn key(&self) -> anyhow::Result<protocol::PublicKey> {
+        Ok(self.handle.id().await?.author.parse()?)
+    }
+
     /// Post count of `topic` on this node (the store's O(1) counter).
     pub async fn count(&self, topic: &str) -> usize {
         self.handle
@@ -273,6 +278,14 @@ pub async fn start_with(config: NodeConfig) -> anyhow::Result<TestNode> {
         task: running.task,
         addr,
     })
+}
+
+/// A draft post with this body and nothing else.
+pub fn draft(body: &str) -> protocol::post::Draft {
+    protocol::post::Draft {
+        body: body.into(),
+        ..protocol::post::Draft::default()
+    }
 }
 
 /// Parses a topic name (test input is always valid).

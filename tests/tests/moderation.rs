@@ -1,23 +1,13 @@
 //! Issue 6: an admin appoints moderators, moderators act, and every node
 //! enforces the same signed decisions, including nodes that were offline.
 
-use mutual_tests::{gossip_until_judged, start, topic, wait_until, TestNet, TestNode, DEADLINE};
+use mutual_tests::{
+    draft, gossip_until_judged, start, topic, wait_until, TestNet, TestNode, DEADLINE,
+};
 use node::GossipVerdict;
 use protocol::moderation::{ModActionKind, Scope};
-use protocol::post::Draft;
 use protocol::topic::community_gossip_topic;
-use protocol::{Message, ModAction, PublicKey};
-
-fn draft(body: &str) -> Draft {
-    Draft {
-        body: body.into(),
-        ..Draft::default()
-    }
-}
-
-async fn key(n: &TestNode) -> anyhow::Result<PublicKey> {
-    Ok(n.handle.id().await?.author.parse()?)
-}
+use protocol::{Message, ModAction};
 
 /// Admin (node 0), a moderator (node 1) and members, in a line.
 async fn community(net: &mut TestNet, members: usize) -> anyhow::Result<Vec<TestNode>> {
@@ -63,7 +53,7 @@ async fn a_block_is_enforced_on_every_node_and_on_late_joiners() -> anyhow::Resu
     nodes[1]
         .handle
         .moderate(ModActionKind::Block {
-            author: key(troll).await?,
+            author: troll.key().await?,
             scope: Scope::Topic(topic("t")),
             reason: "insults".into(),
         })
@@ -264,7 +254,7 @@ async fn actions_in_any_order_give_the_same_state() -> anyhow::Result<()> {
 async fn revoked_moderators_and_plain_members_cannot_block() -> anyhow::Result<()> {
     let mut net = TestNet::new()?;
     let nodes = community(&mut net, 3).await?;
-    let victim = key(&nodes[3]).await?;
+    let victim = nodes[3].key().await?;
     nodes[3].handle.publish(topic("t"), draft("hello")).await?;
     for n in &nodes {
         wait_until(DEADLINE, "post everywhere", || async {
@@ -314,7 +304,7 @@ async fn revoked_moderators_and_plain_members_cannot_block() -> anyhow::Result<(
     nodes[0]
         .handle
         .moderate(ModActionKind::RevokeModerator {
-            key: key(&nodes[1]).await?,
+            key: nodes[1].key().await?,
             upto_seq: None,
         })
         .await?;
@@ -434,7 +424,7 @@ async fn a_report_is_readable_by_moderators_alone() -> anyhow::Result<()> {
         elsewhere,
         1,
         ModActionKind::Block {
-            author: key(&nodes[2]).await?,
+            author: nodes[2].key().await?,
             scope: Scope::Community,
             reason: "another community".into(),
         },

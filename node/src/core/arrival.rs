@@ -334,9 +334,10 @@ impl Core {
                 if sealed.expired(now_ms) {
                     return Err(Refusal::NotAdmitted("the report has expired".into()));
                 }
-                let mut readers: BTreeSet<PublicKey> =
+                // The admin's and moderators' current keys: after a key
+                // succession, reports go to the new key only.
+                let readers: BTreeSet<PublicKey> =
                     self.moderation.current_moderators().into_iter().collect();
-                readers.insert(self.manifest.content.admin);
                 if !sealed.addressed_exactly_to(&readers) {
                     return Err(Refusal::NotAdmitted(
                         "the report is not sealed to exactly the community's moderators".into(),
@@ -394,6 +395,7 @@ impl Core {
         match self.store.insert_posts(&refs) {
             Ok(stored) => {
                 let announce = self.followed();
+                let mut announced: Vec<VerifiedPost> = Vec::new();
                 for ((slot, post), new) in taken.into_iter().zip(stored) {
                     if !new {
                         if let Some(verdict) = out.get_mut(slot) {
@@ -405,10 +407,14 @@ impl Core {
                         self.sync.received += 1;
                     }
                     self.note_stored(origin);
-                    if announce && !self.mutes.contains(&post.author) {
-                        let view = crate::views::post_view(post.signed(), &self.moderation);
-                        self.emit(NodeEvent::PostStored(Box::new(view)));
+                    if announce && !self.is_muted(&post.author) {
+                        announced.push(post);
                     }
+                }
+                let mut names = crate::views::AuthorNames::new(&self.store, &self.moderation);
+                for post in announced {
+                    let view = crate::views::post_view(post.signed(), &mut names);
+                    let _ = self.events.send(NodeEvent::PostStored(Box::new(view)));
                 }
             }
             Err(e) => {
@@ -516,22 +522,26 @@ impl Core {
         let applied = match self.moderation.apply(&action) {
             Ok(applied) => applied,
             // A copy of an action kept as pending (its signer does not
-            // moderate) is refused again, not waved through as known.
-            Err(protocol::state::ModerationError::Duplicate)
-                if !action.kind.admin_only()
-                    && !self
-                        .moderation
-                        .is_moderator(&action.signer, action.created_at) =>
-            {
-                return Err(Refusal::Moderation(
-                    protocol::state::ModerationError::NotModerator {
-                        signer: action.signer.short(),
-                        at_ms: action.created_at,
-                    }
-                    .to_string(),
-                ))
+            // moderate, a succession that links nothing, …) is refused
+            // again, not waved through as known.
+            Err(protocol::state::ModerationError::Duplicate) => {
+                if let Some(why) = self.moderation.why_not_effective(&action.id()) {
+                    return Err(Refusal::Moderation(why.to_string()));
+                }
+                // Effective: stored already, or kept while pending (which
+                // is not stored) and made effective since by a late
+                // appointment or succession: store it now, so that it
+                // survives a restart.
+                let bytes = Message::Moderation(action.signed().clone()).encode();
+                return Ok(if self.store.insert_log(key, &bytes)? {
+                    self.emit(NodeEvent::Moderation {
+                        id: action.id().to_string(),
+                    });
+                    Outcome::Stored
+                } else {
+                    Outcome::Duplicate
+                });
             }
-            Err(protocol::state::ModerationError::Duplicate) => return Ok(Outcome::Duplicate),
             Err(e) => return Err(Refusal::Moderation(e.to_string())),
         };
         self.shared_stale = true;

@@ -127,7 +127,10 @@ impl Core {
             return Ok(false);
         }
         self.store.insert_posts(&[&verified])?;
-        let view = crate::views::post_view(verified.signed(), &self.moderation);
+        let view = crate::views::post_view(
+            verified.signed(),
+            &mut crate::views::AuthorNames::new(&self.store, &self.moderation),
+        );
         self.emit(NodeEvent::PostRestored(Box::new(view)));
         Ok(false)
     }

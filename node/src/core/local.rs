@@ -184,9 +184,17 @@ impl Core {
             .get_post(&post)?
             .ok_or_else(|| NodeError::UnknownPost(post.to_string()))?;
         if stored.content.author != self.identity.public() {
-            return Err(NodeError::NotAllowed(
-                "only the author of a post can retract it".into(),
-            ));
+            let mine = self
+                .moderation
+                .lineage()
+                .same(&stored.content.author, &self.identity.public());
+            return Err(NodeError::NotAllowed(if mine {
+                "this post was signed with your earlier key (before `mutual key rotate`), and a \
+                 post can be retracted only with the key that signed it"
+                    .into()
+            } else {
+                "only the author of a post can retract it".into()
+            }));
         }
         let at = self
             .clock
@@ -203,7 +211,8 @@ impl Core {
         if !self.store.contains_post(&post)? {
             return Err(NodeError::UnknownPost(post.to_string()));
         }
-        let mut recipients = vec![self.manifest.content.admin];
+        // The admin first (its current key, after any key succession).
+        let mut recipients: Vec<PublicKey> = Vec::new();
         for key in self.moderation.current_moderators() {
             if !recipients.contains(&key) {
                 recipients.push(key);
@@ -272,11 +281,35 @@ impl Core {
             .map_err(|e| NodeError::NotAllowed(e.to_string()))?;
         let overrides = self.moderation.latest_on_target(&kind);
         let at = self.clock.next_time(&self.store, now_ms, overrides)?;
-        let seq = self.clock.next_seq(&self.store)?;
+        let seq = self.clock.next_seq(&self.store, at)?;
         let action = ModAction::create(&self.identity, self.community, seq, kind, at)?;
         Ok(ActionId(
             self.publish_local(Message::Moderation(action), now_ms)?,
         ))
+    }
+
+    /// Moves this identity to the key `new`: signs a succession with the
+    /// current key, co-signed by `new`, takes it through the arrival path
+    /// (stored before this returns Ok; its gossip is released once it is
+    /// durable), and from then on signs with `new`. Refused, changing
+    /// nothing, when the current key was already succeeded or `new`
+    /// already belongs to an author's keys. The caller keeps `new` in the
+    /// data directory before calling (nothing acknowledged is lost).
+    pub fn succeed(
+        &mut self,
+        new: protocol::SecretKey,
+        now_ms: u64,
+    ) -> Result<ActionId, NodeError> {
+        let me = self.identity.public();
+        self.moderation
+            .check_succession(&me, &new.public())
+            .map_err(|e| NodeError::NotAllowed(e.to_string()))?;
+        let at = self.clock.next_time(&self.store, now_ms, None)?;
+        let seq = self.clock.next_seq(&self.store, at)?;
+        let action = ModAction::succeed(&self.identity, &new, self.community, seq, at)?;
+        let id = ActionId(self.publish_local(Message::Moderation(action), now_ms)?);
+        self.identity.secret = new;
+        Ok(id)
     }
 
     /// The members' view of the moderation state, with the pseudonym of
@@ -317,6 +350,12 @@ impl Core {
         self.reports.clone()
     }
 
+    /// Whether `author` is muted here: a mute of any key of the author
+    /// (linked by key succession) covers them all.
+    pub(crate) fn is_muted(&self, author: &PublicKey) -> bool {
+        is_muted(&self.mutes, &self.moderation, author)
+    }
+
     /// The authors this node mutes (printable keys).
     pub fn muted(&self) -> Vec<String> {
         self.mutes.iter().map(ToString::to_string).collect()
@@ -341,4 +380,18 @@ impl Core {
         self.shared_stale = true;
         Ok(())
     }
+}
+
+/// Whether `author` is muted by `mutes`: a mute of any of the author's
+/// keys (linked by key succession) covers them all.
+pub(crate) fn is_muted(
+    mutes: &std::collections::BTreeSet<PublicKey>,
+    moderation: &protocol::ModerationState,
+    author: &PublicKey,
+) -> bool {
+    if mutes.contains(author) {
+        return true;
+    }
+    let lineage = moderation.lineage();
+    !lineage.is_empty() && lineage.keys_of(author).iter().any(|k| mutes.contains(k))
 }

@@ -19,7 +19,7 @@ use crate::api::PostView;
 use crate::error::NodeError;
 use crate::handle::{page_weight, ReadQuery, READ_PAGE_BYTES, READ_PAGE_POSTS};
 use crate::store::Store;
-use crate::views::{post_view, tombstone_view, Tombstone};
+use crate::views::{post_view, tombstone_view, AuthorNames, Tombstone};
 
 use super::Shared;
 
@@ -49,7 +49,7 @@ impl Filter {
     /// read of a million posts three hashes each).
     fn shows(&self, store: &Store, post: &SignedPost, id: &PostId) -> Result<bool, NodeError> {
         let p = &post.content;
-        if self.mutes.contains(&p.author) {
+        if self.muted(&p.author) {
             return Ok(false);
         }
         let m = &self.moderation;
@@ -59,12 +59,13 @@ impl Filter {
         Ok(!store.is_retracted_by(id, &p.author)?)
     }
 
-    fn view(&self, post: &SignedPost) -> PostView {
-        post_view(post, &self.moderation)
+    fn muted(&self, author: &PublicKey) -> bool {
+        super::local::is_muted(&self.mutes, &self.moderation, author)
     }
 
-    fn notice(&self, t: &Tombstone) -> PostView {
-        tombstone_view(t, &self.moderation)
+    /// How authors are shown, for one read or one post.
+    fn names<'a>(&'a self, store: &'a Store) -> AuthorNames<'a> {
+        AuthorNames::new(store, &self.moderation)
     }
 }
 
@@ -88,7 +89,7 @@ impl Reader {
         let filter = self.filter();
         if let Some(post) = self.store.get_post(id)? {
             if filter.shows(&self.store, &post, id)? {
-                return Ok(Some(filter.view(&post)));
+                return Ok(Some(post_view(&post, &mut filter.names(&self.store))));
             }
         }
         if let Some(t) = self
@@ -97,10 +98,10 @@ impl Reader {
             .and_then(|b| Tombstone::decode(&b))
         {
             let gone = filter.moderation.is_blocked(&t.author, &t.topic).is_some()
-                || filter.mutes.contains(&t.author)
+                || filter.muted(&t.author)
                 || self.store.is_retracted_by(&t.id, &t.author)?;
             if !gone && filter.moderation.hidden(&t.id).is_some() {
-                return Ok(Some(filter.notice(&t)));
+                return Ok(Some(tombstone_view(&t, &mut filter.names(&self.store))));
             }
         }
         Ok(None)
@@ -128,6 +129,7 @@ impl Reader {
         let limit = q.limit.clamp(1, MAX_READ_LIMIT);
         let since = q.since_ms.unwrap_or(0);
         let filter = self.filter();
+        let mut names = filter.names(&self.store);
         // Hidden posts' notices of the range (few; their bodies dropped).
         let mut notices: Vec<(ItemKey, PostView)> = Vec::new();
         for (key, bytes) in self.store.tombstones_page(topic, None, limit)? {
@@ -136,8 +138,8 @@ impl Reader {
                 // a post its author retracted.
                 let gone = filter.moderation.is_blocked(&t.author, &t.topic).is_some()
                     || self.store.is_retracted_by(&t.id, &t.author)?;
-                if t.created_at >= since && !filter.mutes.contains(&t.author) && !gone {
-                    notices.push((key, filter.notice(&t)));
+                if t.created_at >= since && !filter.muted(&t.author) && !gone {
+                    notices.push((key, tombstone_view(&t, &mut names)));
                 }
             }
         }
@@ -202,7 +204,7 @@ impl Reader {
                         page.push(n);
                     }
                 }
-                let view = filter.view(post);
+                let view = post_view(post, &mut names);
                 bytes += page_weight(&view);
                 page.push((key, view));
                 if bytes >= READ_PAGE_BYTES {

@@ -890,6 +890,10 @@ impl EventLoop {
                 self.identity.name = name;
                 let _ = r.send(Ok(()));
             }
+            Command::SetAuthorKey(secret, r) => {
+                self.identity.secret = secret;
+                let _ = r.send(Ok(()));
+            }
             Command::Peers(r) => {
                 let _ = r.send(Ok(self.peer_views()));
             }

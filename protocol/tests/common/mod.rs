@@ -415,3 +415,45 @@ pub fn oversized() -> Vec<u8> {
     bytes[0] = WIRE_VERSION;
     bytes
 }
+
+/// A valid key succession: the author's key names key 12, which co-signs.
+pub fn sample_succession() -> SignedModAction {
+    ModAction::succeed(
+        &identity(AUTHOR, Some("author")),
+        &key(12),
+        community(),
+        3,
+        NOW - 20_000,
+    )
+    .expect("a valid succession")
+}
+
+/// A succession whose new key was changed after both signed it: the old
+/// key's signature is good again (re-signed), the co-signature is not.
+pub fn succession_with_bad_co_signature() -> Vec<u8> {
+    let mut succession = sample_succession();
+    if let ModActionKind::Succeed { new, .. } = &mut succession.content.kind {
+        *new = key(13).public();
+    }
+    let resigned = protocol::Signed::sign(succession.content, &key(AUTHOR));
+    Message::Moderation(resigned).encode()
+}
+
+/// A succession naming its own signer as the new key (built by hand:
+/// `ModAction::succeed` refuses to make one).
+pub fn succession_to_itself() -> Vec<u8> {
+    let me = key(AUTHOR).public();
+    let statement = protocol::moderation::succession_statement(&community(), &me, &me);
+    let action = ModAction {
+        community: community(),
+        signer: me,
+        signer_name: None,
+        seq: 3,
+        created_at: NOW - 20_000,
+        kind: ModActionKind::Succeed {
+            new: me,
+            new_signature: key(AUTHOR).sign(&statement),
+        },
+    };
+    Message::Moderation(protocol::Signed::sign(action, &key(AUTHOR))).encode()
+}

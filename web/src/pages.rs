@@ -720,7 +720,7 @@ pub(crate) async fn me_page(app: &App, note: Note) -> Response {
                 label for="name" { "Pseudonym (blank for none)" }
                 input type="text" id="name" name="name" value=(name.as_deref().map(clean).unwrap_or_default())
                     autocomplete="off" aria-describedby="name-help";
-                p id="name-help" class="muted" { "Shown next to your next posts; earlier posts keep the name they were signed with." }
+                p id="name-help" class="muted" { "Signs your next posts; once one of them arrives, everyone sees the new name next to all your posts, with the same key." }
                 button type="submit" { "Save pseudonym" }
             }
         }

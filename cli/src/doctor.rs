@@ -66,7 +66,9 @@ pub(crate) fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<()> {
         ))?;
         return Ok(());
     }
-    let store = Store::open(&path).map_err(|e| match e {
+    // H1 wires the vault's store secret here.
+    let store_secret = node::store::INTERIM_STORE_SECRET;
+    let store = Store::open(&path, store_secret.keys()).map_err(|e| match e {
         StoreError::InUse { .. } => {
             anyhow::anyhow!("{e} (`mutual doctor` checks the store of a stopped node)")
         }

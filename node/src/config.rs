@@ -52,6 +52,9 @@ pub struct NodeConfig {
     /// are refused by every node, whether they come by gossip, by sync or
     /// from the local user (see ARCHITECTURE.md, "Limits").
     pub author_posts_per_minute: usize,
+    /// The secret the store is sealed under (see
+    /// [`crate::store::StoreKeys`]); supplied by whoever starts the node.
+    pub store_secret: crate::store::StoreSecret,
     /// Largest gossip frame this node sends or accepts. Only tests of
     /// hostile peers raise it, to send what honest nodes never would.
     pub gossip_max_transmit: usize,
@@ -79,6 +82,8 @@ impl NodeConfig {
             peer_interval: Duration::from_secs(1),
             gossip_max_transmit: protocol::wire::MAX_MESSAGE_BYTES + 1024,
             author_posts_per_minute: crate::AUTHOR_POSTS_PER_MINUTE,
+            // H1 wires the vault's store secret here.
+            store_secret: crate::store::INTERIM_STORE_SECRET,
         }
     }
 

@@ -260,7 +260,10 @@ fn crash(world: &World, dir: &Path, kill: Kill) -> anyhow::Result<(Left, Option<
     while let Ok(line) = lines.try_recv() {
         block_answered |= line.starts_with("DONE 1");
     }
-    let store = Store::open(&DataDir::new(dir).store_path())?;
+    let store = Store::open(
+        &DataDir::new(dir).store_path(),
+        node::store::INTERIM_STORE_SECRET.keys(),
+    )?;
     let problems = store.check_integrity()?;
     anyhow::ensure!(problems.is_empty(), "after {kill:?}: {problems:?}");
     let left = Left {

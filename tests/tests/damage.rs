@@ -95,7 +95,8 @@ fn flip(db: &Path, at: u64) -> anyhow::Result<()> {
 /// Posts of topic t held by the store in `dir` once opened, and the
 /// damage it reports.
 fn open_count(dir: &Path) -> Result<(u64, Option<Damage>), String> {
-    let store = Store::open(dir).map_err(|e| e.to_string())?;
+    let store =
+        Store::open(dir, node::store::INTERIM_STORE_SECRET.keys()).map_err(|e| e.to_string())?;
     let n = store.count_topic(&topic("t")).map_err(|e| e.to_string())?;
     Ok((n, store.damage()))
 }

@@ -440,7 +440,8 @@ async fn a_report_is_readable_by_moderators_alone() -> anyhow::Result<()> {
         },
         node::now_ms(),
     )?;
-    let store = node::store::Store::open(&dir.store_path())?;
+    let store =
+        node::store::Store::open(&dir.store_path(), node::store::INTERIM_STORE_SECRET.keys())?;
     let at = protocol::sync::ItemKey {
         created_at: foreign.content.created_at,
         id: foreign.id().0,

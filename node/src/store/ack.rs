@@ -230,6 +230,13 @@ pub(super) fn encode(counts: &Counts) -> Vec<u8> {
     encode_with(counts, HEADER)
 }
 
+/// The plain-text record layouts 1 and 2 wrote (for tests of the
+/// migration).
+#[cfg(test)]
+pub(super) fn encode_v1(counts: &Counts) -> Vec<u8> {
+    encode_with(counts, HEADER_V1)
+}
+
 /// The record's text for `counts` under the first line `header`.
 fn encode_with(counts: &Counts, header: &str) -> Vec<u8> {
     let mut text = String::with_capacity(64 + counts.len() * 48);

@@ -59,6 +59,8 @@
 //! reported by [`Store::check_integrity`].
 
 pub mod ack;
+#[cfg(test)]
+mod at_rest_tests;
 mod error;
 mod integrity;
 mod keys;

@@ -1064,3 +1064,57 @@ fn a_checkpoint_reopens_under_readers_and_loses_nothing() {
     assert_eq!(s.count_topic(&topic("t")).unwrap(), 200);
     assert_consistent(&s);
 }
+
+#[test]
+fn forgetting_a_topic_deletes_its_posts_tombstones_and_counts_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate(None);
+    let s = Store::open(dir.path(), keys()).unwrap();
+    let gone: Vec<_> = (0..5)
+        .map(|i| post(&me, "gone", &format!("g{i}"), 10 + i))
+        .collect();
+    let kept = post(&me, "kept", "k", 20);
+    for p in gone.iter().chain([&kept]) {
+        s.insert_post(p).unwrap();
+    }
+    s.hide_post(&gone[0].id(), b"why").unwrap();
+    s.flush().unwrap();
+    assert_eq!(s.acknowledged().unwrap().len(), 2);
+
+    let f = s.forget_topic(&topic("gone")).unwrap();
+    assert_eq!(
+        f,
+        Forgotten {
+            posts: 4,
+            tombstones: 1
+        }
+    );
+    assert_eq!(s.count_topic(&topic("gone")).unwrap(), 0);
+    assert!(s.topic_page(&topic("gone"), None, 10).unwrap().is_empty());
+    assert!(s
+        .tombstones_page(&topic("gone"), None, 10)
+        .unwrap()
+        .is_empty());
+    assert!(s.tombstone_of(&gone[0].id()).unwrap().is_none());
+    assert!(!s.contains_post(&gone[1].id()).unwrap());
+    assert_eq!(
+        s.latest_post_of(&me.public()).unwrap().unwrap(),
+        *kept.signed()
+    );
+    assert_eq!(s.stored_ever(), [(Some("kept".into()), 1)]);
+    assert_eq!(s.acknowledged().unwrap(), [(Some("kept".into()), 1)]);
+    assert_eq!(s.damage(), None, "a deletion on purpose is not damage");
+    assert_consistent(&s);
+    // Forgetting it again finds nothing; its posts may come back by sync.
+    assert_eq!(
+        s.forget_topic(&topic("gone")).unwrap(),
+        Forgotten::default()
+    );
+    assert!(s.insert_post(&gone[1]).unwrap());
+    assert_eq!(s.count_topic(&topic("gone")).unwrap(), 1);
+    s.close().unwrap();
+    let s = Store::open(dir.path(), keys()).unwrap();
+    assert_eq!(s.count_topic(&topic("gone")).unwrap(), 1);
+    assert_eq!(s.damage(), None);
+    assert_consistent(&s);
+}

@@ -230,7 +230,8 @@ fn copy(old: &sled::Db, new: &Store) -> Result<u64, StoreError> {
             tracing::warn!("migration: skipping a stored post that does not decode");
             continue;
         };
-        batch.push(new.new_post(&post));
+        let id = post.id();
+        batch.push(new.new_post(&post, id));
         if batch.len() >= BATCH {
             posts += stored(new.insert_new(std::mem::take(&mut batch))?);
         }

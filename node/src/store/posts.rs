@@ -25,6 +25,7 @@ pub(super) struct Place {
 pub(super) struct NewPost {
     pub(super) id: PostId,
     pub(super) author: [u8; 32],
+    pub(super) author_tag: Tag,
     pub(super) topic: TopicName,
     pub(super) key: ItemKey,
     pub(super) tag: Tag,
@@ -33,10 +34,9 @@ pub(super) struct NewPost {
 }
 
 impl Store {
-    /// Prepares a (verified, or once verified) post for
+    /// Prepares a (verified, or once verified) post whose id is `id` for
     /// [`Store::insert_new`]: its keys and its sealed bytes.
-    pub(super) fn new_post(&self, post: &SignedPost) -> NewPost {
-        let id = post.id();
+    pub(super) fn new_post(&self, post: &SignedPost, id: PostId) -> NewPost {
         let key = ItemKey {
             created_at: post.content.created_at,
             id: id.0,
@@ -49,6 +49,7 @@ impl Store {
         NewPost {
             id,
             author: post.content.author.0,
+            author_tag: self.keys.author_tag(&post.content.author.0),
             topic: post.content.topic.clone(),
             key,
             tag,
@@ -84,7 +85,10 @@ impl Store {
     /// the retraction check and the counts are in memory.
     pub fn insert_posts(&self, posts: &[&VerifiedPost]) -> Result<Vec<bool>, StoreError> {
         // Encode, seal and derive keys before taking the lock.
-        let prepared: Vec<NewPost> = posts.iter().map(|p| self.new_post(p.signed())).collect();
+        let prepared: Vec<NewPost> = posts
+            .iter()
+            .map(|p| self.new_post(p.signed(), p.id()))
+            .collect();
         self.insert_new(prepared)
     }
 
@@ -98,7 +102,8 @@ impl Store {
         let mut seen: HashSet<PostId> = HashSet::with_capacity(posts.len());
         let mut stored = Vec::with_capacity(posts.len());
         let mut named: HashSet<Tag> = HashSet::new();
-        for post in &posts {
+        let mut added: Vec<(TopicName, PostId)> = Vec::with_capacity(posts.len());
+        for post in posts {
             // The duplicate check reads the post's own key: its id fixes
             // its topic and time, and that key lies where the batch
             // writes (the id entry would be a read at a random place).
@@ -110,15 +115,14 @@ impl Store {
                 continue;
             }
             seen.insert(post.id);
-            let author_tag = self.keys.author_tag(&post.author);
             pending.times.push((post.author, post.key.created_at, true));
-            pending.insert(post.post_key.clone(), post.sealed.clone());
+            pending.insert(post.post_key, post.sealed);
             pending.insert(
                 prefixed(POST_ID, &post.id.0),
                 &post_place(post.key.created_at, &post.tag)[..],
             );
             pending.insert(
-                prefixed(AUTHOR, &author_key(&author_tag, &post.key)),
+                prefixed(AUTHOR, &author_key(&post.author_tag, &post.key)),
                 &post.tag[..],
             );
             pending.count(&post.tag, 1);
@@ -126,6 +130,7 @@ impl Store {
             if !memory.names.contains_key(&post.tag) && named.insert(post.tag) {
                 self.name_into(&mut pending, &post.tag, &post.topic);
             }
+            added.push((post.topic, post.id));
         }
         if seen.is_empty() {
             return Ok(stored);
@@ -136,10 +141,9 @@ impl Store {
             .scope_sums
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (post, new) in posts.iter().zip(&stored) {
-            let scope = protocol::sync::SyncScope::Topic(post.topic.clone());
-            if let (true, Some(acc)) = (*new, sums.get_mut(&scope)) {
-                acc.add(&post.id.0);
+        for (topic, id) in added {
+            if let Some(acc) = sums.get_mut(&protocol::sync::SyncScope::Topic(topic)) {
+                acc.add(&id.0);
             }
         }
         Ok(stored)

@@ -286,4 +286,39 @@ mod tests {
         assert_ne!(k.author_tag(&as_key), k.peer_tag(&as_key));
         assert_ne!(&k.peer_tag(b"burnout"), &k.topic_tag(&t));
     }
+
+    /// Cost of sealing and opening one post-sized value, and of one tag:
+    /// `cargo test --release -p mutual-node --lib store::seal::tests::seal_cost
+    /// -- --ignored --nocapture` (the median of 11 rounds of 20,000).
+    #[test]
+    #[ignore]
+    fn seal_cost() {
+        let k = StoreKeys::derive(&[7; 32]);
+        let value = vec![0x41u8; 520];
+        let ad = [b'p'; 57];
+        let median = |f: &mut dyn FnMut()| {
+            let mut runs: Vec<f64> = (0..11)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    for _ in 0..20_000 {
+                        f();
+                    }
+                    t.elapsed().as_secs_f64() * 1e6 / 20_000.0
+                })
+                .collect();
+            runs.sort_by(f64::total_cmp);
+            runs[5]
+        };
+        let sealed = k.seal(&ad, &value);
+        let seal = median(&mut || {
+            std::hint::black_box(k.seal(&ad, std::hint::black_box(&value)));
+        });
+        let open = median(&mut || {
+            std::hint::black_box(k.open(&ad, std::hint::black_box(&sealed)));
+        });
+        let tag = median(&mut || {
+            std::hint::black_box(k.author_tag(std::hint::black_box(&[9; 32])));
+        });
+        println!("per 520-byte value: seal {seal:.2} µs, open {open:.2} µs; one tag {tag:.3} µs");
+    }
 }

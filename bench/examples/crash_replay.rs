@@ -27,7 +27,7 @@ fn fill(dir: &Path, n: usize, checkpoints: bool) -> Result<()> {
     let topic = TopicName::parse("bench")?;
     let authors: Vec<Identity> = (0..100).map(|_| Identity::generate(None)).collect();
     let body = "x".repeat(300);
-    let store = Store::open(dir)?;
+    let store = Store::open(dir, node::store::BARE_STORE_SECRET.keys())?;
     let mut written = 0;
     let mut done = 0;
     while written < n {
@@ -101,13 +101,13 @@ fn main() -> Result<()> {
             child.kill()?;
             child.wait()?;
             let t = Instant::now();
-            let s = Store::open(&dir)?;
+            let s = Store::open(&dir, node::store::BARE_STORE_SECRET.keys())?;
             let crash = t.elapsed();
             let held = s.post_count()?;
             let problems = s.check_integrity()?;
             s.close()?;
             let t = Instant::now();
-            let s = Store::open(&dir)?;
+            let s = Store::open(&dir, node::store::BARE_STORE_SECRET.keys())?;
             let clean = t.elapsed();
             drop(s);
             println!(

@@ -6,12 +6,15 @@
 //! `cargo run --release -p mutual-bench --example sled_floor` writes
 //! 100,000 post-shaped entries in batches of 512, several ways, each into
 //! a fresh database with the store's settings, and prints µs per post:
-//! first the store's layout 2 (one tree: the 420-byte value under its
-//! time-ordered topic key, id → place, author index, count, ever-count;
+//! first the store's layout 3 (one tree: the sealed 420-byte post, 460
+//! bytes, under its time-ordered key behind the topic's 16-byte tag,
+//! id → place, author index behind the author's tag, count, ever-count;
 //! one `apply_batch` per batch after a read of each post's key, as
 //! `Store::insert_posts` does) and variants of it without one entry or
-//! with the author entry keyed by time, then layout 1 (three trees and a
-//! count in one transaction per batch), then the engine's lower bounds.
+//! with the author entry keyed by time, then layout 1's shape (three trees
+//! and a count in one transaction per batch, with layout 3's keys), then
+//! the engine's lower bounds. Sealing itself is CPU outside sled: see
+//! `store::seal::tests::seal_cost`.
 
 use std::time::Instant;
 
@@ -19,7 +22,10 @@ use sled::Transactional;
 
 const POSTS: u64 = 100_000;
 const BATCH: u64 = 512;
-const VALUE: usize = 420;
+/// A 420-byte post sealed: nonce and tag add 40 bytes.
+const VALUE: usize = 420 + 40;
+/// Length of a tag (a keyed hash standing for a topic or an author).
+const TAG: usize = 16;
 
 /// A random-looking 32-byte id, as BLAKE3 post ids are.
 fn id(i: u64) -> [u8; 32] {
@@ -32,15 +38,22 @@ fn value(i: u64) -> Vec<u8> {
     v
 }
 
+/// The tag of the one topic (a random-looking 16 bytes).
+fn topic_tag() -> [u8; TAG] {
+    let mut t = [0u8; TAG];
+    t.copy_from_slice(&blake3::hash(b"topic").as_bytes()[..TAG]);
+    t
+}
+
 fn topic_key(i: u64, id: &[u8; 32]) -> Vec<u8> {
-    let mut k = b"topic\0".to_vec();
+    let mut k = topic_tag().to_vec();
     k.extend_from_slice(&i.to_be_bytes());
     k.extend_from_slice(id);
     k
 }
 
 fn author_key(i: u64, id: &[u8; 32]) -> Vec<u8> {
-    let mut k = blake3::hash(&(i % 1000).to_be_bytes()).as_bytes().to_vec();
+    let mut k = blake3::hash(&(i % 1000).to_be_bytes()).as_bytes()[..TAG].to_vec();
     k.extend_from_slice(&i.to_be_bytes());
     k.extend_from_slice(id);
     k
@@ -61,27 +74,27 @@ type Way = fn(&sled::Db) -> sled::Result<()>;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ways: [(&str, Way); 9] = [
         (
-            "layout 2: one tree, post + id + author + count + ever, one apply_batch per batch, id read first (the store's shape)",
-            layout_2,
+            "layout 3: one tree, sealed post + id + author + count + ever, one apply_batch per batch, id read first (the store's shape)",
+            layout_3,
         ),
         (
-            "layout 2 without reading the ids first",
-            layout_2_blind,
+            "layout 3 without reading the ids first",
+            layout_3_blind,
         ),
         (
-            "layout 2 without the author index (post + id only)",
-            layout_2_no_author,
+            "layout 3 without the author index (post + id only)",
+            layout_3_no_author,
         ),
         (
-            "layout 2 without the id entry (post + author only)",
-            layout_2_no_id,
+            "layout 3 without the id entry (post + author only)",
+            layout_3_no_id,
         ),
         (
-            "layout 2 with the author entry keyed by time first (not random)",
-            layout_2_author_by_time,
+            "layout 3 with the author entry keyed by time first (not random)",
+            layout_3_author_by_time,
         ),
         (
-            "layout 1: 3 trees + count in one transaction per batch",
+            "layout 1's shape: 3 trees + count in one transaction per batch",
             transaction,
         ),
         (
@@ -119,12 +132,12 @@ fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-fn layout_2(db: &sled::Db) -> sled::Result<()> {
-    write_layout_2(db, Shape::STORE)
+fn layout_3(db: &sled::Db) -> sled::Result<()> {
+    write_layout_3(db, Shape::STORE)
 }
 
-fn layout_2_blind(db: &sled::Db) -> sled::Result<()> {
-    write_layout_2(
+fn layout_3_blind(db: &sled::Db) -> sled::Result<()> {
+    write_layout_3(
         db,
         Shape {
             read_first: false,
@@ -133,8 +146,8 @@ fn layout_2_blind(db: &sled::Db) -> sled::Result<()> {
     )
 }
 
-fn layout_2_no_author(db: &sled::Db) -> sled::Result<()> {
-    write_layout_2(
+fn layout_3_no_author(db: &sled::Db) -> sled::Result<()> {
+    write_layout_3(
         db,
         Shape {
             author: None,
@@ -143,8 +156,8 @@ fn layout_2_no_author(db: &sled::Db) -> sled::Result<()> {
     )
 }
 
-fn layout_2_no_id(db: &sled::Db) -> sled::Result<()> {
-    write_layout_2(
+fn layout_3_no_id(db: &sled::Db) -> sled::Result<()> {
+    write_layout_3(
         db,
         Shape {
             id_entry: false,
@@ -153,8 +166,8 @@ fn layout_2_no_id(db: &sled::Db) -> sled::Result<()> {
     )
 }
 
-fn layout_2_author_by_time(db: &sled::Db) -> sled::Result<()> {
-    write_layout_2(
+fn layout_3_author_by_time(db: &sled::Db) -> sled::Result<()> {
+    write_layout_3(
         db,
         Shape {
             author: Some(|i, k| {
@@ -190,9 +203,9 @@ impl Shape {
     };
 }
 
-/// The store's layout 2: everything in one tree under one-byte prefixes,
+/// The store's layout 3: everything in one tree under one-byte prefixes,
 /// one atomic `apply_batch` per batch.
-fn write_layout_2(db: &sled::Db, shape: Shape) -> sled::Result<()> {
+fn write_layout_3(db: &sled::Db, shape: Shape) -> sled::Result<()> {
     let items = db.open_tree("items")?;
     for first in (0..POSTS).step_by(BATCH as usize) {
         let mut b = sled::Batch::default();
@@ -205,15 +218,21 @@ fn write_layout_2(db: &sled::Db, shape: Shape) -> sled::Result<()> {
             b.insert(post_key, value(i));
             if shape.id_entry {
                 let mut place = i.to_be_bytes().to_vec();
-                place.extend_from_slice(b"topic");
+                place.extend_from_slice(&topic_tag());
                 b.insert(prefixed(b'i', &k), place);
             }
             if let Some(author) = shape.author {
-                b.insert(prefixed(b'a', &author(i, &k)), &b"topic"[..]);
+                b.insert(prefixed(b'a', &author(i, &k)), &topic_tag()[..]);
             }
         }
-        b.insert(&b"ctopic"[..], &(first + BATCH).to_be_bytes()[..]);
-        b.insert(&b"ntopic"[..], &(first + BATCH).to_be_bytes()[..]);
+        b.insert(
+            prefixed(b'c', &topic_tag()),
+            &(first + BATCH).to_be_bytes()[..],
+        );
+        b.insert(
+            prefixed(b'n', &topic_tag()),
+            &(first + BATCH).to_be_bytes()[..],
+        );
         items.apply_batch(b)?;
     }
     Ok(())

@@ -176,7 +176,7 @@ pub(crate) fn fill_store(
     topic: &TopicName,
     posts: &[VerifiedPost],
 ) -> anyhow::Result<u64> {
-    let store = node::store::Store::open(&data.store_path())?;
+    let store = node::store::Store::open(&data.store_path(), data.store_keys()?)?;
     store.join_topic(topic)?;
     let mut stored = 0;
     for p in posts {

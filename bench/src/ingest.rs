@@ -483,7 +483,7 @@ fn phase_profile(
     // The checks and the insert, on a store of their own: the process's
     // CPU time, since sled works on background threads too.
     let dir = tempfile::tempdir()?;
-    let store = node::store::Store::open(dir.path())?;
+    let store = node::store::Store::open(dir.path(), node::store::BARE_STORE_SECRET.keys())?;
     let verified = fixtures::verified(posts, &ctx);
     let moderation = ModerationState::new(com.id, com.manifest.content.admin);
     let check_all = || -> anyhow::Result<Timing> {
@@ -545,7 +545,7 @@ fn core_path(
 ) -> anyhow::Result<(Timing, Timing)> {
     use node::core::{Core, CoreConfig, Origin, Outcome};
     let dir = tempfile::tempdir()?;
-    let store = node::store::Store::open(dir.path())?;
+    let store = node::store::Store::open(dir.path(), node::store::BARE_STORE_SECRET.keys())?;
     // Nobody follows the events, as in a node no client follows: no
     // views are built for them.
     let (events, _) = tokio::sync::broadcast::channel::<node::NodeEvent>(16);
@@ -621,14 +621,14 @@ fn store_alone(com: &Community, encoded: &[Vec<u8>]) -> anyhow::Result<(Timing, 
         })
         .collect::<anyhow::Result<_>>()?;
     let dir = tempfile::tempdir()?;
-    let store = node::store::Store::open(dir.path())?;
+    let store = node::store::Store::open(dir.path(), node::store::BARE_STORE_SECRET.keys())?;
     let timer = ProcessTimer::start();
     for p in &posts {
         store.insert_post(p)?;
     }
     let one = timer.stop();
     let dir = tempfile::tempdir()?;
-    let store = node::store::Store::open(dir.path())?;
+    let store = node::store::Store::open(dir.path(), node::store::BARE_STORE_SECRET.keys())?;
     let refs: Vec<&protocol::VerifiedPost> = posts.iter().collect();
     let timer = ProcessTimer::start();
     for chunk in refs.chunks(IMPORT_MANY_BATCH) {

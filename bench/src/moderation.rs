@@ -308,7 +308,7 @@ fn fold(rt: &Runtime, report: &mut Report, n: usize) -> anyhow::Result<()> {
     // A node starting with all of them in its log decodes and folds them.
     let data = com.member()?;
     {
-        let store = node::store::Store::open(&data.store_path())?;
+        let store = node::store::Store::open(&data.store_path(), data.store_keys()?)?;
         for s in &signed {
             let key = ItemKey {
                 created_at: s.content.created_at,

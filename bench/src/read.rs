@@ -40,7 +40,7 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
     let filled = fill_child(&data, &topic, sizes.posts, start_ms)?;
     let disk = fixtures::dir_bytes(&data.store_path());
     let t = Instant::now();
-    let store = node::store::Store::open(&data.store_path())?;
+    let store = node::store::Store::open(&data.store_path(), data.store_keys()?)?;
     let crash_open = t.elapsed();
     anyhow::ensure!(
         store.count_topic(&topic)? == sizes.posts as u64,
@@ -57,7 +57,7 @@ pub(crate) fn run(rt: &Runtime, report: &mut Report, sizes: &Sizes) -> anyhow::R
         sizes.posts,
         start_ms,
     )?;
-    let store = node::store::Store::open(&data.store_path())?;
+    let store = node::store::Store::open(&data.store_path(), data.store_keys()?)?;
     let t = Instant::now();
     store.close()?;
     let close = t.elapsed();
@@ -249,7 +249,7 @@ pub(crate) fn fill_child_main(
         now_ms: node::now_ms(),
     };
     let authors = fixtures::authors(1000);
-    let store = node::store::Store::open(&data.store_path())?;
+    let store = node::store::Store::open(&data.store_path(), data.store_keys()?)?;
     store.join_topic(&topic)?;
     let mut insert_s = 0.0;
     let mut checkpoints = 0u64;

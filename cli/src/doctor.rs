@@ -67,7 +67,7 @@ pub(crate) fn doctor(ctx: &Ctx, args: DoctorArgs) -> Result<()> {
         ))?;
         return Ok(());
     }
-    let store = Store::open(&path).map_err(|e| match e {
+    let store = Store::open(&path, ctx.data.store_keys()?).map_err(|e| match e {
         StoreError::InUse { .. } => {
             anyhow::anyhow!("{e} (`mutual doctor` checks the store of a stopped node)")
         }

@@ -118,6 +118,10 @@ enum Command {
     Leave {
         /// Topic name.
         topic: String,
+        /// Also delete the topic's posts (and what remains of hidden ones)
+        /// from this node's store. Joining it again fetches them anew.
+        #[arg(long)]
+        forget: bool,
     },
     /// List joined topics with their post counts.
     Topics,
@@ -259,7 +263,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Sync => info::sync(&ctx).await,
         Command::Connect { addr } => connect::connect(&ctx, addr).await,
         Command::Join { topic } => posts::join(&ctx, topic).await,
-        Command::Leave { topic } => posts::leave(&ctx, topic).await,
+        Command::Leave { topic, forget } => posts::leave(&ctx, topic, forget).await,
         Command::Topics => posts::topics(&ctx).await,
         Command::Post(args) => posts::post(&ctx, args).await,
         Command::Read(args) => posts::read(&ctx, args).await,

@@ -68,12 +68,35 @@ pub(crate) async fn join(ctx: &Ctx, topic: String) -> Result<()> {
     done(ctx, &format!("Joined topic {}.", output::clean_line(&name)))
 }
 
-/// `mutual leave TOPIC`.
-pub(crate) async fn leave(ctx: &Ctx, topic: String) -> Result<()> {
+/// `mutual leave TOPIC [--forget]`.
+pub(crate) async fn leave(ctx: &Ctx, topic: String, forget: bool) -> Result<()> {
     args::topic(&topic)?;
-    let name = topic.clone();
-    ctx.call(Request::Leave { topic }).await?;
-    done(ctx, &format!("Left topic {}.", output::clean_line(&name)))
+    let name = output::clean_line(&topic);
+    if !forget {
+        ctx.call(Request::Leave {
+            topic,
+            forget: false,
+        })
+        .await?;
+        return done(ctx, &format!("Left topic {name}."));
+    }
+    let gone: node::store::Forgotten = ctx
+        .call_as(Request::Leave {
+            topic,
+            forget: true,
+        })
+        .await?;
+    if ctx.json {
+        return output::json(&gone);
+    }
+    let hidden = match gone.tombstones {
+        0 => String::new(),
+        n => format!(" and what remained of {n} hidden post(s)"),
+    };
+    Ok(line(format!(
+        "Left topic {name} and deleted its {} post(s){hidden} from this node's store.",
+        gone.posts
+    ))?)
 }
 
 /// Prints a confirmation (or `{"ok":true}` with `--json`).

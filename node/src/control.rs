@@ -60,7 +60,7 @@
 //! | `id` | | `IdView`: `{author, name, peer_id, listen_addrs}` |
 //! | `community` | | `CommunityView`: `{name, id, admin, rules, created_at}` |
 //! | `join` | `topic` | `null` |
-//! | `leave` | `topic` | `null` |
+//! | `leave` | `topic`, `forget?` (default `false`) | `null`; with `forget`: `{posts, tombstones}` deleted from this node's store |
 //! | `topics` | | `[TopicView]`: `[{name, posts}]` |
 //! | `post` | `topic`, `body`, `reply_to?`, `cw?` | `{"id": full post id}` |
 //! | `read` | `topic`, `limit?` (default 50), `since_ms?`, `stream?` (default `false`) | `[PostView]`, oldest first (streamed: see below) |
@@ -230,6 +230,9 @@ pub enum Request {
     Leave {
         /// Topic name.
         topic: String,
+        /// Also delete the topic's posts from this node's store.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        forget: bool,
     },
     /// Joined topics with post counts.
     Topics,
@@ -1001,10 +1004,17 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             handle.join(topic(&t)?).await.map_err(e)?;
             Ok(Value::Null)
         }
-        Request::Leave { topic: t } => {
+        Request::Leave {
+            topic: t,
+            forget: false,
+        } => {
             handle.leave(topic(&t)?).await.map_err(e)?;
             Ok(Value::Null)
         }
+        Request::Leave {
+            topic: t,
+            forget: true,
+        } => to_value(handle.leave_and_forget(topic(&t)?).await.map_err(e)?),
         Request::Topics => to_value(handle.topics().await.map_err(e)?),
         Request::Post {
             topic: t,

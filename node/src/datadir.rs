@@ -268,6 +268,14 @@ impl DataDir {
         Ok(self.vault()?.store_secret())
     }
 
+    /// The keys this data directory's store is sealed under (from the
+    /// vault's master key: a locked vault has none).
+    pub fn store_keys(&self) -> Result<crate::store::StoreKeys, NodeError> {
+        Ok(crate::store::StoreKeys::derive(
+            &self.vault()?.store_secret(),
+        ))
+    }
+
     fn vault_error(&self, role: Option<Role>, e: VaultError) -> NodeError {
         let file = match role {
             Some(r) => self.sealed_path(r),

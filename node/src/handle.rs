@@ -209,6 +209,15 @@ impl NodeHandle {
         self.core.call(move |c| c.leave(topic)).await
     }
 
+    /// Leaves a topic and deletes what this node stored of it (`mutual
+    /// leave TOPIC --forget`); joining it again syncs its posts anew.
+    pub async fn leave_and_forget(
+        &self,
+        topic: TopicName,
+    ) -> Result<crate::store::Forgotten, NodeError> {
+        self.core.call(move |c| c.leave_and_forget(topic)).await
+    }
+
     /// Joined topics with post counts.
     pub async fn topics(&self) -> Result<Vec<TopicView>, NodeError> {
         self.core.call(|c| c.topic_views()).await

@@ -84,7 +84,7 @@ async fn killed_while_ingesting_and_publishing_loses_nothing_acknowledged() -> a
         }
     }
     {
-        let store = Store::open(&dir.store_path())?;
+        let store = Store::open(&dir.store_path(), dir.store_keys()?)?;
         let problems = store.check_integrity()?;
         assert!(problems.is_empty(), "{problems:?}");
         for id in &acked {
@@ -127,7 +127,7 @@ async fn killed_in_the_middle_of_a_sync_recovers() -> anyhow::Result<()> {
     sigkill(&mut child)?;
     assert!(have < 20_000, "killed before the sync finished ({have})");
     {
-        let store = Store::open(&dir.store_path())?;
+        let store = Store::open(&dir.store_path(), dir.store_keys()?)?;
         let problems = store.check_integrity()?;
         assert!(problems.is_empty(), "{problems:?}");
     }

@@ -260,7 +260,8 @@ fn crash(world: &World, dir: &Path, kill: Kill) -> anyhow::Result<(Left, Option<
     while let Ok(line) = lines.try_recv() {
         block_answered |= line.starts_with("DONE 1");
     }
-    let store = Store::open(&DataDir::new(dir).store_path())?;
+    let data = DataDir::new(dir);
+    let store = Store::open(&data.store_path(), data.store_keys()?)?;
     let problems = store.check_integrity()?;
     anyhow::ensure!(problems.is_empty(), "after {kill:?}: {problems:?}");
     let left = Left {

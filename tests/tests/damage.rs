@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mutual_tests::child::{spawn_lines, Killed};
 use mutual_tests::{daemon, start_bulk, start_with, topic, wait_until, TestNet, TestNode};
-use node::store::{Damage, Store};
+use node::store::{Damage, Store, StoreSecret};
 use node::{DataDir, NodeConfig};
 
 const POSTS: usize = 50;
@@ -94,8 +94,8 @@ fn flip(db: &Path, at: u64) -> anyhow::Result<()> {
 
 /// Posts of topic t held by the store in `dir` once opened, and the
 /// damage it reports.
-fn open_count(dir: &Path) -> Result<(u64, Option<Damage>), String> {
-    let store = Store::open(dir).map_err(|e| e.to_string())?;
+fn open_count(dir: &Path, secret: &StoreSecret) -> Result<(u64, Option<Damage>), String> {
+    let store = Store::open(dir, secret.keys()).map_err(|e| e.to_string())?;
     let n = store.count_topic(&topic("t")).map_err(|e| e.to_string())?;
     Ok((n, store.damage()))
 }
@@ -106,7 +106,11 @@ fn open_count(dir: &Path) -> Result<(u64, Option<Damage>), String> {
 /// the last (acknowledged) writes are, in a fixed order. The original is
 /// never opened (opening would write a snapshot and move the replay
 /// start past the damage).
-fn find_losing_flip(store: &Path, scratch: &Path) -> anyhow::Result<(u64, u64, Damage)> {
+fn find_losing_flip(
+    store: &Path,
+    secret: &StoreSecret,
+    scratch: &Path,
+) -> anyhow::Result<(u64, u64, Damage)> {
     let db = store.join("db");
     let bytes = std::fs::read(&db)?;
     let end = bytes
@@ -117,7 +121,7 @@ fn find_losing_flip(store: &Path, scratch: &Path) -> anyhow::Result<(u64, u64, D
     let clean = scratch.join("clean");
     copy_dir(store, &clean)?;
     assert_eq!(
-        open_count(&clean).map_err(anyhow::Error::msg)?,
+        open_count(&clean, secret).map_err(anyhow::Error::msg)?,
         (POSTS as u64, None),
         "the undamaged store"
     );
@@ -129,7 +133,7 @@ fn find_losing_flip(store: &Path, scratch: &Path) -> anyhow::Result<(u64, u64, D
         let copy = scratch.join(format!("try{i}"));
         copy_dir(store, &copy)?;
         flip(&copy.join("db"), at)?;
-        let got = open_count(&copy);
+        let got = open_count(&copy, secret);
         match &got {
             Ok((n, Some(damage))) if *n < POSTS as u64 => {
                 return Ok((at, *n, damage.clone()));
@@ -207,7 +211,11 @@ async fn a_flipped_byte_that_loses_acknowledged_posts_is_loud_and_peers_refill_t
 
     // One flipped byte in the replayed log loses acknowledged posts.
     let scratch = tempfile::tempdir()?;
-    let (at, left, damage) = find_losing_flip(&a_dir.store_path(), scratch.path())?;
+    let (at, left, damage) = find_losing_flip(
+        &a_dir.store_path(),
+        &StoreSecret(a_dir.store_secret()?),
+        scratch.path(),
+    )?;
     let Damage::Lost(lost) = &damage else {
         anyhow::bail!("expected lost posts, got {damage:?}");
     };

@@ -430,7 +430,7 @@ async fn a_report_is_readable_by_moderators_alone() -> anyhow::Result<()> {
         },
         node::now_ms(),
     )?;
-    let store = node::store::Store::open(&dir.store_path())?;
+    let store = node::store::Store::open(&dir.store_path(), dir.store_keys()?)?;
     let at = protocol::sync::ItemKey {
         created_at: foreign.content.created_at,
         id: foreign.id().0,

@@ -382,3 +382,50 @@ mod hostile_sync {
     /// The node's own framing of `/mutual/sync/1`.
     use node::FrameCodec as Frames;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_with_forget_deletes_the_topic_here_and_joining_again_syncs_it_back(
+) -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let a = start_bulk(net.admin.clone(), &[]).await?;
+    let b = start_bulk(net.member("b")?, &[&a.addr]).await?;
+    for n in [&a, &b] {
+        n.handle.join(topic("gone")).await?;
+        n.handle.join(topic("kept")).await?;
+    }
+    for i in 0..20 {
+        for t in ["gone", "kept"] {
+            a.handle
+                .publish(topic(t), draft(format!("{t} {i}")))
+                .await?;
+        }
+    }
+    wait_until(DEADLINE, "b holds both topics", || async {
+        b.count("gone").await == 20 && b.count("kept").await == 20
+    })
+    .await?;
+    let expected = a.ids("gone").await;
+    assert_eq!(b.ids("gone").await, expected);
+
+    let forgotten = b.handle.leave_and_forget(topic("gone")).await?;
+    assert_eq!((forgotten.posts, forgotten.tombstones), (20, 0));
+    assert!(b.ids("gone").await.is_empty(), "the topic's posts are gone");
+    assert_eq!(b.ids("kept").await.len(), 20, "the other topic is intact");
+    assert_eq!(
+        b.handle
+            .topics()
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect::<Vec<_>>(),
+        ["kept"]
+    );
+
+    b.handle.join(topic("gone")).await?;
+    wait_until(DEADLINE, "joining again syncs the topic back", || async {
+        b.count("gone").await == 20
+    })
+    .await?;
+    assert_eq!(b.ids("gone").await, expected);
+    Ok(())
+}

@@ -85,6 +85,16 @@ impl Core {
         Ok(())
     }
 
+    /// Leaves a topic, then deletes its posts, tombstones and counts from
+    /// the store (see [`crate::store::Store::forget_topic`]).
+    pub fn leave_and_forget(
+        &mut self,
+        topic: TopicName,
+    ) -> Result<crate::store::Forgotten, NodeError> {
+        self.leave(topic.clone())?;
+        Ok(self.store.forget_topic(&topic)?)
+    }
+
     /// Joined topics with post counts.
     pub fn topic_views(&self) -> Result<Vec<TopicView>, NodeError> {
         self.joined

@@ -149,8 +149,12 @@ impl Reader {
         let mut shown = 0usize;
         let mut start: Option<ItemKey> = None;
         let mut before: Option<ItemKey> = None;
+        // Pages no longer than the read: each post read is opened (the
+        // store is encrypted at rest), so a read of the newest 50 opens
+        // about 50 here, not a whole page of 256.
+        let back_page = limit.min(READ_PAGE);
         'back: loop {
-            let page = self.store.topic_page(topic, before, READ_PAGE)?;
+            let page = self.store.topic_page(topic, before, back_page)?;
             if page.is_empty() {
                 break;
             }
@@ -168,7 +172,7 @@ impl Reader {
                     }
                 }
             }
-            if page.len() < READ_PAGE {
+            if page.len() < back_page {
                 break;
             }
         }

@@ -38,7 +38,8 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         .map_err(NodeError::Invalid)?;
     let key = data.transport_key()?;
     let store_path = data.store_path();
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
+    let store_keys = data.store_keys()?;
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, store_keys))
         .await
         .map_err(|e| NodeError::Network(format!("opening the store: {e}")))??;
     // Loud: acknowledged writes lost to damage on disk. The node syncs the

@@ -16,19 +16,22 @@
 //!
 //! # The file
 //!
-//! `acked` in the store directory, text:
+//! `acked` in the store directory: this text, sealed under the store's
+//! value key (see [`super::seal`]; nothing in the file is readable without
+//! the keys):
 //!
 //! ```text
-//! mutual acknowledged writes 1
+//! mutual acknowledged writes 2
 //! log 12
-//! topic 6275726e6f7574 50
+//! topic 9c1e0f4b6a2d8e7f3a5b1c0d2e4f6a8b 50
 //! blake3 <64 hex digits: the hash of every line above, newlines included>
 //! ```
 //!
-//! Topic names are hex so that no byte of a name can break a line. It is
-//! written to `acked.tmp`, fsynced, renamed over `acked`, and the
-//! directory fsynced. A file whose checksum or syntax fails is reported
-//! and never trusted.
+//! A topic is named by its tag (the keyed hash its keys use), in hex. It
+//! is written to `acked.tmp`, fsynced, renamed over `acked`, and the
+//! directory fsynced. A file that does not open, or whose checksum or
+//! syntax fails, is reported and never trusted. Version 1 (plain text,
+//! topic names in hex) is read only by the migration to layout 3.
 //!
 //! # What is written
 //!
@@ -50,25 +53,27 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use super::seal::{write_durably, StoreKeys};
+
 /// The record's file name inside the store directory.
 pub const RECORD_FILE: &str = "acked";
-/// Where a new record is written before it is renamed over the old one.
-const TEMP_FILE: &str = "acked.tmp";
 /// The first line: format and version.
-const HEADER: &str = "mutual acknowledged writes 1";
+const HEADER: &str = "mutual acknowledged writes 2";
+/// The first line of the plain-text record of layouts before 3.
+pub(super) const HEADER_V1: &str = "mutual acknowledged writes 1";
 /// The largest record read: a few lines per scope; anything longer is not
 /// one of ours.
 const MAX_RECORD_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Scope bytes (empty: the community log; a topic's name otherwise) →
-/// items ever stored.
+/// Scope bytes (empty: the community log; a topic's tag otherwise; its
+/// name in a version 1 record) → items ever stored.
 pub(super) type Counts = BTreeMap<Vec<u8>, u64>;
 
 /// A scope that holds fewer items than this store once acknowledged.
@@ -170,35 +175,72 @@ pub(super) enum Found {
     Unreadable(String),
 }
 
-/// Reads the record in `dir`. Never fails: a file that cannot be read or
-/// checked is [`Found::Unreadable`].
-pub(super) fn read(dir: &Path) -> Found {
+/// Reads the record in `dir`, sealed under `keys`. Never fails: a file
+/// that cannot be read, opened or checked is [`Found::Unreadable`].
+pub(super) fn read(dir: &Path, keys: &StoreKeys) -> Found {
+    match read_bytes(dir) {
+        Ok(None) => Found::Missing,
+        Ok(Some(sealed)) => match keys.open(RECORD_FILE.as_bytes(), &sealed) {
+            Some(text) => match decode(&text, HEADER) {
+                Ok(counts) => Found::Intact(counts),
+                Err(why) => Found::Unreadable(why),
+            },
+            None => Found::Unreadable("the record does not open (damaged)".into()),
+        },
+        Err(why) => Found::Unreadable(why),
+    }
+}
+
+/// Reads the plain-text record of a store of layout 1 or 2 (topic names
+/// as scopes), for the migration.
+pub(super) fn read_v1(dir: &Path) -> Found {
+    match read_bytes(dir) {
+        Ok(None) => Found::Missing,
+        Ok(Some(text)) => match decode(&text, HEADER_V1) {
+            Ok(counts) => Found::Intact(counts),
+            Err(why) => Found::Unreadable(why),
+        },
+        Err(why) => Found::Unreadable(why),
+    }
+}
+
+/// The record file's bytes (`None`: there is none), or why they cannot
+/// be read.
+fn read_bytes(dir: &Path) -> Result<Option<Vec<u8>>, String> {
     let path = dir.join(RECORD_FILE);
     let meta = match fs::metadata(&path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Found::Missing,
-        Err(e) => return Found::Unreadable(format!("cannot read {}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     if meta.len() > MAX_RECORD_BYTES {
-        return Found::Unreadable(format!(
+        return Err(format!(
             "{} is {} bytes, too long",
             path.display(),
             meta.len()
         ));
     }
-    match fs::read(&path) {
-        Ok(bytes) => match decode(&bytes) {
-            Ok(counts) => Found::Intact(counts),
-            Err(why) => Found::Unreadable(why),
-        },
-        Err(e) => Found::Unreadable(format!("cannot read {}: {e}", path.display())),
-    }
+    fs::read(&path)
+        .map(Some)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// The record's bytes for `counts`.
+/// The record's text for `counts` (before it is sealed).
 pub(super) fn encode(counts: &Counts) -> Vec<u8> {
+    encode_with(counts, HEADER)
+}
+
+/// The plain-text record layouts 1 and 2 wrote (for tests of the
+/// migration).
+#[cfg(test)]
+pub(super) fn encode_v1(counts: &Counts) -> Vec<u8> {
+    encode_with(counts, HEADER_V1)
+}
+
+/// The record's text for `counts` under the first line `header`.
+fn encode_with(counts: &Counts, header: &str) -> Vec<u8> {
     let mut text = String::with_capacity(64 + counts.len() * 48);
-    text.push_str(HEADER);
+    text.push_str(header);
     text.push('\n');
     for (scope, n) in counts {
         if scope.is_empty() {
@@ -212,8 +254,9 @@ pub(super) fn encode(counts: &Counts) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// The counts in a record, or what is wrong with it (never panics).
-pub(super) fn decode(bytes: &[u8]) -> Result<Counts, String> {
+/// The counts in a record's text whose first line is `header`, or what is
+/// wrong with it (never panics).
+pub(super) fn decode(bytes: &[u8], header: &str) -> Result<Counts, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the record is not text".to_string())?;
     let body_end = text
         .trim_end_matches('\n')
@@ -229,7 +272,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Counts, String> {
         return Err("the record's checksum does not match its contents".into());
     }
     let mut lines = body.lines();
-    if lines.next() != Some(HEADER) {
+    if lines.next() != Some(header) {
         return Err("the record's first line is not one this mutual writes".into());
     }
     let mut counts = Counts::new();
@@ -263,23 +306,21 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Writes `bytes` as the record in `dir`: temporary file, fsync, rename,
-/// directory fsync.
-fn write_file(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temp = dir.join(TEMP_FILE);
-    {
-        let mut f = File::create(&temp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&temp, dir.join(RECORD_FILE))?;
-    File::open(dir)?.sync_all()
+/// Writes `counts` as the record in `dir`, sealed: temporary file, fsync,
+/// rename, directory fsync.
+fn write_file(dir: &Path, keys: &StoreKeys, counts: &Counts) -> io::Result<()> {
+    write_durably(
+        dir,
+        RECORD_FILE,
+        &keys.seal(RECORD_FILE.as_bytes(), &encode(counts)),
+    )
 }
 
 /// Keeps the record up to date: shared by the store and its flushers.
 pub(super) struct Recorder {
     dir: PathBuf,
     state: Mutex<State>,
+    keys: std::sync::Arc<StoreKeys>,
 }
 
 struct State {
@@ -295,7 +336,7 @@ struct State {
 impl Recorder {
     /// The recorder of the store in `dir`, starting from what was found
     /// there at open.
-    pub(super) fn new(dir: PathBuf, found: Found) -> Recorder {
+    pub(super) fn new(dir: PathBuf, found: Found, keys: std::sync::Arc<StoreKeys>) -> Recorder {
         let (written, unreadable_at_open) = match found {
             Found::Missing => (Counts::new(), None),
             Found::Intact(counts) => (counts, None),
@@ -308,6 +349,7 @@ impl Recorder {
                 unreadable_at_open,
                 failing: false,
             }),
+            keys,
         }
     }
 
@@ -334,7 +376,7 @@ impl Recorder {
         for (scope, n) in grown {
             next.insert(scope.clone(), n);
         }
-        match write_file(&self.dir, &encode(&next)) {
+        match write_file(&self.dir, &self.keys, &next) {
             Ok(()) => {
                 state.written = next;
                 state.failing = false;
@@ -360,16 +402,34 @@ impl Recorder {
     pub(super) fn reset(&self, current: &HashMap<Vec<u8>, u64>) -> io::Result<()> {
         let mut state = self.lock();
         let next: Counts = current.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        write_file(&self.dir, &encode(&next))?;
+        write_file(&self.dir, &self.keys, &next)?;
         state.written = next;
         state.unreadable_at_open = None;
         state.failing = false;
         Ok(())
     }
 
+    /// Drops `scope` from the record (its items were deleted on purpose:
+    /// `mutual leave --forget`).
+    pub(super) fn forget(&self, scope: &[u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        if !state.written.contains_key(scope) {
+            return Ok(());
+        }
+        let mut next = state.written.clone();
+        next.remove(scope);
+        write_file(&self.dir, &self.keys, &next)?;
+        state.written = next;
+        Ok(())
+    }
+
     /// The damage the record shows against `held` (the store's counts
-    /// now), if any.
-    pub(super) fn damage(&self, held: &HashMap<Vec<u8>, u64>) -> Option<Damage> {
+    /// now), if any; `label` names a scope.
+    pub(super) fn damage(
+        &self,
+        held: &HashMap<Vec<u8>, u64>,
+        label: &dyn Fn(&[u8]) -> Option<String>,
+    ) -> Option<Damage> {
         let state = self.lock();
         if let Some(why) = &state.unreadable_at_open {
             return Some(Damage::RecordUnreadable(why.clone()));
@@ -380,7 +440,7 @@ impl Recorder {
             .filter_map(|(scope, acknowledged)| {
                 let held = held.get(scope).copied().unwrap_or(0);
                 (held < *acknowledged).then(|| LostScope {
-                    scope: scope_label(scope),
+                    scope: label(scope),
                     acknowledged: *acknowledged,
                     held,
                 })
@@ -389,24 +449,28 @@ impl Recorder {
         (!lost.is_empty()).then_some(Damage::Lost(lost))
     }
 
-    /// What the record says, per scope.
-    pub(super) fn acknowledged(&self) -> Vec<(Option<String>, u64)> {
+    /// What the record says, per scope (as bytes: the store names them).
+    pub(super) fn acknowledged(&self) -> Vec<(Vec<u8>, u64)> {
         self.lock()
             .written
             .iter()
-            .map(|(scope, n)| (scope_label(scope), *n))
+            .map(|(scope, n)| (scope.clone(), *n))
             .collect()
     }
-}
-
-/// `None` for the community log's scope, the topic's name otherwise.
-pub(super) fn scope_label(scope: &[u8]) -> Option<String> {
-    (!scope.is_empty()).then(|| String::from_utf8_lossy(scope).into_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn keys() -> Arc<StoreKeys> {
+        Arc::new(StoreKeys::derive(&[0; 32]))
+    }
+
+    fn label(scope: &[u8]) -> Option<String> {
+        (!scope.is_empty()).then(|| String::from_utf8_lossy(scope).into_owned())
+    }
 
     fn counts(pairs: &[(&str, u64)]) -> Counts {
         pairs
@@ -426,33 +490,36 @@ mod tests {
     fn a_record_reads_back_and_any_changed_byte_is_refused() {
         let c = counts(&[("", 7), ("burnout", 50), ("a b\n", 1)]);
         let bytes = encode(&c);
-        assert_eq!(decode(&bytes), Ok(c));
+        assert_eq!(decode(&bytes, HEADER), Ok(c));
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x04;
-            assert!(decode(&bad).is_err(), "flipped byte {i} accepted");
+            assert!(decode(&bad, HEADER).is_err(), "flipped byte {i} accepted");
         }
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut} accepted");
+            assert!(
+                decode(&bytes[..cut], HEADER).is_err(),
+                "cut at {cut} accepted"
+            );
         }
     }
 
     #[test]
     fn the_record_only_grows_and_shows_what_is_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Recorder::new(dir.path().to_path_buf(), read(dir.path()));
+        let r = Recorder::new(dir.path().to_path_buf(), read(dir.path(), &keys()), keys());
         assert!(r.record(&held(&[("t", 50), ("", 2)])));
         // Nothing grew: nothing written.
         assert!(!r.record(&held(&[("t", 50)])));
         assert_eq!(
-            read(dir.path()),
+            read(dir.path(), &keys()),
             Found::Intact(counts(&[("", 2), ("t", 50)]))
         );
 
         // Reopened after damage: the store holds 36.
-        let r = Recorder::new(dir.path().to_path_buf(), read(dir.path()));
+        let r = Recorder::new(dir.path().to_path_buf(), read(dir.path(), &keys()), keys());
         let now = held(&[("t", 36), ("", 2)]);
-        let lost = r.damage(&now).unwrap();
+        let lost = r.damage(&now, &label).unwrap();
         assert_eq!(lost.missing(), 14);
         assert!(
             lost.to_string().contains("topic t: 14 of 50 missing"),
@@ -461,19 +528,19 @@ mod tests {
         // A flush of the damaged store keeps the record's 50.
         assert!(!r.record(&now));
         assert_eq!(
-            read(dir.path()),
+            read(dir.path(), &keys()),
             Found::Intact(counts(&[("", 2), ("t", 50)]))
         );
         // Refilled: no damage, and the record follows the store up.
-        assert_eq!(r.damage(&held(&[("t", 50), ("", 2)])), None);
+        assert_eq!(r.damage(&held(&[("t", 50), ("", 2)]), &label), None);
         assert!(r.record(&held(&[("t", 51), ("", 2)])));
         // Accepting the loss.
-        let r = Recorder::new(dir.path().to_path_buf(), read(dir.path()));
-        assert!(r.damage(&now).is_some());
+        let r = Recorder::new(dir.path().to_path_buf(), read(dir.path(), &keys()), keys());
+        assert!(r.damage(&now, &label).is_some());
         r.reset(&now).unwrap();
-        assert_eq!(r.damage(&now), None);
+        assert_eq!(r.damage(&now, &label), None);
         assert_eq!(
-            read(dir.path()),
+            read(dir.path(), &keys()),
             Found::Intact(counts(&[("", 2), ("t", 36)]))
         );
     }
@@ -503,7 +570,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let me = protocol::Identity::generate(None);
         {
-            let s = crate::store::Store::open(dir.path()).unwrap();
+            let s = crate::store::Store::open(dir.path(), StoreKeys::derive(&[0; 32])).unwrap();
             for i in 0..3 {
                 s.insert_post(&post(&me, &format!("p{i}"), 10 + i)).unwrap();
             }
@@ -514,8 +581,10 @@ mod tests {
         }
         // As if sled had lost two acknowledged posts at its log's tail: the
         // record says 5 were stored.
-        fs::write(dir.path().join(RECORD_FILE), encode(&counts(&[("t", 5)]))).unwrap();
-        let s = crate::store::Store::open(dir.path()).unwrap();
+        let t = keys().topic_tag(&protocol::TopicName::parse("t").unwrap());
+        let five: Counts = [(t.to_vec(), 5)].into_iter().collect();
+        write_file(dir.path(), &keys(), &five).unwrap();
+        let s = crate::store::Store::open(dir.path(), StoreKeys::derive(&[0; 32])).unwrap();
         let Some(Damage::Lost(lost)) = s.damage() else {
             panic!("no damage reported: {:?}", s.damage());
         };
@@ -554,7 +623,7 @@ mod tests {
         let dir = tempfile::tempdir_in(&base).unwrap();
         println!("in {}", base.display());
         let me = protocol::Identity::generate(None);
-        let s = crate::store::Store::open(dir.path()).unwrap();
+        let s = crate::store::Store::open(dir.path(), StoreKeys::derive(&[0; 32])).unwrap();
         let rounds = 200u64;
         let mut with = std::time::Duration::ZERO;
         for i in 0..rounds {
@@ -567,7 +636,7 @@ mod tests {
         let c = counts(&[("", 1), ("t", 1)]);
         for _ in 0..rounds {
             let t = std::time::Instant::now();
-            write_file(dir.path(), &encode(&c)).unwrap();
+            write_file(dir.path(), &keys(), &c).unwrap();
             alone += t.elapsed();
         }
         let mut none = std::time::Duration::ZERO;
@@ -593,19 +662,34 @@ mod tests {
         let mut bytes = encode(&counts(&[("t", 50)]));
         let at = bytes.iter().position(|b| *b == b'5').unwrap();
         bytes[at] = b'9';
-        fs::write(dir.path().join(RECORD_FILE), &bytes).unwrap();
-        let found = read(dir.path());
+        fs::write(
+            dir.path().join(RECORD_FILE),
+            keys().seal(RECORD_FILE.as_bytes(), &bytes),
+        )
+        .unwrap();
+        let found = read(dir.path(), &keys());
         assert!(
             matches!(&found, Found::Unreadable(why) if why.contains("checksum")),
             "{found:?}"
         );
-        let r = Recorder::new(dir.path().to_path_buf(), found);
-        let d = r.damage(&held(&[("t", 1)])).unwrap();
+        let r = Recorder::new(dir.path().to_path_buf(), found, keys());
+        let d = r.damage(&held(&[("t", 1)]), &label).unwrap();
         assert!(matches!(d, Damage::RecordUnreadable(_)));
         // Rewritten from the store at the next flush.
         assert!(r.record(&held(&[("t", 1)])));
-        assert_eq!(read(dir.path()), Found::Intact(counts(&[("t", 1)])));
+        assert_eq!(
+            read(dir.path(), &keys()),
+            Found::Intact(counts(&[("t", 1)]))
+        );
         fs::write(dir.path().join(RECORD_FILE), b"\xff\xfe").unwrap();
-        assert!(matches!(read(dir.path()), Found::Unreadable(_)));
+        assert!(matches!(read(dir.path(), &keys()), Found::Unreadable(_)));
+        // Sealed under other keys: not trusted either.
+        write_file(
+            dir.path(),
+            &StoreKeys::derive(&[1; 32]),
+            &counts(&[("t", 1)]),
+        )
+        .unwrap();
+        assert!(matches!(read(dir.path(), &keys()), Found::Unreadable(_)));
     }
 }

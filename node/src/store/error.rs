@@ -49,6 +49,19 @@ pub enum StoreError {
         /// The newest layout version this build reads.
         supported: u64,
     },
+    /// The store is sealed under other keys than the ones given: another
+    /// data directory's store, or the wrong passphrase. Nothing was
+    /// written.
+    #[error(
+        "the store at {} is encrypted under other keys than this data directory's: it \
+         belongs to another identity or data directory, or the passphrase is not the one it \
+         was sealed with (nothing was changed)",
+        .path.display()
+    )]
+    WrongKeys {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// The database itself found damage on disk (not one bad value, which
     /// is skipped with a warning instead).
     #[error(

@@ -4,15 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use protocol::{Message, PostId};
+use protocol::{Message, PostId, TopicName};
 
 use super::error::During;
 use super::keys::{
     author_key, encode_u64, hex_tail, parse_item_key, parse_post_place, post_place, prefixed,
-    split_author_key, split_retraction_key, split_topic_key, topic_key, whole_kind, AUTHOR, COUNT,
-    ID_LEN, LOG, POST, POST_ID, RETRACTION, TOMBSTONE, TOMBSTONE_ID,
+    split_author_key, split_topic_key, topic_key, whole_kind, Tag, AUTHOR, COUNT, ID_LEN, LOG,
+    POST, POST_ID, RETRACTION, TOMBSTONE, TOMBSTONE_ID,
 };
-use super::{decode_post, parse_u64, range, Memory, Pending, Store, StoreError};
+use super::{parse_u64, range, Memory, Pending, Store, StoreError};
 
 /// The readable posts, by id, with the entries each must have.
 type Readable = BTreeMap<[u8; ID_LEN], Expected>;
@@ -31,7 +31,9 @@ fn author_entry_matches(k: &[u8], good: &Readable) -> bool {
 struct Expected {
     place: Vec<u8>,
     author_key: Vec<u8>,
-    topic: Vec<u8>,
+    topic: Tag,
+    /// The topic's name, from the post (for a missing name entry).
+    name: TopicName,
 }
 
 impl Store {
@@ -48,13 +50,16 @@ impl Store {
                 continue;
             };
             let id = PostId(key.id);
-            let Some(p) = decode_post(&v) else {
-                bad.push((k.to_vec(), format!("post {} does not decode", id.short())));
+            let Some(p) = self.open_post(&k, &v) else {
+                bad.push((
+                    k.to_vec(),
+                    format!("post {} does not open or decode", id.short()),
+                ));
                 continue;
             };
             if p.id() != id
                 || p.content.created_at != key.created_at
-                || p.content.topic.as_str().as_bytes() != topic
+                || self.topic_tag(&p.content.topic) != topic
             {
                 bad.push((
                     k.to_vec(),
@@ -72,9 +77,13 @@ impl Store {
             good.insert(
                 key.id,
                 Expected {
-                    place: post_place(key.created_at, topic),
-                    author_key: prefixed(AUTHOR, &author_key(&p.content.author.0, &key)),
-                    topic: topic.to_vec(),
+                    place: post_place(key.created_at, &topic).to_vec(),
+                    author_key: prefixed(
+                        AUTHOR,
+                        &author_key(&self.keys.author_tag(&p.content.author.0), &key),
+                    ),
+                    topic,
+                    name: p.content.topic,
                 },
             );
         }
@@ -106,7 +115,10 @@ impl Store {
                 )),
                 Some(_) => {}
             }
-            *per_topic.entry(e.topic.clone()).or_default() += 1;
+            if !memory.names.contains_key(&e.topic) {
+                problems.push(format!("post {short}'s topic has no name entry"));
+            }
+            *per_topic.entry(e.topic.to_vec()).or_default() += 1;
         }
         for kv in range(&b.items, whole_kind(POST_ID)) {
             let (k, v) = kv.during("read post ids")?;
@@ -143,7 +155,7 @@ impl Store {
                 }
                 None => problems.push(format!(
                     "topic {}: the count does not decode",
-                    String::from_utf8_lossy(&topic)
+                    hex_tail(&topic)
                 )),
             }
         }
@@ -160,7 +172,7 @@ impl Store {
             if posts != count || memory != count {
                 problems.push(format!(
                     "topic {} counts {count} posts (in memory {memory}) but holds {posts}",
-                    String::from_utf8_lossy(topic)
+                    hex_tail(topic)
                 ));
             }
         }
@@ -168,17 +180,20 @@ impl Store {
             let (k, v) = kv.during("read the community log")?;
             if k.get(1..).and_then(parse_item_key).is_none() {
                 problems.push(format!("community log: malformed key {}", hex_tail(&k)));
-            } else if Message::decode(&v).is_err() {
+            } else if self
+                .open_value(&k, &v)
+                .is_none_or(|m| Message::decode(&m).is_err())
+            {
                 problems.push(format!(
                     "community log item {} does not decode",
                     hex_tail(&k)
                 ));
             }
         }
-        for k in range(&b.items, whole_kind(RETRACTION)).keys() {
-            let k = k.during("read retractions")?;
-            if k.get(1..).and_then(split_retraction_key).is_none() {
-                problems.push(format!("retraction {} is malformed", hex_tail(&k)));
+        for kv in range(&b.items, whole_kind(RETRACTION)) {
+            let (k, v) = kv.during("read retractions")?;
+            if self.retraction_of(&k, &v).is_none() {
+                problems.push(format!("retraction {} is unreadable", hex_tail(&k)));
             }
         }
         problems.extend(self.tombstone_problems()?.into_iter().map(|(_, why)| why));
@@ -190,8 +205,15 @@ impl Store {
     fn tombstone_problems(&self) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
         let b = self.b();
         let mut out = Vec::new();
-        for k in range(&b.items, whole_kind(TOMBSTONE)).keys() {
-            let k = k.during("read tombstones")?;
+        for kv in range(&b.items, whole_kind(TOMBSTONE)) {
+            let (k, v) = kv.during("read tombstones")?;
+            if self.open_value(&k, &v).is_none() {
+                out.push((
+                    k.to_vec(),
+                    format!("tombstone {} does not open", hex_tail(&k)),
+                ));
+                continue;
+            }
             let Some((_, key)) = k.get(1..).and_then(split_topic_key) else {
                 out.push((
                     k.to_vec(),
@@ -259,10 +281,16 @@ impl Store {
                 .as_deref()
                 != Some(e.topic.as_slice())
             {
-                pending.insert(e.author_key.clone(), e.topic.clone());
+                pending.insert(e.author_key.clone(), &e.topic[..]);
                 fixed += 1;
             }
-            *per_topic.entry(e.topic.clone()).or_default() += 1;
+            if !memory.names.contains_key(&e.topic)
+                && !pending.names.iter().any(|(t, _)| *t == e.topic)
+            {
+                self.name_into(&mut pending, &e.topic, &e.name);
+                fixed += 1;
+            }
+            *per_topic.entry(e.topic.to_vec()).or_default() += 1;
         }
         for k in range(&b.items, whole_kind(POST_ID)).keys() {
             let k = k.during("read post ids")?;
@@ -307,15 +335,24 @@ impl Store {
         // Tombstones: relink a tombstone, drop a link to nothing.
         for (k, _) in self.tombstone_problems()? {
             match k.first() {
-                Some(&TOMBSTONE) => match k.get(1..).and_then(split_topic_key) {
-                    Some((topic, key)) => {
-                        pending.insert(
+                Some(&TOMBSTONE) => {
+                    let readable = b
+                        .items
+                        .get(&k)
+                        .during("read tombstones")?
+                        .is_some_and(|v| self.open_value(&k, &v).is_some());
+                    match k.get(1..).and_then(split_topic_key) {
+                        Some((topic, key)) if readable => pending.insert(
                             prefixed(TOMBSTONE_ID, &key.id),
-                            prefixed(TOMBSTONE, &topic_key(topic, &key)),
-                        );
+                            prefixed(TOMBSTONE, &topic_key(&topic, &key)),
+                        ),
+                        Some((_, key)) => {
+                            pending.remove(prefixed(TOMBSTONE_ID, &key.id));
+                            pending.remove(k);
+                        }
+                        None => pending.remove(k),
                     }
-                    None => pending.remove(k),
-                },
+                }
                 _ => pending.remove(k),
             }
             fixed += 1;
@@ -328,6 +365,7 @@ impl Store {
                 .apply_batch(pending.batch)
                 .during("repair the store")?;
             memory.counts = per_topic.into_iter().collect();
+            memory.names.extend(pending.names);
             memory.times.clear();
             self.forget_scope_sums();
             self.touch();

@@ -1,27 +1,28 @@
-//! Byte layout of the store's keys and small values.
+//! Byte layout of the store's keys and small values (layout 3).
 //!
 //! Everything a batch of arrivals writes lives in one sled tree (`items`),
 //! under a one-byte prefix per kind, so one `apply_batch` writes a page of
 //! posts, their index entries and counts atomically, with no cross-tree
-//! transaction:
+//! transaction. `T(x)` is the [`Tag`] of a topic name or author key (a
+//! keyed hash, see [`super::seal`]); `seal(x)` is `x` encrypted under the
+//! value key with the entry's key as associated data:
 //!
-//! | prefix | key after the prefix                       | value                             |
-//! |--------|--------------------------------------------|-----------------------------------|
-//! | `p`    | topic ‖ 0x00 ‖ created_at (BE) ‖ post id   | encoded `Message::Post` (wire bytes) |
-//! | `i`    | post id                                    | created_at (BE) ‖ topic           |
-//! | `a`    | author ‖ created_at (BE) ‖ post id         | topic                             |
-//! | `c`    | topic                                      | post count (u64 BE)               |
-//! | `l`    | created_at (BE) ‖ id                       | encoded `Message` of the community log |
-//! | `r`    | post id ‖ author who retracted it          | ∅                                 |
-//! | `t`    | topic ‖ 0x00 ‖ created_at (BE) ‖ post id   | tombstone bytes                   |
-//! | `u`    | post id                                    | its `t` key                       |
-//! | `n`    | topic (empty: the community log)           | items ever stored there (u64 BE)  |
+//! | prefix | key after the prefix                 | value                                 |
+//! |--------|--------------------------------------|---------------------------------------|
+//! | `p`    | T(topic) ‖ created_at (BE) ‖ post id | seal(encoded `Message::Post`)         |
+//! | `i`    | post id                              | created_at (BE) ‖ T(topic)            |
+//! | `a`    | T(author) ‖ created_at (BE) ‖ post id| T(topic)                              |
+//! | `c`    | T(topic)                             | post count (u64 BE)                   |
+//! | `m`    | T(topic)                             | seal(topic name)                      |
+//! | `l`    | created_at (BE) ‖ id                 | seal(encoded `Message` of the log)    |
+//! | `r`    | post id ‖ T(author who retracted it) | seal(that author's key)               |
+//! | `t`    | T(topic) ‖ created_at (BE) ‖ post id | seal(tombstone bytes)                 |
+//! | `u`    | post id                              | its `t` key                           |
+//! | `n`    | T(topic) (empty: the community log)  | items ever stored there (u64 BE)      |
 //!
 //! Times are big-endian so that byte order is time order: every "newest
-//! first", "since" or sync range read is one range scan. Topic names never
-//! contain 0x00 (the protocol allows only letters, digits, `-` and `_`), so
-//! `topic ‖ 0x00` is a prefix no other topic's keys share, and
-//! `topic ‖ 0x01` is the first key past it.
+//! first", "since" or sync range read is one range scan. Tags have a fixed
+//! length, so `T(topic)` is a prefix no other topic's keys share.
 //!
 //! Every parser here returns `None` on bytes of the wrong shape instead of
 //! panicking: the store skips such entries (with a warning) or reports them
@@ -29,21 +30,24 @@
 
 use protocol::sync::ItemKey;
 
+pub(super) use super::seal::{Tag, TAG_LEN};
+
 /// Length of `created_at (BE) ‖ id`, the suffix every item key ends with.
 pub(super) const ITEM_KEY_LEN: usize = 40;
 /// Length of a post id, public key or any other 32-byte hash.
 pub(super) const ID_LEN: usize = 32;
-/// Separator between a topic name and the item key.
-const TOPIC_SEP: u8 = 0;
 
 /// A post under its time-ordered place in its topic.
 pub(super) const POST: u8 = b'p';
-/// Post id → where the post lives (`created_at ‖ topic`).
+/// Post id → where the post lives (`created_at ‖ T(topic)`).
 pub(super) const POST_ID: u8 = b'i';
 /// An author's posts in time order.
 pub(super) const AUTHOR: u8 = b'a';
 /// A topic's post count.
 pub(super) const COUNT: u8 = b'c';
+/// A topic's name, sealed, under its tag: how a tag is named again (in
+/// `topic_of`, the stored-ever counts, the record of acknowledged writes).
+pub(super) const NAME: u8 = b'm';
 /// The community log.
 pub(super) const LOG: u8 = b'l';
 /// Who retracted which post.
@@ -52,9 +56,9 @@ pub(super) const RETRACTION: u8 = b'r';
 pub(super) const TOMBSTONE: u8 = b't';
 /// Post id → its tombstone's key.
 pub(super) const TOMBSTONE_ID: u8 = b'u';
-/// Items ever stored in a scope (topic name; empty for the community log):
-/// only grows, so a store that holds a smaller number than was once made
-/// durable lost acknowledged writes (see `Store::stored_ever`).
+/// Items ever stored in a scope (a topic's tag; empty for the community
+/// log): only grows, so a store that holds a smaller number than was once
+/// made durable lost acknowledged writes (see `Store::stored_ever`).
 pub(super) const EVER: u8 = b'n';
 
 /// `prefix ‖ rest`.
@@ -75,21 +79,30 @@ pub(super) fn whole_kind(prefix: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![prefix], vec![prefix + 1])
 }
 
-/// The value of a [`POST_ID`] entry: `created_at (BE) ‖ topic`.
-pub(super) fn post_place(created_at: u64, topic: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + topic.len());
-    v.extend_from_slice(&created_at.to_be_bytes());
-    v.extend_from_slice(topic);
+/// The value of a [`POST_ID`] entry: `created_at (BE) ‖ T(topic)`.
+pub(super) fn post_place(created_at: u64, topic: &Tag) -> [u8; 8 + TAG_LEN] {
+    let mut v = [0u8; 8 + TAG_LEN];
+    let (at, t) = v.split_at_mut(8);
+    at.copy_from_slice(&created_at.to_be_bytes());
+    t.copy_from_slice(topic);
     v
 }
 
 /// Parses a [`post_place`] value.
-pub(super) fn parse_post_place(v: &[u8]) -> Option<(u64, &[u8])> {
-    if v.len() <= 8 {
+pub(super) fn parse_post_place(v: &[u8]) -> Option<(u64, Tag)> {
+    if v.len() != 8 + TAG_LEN {
         return None;
     }
     let (at, topic) = v.split_at(8);
-    Some((u64::from_be_bytes(at.try_into().ok()?), topic))
+    Some((
+        u64::from_be_bytes(at.try_into().ok()?),
+        topic.try_into().ok()?,
+    ))
+}
+
+/// A tag stored as a value or key.
+pub(super) fn parse_tag(bytes: &[u8]) -> Option<Tag> {
+    bytes.try_into().ok()
 }
 
 /// `created_at (BE) ‖ id`: the log's key, and the tail of every index key.
@@ -113,76 +126,71 @@ pub(super) fn parse_item_key(bytes: &[u8]) -> Option<ItemKey> {
     })
 }
 
-/// `topic ‖ 0x00`: every key of one topic starts with it.
-pub(super) fn topic_prefix(topic: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(topic.len() + 1 + ITEM_KEY_LEN);
+/// `T(topic)`: every key of one topic starts with it.
+pub(super) fn topic_prefix(topic: &Tag) -> Vec<u8> {
+    let mut k = Vec::with_capacity(TAG_LEN + ITEM_KEY_LEN);
     k.extend_from_slice(topic);
-    k.push(TOPIC_SEP);
     k
 }
 
-/// `topic ‖ 0x01`: the first key after every key of the topic.
-pub(super) fn topic_end(topic: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(topic.len() + 1);
-    k.extend_from_slice(topic);
-    k.push(TOPIC_SEP + 1);
+/// A key past every key of the topic (`T(topic) ‖ 0xff × 41`: longer than
+/// any item key, and never smaller).
+pub(super) fn topic_end(topic: &Tag) -> Vec<u8> {
+    let mut k = topic_prefix(topic);
+    k.extend_from_slice(&[0xff; ITEM_KEY_LEN + 1]);
     k
 }
 
-/// `topic ‖ 0x00 ‖ created_at (BE) ‖ id`: a key of `topic_index` and
-/// `tombstones`.
-pub(super) fn topic_key(topic: &[u8], key: &ItemKey) -> Vec<u8> {
+/// `T(topic) ‖ created_at (BE) ‖ id`: a post's or a tombstone's key.
+pub(super) fn topic_key(topic: &Tag, key: &ItemKey) -> Vec<u8> {
     let mut k = topic_prefix(topic);
     k.extend_from_slice(&item_key_bytes(key));
     k
 }
 
-/// Splits a [`topic_key`] into the topic's bytes and the item key.
-pub(super) fn split_topic_key(k: &[u8]) -> Option<(&[u8], ItemKey)> {
-    let cut = k.len().checked_sub(ITEM_KEY_LEN)?;
-    let (head, tail) = k.split_at(cut);
-    let (&sep, topic) = head.split_last()?;
-    if sep != TOPIC_SEP || topic.is_empty() || topic.contains(&TOPIC_SEP) {
+/// Splits a [`topic_key`] into the topic's tag and the item key.
+pub(super) fn split_topic_key(k: &[u8]) -> Option<(Tag, ItemKey)> {
+    if k.len() != TAG_LEN + ITEM_KEY_LEN {
         return None;
     }
-    Some((topic, parse_item_key(tail)?))
+    let (topic, tail) = k.split_at(TAG_LEN);
+    Some((topic.try_into().ok()?, parse_item_key(tail)?))
 }
 
-/// `author ‖ created_at (BE) ‖ id`: a key of `author_index`.
-pub(super) fn author_key(author: &[u8; ID_LEN], key: &ItemKey) -> Vec<u8> {
-    let mut k = Vec::with_capacity(ID_LEN + ITEM_KEY_LEN);
+/// `T(author) ‖ created_at (BE) ‖ id`: a key of the author index.
+pub(super) fn author_key(author: &Tag, key: &ItemKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(TAG_LEN + ITEM_KEY_LEN);
     k.extend_from_slice(author);
     k.extend_from_slice(&item_key_bytes(key));
     k
 }
 
-/// Splits an [`author_key`] into the author and the item key.
-pub(super) fn split_author_key(k: &[u8]) -> Option<([u8; ID_LEN], ItemKey)> {
-    if k.len() != ID_LEN + ITEM_KEY_LEN {
+/// Splits an [`author_key`] into the author's tag and the item key.
+pub(super) fn split_author_key(k: &[u8]) -> Option<(Tag, ItemKey)> {
+    if k.len() != TAG_LEN + ITEM_KEY_LEN {
         return None;
     }
-    let (author, tail) = k.split_at(ID_LEN);
+    let (author, tail) = k.split_at(TAG_LEN);
     Some((author.try_into().ok()?, parse_item_key(tail)?))
 }
 
-/// `post id ‖ author`: a key of `retractions`. One entry per retracting
-/// key, so a bogus retraction signed by someone else can never overwrite
-/// the author's own.
-pub(super) fn retraction_key(post: &[u8; ID_LEN], author: &[u8; ID_LEN]) -> [u8; 2 * ID_LEN] {
-    let mut k = [0u8; 2 * ID_LEN];
+/// `post id ‖ T(author)`: a key of the retractions. One entry per
+/// retracting key, so a bogus retraction signed by someone else can never
+/// overwrite the author's own.
+pub(super) fn retraction_key(post: &[u8; ID_LEN], author: &Tag) -> [u8; ID_LEN + TAG_LEN] {
+    let mut k = [0u8; ID_LEN + TAG_LEN];
     let (p, a) = k.split_at_mut(ID_LEN);
     p.copy_from_slice(post);
     a.copy_from_slice(author);
     k
 }
 
-/// Splits a [`retraction_key`] into the post id and the author.
-pub(super) fn split_retraction_key(k: &[u8]) -> Option<([u8; ID_LEN], [u8; ID_LEN])> {
-    if k.len() != 2 * ID_LEN {
+/// The post id of a [`retraction_key`].
+pub(super) fn retraction_post(k: &[u8]) -> Option<[u8; ID_LEN]> {
+    if k.len() != ID_LEN + TAG_LEN {
         return None;
     }
-    let (p, a) = k.split_at(ID_LEN);
-    Some((p.try_into().ok()?, a.try_into().ok()?))
+    k.get(..ID_LEN)?.try_into().ok()
 }
 
 /// A 32-byte id or key stored as a value or key.
@@ -228,27 +236,27 @@ mod tests {
         };
         assert!(item_key_bytes(&a) < item_key_bytes(&b));
         assert_eq!(parse_item_key(&item_key_bytes(&b)), Some(b));
-        let tk = topic_key(b"topic", &a);
-        assert_eq!(split_topic_key(&tk), Some((&b"topic"[..], a)));
-        assert!(tk.starts_with(&topic_prefix(b"topic")));
-        assert!(tk.as_slice() < topic_end(b"topic").as_slice());
-        let ak = author_key(&[7; 32], &b);
-        assert_eq!(split_author_key(&ak), Some(([7; 32], b)));
-        let rk = retraction_key(&[1; 32], &[2; 32]);
-        assert_eq!(split_retraction_key(&rk), Some(([1; 32], [2; 32])));
-        assert_eq!(split_retraction_key(&rk[1..]), None);
+        let t = [3u8; TAG_LEN];
+        let tk = topic_key(&t, &a);
+        assert_eq!(split_topic_key(&tk), Some((t, a)));
+        assert!(tk.starts_with(&topic_prefix(&t)));
+        assert!(tk.as_slice() < topic_end(&t).as_slice());
+        assert!(topic_key(&t, &ItemKey::MAX).as_slice() < topic_end(&t).as_slice());
+        let ak = author_key(&[7; TAG_LEN], &b);
+        assert_eq!(split_author_key(&ak), Some(([7; TAG_LEN], b)));
+        let rk = retraction_key(&[1; 32], &[2; TAG_LEN]);
+        assert_eq!(retraction_post(&rk), Some([1; 32]));
+        assert_eq!(retraction_post(&rk[1..]), None);
+        assert_eq!(parse_post_place(&post_place(9, &t)), Some((9, t)));
     }
 
     #[test]
     fn malformed_keys_are_refused_not_panicked_on() {
         assert_eq!(parse_item_key(&[1, 2, 3]), None);
         assert_eq!(split_topic_key(&[]), None);
-        assert_eq!(split_topic_key(&[0; 40]), None, "no topic, no separator");
-        assert_eq!(split_topic_key(&[0; 41]), None, "empty topic");
-        let mut bad_sep = topic_key(b"t", &ItemKey::MIN);
-        bad_sep[1] = 7;
-        assert_eq!(split_topic_key(&bad_sep), None);
+        assert_eq!(split_topic_key(&[0; 40]), None, "no topic");
         assert_eq!(split_author_key(&[0; 71]), None);
+        assert_eq!(parse_post_place(&[0; 9]), None);
         assert_eq!(parse_u64(&[1, 2]), None);
         assert_eq!(hex_tail(&[]), "");
         assert_eq!(hex_tail(&[0xab, 0xcd]), "abcd");

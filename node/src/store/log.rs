@@ -6,8 +6,8 @@ use protocol::{PostId, PublicKey, SignedPost};
 
 use super::error::During;
 use super::keys::{
-    hex_tail, item_key_bytes, parse_item_key, prefixed, retraction_key, split_retraction_key,
-    whole_kind, LOG, RETRACTION,
+    hex_tail, item_key_bytes, parse_id, parse_item_key, prefixed, retraction_key, retraction_post,
+    whole_kind, LOG, RETRACTION, TAG_LEN,
 };
 use super::{range, Pending, Store, StoreError, LOG_SCOPE};
 
@@ -33,7 +33,8 @@ impl Store {
             return Ok(false);
         }
         let mut pending = Pending::default();
-        pending.insert(k, message);
+        let sealed = self.keys.seal(&k, message);
+        pending.insert(k, sealed);
         pending.stored_one(LOG_SCOPE);
         pending.forget_sums = true;
         self.commit(&mut memory, pending)?;
@@ -71,10 +72,10 @@ impl Store {
         let mut out = Vec::new();
         for kv in range(&b.items, whole_kind(LOG)) {
             let (k, v) = kv.during("read the community log")?;
-            match k.get(1..).and_then(parse_item_key) {
-                Some(key) => out.push((key, v.to_vec())),
-                None => {
-                    tracing::warn!(key = %hex_tail(&k), "skipping a malformed community log key")
+            match (k.get(1..).and_then(parse_item_key), self.open_value(&k, &v)) {
+                (Some(key), Some(message)) => out.push((key, message)),
+                _ => {
+                    tracing::warn!(key = %hex_tail(&k), "skipping an unreadable community log item")
                 }
             }
         }
@@ -100,12 +101,20 @@ impl Store {
     pub fn add_retraction(&self, post: &PostId, author: &PublicKey) -> Result<(), StoreError> {
         let mut memory = self.lock();
         let mut pending = Pending::default();
-        pending.insert(
-            prefixed(RETRACTION, &retraction_key(&post.0, &author.0)),
-            &[][..],
-        );
-        pending.retracted.push((post.0, author.0));
+        self.retraction_into(&mut pending, post, author);
         self.commit(&mut memory, pending)
+    }
+
+    /// Adds the entry saying `author` retracted `post` to `pending`: its
+    /// key names the author by tag, its sealed value by key.
+    fn retraction_into(&self, pending: &mut Pending, post: &PostId, author: &PublicKey) {
+        let k = prefixed(
+            RETRACTION,
+            &retraction_key(&post.0, &self.keys.author_tag(&author.0)),
+        );
+        let sealed = self.keys.seal(&k, &author.0);
+        pending.insert(k, sealed);
+        pending.retracted.push((post.0, author.0));
     }
 
     /// Applies a retraction in one batch: adds its message to the community
@@ -131,15 +140,12 @@ impl Store {
             .contains_key(&log_key)
             .during("read the community log")?;
         if new_in_log {
-            pending.insert(log_key, message);
+            let sealed = self.keys.seal(&log_key, message);
+            pending.insert(log_key, sealed);
             pending.stored_one(LOG_SCOPE);
             pending.forget_sums = true;
         }
-        pending.insert(
-            prefixed(RETRACTION, &retraction_key(&post.0, &author.0)),
-            &[][..],
-        );
-        pending.retracted.push((post.0, author.0));
+        self.retraction_into(&mut pending, post, author);
         let held = self.get_post(post)?;
         let removed = match held {
             Some(p) if p.content.author == *author => self.remove_into(&mut pending, post, None)?,
@@ -182,16 +188,33 @@ impl Store {
     /// enforces again, so a post whose retraction was logged is gone
     /// whatever a crash left.
     pub fn retractions(&self) -> Result<Vec<(PostId, PublicKey)>, StoreError> {
+        self.read_retractions()
+    }
+
+    /// Every readable retraction entry, in key order (a malformed or
+    /// unreadable one is skipped with a warning and reported by
+    /// `check_integrity`).
+    pub(super) fn read_retractions(&self) -> Result<Vec<(PostId, PublicKey)>, StoreError> {
         let b = self.b();
         let mut out = Vec::new();
-        for k in range(&b.items, whole_kind(RETRACTION)).keys() {
-            let k = k.during("read the retractions")?;
-            match k.get(1..).and_then(split_retraction_key) {
-                Some((post, author)) => out.push((PostId(post), PublicKey(author))),
-                None => tracing::warn!("skipping a malformed retraction"),
+        for kv in range(&b.items, whole_kind(RETRACTION)) {
+            let (k, v) = kv.during("read the retractions")?;
+            match self.retraction_of(&k, &v) {
+                Some(pair) => out.push(pair),
+                None => tracing::warn!(key = %hex_tail(&k), "skipping an unreadable retraction"),
             }
         }
         Ok(out)
+    }
+
+    /// The (post, retracting key) of an `r` entry, if it is well formed,
+    /// opens, and its key's tag is its author's.
+    pub(super) fn retraction_of(&self, k: &[u8], v: &[u8]) -> Option<(PostId, PublicKey)> {
+        let post = retraction_post(k.get(1..)?)?;
+        let author = parse_id(&self.open_value(k, v)?)?;
+        let tag = k.get(1 + 32..)?;
+        (tag.len() == TAG_LEN && tag == self.keys.author_tag(&author))
+            .then_some((PostId(post), PublicKey(author)))
     }
 
     /// A key that retracted `post`, if any did (the smallest when several

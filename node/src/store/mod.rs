@@ -3,7 +3,14 @@
 //! crosses this module's public API, so the backend can be swapped here
 //! alone.
 //!
-//! # Layout (version 2)
+//! # Layout (version 3)
+//!
+//! Encrypted at rest: every value that says anything about a person is
+//! sealed, and topic names and author keys in keys are keyed hashes (see
+//! [`seal`] and [`keys`]), under [`StoreKeys`] derived from a secret the
+//! caller supplies. A store opened with other keys is refused before
+//! anything is written ([`StoreError::WrongKeys`]); a store of an older
+//! layout is rewritten into a new directory at open ([`migrate`]).
 //!
 //! Everything the arrival path writes (posts, their index entries, topic
 //! counts, the community log, retractions, tombstones) lives in one tree,
@@ -52,6 +59,8 @@
 //! reported by [`Store::check_integrity`].
 
 pub mod ack;
+#[cfg(test)]
+mod at_rest_tests;
 mod error;
 mod integrity;
 mod keys;
@@ -60,6 +69,7 @@ mod log;
 mod migrate;
 mod posts;
 mod scan;
+mod seal;
 #[cfg(test)]
 mod tests;
 mod tombstones;
@@ -71,12 +81,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use protocol::sync::{Accumulator, SyncScope};
-use protocol::{Message, SignedPost};
+use protocol::{Message, SignedPost, TopicName};
 
 pub use ack::{Damage, LostScope};
 use error::During;
 pub use error::StoreError;
-use keys::{encode_u64, parse_id, parse_u64, prefixed, whole_kind, COUNT, ID_LEN};
+use keys::{encode_u64, parse_id, parse_u64, prefixed, whole_kind, Tag, COUNT, ID_LEN};
+pub use seal::{StoreKeys, StoreSecret, BARE_STORE_SECRET, SEAL_OVERHEAD};
 
 /// How often sled makes its log durable on its own, in ms: bounds what a
 /// crash can lose of what the caller has not flushed.
@@ -84,7 +95,7 @@ pub const BACKGROUND_FLUSH_MS: u64 = 100;
 /// Version of the on-disk layout described in [`keys`]. A store written by
 /// a newer layout is refused rather than misread; an older one is migrated
 /// forward at open.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 
 /// sled's page cache, in bytes (sled's default is 1 GiB). With a 1,000,000
 /// post store, reading a topic's newest page took the same time with 32
@@ -99,6 +110,7 @@ const LAYOUT_KEY: &str = "layout";
 
 pub use crate::network::peers::PeerRecord;
 pub use log::Retracted;
+pub use posts::Forgotten;
 
 /// Makes the store's writes durable from another thread (see
 /// [`Store::flusher`]); what it flushes is everything written before the
@@ -154,6 +166,8 @@ struct Memory {
     ever: HashMap<Vec<u8>, u64>,
     /// Post times of the authors asked about (the per-author limit).
     times: window::AuthorTimes,
+    /// The name of each topic tag (the `m` entries, opened).
+    names: HashMap<Tag, TopicName>,
 }
 
 impl Memory {
@@ -183,6 +197,8 @@ struct Pending {
     writes: bool,
     /// Bytes of keys and values inserted (for [`CHECKPOINT_BYTES`]).
     batch_bytes: u64,
+    /// Topic names written (`m` entries), for [`Memory::names`].
+    names: Vec<(Tag, TopicName)>,
 }
 
 impl Pending {
@@ -202,7 +218,7 @@ impl Pending {
         *self.count_delta.entry(topic.to_vec()).or_default() += delta;
     }
 
-    /// One more item stored in `scope` (a topic's bytes, or [`LOG_SCOPE`]).
+    /// One more item stored in `scope` (a topic's tag, or [`LOG_SCOPE`]).
     fn stored_one(&mut self, scope: &[u8]) {
         *self.stored.entry(scope.to_vec()).or_default() += 1;
     }
@@ -240,6 +256,8 @@ pub struct Store {
     /// The record of acknowledged writes, as found at open and kept up by
     /// every flush (`None` for a temporary store).
     acked: Option<Arc<ack::Recorder>>,
+    /// What seals the values and hashes the index keys.
+    keys: Arc<StoreKeys>,
 }
 
 /// sled's handles on one open database.
@@ -310,7 +328,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
-/// The post inside stored `Message::Post` bytes, or `None` for anything
+/// The post inside (opened) `Message::Post` bytes, or `None` for anything
 /// else (damaged bytes, another kind of message).
 fn decode_post(bytes: &[u8]) -> Option<SignedPost> {
     match Message::decode(bytes) {
@@ -342,12 +360,66 @@ impl Store {
     /// Opens (or creates) the store in `dir`. Fails with
     /// [`StoreError::InUse`] when another node already has it open: sled
     /// locks the directory, because two writers would corrupt it.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::from_db(open_db(dir)?, dir.to_path_buf(), false)
+    ///
+    /// `keys` seal everything the store writes (derive them with
+    /// [`StoreKeys::derive`] from the data directory's store secret). A
+    /// store sealed under other keys is refused with
+    /// [`StoreError::WrongKeys`] before anything in `dir` is touched; a
+    /// store of an older layout is migrated (see [`migrate`]).
+    pub fn open(dir: &Path, keys: StoreKeys) -> Result<Store, StoreError> {
+        Store::open_with(dir, Arc::new(keys))
+    }
+
+    /// [`Store::open`] with shared keys (the migration opens the new
+    /// directory with the same ones).
+    fn open_with(dir: &Path, keys: Arc<StoreKeys>) -> Result<Store, StoreError> {
+        migrate::finish_interrupted_swap(dir)?;
+        match seal::read_check(dir, &keys)? {
+            seal::Check::Matches => {}
+            seal::Check::Other => {
+                return Err(StoreError::WrongKeys {
+                    path: dir.to_path_buf(),
+                })
+            }
+            seal::Check::Missing => {
+                let db = open_db(dir)?;
+                match layout_of(&db, dir)? {
+                    Some(v) if v > LAYOUT_VERSION => {
+                        return Err(StoreError::NewerLayout {
+                            path: dir.to_path_buf(),
+                            found: v,
+                            supported: LAYOUT_VERSION,
+                        })
+                    }
+                    Some(LAYOUT_VERSION) => {
+                        return Err(StoreError::Corrupt {
+                            detail: format!(
+                                "the key check file {} is missing",
+                                dir.join(seal::CHECK_FILE).display()
+                            ),
+                        })
+                    }
+                    _ if is_empty(&db)? => {
+                        // A new store: its check first, so a crash before
+                        // the layout is written leaves a store that opens.
+                        seal::write_check(dir, &keys)?;
+                        let store = Store::from_db(db, dir.to_path_buf(), false, keys)?;
+                        migrate::remove_leftovers(dir);
+                        return Ok(store);
+                    }
+                    _ => migrate::to_layout_3(dir, db, &keys)?,
+                }
+            }
+        }
+        let db = open_db(dir)?;
+        // Holding the directory's lock: no migration of it is under way.
+        migrate::remove_leftovers(dir);
+        Store::from_db(db, dir.to_path_buf(), false, keys)
     }
 
     /// A store that lives in memory and vanishes when dropped: for tests
-    /// and simulations.
+    /// and simulations (sealed under random keys all the same, so it
+    /// behaves as a store on disk does).
     pub fn temporary() -> Result<Store, StoreError> {
         let path = PathBuf::from("<temporary store>");
         let db = sled::Config::new()
@@ -355,7 +427,7 @@ impl Store {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| StoreError::opening(&path, e))?;
-        Store::from_db(db, path, true)
+        Store::from_db(db, path, true, Arc::new(StoreKeys::random()))
     }
 
     /// Closes the store after a clean stop, leaving sled a fresh snapshot
@@ -379,7 +451,12 @@ impl Store {
         Ok(())
     }
 
-    fn from_db(db: sled::Db, path: PathBuf, temporary: bool) -> Result<Store, StoreError> {
+    fn from_db(
+        db: sled::Db,
+        path: PathBuf,
+        temporary: bool,
+        keys: Arc<StoreKeys>,
+    ) -> Result<Store, StoreError> {
         let store = Store {
             backend: Arc::new(RwLock::new(Arc::new(Backend::of(db, &path)?))),
             since_open: Arc::new(AtomicU64::new(0)),
@@ -387,38 +464,41 @@ impl Store {
             dirty: Arc::new(AtomicBool::new(false)),
             temporary,
             scope_sums: Arc::new(Mutex::new(HashMap::new())),
-            acked: (!temporary)
-                .then(|| Arc::new(ack::Recorder::new(path.clone(), ack::read(&path)))),
+            acked: (!temporary).then(|| {
+                Arc::new(ack::Recorder::new(
+                    path.clone(),
+                    ack::read(&path, &keys),
+                    Arc::clone(&keys),
+                ))
+            }),
             path,
+            keys,
         };
         store.check_layout()?;
         store.load_memory()?;
         Ok(store)
     }
 
-    /// Refuses a newer layout; migrates an older one forward.
+    /// Refuses any layout but this one (older ones were migrated before
+    /// the store was built); writes it into a new store.
     fn check_layout(&self) -> Result<(), StoreError> {
         let b = self.b();
-        let found = b.info.get(LAYOUT_KEY).during("read the layout version")?;
-        match found.as_deref().map(parse_u64) {
-            Some(Some(v)) if v > LAYOUT_VERSION => Err(StoreError::NewerLayout {
+        match layout_of(&b.db, &self.path)? {
+            Some(LAYOUT_VERSION) => Ok(()),
+            Some(v) if v > LAYOUT_VERSION => Err(StoreError::NewerLayout {
                 path: self.path.clone(),
                 found: v,
                 supported: LAYOUT_VERSION,
             }),
-            Some(Some(LAYOUT_VERSION)) => migrate::drop_old_trees(self),
-            Some(None) => Err(StoreError::Corrupt {
-                detail: "the layout version does not decode".into(),
-            }),
-            // Version 1, or a store from before versions were written.
-            _ => {
-                migrate::from_layout_1(self)?;
+            None if is_empty(&b.db)? => {
                 b.info
                     .insert(LAYOUT_KEY, &encode_u64(LAYOUT_VERSION)[..])
                     .during("write the layout version")?;
-                b.db.flush().during("write the migrated store")?;
-                migrate::drop_old_trees(self)
+                Ok(())
             }
+            _ => Err(StoreError::Corrupt {
+                detail: "the store's layout version does not match its key check".into(),
+            }),
         }
     }
 
@@ -445,12 +525,26 @@ impl Store {
                 _ => tracing::warn!("skipping a malformed stored-ever count"),
             }
         }
-        for k in range(&b.items, whole_kind(keys::RETRACTION)).keys() {
-            let k = k.during("read retractions")?;
-            match k.get(1..).and_then(keys::split_retraction_key) {
-                Some((post, author)) => memory.retracted.entry(post).or_default().push(author),
-                None => tracing::warn!("skipping a malformed retraction"),
+        for kv in range(&b.items, whole_kind(keys::NAME)) {
+            let (k, v) = kv.during("read topic names")?;
+            let tag = k.get(1..).and_then(keys::parse_tag);
+            let name = self.keys.open(&k, &v).and_then(|n| {
+                std::str::from_utf8(&n)
+                    .ok()
+                    .and_then(|n| TopicName::parse_exact(n).ok())
+            });
+            match (tag, name) {
+                (Some(tag), Some(name)) => {
+                    memory.names.insert(tag, name);
+                }
+                _ => tracing::warn!(key = %keys::hex_tail(&k), "skipping an unreadable topic name"),
             }
+        }
+        for (post, author) in self.read_retractions()? {
+            memory.retracted.entry(post.0).or_default().push(author.0);
+        }
+        for who in memory.retracted.values_mut() {
+            who.sort_unstable();
         }
         *self.lock() = memory;
         Ok(())
@@ -509,6 +603,7 @@ impl Store {
             }
         }
         memory.ever.extend(ever);
+        memory.names.extend(pending.names);
         if pending.forget_times {
             memory.times.clear();
         }
@@ -621,17 +716,30 @@ impl Store {
     /// once made durable lost acknowledged writes (damage that sled took
     /// for the end of its log).
     pub fn stored_ever(&self) -> Vec<(Option<String>, u64)> {
-        let mut out: Vec<(Option<String>, u64)> = self
-            .lock()
+        let memory = self.lock();
+        let mut out: Vec<(Option<String>, u64)> = memory
             .ever
             .iter()
-            .map(|(scope, n)| {
-                let name = (!scope.is_empty()).then(|| String::from_utf8_lossy(scope).into_owned());
-                (name, *n)
-            })
+            .map(|(scope, n)| (scope_label(&memory.names, scope), *n))
             .collect();
         out.sort();
         out
+    }
+
+    /// The plaintext of the value at `key` of the `items` tree (`None`:
+    /// it does not open, which is damage; the caller warns).
+    fn open_value(&self, key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+        self.keys.open(key, value)
+    }
+
+    /// The post sealed at `key` (a `p` entry), if it opens and decodes.
+    fn open_post(&self, key: &[u8], value: &[u8]) -> Option<SignedPost> {
+        decode_post(&self.open_value(key, value)?)
+    }
+
+    /// The tag of a topic under this store's keys.
+    fn topic_tag(&self, topic: &TopicName) -> Tag {
+        self.keys.topic_tag(topic)
     }
 
     // ----- durability ------------------------------------------------------
@@ -675,14 +783,23 @@ impl Store {
     /// again and the damage clears by itself. See [`ack`].
     pub fn damage(&self) -> Option<Damage> {
         let acked = self.acked.as_ref()?;
-        acked.damage(&self.lock().ever)
+        let memory = self.lock();
+        acked.damage(&memory.ever, &|scope| scope_label(&memory.names, scope))
     }
 
     /// What the record of acknowledged writes says per scope (`None`: the
     /// community log), or `None` for a temporary store. Beside
     /// [`Store::stored_ever`] it is what `mutual doctor` compares.
     pub fn acknowledged(&self) -> Option<Vec<(Option<String>, u64)>> {
-        self.acked.as_ref().map(|a| a.acknowledged())
+        let acked = self.acked.as_ref()?;
+        let memory = self.lock();
+        Some(
+            acked
+                .acknowledged()
+                .into_iter()
+                .map(|(scope, n)| (scope_label(&memory.names, &scope), n))
+                .collect(),
+        )
     }
 
     /// Accepts that the missing acknowledged items are gone: the record is
@@ -716,6 +833,43 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The name of a scope of the stored-ever counts: `None` for the
+/// community log, the topic's name when its tag is named, and the tag's
+/// beginning in hex otherwise (a topic whose name entry was lost).
+fn scope_label(names: &HashMap<Tag, TopicName>, scope: &[u8]) -> Option<String> {
+    if scope.is_empty() {
+        return None;
+    }
+    Some(match keys::parse_tag(scope).and_then(|t| names.get(&t)) {
+        Some(name) => name.to_string(),
+        None => format!("(unnamed {})", keys::hex_tail(scope)),
+    })
+}
+
+/// The layout version written in `db`, if any.
+fn layout_of(db: &sled::Db, path: &Path) -> Result<Option<u64>, StoreError> {
+    let info = db
+        .open_tree("info")
+        .map_err(|e| StoreError::opening(path, e))?;
+    match info.get(LAYOUT_KEY).during("read the layout version")? {
+        None => Ok(None),
+        Some(v) => parse_u64(&v).map(Some).ok_or_else(|| StoreError::Corrupt {
+            detail: "the layout version does not decode".into(),
+        }),
+    }
+}
+
+/// Whether `db` holds nothing at all (a new store).
+fn is_empty(db: &sled::Db) -> Result<bool, StoreError> {
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name).during("read the store")?;
+        if !tree.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A 32-byte id at the end of `bytes`, if it is long enough.

@@ -8,16 +8,55 @@ use protocol::{Message, PostId, PublicKey, Scope, SignedPost, TopicName, Verifie
 
 use super::error::During;
 use super::keys::{
-    author_key, hex_tail, kind_range, parse_post_place, post_place, prefixed, split_author_key,
-    split_topic_key, topic_end, topic_key, topic_prefix, whole_kind, AUTHOR, POST, POST_ID,
-    TOMBSTONE, TOMBSTONE_ID,
+    author_key, hex_tail, kind_range, parse_post_place, parse_tag, post_place, prefixed,
+    split_author_key, split_topic_key, topic_end, topic_key, topic_prefix, whole_kind, Tag, AUTHOR,
+    COUNT, EVER, NAME, POST, POST_ID, TOMBSTONE, TOMBSTONE_ID,
 };
-use super::{decode_post, id_suffix, range, Pending, Store, StoreError};
+use super::{id_suffix, range, Pending, Store, StoreError};
 
 /// Where a stored post lives: its `p` key and what the other entries need.
 pub(super) struct Place {
     pub(super) key: ItemKey,
-    pub(super) topic: Vec<u8>,
+    pub(super) topic: Tag,
+}
+
+/// A post about to be stored: what its entries need, with its wire bytes
+/// already sealed (done before the write lock is taken).
+pub(super) struct NewPost {
+    pub(super) id: PostId,
+    pub(super) author: [u8; 32],
+    pub(super) author_tag: Tag,
+    pub(super) topic: TopicName,
+    pub(super) key: ItemKey,
+    pub(super) tag: Tag,
+    pub(super) post_key: Vec<u8>,
+    pub(super) sealed: Vec<u8>,
+}
+
+impl Store {
+    /// Prepares a (verified, or once verified) post whose id is `id` for
+    /// [`Store::insert_new`]: its keys and its sealed bytes.
+    pub(super) fn new_post(&self, post: &SignedPost, id: PostId) -> NewPost {
+        let key = ItemKey {
+            created_at: post.content.created_at,
+            id: id.0,
+        };
+        let tag = self.topic_tag(&post.content.topic);
+        let post_key = prefixed(POST, &topic_key(&tag, &key));
+        let sealed = self
+            .keys
+            .seal(&post_key, &Message::Post(post.clone()).encode());
+        NewPost {
+            id,
+            author: post.content.author.0,
+            author_tag: self.keys.author_tag(&post.content.author.0),
+            topic: post.content.topic.clone(),
+            key,
+            tag,
+            post_key,
+            sealed,
+        }
+    }
 }
 
 impl Place {
@@ -45,40 +84,53 @@ impl Store {
     /// was newly stored. The duplicate check is one read of the id's entry;
     /// the retraction check and the counts are in memory.
     pub fn insert_posts(&self, posts: &[&VerifiedPost]) -> Result<Vec<bool>, StoreError> {
-        let b = self.b();
-        // Encode and derive keys before taking the lock.
-        let prepared: Vec<(PostId, Vec<u8>)> = posts
+        // Encode, seal and derive keys before taking the lock.
+        let prepared: Vec<NewPost> = posts
             .iter()
-            .map(|post| (post.id(), Message::Post(post.signed().clone()).encode()))
+            .map(|p| self.new_post(p.signed(), p.id()))
             .collect();
+        self.insert_new(prepared)
+    }
+
+    /// Stores prepared posts in one atomic batch: what
+    /// [`Store::insert_posts`] does once the posts are sealed (and what
+    /// the migration does with the posts of an older layout).
+    pub(super) fn insert_new(&self, posts: Vec<NewPost>) -> Result<Vec<bool>, StoreError> {
+        let b = self.b();
         let mut memory = self.lock();
         let mut pending = Pending::default();
         let mut seen: HashSet<PostId> = HashSet::with_capacity(posts.len());
         let mut stored = Vec::with_capacity(posts.len());
-        for (post, (id, bytes)) in posts.iter().zip(prepared) {
-            let key = ItemKey {
-                created_at: post.created_at,
-                id: id.0,
-            };
-            let topic = post.topic.as_str().as_bytes();
-            let post_key = prefixed(POST, &topic_key(topic, &key));
+        let mut named: HashSet<Tag> = HashSet::new();
+        let mut added: Vec<(TopicName, PostId)> = Vec::with_capacity(posts.len());
+        for post in posts {
             // The duplicate check reads the post's own key: its id fixes
             // its topic and time, and that key lies where the batch
             // writes (the id entry would be a read at a random place).
-            let new = !seen.contains(&id)
-                && !memory.is_retracted_by(&id.0, &post.author.0)
-                && !b.items.contains_key(&post_key).during("read a post")?;
+            let new = !seen.contains(&post.id)
+                && !memory.is_retracted_by(&post.id.0, &post.author)
+                && !b.items.contains_key(&post.post_key).during("read a post")?;
             stored.push(new);
             if !new {
                 continue;
             }
-            seen.insert(id);
-            pending.times.push((post.author.0, key.created_at, true));
-            pending.insert(post_key, bytes);
-            pending.insert(prefixed(POST_ID, &id.0), post_place(key.created_at, topic));
-            pending.insert(prefixed(AUTHOR, &author_key(&post.author.0, &key)), topic);
-            pending.count(topic, 1);
-            pending.stored_one(topic);
+            seen.insert(post.id);
+            pending.times.push((post.author, post.key.created_at, true));
+            pending.insert(post.post_key, post.sealed);
+            pending.insert(
+                prefixed(POST_ID, &post.id.0),
+                &post_place(post.key.created_at, &post.tag)[..],
+            );
+            pending.insert(
+                prefixed(AUTHOR, &author_key(&post.author_tag, &post.key)),
+                &post.tag[..],
+            );
+            pending.count(&post.tag, 1);
+            pending.stored_one(&post.tag);
+            if !memory.names.contains_key(&post.tag) && named.insert(post.tag) {
+                self.name_into(&mut pending, &post.tag, &post.topic);
+            }
+            added.push((post.topic, post.id));
         }
         if seen.is_empty() {
             return Ok(stored);
@@ -89,13 +141,20 @@ impl Store {
             .scope_sums
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (post, new) in posts.iter().zip(&stored) {
-            let scope = protocol::sync::SyncScope::Topic(post.topic.clone());
-            if let (true, Some(acc)) = (*new, sums.get_mut(&scope)) {
-                acc.add(&post.id().0);
+        for (topic, id) in added {
+            if let Some(acc) = sums.get_mut(&protocol::sync::SyncScope::Topic(topic)) {
+                acc.add(&id.0);
             }
         }
         Ok(stored)
+    }
+
+    /// Adds the (sealed) name entry of a topic's tag to `pending`.
+    pub(super) fn name_into(&self, pending: &mut Pending, tag: &Tag, topic: &TopicName) {
+        let key = prefixed(NAME, tag);
+        let sealed = self.keys.seal(&key, topic.as_str().as_bytes());
+        pending.insert(key, sealed);
+        pending.names.push((*tag, topic.clone()));
     }
 
     /// Where a post is stored, if it is.
@@ -114,7 +173,7 @@ impl Store {
                     created_at,
                     id: *id,
                 },
-                topic: topic.to_vec(),
+                topic,
             })),
             None => {
                 tracing::warn!(post = %PostId(*id).short(), "a post's id entry does not decode");
@@ -129,7 +188,7 @@ impl Store {
         let Some(bytes) = self.get_post_bytes(id)? else {
             return Ok(None);
         };
-        let post = decode_post(&bytes);
+        let post = super::decode_post(&bytes);
         if post.is_none() {
             tracing::warn!(post = %id.short(), "skipping a stored post that does not decode");
         }
@@ -143,13 +202,14 @@ impl Store {
         let Some(place) = self.place_of(&id.0)? else {
             return Ok(None);
         };
-        let bytes = b
-            .items
-            .get(place.post_key())
-            .during("read a post")?
-            .map(|v| v.to_vec());
-        if bytes.is_none() {
+        let key = place.post_key();
+        let Some(sealed) = b.items.get(&key).during("read a post")? else {
             tracing::warn!(post = %id.short(), "a post's id entry has no post");
+            return Ok(None);
+        };
+        let bytes = self.open_value(&key, &sealed);
+        if bytes.is_none() {
+            tracing::warn!(post = %id.short(), "a stored post does not open (damaged)");
         }
         Ok(bytes)
     }
@@ -165,7 +225,7 @@ impl Store {
         b.items
             .contains_key(prefixed(
                 POST,
-                &topic_key(post.topic.as_str().as_bytes(), &key),
+                &topic_key(&self.topic_tag(&post.topic), &key),
             ))
             .during("read a post")
     }
@@ -181,11 +241,14 @@ impl Store {
     /// The topic a stored post was written in, without reading the post: a
     /// reply must live in its parent's topic.
     pub fn topic_of(&self, id: &PostId) -> Result<Option<TopicName>, StoreError> {
-        Ok(self.place_of(&id.0)?.and_then(|p| {
-            std::str::from_utf8(&p.topic)
-                .ok()
-                .and_then(|t| TopicName::parse_exact(t).ok())
-        }))
+        let Some(place) = self.place_of(&id.0)? else {
+            return Ok(None);
+        };
+        if let Some(name) = self.lock().names.get(&place.topic) {
+            return Ok(Some(name.clone()));
+        }
+        // The name entry is gone (damage): the post itself names it.
+        Ok(self.get_post(id)?.map(|p| p.content.topic))
     }
 
     /// Ids of stored posts that start with `prefix`, at most `limit`: how a
@@ -224,10 +287,10 @@ impl Store {
         }
         for kv in iter {
             let (k, v) = kv.during("read a topic")?;
-            match decode_post(&v) {
+            match self.open_post(&k, &v) {
                 Some(p) => out.push(p),
                 None => {
-                    tracing::warn!(key = %hex_tail(&k), "skipping a stored post that does not decode")
+                    tracing::warn!(key = %hex_tail(&k), "skipping a stored post that does not open or decode")
                 }
             }
             if out.len() >= limit {
@@ -247,7 +310,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<SignedPost>, StoreError> {
         let b = self.b();
-        let t = topic.as_str().as_bytes();
+        let t = &self.topic_tag(topic);
         let end = match before {
             Some(k) => topic_key(t, &k),
             None => topic_end(t),
@@ -265,7 +328,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<SignedPost>, StoreError> {
         let b = self.b();
-        let t = topic.as_str().as_bytes();
+        let t = &self.topic_tag(topic);
         let start = topic_key(
             t,
             &ItemKey {
@@ -287,7 +350,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<SignedPost>, StoreError> {
         let b = self.b();
-        let t = topic.as_str().as_bytes();
+        let t = &self.topic_tag(topic);
         let start = match after {
             Some(k) => {
                 let mut s = topic_key(t, &k);
@@ -306,7 +369,7 @@ impl Store {
         let b = self.b();
         let Some(k) = b
             .items
-            .scan_prefix(prefixed(AUTHOR, author.as_bytes()))
+            .scan_prefix(prefixed(AUTHOR, &self.keys.author_tag(&author.0)))
             .keys()
             .next_back()
         else {
@@ -325,7 +388,7 @@ impl Store {
         Ok(self
             .lock()
             .counts
-            .get(topic.as_str().as_bytes())
+            .get(&self.topic_tag(topic)[..])
             .copied()
             .unwrap_or(0))
     }
@@ -351,9 +414,10 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let b = self.b();
         let mut memory = self.lock();
+        let tag = self.keys.author_tag(&author.0);
         memory
             .times
-            .count_between(&b.items, &author.0, from_ms, to_ms, limit)
+            .count_between(&b.items, &author.0, &tag, from_ms, to_ms, limit)
     }
 
     /// Adds the deletion of a post and its entries to `pending` (and its
@@ -378,7 +442,7 @@ impl Store {
             .items
             .get(&post_key)
             .during("read a post")?
-            .and_then(|b| decode_post(&b));
+            .and_then(|v| self.open_post(&post_key, &v));
         let Some(post) = post else {
             tracing::warn!(post = %id.short(), "deleting a stored post that does not decode");
             self.purge_into(pending, id)?;
@@ -388,7 +452,7 @@ impl Store {
         pending.remove(prefixed(POST_ID, &id.0));
         pending.remove(prefixed(
             AUTHOR,
-            &author_key(post.content.author.as_bytes(), &place.key),
+            &author_key(&self.keys.author_tag(&post.content.author.0), &place.key),
         ));
         pending.count(&place.topic, -1);
         pending
@@ -406,8 +470,9 @@ impl Store {
                     pending.remove(old.to_vec());
                 }
             }
+            let sealed = self.keys.seal(&tkey, data);
             pending.insert(prefixed(TOMBSTONE_ID, &id.0), tkey.clone());
-            pending.insert(tkey, data);
+            pending.insert(tkey, sealed);
         }
         Ok(Some(post))
     }
@@ -422,7 +487,7 @@ impl Store {
             let k = k.during("read posts")?;
             if id_suffix(&k) == Some(id.0) {
                 if let Some((topic, _)) = k.get(1..).and_then(split_topic_key) {
-                    pending.count(topic, -1);
+                    pending.count(&topic, -1);
                 }
                 pending.remove(k.to_vec());
             }
@@ -484,20 +549,36 @@ impl Store {
     ) -> Result<Vec<(PostId, TopicName)>, StoreError> {
         let b = self.b();
         let mut victims = Vec::new();
-        for kv in b.items.scan_prefix(prefixed(AUTHOR, author.as_bytes())) {
+        let in_topic = match scope {
+            Scope::Community => None,
+            Scope::Topic(t) => Some(self.topic_tag(t)),
+        };
+        for kv in b
+            .items
+            .scan_prefix(prefixed(AUTHOR, &self.keys.author_tag(&author.0)))
+        {
             let (k, topic) = kv.during("read an author's posts")?;
             let Some((_, key)) = k.get(1..).and_then(split_author_key) else {
                 tracing::warn!(key = %hex_tail(&k), "skipping a malformed author index entry");
                 continue;
             };
-            let in_scope = match scope {
-                Scope::Community => true,
-                Scope::Topic(t) => topic.as_ref() == t.as_str().as_bytes(),
+            let in_scope = match &in_topic {
+                None => true,
+                Some(t) => parse_tag(&topic).as_ref() == Some(t),
             };
             if in_scope {
                 victims.push(PostId(key.id));
             }
         }
+        self.remove_in_batches(&victims)
+    }
+
+    /// Deletes these posts with their entries, [`DELETE_BATCH`] at a time,
+    /// each batch atomic; returns the ids deleted with their topics.
+    fn remove_in_batches(
+        &self,
+        victims: &[PostId],
+    ) -> Result<Vec<(PostId, TopicName)>, StoreError> {
         let mut out = Vec::with_capacity(victims.len());
         for chunk in victims.chunks(DELETE_BATCH) {
             let mut memory = self.lock();
@@ -512,6 +593,82 @@ impl Store {
             out.extend(removed);
         }
         Ok(out)
+    }
+}
+
+/// What [`Store::forget_topic`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Forgotten {
+    /// Posts of the topic deleted.
+    pub posts: u64,
+    /// Tombstones of hidden posts of the topic deleted.
+    pub tombstones: u64,
+}
+
+impl Store {
+    /// Deletes everything this store holds of `topic`: its posts with
+    /// their index entries, its tombstones, its count, its name entry and
+    /// its stored-ever count (and that count in the record of acknowledged
+    /// writes, so the deletion is not taken for damage). For `mutual leave
+    /// TOPIC --forget`, after the topic was left: if it is joined again,
+    /// sync fetches its posts anew. Retractions stay: they are items of
+    /// the community log, which name a post id but no topic.
+    pub fn forget_topic(&self, topic: &TopicName) -> Result<Forgotten, StoreError> {
+        let b = self.b();
+        let tag = self.topic_tag(topic);
+        let mut victims = Vec::new();
+        for k in range(
+            &b.items,
+            kind_range(POST, &topic_prefix(&tag), &topic_end(&tag)),
+        )
+        .keys()
+        {
+            let k = k.during("read a topic")?;
+            match k.get(1..).and_then(split_topic_key) {
+                Some((_, key)) => victims.push(PostId(key.id)),
+                None => tracing::warn!(key = %hex_tail(&k), "skipping a malformed post key"),
+            }
+        }
+        let posts = self.remove_in_batches(&victims)?.len() as u64;
+        let mut memory = self.lock();
+        let mut pending = Pending::default();
+        let mut tombstones = 0u64;
+        for k in range(
+            &b.items,
+            kind_range(TOMBSTONE, &topic_prefix(&tag), &topic_end(&tag)),
+        )
+        .keys()
+        {
+            let k = k.during("read tombstones")?;
+            if let Some((_, key)) = k.get(1..).and_then(split_topic_key) {
+                let link = prefixed(TOMBSTONE_ID, &key.id);
+                if b.items
+                    .get(&link)
+                    .during("read a tombstone")?
+                    .is_some_and(|l| l.as_ref() == k.as_ref())
+                {
+                    pending.remove(link);
+                }
+            }
+            pending.remove(k.to_vec());
+            tombstones += 1;
+        }
+        pending.remove(prefixed(NAME, &tag));
+        pending.remove(prefixed(EVER, &tag));
+        pending.remove(prefixed(COUNT, &tag));
+        pending.forget_sums = true;
+        self.commit(&mut memory, pending)?;
+        memory.names.remove(&tag);
+        memory.ever.remove(&tag[..]);
+        memory.counts.remove(&tag[..]);
+        drop(memory);
+        if let Some(acked) = &self.acked {
+            acked.forget(&tag).map_err(|e| StoreError::Io {
+                during: "rewrite the record of acknowledged writes",
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(Forgotten { posts, tombstones })
     }
 }
 

@@ -11,12 +11,13 @@ use super::keys::{
 use super::{range, Store, StoreError};
 
 impl Store {
-    /// The bounds of `[from, to)` of `scope` in the `items` tree.
-    fn scope_range(scope: &SyncScope, from: &ItemKey, to: &ItemKey) -> (Vec<u8>, Vec<u8>) {
+    /// The bounds of `[from, to)` of `scope` in the `items` tree (a topic
+    /// through its tag).
+    fn scope_range(&self, scope: &SyncScope, from: &ItemKey, to: &ItemKey) -> (Vec<u8>, Vec<u8>) {
         match scope {
             SyncScope::CommunityLog => kind_range(LOG, &item_key_bytes(from), &item_key_bytes(to)),
             SyncScope::Topic(t) => {
-                let t = t.as_str().as_bytes();
+                let t = &self.topic_tag(t);
                 kind_range(POST, &topic_key(t, from), &topic_key(t, to))
             }
         }
@@ -37,12 +38,16 @@ impl Store {
         let b = self.b();
         let k = match scope {
             SyncScope::CommunityLog => prefixed(LOG, &item_key_bytes(key)),
-            SyncScope::Topic(t) => prefixed(POST, &topic_key(t.as_str().as_bytes(), key)),
+            SyncScope::Topic(t) => prefixed(POST, &topic_key(&self.topic_tag(t), key)),
         };
-        Ok(b.items
-            .get(k)
-            .during("read items to sync")?
-            .map(|v| v.to_vec()))
+        let Some(sealed) = b.items.get(&k).during("read items to sync")? else {
+            return Ok(None);
+        };
+        let bytes = self.open_value(&k, &sealed);
+        if bytes.is_none() {
+            tracing::warn!(key = %hex_tail(&k), "skipping an item that does not open (damaged)");
+        }
+        Ok(bytes)
     }
 
     /// The accumulator of everything in `scope`: from memory once computed
@@ -80,7 +85,7 @@ impl Store {
         f: &mut dyn FnMut(&ItemKey) -> bool,
     ) -> Result<(), StoreError> {
         let b = self.b();
-        for k in range(&b.items, Store::scope_range(scope, from, to)).keys() {
+        for k in range(&b.items, self.scope_range(scope, from, to)).keys() {
             let k = k.during("read items to sync")?;
             match Store::scope_key(scope, &k) {
                 Some(key) => {
@@ -112,17 +117,21 @@ impl Store {
             return Ok(out);
         }
         let mut bytes = 0usize;
-        for kv in range(&b.items, Store::scope_range(scope, from, to)) {
+        for kv in range(&b.items, self.scope_range(scope, from, to)) {
             let (k, v) = kv.during("read items to sync")?;
             let Some(key) = Store::scope_key(scope, &k) else {
                 tracing::warn!(key = %hex_tail(&k), "skipping a malformed item key");
+                continue;
+            };
+            let Some(v) = self.open_value(&k, &v) else {
+                tracing::warn!(key = %hex_tail(&k), "skipping an item that does not open (damaged)");
                 continue;
             };
             if !out.is_empty() && bytes.saturating_add(v.len()) > max_bytes {
                 break;
             }
             bytes = bytes.saturating_add(v.len());
-            out.push((key, v.to_vec()));
+            out.push((key, v));
             if out.len() >= max_items {
                 break;
             }

@@ -24,15 +24,20 @@ impl Store {
         let b = self.b();
         let mut memory = self.lock();
         let mut pending = Pending::default();
-        let tkey = prefixed(TOMBSTONE, &topic_key(topic.as_str().as_bytes(), &key));
+        let tag = self.topic_tag(topic);
+        let tkey = prefixed(TOMBSTONE, &topic_key(&tag, &key));
         let link = prefixed(TOMBSTONE_ID, &key.id);
         if let Some(old) = b.items.get(&link).during("read a tombstone")? {
             if old.as_ref() != tkey.as_slice() {
                 pending.remove(old.to_vec());
             }
         }
+        if !memory.names.contains_key(&tag) {
+            self.name_into(&mut pending, &tag, topic);
+        }
+        let sealed = self.keys.seal(&tkey, data);
         pending.insert(link, tkey.clone());
-        pending.insert(tkey, data);
+        pending.insert(tkey, sealed);
         self.commit(&mut memory, pending)
     }
 
@@ -41,7 +46,7 @@ impl Store {
         let b = self.b();
         let mut memory = self.lock();
         let mut pending = Pending::default();
-        let tkey = prefixed(TOMBSTONE, &topic_key(topic.as_str().as_bytes(), &key));
+        let tkey = prefixed(TOMBSTONE, &topic_key(&self.topic_tag(topic), &key));
         let link = prefixed(TOMBSTONE_ID, &key.id);
         if b.items
             .get(&link)
@@ -81,10 +86,14 @@ impl Store {
         else {
             return Ok(None);
         };
-        Ok(b.items
-            .get(tkey)
-            .during("read a tombstone")?
-            .map(|v| v.to_vec()))
+        let Some(sealed) = b.items.get(&tkey).during("read a tombstone")? else {
+            return Ok(None);
+        };
+        let data = self.open_value(&tkey, &sealed);
+        if data.is_none() {
+            tracing::warn!(post = %post.short(), "a tombstone does not open (damaged)");
+        }
+        Ok(data)
     }
 
     /// Up to `limit` tombstones of `topic`, newest first, strictly before
@@ -96,7 +105,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(ItemKey, Vec<u8>)>, StoreError> {
         let b = self.b();
-        let t = topic.as_str().as_bytes();
+        let t = &self.topic_tag(topic);
         let end = match before {
             Some(k) => topic_key(t, &k),
             None => topic_end(t),
@@ -107,9 +116,12 @@ impl Store {
             .take(limit)
         {
             let (k, v) = kv.during("read tombstones")?;
-            match k.get(1..).and_then(split_topic_key) {
-                Some((_, key)) => out.push((key, v.to_vec())),
-                None => tracing::warn!(key = %hex_tail(&k), "skipping a malformed tombstone key"),
+            match (
+                k.get(1..).and_then(split_topic_key),
+                self.open_value(&k, &v),
+            ) {
+                (Some((_, key)), Some(data)) => out.push((key, data)),
+                _ => tracing::warn!(key = %hex_tail(&k), "skipping an unreadable tombstone"),
             }
         }
         Ok(out)

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::error::During;
-use super::keys::{prefixed, split_author_key, AUTHOR, ID_LEN};
+use super::keys::{prefixed, split_author_key, Tag, AUTHOR, ID_LEN};
 use super::StoreError;
 
 /// Times kept at most (8 bytes each, plus the map's own cost): past this
@@ -27,6 +27,7 @@ impl AuthorTimes {
         &mut self,
         items: &sled::Tree,
         author: &[u8; ID_LEN],
+        tag: &Tag,
         from: u64,
         to: u64,
         limit: usize,
@@ -34,16 +35,21 @@ impl AuthorTimes {
         if from > to {
             return Ok(0);
         }
-        let times = self.load(items, author)?;
+        let times = self.load(items, author, tag)?;
         let lo = times.partition_point(|t| *t < from);
         let hi = times.partition_point(|t| *t <= to);
         Ok(hi.saturating_sub(lo).min(limit))
     }
 
-    fn load(&mut self, items: &sled::Tree, author: &[u8; ID_LEN]) -> Result<&[u64], StoreError> {
+    fn load(
+        &mut self,
+        items: &sled::Tree,
+        author: &[u8; ID_LEN],
+        tag: &Tag,
+    ) -> Result<&[u64], StoreError> {
         if !self.by_author.contains_key(author) {
             let mut times = Vec::new();
-            for k in items.scan_prefix(prefixed(AUTHOR, author)).keys() {
+            for k in items.scan_prefix(prefixed(AUTHOR, tag)).keys() {
                 let k = k.during("read an author's posts")?;
                 if let Some((_, key)) = k.get(1..).and_then(split_author_key) {
                     times.push(key.created_at);

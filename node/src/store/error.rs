@@ -55,7 +55,7 @@ pub enum StoreError {
     #[error(
         "the store at {} is encrypted under other keys than this data directory's: it \
          belongs to another identity or data directory, or the passphrase is not the one it \
-         was sealed with (nothing was changed)",
+         was sealed with; or its key check file (keycheck) is damaged. Nothing was changed",
         .path.display()
     )]
     WrongKeys {

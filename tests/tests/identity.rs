@@ -333,19 +333,11 @@ fn with_a_passphrase_no_file_of_the_data_directory_shows_a_word_a_name_or_a_key(
     let topic = "lanternmoths";
     let body = "Ceruleanfox wrote about the Vermilionheron at work";
     ok(&dir, &["join", topic]);
-    let mut post = mutual(&dir)
+    let posted = mutual(&dir)
         .args(["post", topic, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .write_stdin(body)
+        .output()
         .unwrap();
-    post.stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let posted = post.wait_with_output().unwrap();
     assert!(posted.status.success(), "{}", text(&posted.stderr));
     let shown = read_json(&dir, topic);
     assert_eq!(shown.len(), 1, "{shown:?}");

@@ -341,7 +341,13 @@ fn key_files_and_the_data_directory_are_private() -> anyhow::Result<()> {
         Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
     };
     assert_eq!(mode(net.admin.path())?, 0o700);
-    for f in ["author.key", "transport.key", "community"] {
+    assert_eq!(mode(&net.admin.path().join("vault"))?, 0o700);
+    for f in [
+        "vault/master",
+        "vault/author",
+        "vault/transport",
+        "vault/community",
+    ] {
         assert_eq!(mode(&net.admin.path().join(f))?, 0o600, "{f}");
     }
     Ok(())

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -128,18 +128,7 @@ async fn login(State(app): State<Locked>, Query(q): Query<LoginQuery>) -> Respon
     if !security::take_login_token(&app.data, q.token.as_deref()) {
         return security::unauthorized("This link was used already or has expired.");
     }
-    let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Strict; Path=/",
-        cookie_name(app.port),
-        app.session
-    );
-    let mut resp = (StatusCode::SEE_OTHER, "").into_response();
-    let h = resp.headers_mut();
-    h.insert(header::LOCATION, HeaderValue::from_static("/"));
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        h.insert(header::SET_COOKIE, v);
-    }
-    resp
+    security::signed_in_to_home(&cookie_name(app.port), &app.session)
 }
 
 /// Its own name, so the full app's cookie is never taken for this one.

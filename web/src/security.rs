@@ -137,11 +137,13 @@ pub(crate) async fn login(State(app): State<App>, Query(q): Query<LoginQuery>) -
     if !take_login_token(&app.data, q.token.as_deref()) {
         return unauthorized("This login link was used already or has expired.");
     }
-    let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Strict; Path=/",
-        cookie_name(app.port),
-        app.keys.session()
-    );
+    signed_in_to_home(&cookie_name(app.port), &app.keys.session())
+}
+
+/// A 303 to `/` that sets the session cookie `name` (HttpOnly,
+/// SameSite=Strict): the end of a login.
+pub(crate) fn signed_in_to_home(name: &str, value: &str) -> Response {
+    let cookie = format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/");
     let mut resp = (StatusCode::SEE_OTHER, "").into_response();
     let h = resp.headers_mut();
     h.insert(header::LOCATION, HeaderValue::from_static("/"));

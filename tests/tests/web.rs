@@ -668,12 +668,7 @@ async fn the_local_server_refuses_what_it_must() -> Result<()> {
     }
     check_headers("/t/burnout", &headers)?;
     let page = String::from_utf8_lossy(&page).to_string();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap_or_default()
-        .to_string();
+    let csrf = web_support::csrf_in(&page).unwrap_or_default();
     if csrf.len() < 32 {
         bail!("no CSRF token in the page's forms");
     }
@@ -808,19 +803,7 @@ async fn the_local_server_refuses_what_it_must() -> Result<()> {
     let other = protocol::SecretKey::generate().public().to_string();
     let post_form = |path: &'static str, body: String| {
         let cookie = session.clone();
-        async move {
-            http(
-                port,
-                "POST",
-                path,
-                &[
-                    ("Cookie", cookie.as_str()),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ],
-                body.as_bytes(),
-            )
-            .await
-        }
+        async move { web_support::post_form(port, &cookie, path, &body).await }
     };
     let (status, _, _) = post_form(
         "/mute",

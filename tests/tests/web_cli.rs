@@ -6,7 +6,7 @@ mod web_support;
 
 use anyhow::{bail, Context, Result};
 use mutual_tests::daemon::{admin_dir, ok, Daemon};
-use web_support::http;
+use web_support::{csrf_in, http, post_form, set_cookie};
 
 fn app_port(dir: &std::path::Path) -> Result<u16> {
     let text = std::fs::read_to_string(dir.join("web.port")).context("reading web.port")?;
@@ -141,38 +141,17 @@ async fn a_locked_node_waits_for_the_apps_unlock_page() -> Result<()> {
     if status != 303 {
         bail!("the unlock link answered {status}, not 303");
     }
-    let cookie = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .and_then(|(_, v)| v.split(';').next())
-        .context("no cookie from the unlock link")?
-        .to_string();
+    let cookie = set_cookie(&headers).context("no cookie from the unlock link")?;
     let with_cookie = [("Cookie", cookie.as_str())];
     let (status, _, body) = http(port, "GET", "/", &with_cookie, b"").await?;
     let page = String::from_utf8_lossy(&body).to_string();
     if status != 200 || !page.contains("type=\"password\"") {
         bail!("the unlock page answered {status}: {page}");
     }
-    let csrf = page
-        .split_once("name=\"csrf\" value=\"")
-        .and_then(|(_, rest)| rest.split('"').next())
-        .context("no CSRF token in the unlock form")?
-        .to_string();
+    let csrf = csrf_in(&page).context("no CSRF token in the unlock form")?;
     let post = |body: String| {
         let cookie = cookie.clone();
-        async move {
-            http(
-                port,
-                "POST",
-                "/",
-                &[
-                    ("Cookie", cookie.as_str()),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ],
-                body.as_bytes(),
-            )
-            .await
-        }
+        async move { post_form(port, &cookie, "/", &body).await }
     };
     // A form without the page's token, then a wrong passphrase: refused,
     // and the node stays locked.
@@ -210,12 +189,7 @@ async fn a_locked_node_waits_for_the_apps_unlock_page() -> Result<()> {
     if status != 303 {
         bail!("the app's login from the unlocked page answered {status}, not 303");
     }
-    let session = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .and_then(|(_, v)| v.split(';').next())
-        .context("no session cookie from the app's login")?
-        .to_string();
+    let session = set_cookie(&headers).context("no session cookie from the app's login")?;
     let (status, _, body) = http(port, "GET", "/", &[("Cookie", session.as_str())], b"").await?;
     if status != 200 || !String::from_utf8_lossy(&body).contains("Circle") {
         bail!("the app's home answered {status} after the unlock");
@@ -245,37 +219,16 @@ async fn the_app_sets_a_passphrase_and_forgets_the_device() -> Result<()> {
         .map(|(_, p)| p.to_string())
         .context("the link is not on the app's port")?;
     let (_, headers, _) = http(port, "GET", &path, &[], b"").await?;
-    let cookie = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .and_then(|(_, v)| v.split(';').next())
-        .context("no session cookie")?
-        .to_string();
+    let cookie = set_cookie(&headers).context("no session cookie")?;
     let (status, _, body) = http(port, "GET", "/me", &[("Cookie", cookie.as_str())], b"").await?;
     let page = String::from_utf8_lossy(&body).to_string();
     if status != 200 || !page.contains("Set passphrase") || !page.contains("No passphrase") {
         bail!("the You page offers no passphrase ({status})");
     }
-    let csrf = page
-        .split_once("name=\"csrf\" value=\"")
-        .and_then(|(_, rest)| rest.split('"').next())
-        .context("no CSRF token")?
-        .to_string();
+    let csrf = csrf_in(&page).context("no CSRF token")?;
     let post = |path: &'static str, body: String| {
         let cookie = cookie.clone();
-        async move {
-            http(
-                port,
-                "POST",
-                path,
-                &[
-                    ("Cookie", cookie.as_str()),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ],
-                body.as_bytes(),
-            )
-            .await
-        }
+        async move { post_form(port, &cookie, path, &body).await }
     };
     let master = std::fs::read(dir.join("vault").join("master"))?;
     let (status, _, _) = post(

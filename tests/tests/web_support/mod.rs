@@ -467,3 +467,40 @@ impl App {
             .await
     }
 }
+
+/// The `name=value` of the cookie an answer sets, if any.
+pub(crate) fn set_cookie(headers: &[(String, String)]) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .and_then(|(_, v)| v.split(';').next())
+        .map(str::to_string)
+}
+
+/// The CSRF token in a page's forms, if any.
+pub(crate) fn csrf_in(page: &str) -> Option<String> {
+    page.split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split('"').next())
+        .map(str::to_string)
+}
+
+/// POSTs an urlencoded form `body` to `path` with the cookie `cookie`
+/// (`name=value`).
+pub(crate) async fn post_form(
+    port: u16,
+    cookie: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    http(
+        port,
+        "POST",
+        path,
+        &[
+            ("Cookie", cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    )
+    .await
+}

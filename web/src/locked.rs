@@ -18,7 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
-use maud::{html, DOCTYPE};
+use maud::html;
 use node::{DataDir, NodeError};
 use rand::RngCore;
 use serde::Deserialize;
@@ -148,34 +148,24 @@ async fn unlock_page(State(app): State<Locked>, headers: HeaderMap) -> Response 
 }
 
 fn form_page(app: &Locked, status: StatusCode, error: Option<&str>) -> Response {
-    let page = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "mutual" }
-                link rel="stylesheet" href="/assets/app.css";
+    let page = crate::pages::bare_page(
+        None,
+        html! {
+            h1 { "Locked" }
+            p { "This device's mutual data is protected by a passphrase. Type it to start the node." }
+            @if let Some(e) = error {
+                p class="error" role="alert" id="unlock-error" tabindex="-1" { (e) }
             }
-            body {
-                main id="main" {
-                    h1 { "Locked" }
-                    p { "This device's mutual data is protected by a passphrase. Type it to start the node." }
-                    @if let Some(e) = error {
-                        p class="error" role="alert" id="unlock-error" tabindex="-1" { (e) }
-                    }
-                    form method="post" action="/" {
-                        input type="hidden" name="csrf" value=(app.csrf.as_str());
-                        label for="passphrase" { "Passphrase" }
-                        input type="password" id="passphrase" name="passphrase" autocomplete="current-password" required
-                            autofocus aria-describedby=[error.map(|_| "unlock-error")];
-                        button type="submit" { "Unlock" }
-                    }
-                }
+            form method="post" action="/" {
+                input type="hidden" name="csrf" value=(app.csrf.as_str());
+                label for="passphrase" { "Passphrase" }
+                input type="password" id="passphrase" name="passphrase" autocomplete="current-password" required
+                    autofocus aria-describedby=[error.map(|_| "unlock-error")];
+                button type="submit" { "Unlock" }
             }
-        }
-    };
-    (status, axum::response::Html(page.into_string())).into_response()
+        },
+    );
+    (status, page).into_response()
 }
 
 #[derive(Deserialize)]
@@ -243,25 +233,15 @@ async fn unlock(
         .split_once("/login")
         .map(|(_, rest)| format!("/login{rest}"))
         .unwrap_or_else(|| "/login".into());
-    let page = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="refresh" content=(format!("2;url={path}"));
-                title { "mutual" }
-                link rel="stylesheet" href="/assets/app.css";
-            }
-            body {
-                main id="main" {
-                    h1 { "Unlocked" }
-                    p role="status" { "The node is starting; the app opens in a moment." }
-                    p { a href=(path) { "Open the app" } }
-                }
-            }
-        }
-    };
-    (StatusCode::OK, axum::response::Html(page.into_string())).into_response()
+    let page = crate::pages::bare_page(
+        Some(&path),
+        html! {
+            h1 { "Unlocked" }
+            p role="status" { "The node is starting; the app opens in a moment." }
+            p { a href=(path) { "Open the app" } }
+        },
+    );
+    (StatusCode::OK, page).into_response()
 }
 
 /// Anything else: the app is not there yet.

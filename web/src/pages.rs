@@ -115,6 +115,12 @@ fn csrf_field(v: &Viewer) -> Markup {
 
 /// A page with no session or another problem: no navigation, no script.
 pub(crate) fn plain_page(title: &str, text: &str) -> axum::response::Html<String> {
+    bare_page(None, html! { h1 { (title) } p { (text) } })
+}
+
+/// A page of its own `main` content alone (no navigation, no script),
+/// moving on to `refresh` after two seconds when given.
+pub(crate) fn bare_page(refresh: Option<&str>, main: Markup) -> axum::response::Html<String> {
     axum::response::Html(
         html! {
             (DOCTYPE)
@@ -122,14 +128,14 @@ pub(crate) fn plain_page(title: &str, text: &str) -> axum::response::Html<String
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
+                    @if let Some(to) = refresh {
+                        meta http-equiv="refresh" content=(format!("2;url={to}"));
+                    }
                     title { "mutual" }
                     link rel="stylesheet" href="/assets/app.css";
                 }
                 body {
-                    main id="main" {
-                        h1 { (title) }
-                        p { (text) }
-                    }
+                    main id="main" { (main) }
                 }
             }
         }

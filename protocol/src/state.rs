@@ -33,6 +33,7 @@
 //!      its `upto_seq` (a `RemoveCoAdmin`'s or a `RevokeModerator`'s; an
 //!      `AppointModerator` of a co-admin counts none) and no other kept
 //!      numbered action of the signer has the same `seq`.
+//!
 //!    Anything else is kept aside (`NotAdmin`, bounded like every pending
 //!    action: a succession making the signer the admin's, or an
 //!    appointment as co-admin, may come later).

@@ -14,16 +14,20 @@ use crate::Ctx;
 /// The moderation commands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum ModCommand {
-    /// Admin: make someone a moderator.
+    /// Admin or co-admin: make someone a moderator.
     Appoint {
         /// Their key (`mu1…`, from `mutual id`).
         key: String,
     },
-    /// Admin: end someone's moderator role.
+    /// Admin or co-admin: end someone's moderator role.
     Revoke {
         /// Their key.
         key: String,
     },
+    /// Admin: name or remove co-admins, who may also appoint and revoke
+    /// moderators and whom nobody can block.
+    #[command(name = "co-admin", subcommand)]
+    CoAdmin(CoAdminCommand),
     /// Block an author: their posts are deleted and refused everywhere.
     Block {
         /// The author's key.
@@ -72,6 +76,23 @@ pub(crate) enum ModCommand {
     Queue,
 }
 
+/// `mutual mod co-admin …`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum CoAdminCommand {
+    /// Name a co-admin (a moderator who may also appoint and revoke
+    /// moderators).
+    Add {
+        /// Their key (`mu1…`, from `mutual id`).
+        key: String,
+    },
+    /// Remove a co-admin: they stay a moderator (`mutual mod revoke KEY`
+    /// ends that too).
+    Remove {
+        /// Their key.
+        key: String,
+    },
+}
+
 /// Runs a `mod` command.
 pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
     check(&command)?;
@@ -85,6 +106,23 @@ pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
         ModCommand::Revoke { key } => (
             Request::ModRevoke { key: key.clone() },
             format!("Revoked {} as a moderator", output::fingerprint(&key)),
+        ),
+        ModCommand::CoAdmin(CoAdminCommand::Add { key }) => (
+            Request::ModCoAdmin {
+                key: key.clone(),
+                add: true,
+            },
+            format!("Named {} co-admin", output::fingerprint(&key)),
+        ),
+        ModCommand::CoAdmin(CoAdminCommand::Remove { key }) => (
+            Request::ModCoAdmin {
+                key: key.clone(),
+                add: false,
+            },
+            format!(
+                "Removed {} as co-admin (still a moderator)",
+                output::fingerprint(&key)
+            ),
         ),
         ModCommand::Block {
             author,
@@ -150,7 +188,11 @@ pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
 /// Checks keys, topics and post ids before the node is asked.
 fn check(command: &ModCommand) -> Result<()> {
     match command {
-        ModCommand::Appoint { key } | ModCommand::Revoke { key } => args::key(key),
+        ModCommand::Appoint { key }
+        | ModCommand::Revoke { key }
+        | ModCommand::CoAdmin(CoAdminCommand::Add { key } | CoAdminCommand::Remove { key }) => {
+            args::key(key)
+        }
         ModCommand::Block { author, topic, .. } | ModCommand::Unblock { author, topic } => {
             args::key(author)?;
             topic.as_deref().map(args::topic).transpose()?;
@@ -185,7 +227,19 @@ async fn list(ctx: &Ctx) -> Result<()> {
     }
     let now = node::now_ms();
     line(format!("admin       {}", output::actor(&l.admin)))?;
-    let mods: Vec<String> = l.moderators.iter().map(output::actor).collect();
+    // A co-admin is marked among the moderators.
+    let mods: Vec<String> = l
+        .moderators
+        .iter()
+        .map(|m| {
+            let shown = output::actor(m);
+            if l.co_admins.contains(&m.key) {
+                format!("{shown} (co-admin)")
+            } else {
+                shown
+            }
+        })
+        .collect();
     line(format!(
         "moderators  {}",
         if mods.is_empty() {

@@ -179,8 +179,12 @@ pub struct LogEntryView {
 pub struct ModListView {
     /// The community admin.
     pub admin: ActorView,
-    /// Current moderators.
+    /// Current moderators (co-admins included).
     pub moderators: Vec<ActorView>,
+    /// Current co-admins (keys), who may also appoint and revoke
+    /// moderators and whom nobody can block.
+    #[serde(default)]
+    pub co_admins: Vec<String>,
     /// Current blocks.
     pub blocks: Vec<BlockView>,
     /// Hidden posts.

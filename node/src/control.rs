@@ -302,6 +302,14 @@ pub enum Request {
         /// The moderator's key.
         key: String,
     },
+    /// Admin: name a co-admin (`add`) or remove one (who stays a
+    /// moderator).
+    ModCoAdmin {
+        /// The co-admin's key.
+        key: String,
+        /// Name (true) or remove (false).
+        add: bool,
+    },
     /// Moderator: block an author.
     ModBlock {
         /// Author key.
@@ -1064,6 +1072,19 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             let kind = ModActionKind::RevokeModerator {
                 key: key(&k)?,
                 upto_seq: None,
+            };
+            moderate(handle, kind).await
+        }
+        Request::ModCoAdmin { key: k, add } => {
+            let key = key(&k)?;
+            // `upto_seq` is filled in by the node when it signs.
+            let kind = if add {
+                ModActionKind::AppointCoAdmin { key }
+            } else {
+                ModActionKind::RemoveCoAdmin {
+                    key,
+                    upto_seq: None,
+                }
             };
             moderate(handle, kind).await
         }

@@ -35,6 +35,10 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
         ModActionKind::Pin { post } => (format!("pinned post {post}"), None),
         ModActionKind::Unpin { post } => (format!("unpinned post {post}"), None),
         ModActionKind::Succeed { new, .. } => (format!("moved to the new key {new}"), None),
+        ModActionKind::AppointCoAdmin { key } => (format!("named co-admin {key}"), None),
+        ModActionKind::RemoveCoAdmin { key, .. } => {
+            (format!("removed co-admin {key} (still a moderator)"), None)
+        }
     }
 }
 
@@ -51,6 +55,7 @@ pub(crate) fn mod_list(state: &ModerationState, manifest: &SignedManifest) -> Mo
             .filter(|(k, _)| *k != admin)
             .map(|(k, name)| actor(&k, name.as_deref()))
             .collect(),
+        co_admins: state.co_admins().iter().map(|k| k.to_string()).collect(),
         blocks: state
             .blocks()
             .into_iter()

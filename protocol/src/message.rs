@@ -64,13 +64,22 @@ fn signature_jobs<T: Signable>(item: &Signed<T>) -> Vec<(PublicKey, Vec<u8>, Sig
 /// exchanging every other item with newer nodes.
 pub const SUCCESSION_WIRE_VERSION: u8 = 2;
 
+/// Version byte of a message naming or removing a co-admin: nodes that
+/// speak only versions 1 and 2 refuse it as a version they do not know
+/// instead of failing on an unknown action kind.
+pub const CO_ADMIN_WIRE_VERSION: u8 = 3;
+
 impl Message {
     /// Decodes a message from gossip or sync bytes.
     pub fn decode(bytes: &[u8]) -> Result<Message, ValidationError> {
         let message: Message = wire::decode_versioned_in(
             bytes,
             MAX_MESSAGE_BYTES,
-            &[wire::WIRE_VERSION, SUCCESSION_WIRE_VERSION],
+            &[
+                wire::WIRE_VERSION,
+                SUCCESSION_WIRE_VERSION,
+                CO_ADMIN_WIRE_VERSION,
+            ],
         )?;
         // One byte string per message: the version says whether it holds
         // a succession.
@@ -91,6 +100,7 @@ impl Message {
             Message::Moderation(a) if a.content.kind.successor().is_some() => {
                 SUCCESSION_WIRE_VERSION
             }
+            Message::Moderation(a) if a.content.kind.is_co_admin_change() => CO_ADMIN_WIRE_VERSION,
             _ => wire::WIRE_VERSION,
         }
     }

@@ -41,13 +41,14 @@ impl std::fmt::Display for Scope {
 /// What a moderation action does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModActionKind {
-    /// Admin only: make `key` a moderator.
+    /// The admin or a co-admin: make `key` a moderator.
     AppointModerator {
         /// The new moderator.
         key: PublicKey,
     },
-    /// Admin only: `key` is no longer a moderator. Final: nothing `key`
-    /// signs afterwards counts, however they date it.
+    /// The admin or a co-admin: `key` is no longer a moderator (nor a
+    /// co-admin). Final: nothing `key` signs afterwards counts, however
+    /// they date it.
     RevokeModerator {
         /// The former moderator.
         key: PublicKey,
@@ -111,6 +112,24 @@ pub enum ModActionKind {
         /// `new`'s signature over [`succession_statement`].
         new_signature: Signature,
     },
+    /// Admin only: make `key` a co-admin, a moderator who may also
+    /// appoint and revoke moderators and whom nobody can block (wire
+    /// version [`crate::message::CO_ADMIN_WIRE_VERSION`]).
+    AppointCoAdmin {
+        /// The new co-admin.
+        key: PublicKey,
+    },
+    /// Admin only: `key` is no longer a co-admin but stays a moderator
+    /// (revoke it as a moderator to end that too). Final like a
+    /// revocation for what only a co-admin may do: of `key`'s
+    /// appointments and revocations of moderators dated in the co-admin
+    /// period this ends, only those numbered up to `upto_seq` count.
+    RemoveCoAdmin {
+        /// The former co-admin.
+        key: PublicKey,
+        /// As in [`ModActionKind::RevokeModerator`].
+        upto_seq: Option<u64>,
+    },
 }
 
 /// Domain of the new key's co-signature of a succession.
@@ -125,11 +144,25 @@ pub fn succession_statement(community: &CommunityId, old: &PublicKey, new: &Publ
 }
 
 impl ModActionKind {
-    /// Whether only the admin may take this action.
+    /// Whether this action changes someone's role (moderator or
+    /// co-admin): only the admin, and for moderators a co-admin, may take
+    /// it.
     pub fn admin_only(&self) -> bool {
         matches!(
             self,
-            ModActionKind::AppointModerator { .. } | ModActionKind::RevokeModerator { .. }
+            ModActionKind::AppointModerator { .. }
+                | ModActionKind::RevokeModerator { .. }
+                | ModActionKind::AppointCoAdmin { .. }
+                | ModActionKind::RemoveCoAdmin { .. }
+        )
+    }
+
+    /// Whether this action names or removes a co-admin (the admin's
+    /// alone; it travels with [`crate::message::CO_ADMIN_WIRE_VERSION`]).
+    pub fn is_co_admin_change(&self) -> bool {
+        matches!(
+            self,
+            ModActionKind::AppointCoAdmin { .. } | ModActionKind::RemoveCoAdmin { .. }
         )
     }
 

@@ -16,12 +16,31 @@
 //!    escapes nothing), and `seq` numbers are compared across the
 //!    author's keys.
 //! 1. The admin is fixed by the community manifest and is always a moderator.
-//! 2. Only the admin's `AppointModerator` / `RevokeModerator` actions count;
-//!    anyone else's are kept aside (`NotAdmin`, bounded like every pending
-//!    action: a succession making the signer the admin's may come later).
-//! 3. A key is a moderator at time `t` iff the latest (by order key
-//!    `(created_at, signer, seq)`, then action id) admin appoint/revoke for
-//!    that key's author with `created_at <= t` is an appoint.
+//! 2. Role changes: `AppointCoAdmin` / `RemoveCoAdmin` count only when the
+//!    admin signs them. A key is a *co-admin* at time `t` iff the latest
+//!    (by order key `(created_at, signer, seq)`, then action id) of the
+//!    admin's role changes for that key's author with `created_at <= t`
+//!    (appoint, revoke, appoint co-admin, remove co-admin) is an
+//!    `AppointCoAdmin`; these depend on the admin's actions alone.
+//!    `AppointModerator` / `RevokeModerator` count when the admin signs
+//!    them, or when a co-admin does and all of:
+//!    - the signer was a co-admin at the action's `created_at`;
+//!    - the target's author was neither the admin nor a co-admin then
+//!      (co-admins cannot appoint or revoke each other: `CoAdminTarget`);
+//!    - co-admin removal is final, as in rule 4: if the admin's first role
+//!      change of the signer after `created_at` that is not an
+//!      `AppointCoAdmin` ended that period, the action's `seq` is at most
+//!      its `upto_seq` (a `RemoveCoAdmin`'s or a `RevokeModerator`'s; an
+//!      `AppointModerator` of a co-admin counts none) and no other kept
+//!      numbered action of the signer has the same `seq`.
+//!
+//!    Anything else is kept aside (`NotAdmin`, bounded like every pending
+//!    action: a succession making the signer the admin's, or an
+//!    appointment as co-admin, may come later).
+//! 3. A key is a moderator at time `t` iff the latest (by order key) of the
+//!    counting role changes for that key's author with `created_at <= t`
+//!    is an appoint, an appoint as co-admin or a removal as co-admin (a
+//!    removed co-admin stays a moderator).
 //! 4. Any other action is effective iff its signer is the admin, or all of:
 //!    - its signer was a moderator at the action's `created_at` (rule 3);
 //!    - revocation is final: if a revocation ended that appointment (the
@@ -35,7 +54,11 @@
 //!      which of the two is the forgery cannot be told);
 //!    - a block or unblock of a key that was a moderator at the action's
 //!      time counts only if the admin signed it (moderators cannot block
-//!      each other).
+//!      each other);
+//!    - a block or unblock of a key that was a co-admin at the action's
+//!      time never counts, whoever signs it, the admin included
+//!      (`CoAdminTarget`: nobody blocks a co-admin; the admin removes the
+//!      co-admin first, then blocks).
 //! 5. For each target — `(author, scope)` for block/unblock, the post for
 //!    hide/unhide, the post for pin/unpin — the effective action with the
 //!    greatest order key `(created_at, signer, seq, action id)` wins (the id
@@ -52,15 +75,17 @@
 //!    succession's co-signature by its new key included).
 //!
 //! Hides are not restricted by author: a hide names only a post id, and
-//! whether that post is the admin's cannot be told from the actions (a
-//! node may not hold the post). A moderator can hide the admin's post; the
-//! admin can unhide it (a later action wins) and revoke the moderator.
+//! whether that post is the admin's or a co-admin's cannot be told from the
+//! actions (a node may not hold the post). A moderator can hide the
+//! admin's post; the admin can unhide it (a later action wins) and revoke
+//! the moderator.
 //!
 //! Every action that passes rule 7 is kept in the state, effective or
 //! not: an appointment that arrives late (but is dated earlier) makes an
 //! earlier-received action effective, and a late revocation or a second
-//! action with the same number makes one ineffective. On an appoint/revoke,
-//! a succession (or a reused number) the effects are recomputed from the
+//! action with the same number makes one ineffective. On a role change by
+//! the admin or by a key the admin ever named in one (a possible
+//! co-admin), a succession (or a reused number) the effects are recomputed from the
 //! kept actions, so the incremental [`ModerationState::apply`] always gives exactly the
 //! state [`ModerationState::fold`] gives over the same set.
 //! Kept-but-ineffective actions ("pending") decide nothing: compare
@@ -95,6 +120,15 @@ pub enum ModerationError {
     NotAdmin {
         /// The signer's key fingerprint.
         signer: String,
+    },
+    /// A block or unblock of a co-admin (rule 4), or a co-admin's
+    /// appointment or revocation of the admin or of a co-admin (rule 2).
+    /// Kept aside: a removal of the co-admin dated before it would make it
+    /// count.
+    #[error("nobody can block a co-admin, and co-admins cannot appoint or revoke each other: {author} was a co-admin (or the admin) at the action's time, so it has no effect")]
+    CoAdminTarget {
+        /// The target's key fingerprint.
+        author: String,
     },
     /// A block or unblock of a later key of the admin (after the admin's
     /// key succession): nobody blocks the admin. Kept aside.
@@ -176,9 +210,22 @@ fn counted(upto_seq: Option<u64>) -> String {
 /// public log holds no empty actions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoEffect {
-    /// Appoint/revoke by someone other than the admin.
-    #[error("only the community admin can appoint or revoke moderators")]
+    /// Appoint/revoke by someone other than the admin or a co-admin, or
+    /// a co-admin change by someone other than the admin.
+    #[error("only the community admin (or, for moderators, a co-admin) can change who moderates")]
     NotAdmin,
+    /// Naming a co-admin who already is one.
+    #[error("already a co-admin (`mutual mod co-admin remove KEY` makes them a plain moderator)")]
+    AlreadyCoAdmin,
+    /// Removing a co-admin who is not one.
+    #[error("not a co-admin, nothing to remove")]
+    NotCoAdmin,
+    /// Blocking or unblocking a co-admin.
+    #[error("you cannot block a co-admin (the admin can remove them as co-admin first)")]
+    CannotBlockCoAdmin,
+    /// A co-admin revoking another co-admin.
+    #[error("only the admin can revoke a co-admin")]
+    CoAdminTarget,
     /// A block, hide or pin by someone who does not moderate now.
     #[error("you are not a moderator of this community")]
     NotModerator,
@@ -279,6 +326,9 @@ pub struct Applied {
     /// Whether a key succession linked or unlinked keys (mutes, pseudonyms
     /// and everything else resolved by author must be looked at again).
     pub authors_changed: bool,
+    /// Whether the current co-admin set changed (the moderator list shows
+    /// it; who may appoint moderators and who cannot be blocked changed).
+    pub co_admins_changed: bool,
 }
 
 impl Applied {
@@ -294,8 +344,10 @@ impl Applied {
 /// `Decisions` enforce exactly the same things.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decisions {
-    /// Current moderators (not counting the admin).
+    /// Current moderators (not counting the admin; co-admins included).
     pub moderators: Vec<PublicKey>,
+    /// Current co-admins.
+    pub co_admins: Vec<PublicKey>,
     /// Blocks in force per target.
     pub blocks: BTreeMap<(PublicKey, Scope), BlockInfo>,
     /// Hidden posts.
@@ -327,6 +379,29 @@ enum Role {
     Revoked {
         upto_seq: Option<u64>,
     },
+    /// Appointed co-admin (a moderator too).
+    CoAdmin,
+    /// No longer co-admin (still a moderator), counting the key's
+    /// co-admin actions up to this number.
+    Demoted {
+        upto_seq: Option<u64>,
+    },
+}
+
+impl Role {
+    /// Whether the key moderates under this role (rule 3).
+    fn moderates(self) -> bool {
+        !matches!(self, Role::Revoked { .. })
+    }
+
+    /// What a change to this role counts of an ended co-admin period.
+    fn co_admin_upto(self) -> Option<Option<u64>> {
+        match self {
+            Role::CoAdmin => None,
+            Role::Appointed => Some(None),
+            Role::Revoked { upto_seq } | Role::Demoted { upto_seq } => Some(upto_seq),
+        }
+    }
 }
 
 /// The key an appoint or revoke is about, and the decision.
@@ -336,6 +411,13 @@ fn role_change(kind: &ModActionKind) -> Option<(PublicKey, Role)> {
         ModActionKind::RevokeModerator { key, upto_seq } => Some((
             *key,
             Role::Revoked {
+                upto_seq: *upto_seq,
+            },
+        )),
+        ModActionKind::AppointCoAdmin { key } => Some((*key, Role::CoAdmin)),
+        ModActionKind::RemoveCoAdmin { key, upto_seq } => Some((
+            *key,
+            Role::Demoted {
                 upto_seq: *upto_seq,
             },
         )),
@@ -382,8 +464,12 @@ pub struct ModerationState {
     /// Appoint/revoke history per named key, by order key, whoever
     /// signed it (kept as signed; only the admin's count).
     roles: BTreeMap<PublicKey, BTreeMap<OrderKey, Role>>,
-    /// Derived: the admin's appoint/revoke history per author (root key
-    /// of the named key's chain), rebuilt by every recompute.
+    /// Derived: the admin's role changes per author (root key of the
+    /// named key's chain), rebuilt by every recompute: who is a co-admin.
+    admin_roles: BTreeMap<PublicKey, BTreeMap<OrderKey, Role>>,
+    /// Derived: the counting role changes per author (the admin's and the
+    /// co-admins' that count, rule 2), rebuilt by every recompute: who
+    /// moderates.
     author_roles: BTreeMap<PublicKey, BTreeMap<OrderKey, Role>>,
     /// The kept key successions and the chains they make.
     lineage: Lineage,
@@ -418,6 +504,7 @@ impl ModerationState {
             actions: BTreeMap::new(),
             ids: BTreeMap::new(),
             roles: BTreeMap::new(),
+            admin_roles: BTreeMap::new(),
             author_roles: BTreeMap::new(),
             lineage: Lineage::default(),
             seqs: BTreeMap::new(),
@@ -510,22 +597,38 @@ impl ModerationState {
             return Err(refusal);
         }
         let relinks = a.kind.successor().is_some();
-        if relinks || (a.kind.admin_only() && self.is_admin(&a.signer)) {
+        // A role change by the admin, or by a key the admin ever named in
+        // one (a possible co-admin: whether it counts is only known after
+        // a recompute), can change who moderates.
+        let role_path = a.kind.admin_only()
+            && (self.is_admin(&a.signer)
+                || self.admin_roles.contains_key(&self.lineage.root(&a.signer)));
+        if relinks || role_path {
             let moderators = self.current_moderators();
+            let co_admins = self.co_admins();
             let links = self.lineage.effective().clone();
             // A succession that links nothing may still void an action
             // with its number (rule 4): then it is not refused.
-            let decided = relinks.then(|| self.decisions());
+            // So may a co-admin's that does not count (a reused number).
+            let decided = (relinks || !self.is_admin(&a.signer)).then(|| self.decisions());
             let before = self.targets_in_force();
             self.admit(a)?;
             self.recompute();
             let mut applied = diff(&before, &self.targets_in_force());
             applied.moderators_changed = moderators != self.current_moderators();
             applied.authors_changed = links != *self.lineage.effective();
+            applied.co_admins_changed = co_admins != self.co_admins();
             if relinks && !applied.authors_changed && decided == Some(self.decisions()) {
                 return Err(ModerationError::SuccessionNoEffect {
                     signer: a.signer.short(),
                 });
+            }
+            if !relinks {
+                if let Err(reason) = self.verdict(a) {
+                    if decided == Some(self.decisions()) {
+                        return Err(reason);
+                    }
+                }
             }
             return Ok(applied);
         }
@@ -551,9 +654,12 @@ impl ModerationState {
         if !twins.is_empty() {
             let counted: Vec<bool> = twins.iter().map(|k| self.is_effective_key(k)).collect();
             let before = self.targets_in_force();
+            // A voided twin may be a co-admin's appointment.
+            let moderators = self.current_moderators();
             self.admit(a)?;
             self.recompute();
-            let applied = diff(&before, &self.targets_in_force());
+            let mut applied = diff(&before, &self.targets_in_force());
+            applied.moderators_changed = moderators != self.current_moderators();
             let voided = twins
                 .iter()
                 .zip(counted)
@@ -606,12 +712,18 @@ impl ModerationState {
     /// holds: see [`latest_on_target`](Self::latest_on_target)). The node
     /// calls it before signing, so no action that changes nothing is ever
     /// signed and published. The `upto_seq` of a revocation is not judged.
+    /// Stricter than the fold in one case: a `RemoveCoAdmin` of a key that
+    /// is not a co-admin is refused (in the fold it would make the key a
+    /// moderator; that is what `AppointModerator` is for), and so is an
+    /// `AppointModerator` of a co-admin (it would end the co-admin period
+    /// counting none of its actions; `RemoveCoAdmin` counts them).
     pub fn check_new(&self, signer: &PublicKey, kind: &ModActionKind) -> Result<(), NoEffect> {
         if let ModActionKind::Succeed { .. } = kind {
             return Err(NoEffect::NotAModerationAction);
         }
         if kind.admin_only() {
-            if !self.is_admin(signer) {
+            let co_admin_may = !kind.is_co_admin_change() && self.is_co_admin(signer);
+            if !self.is_admin(signer) && !co_admin_may {
                 return Err(NoEffect::NotAdmin);
             }
         } else if !self.is_current_moderator(signer) {
@@ -621,9 +733,29 @@ impl ModerationState {
         match kind {
             ModActionKind::AppointModerator { key }
             | ModActionKind::RevokeModerator { key, .. }
+            | ModActionKind::AppointCoAdmin { key }
+            | ModActionKind::RemoveCoAdmin { key, .. }
                 if self.is_admin(key) =>
             {
                 Err(NoEffect::AdminIsAlwaysModerator)
+            }
+            ModActionKind::AppointModerator { key } | ModActionKind::AppointCoAdmin { key }
+                if self.is_co_admin(key) =>
+            {
+                Err(NoEffect::AlreadyCoAdmin)
+            }
+            ModActionKind::RevokeModerator { key, .. }
+                if !self.is_admin(signer) && self.is_co_admin(key) =>
+            {
+                Err(NoEffect::CoAdminTarget)
+            }
+            ModActionKind::RemoveCoAdmin { key, .. } if !self.is_co_admin(key) => {
+                Err(NoEffect::NotCoAdmin)
+            }
+            ModActionKind::Block { author, .. } | ModActionKind::Unblock { author, .. }
+                if self.is_co_admin(author) =>
+            {
+                Err(NoEffect::CannotBlockCoAdmin)
             }
             ModActionKind::AppointModerator { key } if moderates(key) => {
                 Err(NoEffect::AlreadyModerator)
@@ -735,8 +867,82 @@ impl ModerationState {
             history
                 .range(..=upper_key(at_ms))
                 .next_back()
-                .is_some_and(|(_, role)| *role == Role::Appointed)
+                .is_some_and(|(_, role)| role.moderates())
         })
+    }
+
+    /// Rule 2: whether `key`'s author is a co-admin at `at_ms`, by the
+    /// admin's decisions alone.
+    fn co_admin_at(&self, key: &PublicKey, at_ms: u64) -> bool {
+        let author = self.lineage.root(key);
+        !self.is_admin(&author)
+            && self.admin_roles.get(&author).is_some_and(|history| {
+                history
+                    .range(..=upper_key(at_ms))
+                    .next_back()
+                    .is_some_and(|(_, role)| *role == Role::CoAdmin)
+            })
+    }
+
+    /// What the admin's change that ended `key`'s co-admin period covering
+    /// `at_ms` counts (rule 2), or `None` if none has ended it.
+    fn co_admin_end_after(&self, key: &PublicKey, at_ms: u64) -> Option<Option<u64>> {
+        let author = self.lineage.root(key);
+        self.admin_roles.get(&author).and_then(|history| {
+            history
+                .range((Bound::Excluded(upper_key(at_ms)), Bound::Unbounded))
+                .find_map(|(_, role)| role.co_admin_upto())
+        })
+    }
+
+    /// Rule 2 for an appoint/revoke of a moderator not signed by the admin.
+    fn co_admin_verdict(&self, a: &VerifiedModAction) -> Result<(), ModerationError> {
+        let at = a.created_at;
+        if a.kind.is_co_admin_change() || !self.co_admin_at(&a.signer, at) {
+            return Err(ModerationError::NotAdmin {
+                signer: a.signer.short(),
+            });
+        }
+        if let Some((target, _)) = role_change(&a.kind) {
+            if self.is_admin(&target) || self.co_admin_at(&target, at) {
+                return Err(ModerationError::CoAdminTarget {
+                    author: target.short(),
+                });
+            }
+        }
+        if let Some(upto_seq) = self.co_admin_end_after(&a.signer, at) {
+            if upto_seq.is_none_or(|upto| a.seq > upto) {
+                return Err(ModerationError::Revoked {
+                    signer: a.signer.short(),
+                    seq: a.seq,
+                    upto_seq,
+                });
+            }
+            if !self.twins(a).is_empty() {
+                return Err(ModerationError::Equivocation {
+                    signer: a.signer.short(),
+                    seq: a.seq,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `key` is a co-admin now.
+    pub fn is_co_admin(&self, key: &PublicKey) -> bool {
+        self.co_admin_at(key, u64::MAX)
+    }
+
+    /// Current co-admins, each by the current key of its author.
+    pub fn co_admins(&self) -> Vec<PublicKey> {
+        let mut out: Vec<PublicKey> = self
+            .admin_roles
+            .keys()
+            .filter(|k| self.co_admin_at(k, u64::MAX))
+            .map(|k| self.lineage.current(k))
+            .collect();
+        out.sort();
+        out
     }
 
     /// The `upto_seq` of the revocation that ended `key`'s appointment
@@ -749,7 +955,7 @@ impl ModerationState {
                 .range((Bound::Excluded(upper_key(at_ms)), Bound::Unbounded))
                 .find_map(|(_, role)| match role {
                     Role::Revoked { upto_seq } => Some(*upto_seq),
-                    Role::Appointed => None,
+                    Role::Appointed | Role::CoAdmin | Role::Demoted { .. } => None,
                 })
         })
     }
@@ -774,9 +980,12 @@ impl ModerationState {
     }
 
     /// Whether an action's `seq` is judged against its author's others
-    /// (rule 4): not an appoint/revoke by someone who is not the admin.
+    /// (rule 4): not a role change by someone who is neither the admin nor,
+    /// for moderators, a co-admin at its time.
     fn numbered(&self, a: &VerifiedModAction) -> bool {
-        !a.kind.admin_only() || self.is_admin(&a.signer)
+        !a.kind.admin_only()
+            || self.is_admin(&a.signer)
+            || (!a.kind.is_co_admin_change() && self.co_admin_at(&a.signer, a.created_at))
     }
 
     /// Whether the kept action with this order key is effective.
@@ -801,11 +1010,14 @@ impl ModerationState {
                     author: author.short(),
                 });
             }
+            if self.co_admin_at(author, a.created_at) {
+                return Err(ModerationError::CoAdminTarget {
+                    author: author.short(),
+                });
+            }
         }
         if a.kind.admin_only() && !self.is_admin(&a.signer) {
-            return Err(ModerationError::NotAdmin {
-                signer: a.signer.short(),
-            });
+            return self.co_admin_verdict(a);
         }
         if a.kind.admin_only() || self.is_admin(&a.signer) {
             return Ok(());
@@ -858,17 +1070,34 @@ impl ModerationState {
     /// and every target's winner from the kept actions.
     fn recompute(&mut self) {
         self.lineage.relink();
-        self.author_roles.clear();
+        self.admin_roles.clear();
+        let mut others: Vec<(PublicKey, OrderKey, Role)> = Vec::new();
         for (target, history) in &self.roles {
             for (order, role) in history {
-                // Only the admin's decisions count (rule 2), signed with
-                // any of the admin's keys.
+                // The admin's decisions always count (rule 2), signed with
+                // any of the admin's keys; a co-admin's are judged below,
+                // on the admin's alone.
                 if self.lineage.same(&order.1, &self.admin) {
-                    self.author_roles
+                    self.admin_roles
                         .entry(self.lineage.root(target))
                         .or_default()
                         .insert(*order, *role);
+                } else {
+                    others.push((*target, *order, *role));
                 }
+            }
+        }
+        self.author_roles = self.admin_roles.clone();
+        for (target, order, role) in others {
+            let counts = self
+                .actions
+                .get(&order)
+                .is_some_and(|a| self.co_admin_verdict(a).is_ok());
+            if counts {
+                self.author_roles
+                    .entry(self.lineage.root(&target))
+                    .or_default()
+                    .insert(order, role);
             }
         }
         self.blocks.clear();
@@ -925,6 +1154,8 @@ impl ModerationState {
             ModActionKind::Unpin { post } => upsert(&mut self.pins, *post, order, None),
             ModActionKind::AppointModerator { .. }
             | ModActionKind::RevokeModerator { .. }
+            | ModActionKind::AppointCoAdmin { .. }
+            | ModActionKind::RemoveCoAdmin { .. }
             | ModActionKind::Succeed { .. } => {}
         }
     }
@@ -1129,6 +1360,7 @@ impl ModerationState {
     pub fn decisions(&self) -> Decisions {
         Decisions {
             moderators: self.moderators().into_iter().map(|(k, _)| k).collect(),
+            co_admins: self.co_admins(),
             blocks: self
                 .blocks()
                 .into_iter()
@@ -1158,6 +1390,8 @@ fn target_of(kind: &ModActionKind) -> Option<Target> {
         ModActionKind::Pin { post } | ModActionKind::Unpin { post } => Target::Pin(*post),
         ModActionKind::AppointModerator { .. }
         | ModActionKind::RevokeModerator { .. }
+        | ModActionKind::AppointCoAdmin { .. }
+        | ModActionKind::RemoveCoAdmin { .. }
         | ModActionKind::Succeed { .. } => return None,
     })
 }
@@ -1182,6 +1416,7 @@ fn diff(before: &InForce, after: &InForce) -> Applied {
         unpinned: gone(&before.pinned, &after.pinned),
         moderators_changed: false,
         authors_changed: false,
+        co_admins_changed: false,
     }
 }
 

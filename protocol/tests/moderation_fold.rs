@@ -104,6 +104,10 @@ enum Kind {
     Unpin(u8),
     /// The signer's key is succeeded by this one (which co-signs).
     Succeed(usize),
+    /// Name a key co-admin.
+    CoAdmin(usize),
+    /// A key is no longer co-admin, counting its actions up to this number.
+    RemoveCoAdmin(usize, Option<u64>),
 }
 
 /// An action to sign: who, what, when, with which sequence number, in
@@ -142,6 +146,11 @@ impl Spec {
             Kind::Pin(p) => ModActionKind::Pin { post: post(p) },
             Kind::Unpin(p) => ModActionKind::Unpin { post: post(p) },
             Kind::Succeed(_) => self.signed(*COMMUNITY).content.kind,
+            Kind::CoAdmin(k) => ModActionKind::AppointCoAdmin { key: public(k) },
+            Kind::RemoveCoAdmin(k, upto_seq) => ModActionKind::RemoveCoAdmin {
+                key: public(k),
+                upto_seq,
+            },
         }
     }
 
@@ -327,9 +336,58 @@ fn succession() -> impl Strategy<Value = Spec> {
         })
 }
 
+/// Co-admins: the admin names or removes one (a candidate, sometimes
+/// the admin or an outsider), or a candidate appoints or revokes a key
+/// (counting only while a co-admin, and never of a co-admin).
+fn co_admin_spec() -> impl Strategy<Value = Spec> {
+    prop_oneof![
+        (
+            prop_oneof![
+                4 => candidate(),
+                1 => prop::sample::select(vec![ADMIN, OUTSIDERS[0]])
+            ],
+            upto_seq(),
+            any::<bool>(),
+            when()
+        )
+            .prop_map(|(k, u, remove, (at, seq))| Spec {
+                signer: ADMIN,
+                kind: if remove {
+                    Kind::RemoveCoAdmin(k, u)
+                } else {
+                    Kind::CoAdmin(k)
+                },
+                at,
+                seq,
+                other_community: false,
+            }),
+        (candidate(), any_key(), upto_seq(), any::<bool>(), when()).prop_map(
+            |(signer, k, u, revoke, (at, seq))| Spec {
+                signer,
+                kind: if revoke {
+                    Kind::Revoke(k, u)
+                } else {
+                    Kind::Appoint(k)
+                },
+                at,
+                seq,
+                other_community: false,
+            }
+        ),
+        // A co-admin change by someone else than the admin: never counts.
+        (1..POOL.len(), candidate(), when()).prop_map(|(signer, k, (at, seq))| Spec {
+            signer,
+            kind: Kind::CoAdmin(k),
+            at,
+            seq,
+            other_community: false,
+        }),
+    ]
+}
+
 /// Any action at all.
 fn any_spec() -> impl Strategy<Value = Spec> {
-    prop_oneof![6 => honest(), 2 => junk(), 1 => succession()]
+    prop_oneof![6 => honest(), 2 => junk(), 1 => succession(), 2 => co_admin_spec()]
 }
 
 fn verify_all(specs: &[Spec]) -> Vec<VerifiedModAction> {
@@ -369,6 +427,7 @@ fn apply_all(actions: &[VerifiedModAction]) -> (protocol::ModerationState, Vec<V
                 | ModerationError::Revoked { .. }
                 | ModerationError::Equivocation { .. }
                 | ModerationError::ModeratorTarget { .. }
+                | ModerationError::CoAdminTarget { .. }
                 | ModerationError::NotAdmin { .. }
                 | ModerationError::AdminSuccessorTarget { .. }
                 | ModerationError::SuccessionNoEffect { .. },
@@ -407,6 +466,7 @@ fn changes(before: &protocol::ModerationState, after: &protocol::ModerationState
         unpinned: gone(&b_pinned, &a_pinned),
         moderators_changed: before.current_moderators() != after.current_moderators(),
         authors_changed: before.lineage().effective() != after.lineage().effective(),
+        co_admins_changed: before.co_admins() != after.co_admins(),
     }
 }
 
@@ -546,17 +606,80 @@ fn model(actions: &[VerifiedModAction]) -> Model {
         }
         at
     };
-    // `None`: an appointment; `Some(upto_seq)`: a revocation. Only the
-    // admin's (rule 2), by author.
-    let roles: Vec<(Key, PublicKey, Option<Option<u64>>)> = kept
+    // The admin's role changes by author (rule 2), with `ModActionKind`
+    // saying which.
+    let role_of = |a: &VerifiedModAction| match a.kind {
+        ModActionKind::AppointModerator { key }
+        | ModActionKind::RevokeModerator { key, .. }
+        | ModActionKind::AppointCoAdmin { key }
+        | ModActionKind::RemoveCoAdmin { key, .. } => Some((key_of(a), root(&key), a.kind.clone())),
+        _ => None,
+    };
+    let admin_roles: Vec<(Key, PublicKey, ModActionKind)> = kept
         .values()
         .filter(|a| is_admin(&a.signer))
-        .filter_map(|a| match a.kind {
-            ModActionKind::AppointModerator { key } => Some((key_of(a), root(&key), None)),
-            ModActionKind::RevokeModerator { key, upto_seq } => {
-                Some((key_of(a), root(&key), Some(upto_seq)))
-            }
-            _ => None,
+        .filter_map(|a| role_of(a))
+        .collect();
+    let co_admin_at = |k: &PublicKey, t: u64| {
+        !is_admin(k)
+            && admin_roles
+                .iter()
+                .filter(|(key, target, _)| *target == root(k) && key.0 <= t)
+                .max_by_key(|(key, _, _)| *key)
+                .is_some_and(|(_, _, kind)| matches!(kind, ModActionKind::AppointCoAdmin { .. }))
+    };
+    // What the admin's first change after `t` that is not a co-admin
+    // appointment counts of `k`'s co-admin period.
+    let co_admin_end = |k: &PublicKey, t: u64| {
+        admin_roles
+            .iter()
+            .filter(|(key, target, kind)| {
+                *target == root(k)
+                    && key.0 > t
+                    && !matches!(kind, ModActionKind::AppointCoAdmin { .. })
+            })
+            .min_by_key(|(key, _, _)| *key)
+            .map(|(_, _, kind)| match kind {
+                ModActionKind::RevokeModerator { upto_seq, .. }
+                | ModActionKind::RemoveCoAdmin { upto_seq, .. } => *upto_seq,
+                _ => None,
+            })
+    };
+    let numbered = |b: &VerifiedModAction| {
+        !b.kind.admin_only()
+            || is_admin(&b.signer)
+            || (!b.kind.is_co_admin_change() && co_admin_at(&b.signer, b.created_at))
+    };
+    let unique_number = |a: &VerifiedModAction| {
+        kept.values()
+            .filter(|b| root(&b.signer) == root(&a.signer) && b.seq == a.seq)
+            .filter(|b| numbered(b))
+            .count()
+            == 1
+    };
+    // A co-admin's appoint/revoke of a moderator.
+    let co_admin_counts = |a: &VerifiedModAction| {
+        let t = a.created_at;
+        let target = match a.kind {
+            ModActionKind::AppointModerator { key }
+            | ModActionKind::RevokeModerator { key, .. } => key,
+            _ => return false,
+        };
+        co_admin_at(&a.signer, t)
+            && !is_admin(&target)
+            && !co_admin_at(&target, t)
+            && co_admin_end(&a.signer, t)
+                .is_none_or(|upto| upto.is_some_and(|u| a.seq <= u) && unique_number(a))
+    };
+    // `None`: moderates; `Some(upto_seq)`: a revocation. The admin's and
+    // the counting co-admins', by author.
+    let roles: Vec<(Key, PublicKey, Option<Option<u64>>)> = kept
+        .values()
+        .filter(|a| is_admin(&a.signer) || co_admin_counts(a))
+        .filter_map(|a| role_of(a))
+        .map(|(key, target, kind)| match kind {
+            ModActionKind::RevokeModerator { upto_seq, .. } => (key, target, Some(upto_seq)),
+            _ => (key, target, None),
         })
         .collect();
     // Rule 3.
@@ -579,6 +702,9 @@ fn model(actions: &[VerifiedModAction]) -> Model {
         if block_author(a).is_some_and(|author| is_admin(&author)) {
             return false;
         }
+        if block_author(a).is_some_and(|author| co_admin_at(&author, a.created_at)) {
+            return false;
+        }
         if is_admin(&a.signer) {
             return true;
         }
@@ -588,15 +714,7 @@ fn model(actions: &[VerifiedModAction]) -> Model {
         let t = a.created_at;
         let by_number = match revoked_after(&a.signer, t) {
             None => true,
-            Some(upto) => {
-                upto.is_some_and(|u| a.seq <= u)
-                    && kept
-                        .values()
-                        .filter(|b| root(&b.signer) == root(&a.signer) && b.seq == a.seq)
-                        .filter(|b| !b.kind.admin_only() || is_admin(&b.signer))
-                        .count()
-                        == 1
-            }
+            Some(upto) => upto.is_some_and(|u| a.seq <= u) && unique_number(a),
         };
         let target_ok = block_author(a).is_none_or(|author| !appointed(&author, t));
         appointed(&a.signer, t) && by_number && target_ok
@@ -810,17 +928,26 @@ proptest! {
     /// number, a revocation counting what is held), would change nothing.
     #[test]
     fn check_new_agrees_with_what_applying_would_change(
-        specs in prop::collection::vec(prop_oneof![4 => honest(), 1 => succession()], 0..24),
+        specs in prop::collection::vec(
+            prop_oneof![4 => honest(), 1 => succession(), 2 => co_admin_spec()],
+            0..24,
+        ),
         signer in prop::sample::select(vec![ADMIN, 1, 2, 3, 4]),
         kind in prop_oneof![
             3 => effect_kind(),
             1 => any_key().prop_map(Kind::Appoint),
             1 => any_key().prop_map(|k| Kind::Revoke(k, None)),
+            1 => any_key().prop_map(Kind::CoAdmin),
+            1 => any_key().prop_map(|k| Kind::RemoveCoAdmin(k, None)),
         ],
     ) {
         let state = fold(&verify_all(&specs));
         let kind = match (Spec { signer, kind, at: 0, seq: 0, other_community: false }).kind() {
             ModActionKind::RevokeModerator { key, .. } => ModActionKind::RevokeModerator {
+                key,
+                upto_seq: state.highest_seq(&key),
+            },
+            ModActionKind::RemoveCoAdmin { key, .. } => ModActionKind::RemoveCoAdmin {
                 key,
                 upto_seq: state.highest_seq(&key),
             },
@@ -836,6 +963,20 @@ proptest! {
         let mut after = state.clone();
         let changed = matches!(after.apply(&action), Ok(applied) if !applied.is_empty());
         let verdict = state.check_new(&public(signer), &kind);
+        // Stricter than the fold: removing as co-admin a key that is not
+        // one would make it a moderator; the node never signs that.
+        // Likewise appointing a co-admin as a plain moderator (it would
+        // end the co-admin period counting none of its appointments: the
+        // node signs `RemoveCoAdmin` instead).
+        let stricter = match &kind {
+            ModActionKind::RemoveCoAdmin { key, .. } => !state.is_co_admin(key),
+            ModActionKind::AppointModerator { key } => state.is_co_admin(key),
+            _ => false,
+        };
+        if stricter {
+            prop_assert!(verdict.is_err());
+            return Ok(());
+        }
         prop_assert_eq!(verdict.is_ok(), changed, "{:?} by {}: {:?}", kind, signer, verdict);
     }
 
@@ -1190,7 +1331,7 @@ fn check_new_names_what_would_change_nothing() {
             a,
             Kind::Appoint(x),
             NotAdmin,
-            "only the community admin can appoint or revoke moderators",
+            "only the community admin (or, for moderators, a co-admin) can change who moderates",
         ),
         (
             ADMIN,
@@ -1864,4 +2005,196 @@ fn a_succession_without_the_new_keys_signature_does_not_verify() {
     as_v1[0] = protocol::wire::WIRE_VERSION;
     assert!(protocol::Message::decode(&as_v1).is_err());
     assert!(protocol::Message::decode(&bytes).is_ok());
+}
+
+// ---------------------------------------------------------------------
+// Co-admins
+// ---------------------------------------------------------------------
+
+fn is_moderator_now(state: &protocol::ModerationState, i: usize) -> bool {
+    state.current_moderators().contains(&public(i))
+}
+
+#[test]
+fn a_co_admin_appoints_and_revokes_moderators() {
+    let member = public(4);
+    let actions = vec![
+        spec(ADMIN, Kind::CoAdmin(1), 1, 0),
+        spec(1, Kind::Appoint(2), 2, 0),
+        spec(2, Kind::Block(4, 0), 3, 0),
+    ];
+    let state = same_in_every_order(&actions);
+    assert_eq!(state.co_admins(), vec![public(1)]);
+    assert!(is_moderator_now(&state, 1), "a co-admin moderates");
+    assert!(is_moderator_now(&state, 2));
+    assert!(state.block(&member, &Scope::Community).is_some());
+
+    let mut more = actions.clone();
+    more.push(spec(1, Kind::Revoke(2, Some(0)), 5, 1));
+    more.push(spec(2, Kind::Block(5, 0), 6, 1));
+    let state = same_in_every_order(&more);
+    assert!(!is_moderator_now(&state, 2));
+    assert!(state.block(&member, &Scope::Community).is_some(), "counted");
+    assert!(state.block(&public(5), &Scope::Community).is_none());
+}
+
+#[test]
+fn an_appointment_by_someone_who_is_not_yet_co_admin_waits_for_it() {
+    // The co-admin's appointment arrives first, the admin's naming later,
+    // dated before it: the appointment counts then.
+    let appoint = spec(1, Kind::Appoint(2), 5, 0);
+    let mut state = protocol::ModerationState::new(*COMMUNITY, admin());
+    assert!(matches!(
+        state.apply(&appoint),
+        Err(ModerationError::NotAdmin { .. })
+    ));
+    assert!(!is_moderator_now(&state, 2));
+    let applied = state
+        .apply(&spec(ADMIN, Kind::CoAdmin(1), 1, 0))
+        .expect("the admin names a co-admin");
+    assert!(applied.moderators_changed);
+    assert!(is_moderator_now(&state, 2));
+    // Named after the appointment: it never counts.
+    let late = same_in_every_order(&[
+        spec(ADMIN, Kind::CoAdmin(1), 6, 0),
+        spec(1, Kind::Appoint(2), 5, 0),
+    ]);
+    assert!(!is_moderator_now(&late, 2));
+}
+
+#[test]
+fn nobody_blocks_a_co_admin_not_even_the_admin() {
+    let co_admin = public(1);
+    let actions = vec![
+        spec(ADMIN, Kind::CoAdmin(1), 1, 0),
+        spec(ADMIN, Kind::Appoint(2), 1, 1),
+        spec(ADMIN, Kind::Block(1, 0), 2, 2),
+        spec(2, Kind::Block(1, 1), 3, 0),
+    ];
+    let state = same_in_every_order(&actions);
+    assert!(state.block(&co_admin, &Scope::Community).is_none());
+    assert!(state.block(&co_admin, &scope(1)).is_none());
+    assert!(matches!(
+        state.why_not_effective(&actions[2].id()),
+        Some(ModerationError::CoAdminTarget { .. })
+    ));
+    let block = ModActionKind::Block {
+        author: co_admin,
+        scope: Scope::Community,
+        reason: "x".into(),
+    };
+    assert_eq!(
+        state.check_new(&admin(), &block),
+        Err(protocol::state::NoEffect::CannotBlockCoAdmin)
+    );
+    // Removed as co-admin first, then blocked: the block counts.
+    let mut more = actions.clone();
+    more.push(spec(ADMIN, Kind::RemoveCoAdmin(1, None), 4, 3));
+    more.push(spec(ADMIN, Kind::Block(1, 0), 5, 4));
+    let state = same_in_every_order(&more);
+    assert!(state.block(&co_admin, &Scope::Community).is_some());
+}
+
+#[test]
+fn removal_as_co_admin_is_final_for_backdated_appointments() {
+    let actions = vec![
+        spec(ADMIN, Kind::CoAdmin(1), 1, 0),
+        spec(1, Kind::Appoint(2), 2, 0),
+        spec(ADMIN, Kind::RemoveCoAdmin(1, Some(0)), 5, 1),
+        // Signed after the removal, dated before it.
+        spec(1, Kind::Appoint(3), 3, 1),
+        // Still a moderator: a block counts.
+        spec(1, Kind::Block(4, 0), 6, 2),
+    ];
+    let state = same_in_every_order(&actions);
+    assert!(state.co_admins().is_empty());
+    assert!(
+        is_moderator_now(&state, 1),
+        "a removed co-admin still moderates"
+    );
+    assert!(is_moderator_now(&state, 2), "counted by the removal");
+    assert!(!is_moderator_now(&state, 3), "numbered after the removal");
+    assert!(matches!(
+        state.why_not_effective(&actions[3].id()),
+        Some(ModerationError::Revoked { .. })
+    ));
+    assert!(state.block(&public(4), &Scope::Community).is_some());
+}
+
+#[test]
+fn co_admins_cannot_appoint_or_revoke_each_other_or_name_co_admins() {
+    let actions = vec![
+        spec(ADMIN, Kind::CoAdmin(1), 1, 0),
+        spec(ADMIN, Kind::CoAdmin(2), 1, 1),
+        spec(1, Kind::Revoke(2, None), 2, 0),
+        spec(1, Kind::CoAdmin(3), 2, 1),
+    ];
+    let state = same_in_every_order(&actions);
+    assert_eq!(
+        state.co_admins(),
+        vec![public(1), public(2)]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    assert!(!is_moderator_now(&state, 3));
+    use protocol::state::NoEffect;
+    assert_eq!(
+        state.check_new(
+            &public(1),
+            &ModActionKind::RevokeModerator {
+                key: public(2),
+                upto_seq: None
+            }
+        ),
+        Err(NoEffect::CoAdminTarget)
+    );
+    assert_eq!(
+        state.check_new(
+            &public(1),
+            &ModActionKind::AppointCoAdmin { key: public(3) }
+        ),
+        Err(NoEffect::NotAdmin)
+    );
+    assert_eq!(
+        state.check_new(
+            &public(1),
+            &ModActionKind::AppointModerator { key: public(3) }
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn the_co_admin_role_follows_the_key_succession() {
+    let actions = vec![
+        spec(ADMIN, Kind::CoAdmin(1), 1, 0),
+        spec(1, Kind::Succeed(6), 2, 0),
+        spec(6, Kind::Appoint(3), 3, 1),
+        spec(ADMIN, Kind::Block(6, 0), 4, 1),
+    ];
+    let state = fold_and_apply(&actions);
+    assert_eq!(state.co_admins(), vec![public(6)]);
+    assert!(is_moderator_now(&state, 3));
+    assert!(state.block(&public(6), &Scope::Community).is_none());
+    assert!(state.block(&public(1), &Scope::Community).is_none());
+}
+
+#[test]
+fn a_co_admin_change_travels_with_its_own_version_byte() {
+    let action = ModAction::create(
+        &POOL[ADMIN],
+        *COMMUNITY,
+        1,
+        ModActionKind::AppointCoAdmin { key: public(1) },
+        5,
+    )
+    .expect("valid fields");
+    let bytes = protocol::Message::Moderation(action.clone()).encode();
+    assert_eq!(bytes[0], protocol::message::CO_ADMIN_WIRE_VERSION);
+    assert_eq!(
+        protocol::Message::decode(&bytes).expect("decodes"),
+        protocol::Message::Moderation(action)
+    );
 }

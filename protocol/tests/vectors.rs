@@ -73,9 +73,24 @@ fn generate() -> Vec<Vector> {
             "too large: the message is 65537 bytes, the limit is 65536",
         ),
         v(
-            "unknown version byte 3",
+            "unknown version byte 4",
+            with_version(post.clone(), 4),
+            "unknown version 4",
+        ),
+        v(
+            "post with the co-admin version byte 3",
             with_version(post.clone(), 3),
-            "unknown version 3",
+            "not in canonical encoding",
+        ),
+        v(
+            "co-admin appointment with version byte 1",
+            with_version(Message::Moderation(sample_co_admin()).encode(), 1),
+            "not in canonical encoding",
+        ),
+        v(
+            "co-admin appointment with the succession version byte 2",
+            with_version(Message::Moderation(sample_co_admin()).encode(), 2),
+            "not in canonical encoding",
         ),
         v(
             "post with the succession version byte 2",

@@ -283,7 +283,10 @@ impl Core {
         let me = self.identity.public();
         // A revocation lets stand exactly the revoked moderator's actions
         // this node holds (ARCHITECTURE.md, "revocation is final").
-        if let ModActionKind::RevokeModerator { key, upto_seq } = &mut kind {
+        // So does a removal as co-admin, of the co-admin's appointments.
+        if let ModActionKind::RevokeModerator { key, upto_seq }
+        | ModActionKind::RemoveCoAdmin { key, upto_seq } = &mut kind
+        {
             *upto_seq = self.moderation.highest_seq(key);
         }
         self.moderation

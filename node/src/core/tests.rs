@@ -974,3 +974,61 @@ fn only_request(core: &mut Core, scope: &protocol::sync::SyncScope) -> SyncTicke
     assert_eq!(&requests[0].1, scope);
     requests[0].0
 }
+
+#[test]
+fn a_co_admins_appointment_counts_and_nobody_blocks_the_co_admin() {
+    let w = World::new();
+    let mut core = w.core();
+    let co = Identity::generate(Some("co".into()));
+    let m = Identity::generate(Some("mo".into()));
+    let author = Identity::generate(None);
+    let post = w.post(&author, "hello", T0);
+    gossip(&mut core, &post, T0);
+    let name = w.action(
+        &w.admin,
+        1,
+        ModActionKind::AppointCoAdmin { key: co.public() },
+        T0 + 1,
+    );
+    assert_eq!(gossip(&mut core, &name, T0 + 1), Verdict::Accept);
+    let appoint = w.action(
+        &co,
+        1,
+        ModActionKind::AppointModerator { key: m.public() },
+        T0 + 2,
+    );
+    assert_eq!(gossip(&mut core, &appoint, T0 + 2), Verdict::Accept);
+    let block = w.action(
+        &m,
+        1,
+        ModActionKind::Block {
+            author: author.public(),
+            scope: Scope::Community,
+            reason: "spam".into(),
+        },
+        T0 + 3,
+    );
+    assert_eq!(gossip(&mut core, &block, T0 + 3), Verdict::Accept);
+    assert!(!core.store().contains_post(&id_of(&post)).unwrap());
+    // The admin's block of the co-admin has no effect.
+    let block_co = w.action(
+        &w.admin,
+        2,
+        ModActionKind::Block {
+            author: co.public(),
+            scope: Scope::Community,
+            reason: "x".into(),
+        },
+        T0 + 4,
+    );
+    assert_ne!(gossip(&mut core, &block_co, T0 + 4), Verdict::Accept);
+    let Message::Moderation(signed) = &block_co else {
+        panic!("an action")
+    };
+    assert!(core.moderation().contains(&signed.id()), "kept aside");
+    assert!(core
+        .moderation()
+        .is_blocked(&co.public(), &w.topic)
+        .is_none());
+    assert_eq!(core.mod_list().co_admins, vec![co.public().to_string()]);
+}

@@ -428,6 +428,20 @@ pub fn sample_succession() -> SignedModAction {
     .expect("a valid succession")
 }
 
+/// The admin names a co-admin (wire version 3).
+pub fn sample_co_admin() -> SignedModAction {
+    ModAction::create(
+        &identity(ADMIN, Some("admin")),
+        community(),
+        4,
+        ModActionKind::AppointCoAdmin {
+            key: key(13).public(),
+        },
+        NOW - 10_000,
+    )
+    .expect("a valid co-admin appointment")
+}
+
 /// A succession whose new key was changed after both signed it: the old
 /// key's signature is good again (re-signed), the co-signature is not.
 pub fn succession_with_bad_co_signature() -> Vec<u8> {

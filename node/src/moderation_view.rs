@@ -39,6 +39,41 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
         ModActionKind::RemoveCoAdmin { key, .. } => {
             (format!("removed co-admin {key} (still a moderator)"), None)
         }
+        ModActionKind::UpdateManifest {
+            version, policy, ..
+        } => (
+            format!(
+                "published rules version {version} ({}, probation {} posts)",
+                match policy.admission {
+                    protocol::Admission::Open => "open",
+                    protocol::Admission::InviteOnly => "invite-only",
+                },
+                policy.probation_posts
+            ),
+            None,
+        ),
+        ModActionKind::Invite { invitation, .. } => {
+            (format!("issued invitation {}", invitation.short()), None)
+        }
+        ModActionKind::RevokeInvite { invitation } => {
+            (format!("withdrew invitation {}", invitation.short()), None)
+        }
+        ModActionKind::Redeem { invitation, .. } => (
+            format!("joined with invitation {}", invitation.short()),
+            None,
+        ),
+        ModActionKind::Lockdown { scope, reason, .. } => (
+            format!("locked down {}", scope_text(scope)),
+            Some(reason.clone()),
+        ),
+        ModActionKind::LiftLockdown { scope } => (
+            format!("lifted the lockdown of {}", scope_text(scope)),
+            None,
+        ),
+        ModActionKind::Approve { post } => (format!("approved post {post}"), None),
+        ModActionKind::Reject { post, reason } => {
+            (format!("rejected post {post}"), Some(reason.clone()))
+        }
     }
 }
 

@@ -35,7 +35,9 @@ pub use ids::{ActionId, CommunityId, PostId};
 pub use invite::{Invite, InviteError, SignedInvite};
 pub use keys::{Identity, PublicKey, SecretKey, Signature};
 pub use message::{Message, ValidationContext, VerifiedMessage};
-pub use moderation::{ModAction, ModActionKind, Scope, SignedModAction, VerifiedModAction};
+pub use moderation::{
+    Admission, CommunityPolicy, ModAction, ModActionKind, Scope, SignedModAction, VerifiedModAction,
+};
 pub use post::{Post, SignedPost, VerifiedPost};
 pub use report::{ReportBody, SealedReport};
 pub use retraction::{Retraction, SignedRetraction, VerifiedRetraction};

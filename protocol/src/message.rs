@@ -64,10 +64,12 @@ fn signature_jobs<T: Signable>(item: &Signed<T>) -> Vec<(PublicKey, Vec<u8>, Sig
 /// exchanging every other item with newer nodes.
 pub const SUCCESSION_WIRE_VERSION: u8 = 2;
 
-/// Version byte of a message naming or removing a co-admin: nodes that
-/// speak only versions 1 and 2 refuse it as a version they do not know
-/// instead of failing on an unknown action kind.
-pub const CO_ADMIN_WIRE_VERSION: u8 = 3;
+/// Version byte of a message holding an action kind added with
+/// membership (co-admins, manifest updates, invitations, lockdown,
+/// approvals and later kinds: [`crate::ModActionKind::wire_version`]):
+/// nodes that speak only versions 1 and 2 refuse it as a version they do
+/// not know instead of failing on an unknown action kind.
+pub const MEMBERSHIP_WIRE_VERSION: u8 = 3;
 
 impl Message {
     /// Decodes a message from gossip or sync bytes.
@@ -78,7 +80,7 @@ impl Message {
             &[
                 wire::WIRE_VERSION,
                 SUCCESSION_WIRE_VERSION,
-                CO_ADMIN_WIRE_VERSION,
+                MEMBERSHIP_WIRE_VERSION,
             ],
         )?;
         // One byte string per message: the version says whether it holds
@@ -97,10 +99,7 @@ impl Message {
     /// The version byte this message travels with.
     fn version(&self) -> u8 {
         match self {
-            Message::Moderation(a) if a.content.kind.successor().is_some() => {
-                SUCCESSION_WIRE_VERSION
-            }
-            Message::Moderation(a) if a.content.kind.is_co_admin_change() => CO_ADMIN_WIRE_VERSION,
+            Message::Moderation(a) => a.content.kind.wire_version(),
             _ => wire::WIRE_VERSION,
         }
     }

@@ -8,7 +8,7 @@ use crate::ids::{ActionId, CommunityId, PostId};
 use crate::keys::{Identity, PublicKey, SecretKey, Signature};
 use crate::signed::{check_len, Signable, Signed, Verified};
 use crate::topic::TopicName;
-use crate::{MAX_PSEUDONYM_BYTES, MAX_REASON_BYTES};
+use crate::{MAX_PSEUDONYM_BYTES, MAX_REASON_BYTES, MAX_RULES_BYTES};
 
 /// Where a block applies.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ pub enum ModActionKind {
     },
     /// Admin only: make `key` a co-admin, a moderator who may also
     /// appoint and revoke moderators and whom nobody can block (wire
-    /// version [`crate::message::CO_ADMIN_WIRE_VERSION`]).
+    /// version [`crate::message::MEMBERSHIP_WIRE_VERSION`]).
     AppointCoAdmin {
         /// The new co-admin.
         key: PublicKey,
@@ -130,6 +130,129 @@ pub enum ModActionKind {
         /// As in [`ModActionKind::RevokeModerator`].
         upto_seq: Option<u64>,
     },
+    /// Admin alone (not a co-admin): a new version of the rules and of how
+    /// people are admitted. The valid update with the highest `version`
+    /// wins everywhere (ties: the later order key), so replaying an older
+    /// one changes nothing.
+    UpdateManifest {
+        /// Counter the admin's node increases with each update.
+        version: u64,
+        /// The rules / welcome text from now on.
+        rules: String,
+        /// Admission and probation from now on.
+        policy: CommunityPolicy,
+    },
+    /// Admin or a moderator: an invitation that admits up to `uses` keys,
+    /// redeemed up to `expires_at`. Its public part is `invitation`; the
+    /// invite code carries the matching secret, whose signature over a
+    /// newcomer's key is the newcomer's proof ([`ModActionKind::Redeem`]).
+    Invite {
+        /// The invitation's public key (its id).
+        invitation: PublicKey,
+        /// How many keys it may admit.
+        uses: u32,
+        /// Last moment (ms since the Unix epoch) a redemption may be dated.
+        expires_at: u64,
+    },
+    /// Admin or a moderator: withdraw an invitation; redemptions dated
+    /// after this admit nobody.
+    RevokeInvite {
+        /// The invitation's public key.
+        invitation: PublicKey,
+    },
+    /// Any key: the signer claims membership with an invitation.
+    /// `invitation_signature` is the invitation key's signature over
+    /// [`redemption_statement`] (proof that the signer holds the code).
+    Redeem {
+        /// The invitation's public key.
+        invitation: PublicKey,
+        /// The invitation key's signature over [`redemption_statement`].
+        invitation_signature: Signature,
+    },
+    /// Moderator: no new admissions in `scope` (the whole community, or
+    /// one topic for the holding below) until lifted; with
+    /// `hold_recent_days`, every post of a member admitted within that
+    /// many days before the post is held for approval meanwhile.
+    Lockdown {
+        /// Where.
+        scope: Scope,
+        /// Hold posts of members admitted this recently (days).
+        hold_recent_days: Option<u32>,
+        /// Why (shown to everyone).
+        reason: String,
+    },
+    /// Moderator: end a lockdown in `scope`.
+    LiftLockdown {
+        /// Where.
+        scope: Scope,
+    },
+    /// Moderator: a post held for approval (probation, lockdown) is shown
+    /// to everyone.
+    Approve {
+        /// The post.
+        post: PostId,
+    },
+    /// Moderator: a held post is refused and deleted everywhere, like a
+    /// hide.
+    Reject {
+        /// The post.
+        post: PostId,
+        /// Why (shown to its author and moderators).
+        reason: String,
+    },
+}
+
+/// How a community admits people. Lives in the admin's
+/// [`ModActionKind::UpdateManifest`]; a community without one is
+/// [`CommunityPolicy::LEGACY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Admission {
+    /// Anyone holding an invite code (the community secret) may post.
+    Open,
+    /// Only keys admitted by an invitation (and the admin, co-admins and
+    /// moderators) may post, retract or report.
+    InviteOnly,
+}
+
+/// What the admin decides about admission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CommunityPolicy {
+    /// Who may post.
+    pub admission: Admission,
+    /// How many approved posts a new author needs before their posts are
+    /// shown without approval (0: no probation). At most
+    /// [`MAX_PROBATION_POSTS`].
+    pub probation_posts: u32,
+}
+
+/// Longest probation a manifest may set.
+pub const MAX_PROBATION_POSTS: u32 = 20;
+/// Most keys one invitation may admit.
+pub const MAX_INVITE_USES: u32 = 1000;
+
+impl CommunityPolicy {
+    /// A community created before policies existed: open, no probation.
+    pub const LEGACY: CommunityPolicy = CommunityPolicy {
+        admission: Admission::Open,
+        probation_posts: 0,
+    };
+    /// What `community create` publishes unless told otherwise.
+    pub const NEW_COMMUNITY: CommunityPolicy = CommunityPolicy {
+        admission: Admission::InviteOnly,
+        probation_posts: 2,
+    };
+}
+
+/// Domain of the invitation key's signature in a redemption.
+pub const REDEMPTION_DOMAIN: &str = "mutual/v1/redemption";
+
+/// The bytes an invitation key signs to admit `newcomer`.
+pub fn redemption_statement(
+    community: &CommunityId,
+    invitation: &PublicKey,
+    newcomer: &PublicKey,
+) -> Vec<u8> {
+    crate::wire::signing_bytes(REDEMPTION_DOMAIN, &(community, invitation, newcomer))
 }
 
 /// Domain of the new key's co-signature of a succession.
@@ -158,12 +281,36 @@ impl ModActionKind {
     }
 
     /// Whether this action names or removes a co-admin (the admin's
-    /// alone; it travels with [`crate::message::CO_ADMIN_WIRE_VERSION`]).
+    /// alone; it travels with [`crate::message::MEMBERSHIP_WIRE_VERSION`]).
     pub fn is_co_admin_change(&self) -> bool {
         matches!(
             self,
             ModActionKind::AppointCoAdmin { .. } | ModActionKind::RemoveCoAdmin { .. }
         )
+    }
+
+    /// Whether this action is the admin's alone (a co-admin may not take
+    /// it either).
+    pub fn admin_alone(&self) -> bool {
+        self.is_co_admin_change() || matches!(self, ModActionKind::UpdateManifest { .. })
+    }
+
+    /// The wire version a message holding this action travels with: kinds
+    /// added later carry a higher version, so older nodes refuse them as a
+    /// version they do not know instead of failing on an unknown kind.
+    pub fn wire_version(&self) -> u8 {
+        match self {
+            ModActionKind::Succeed { .. } => crate::message::SUCCESSION_WIRE_VERSION,
+            ModActionKind::AppointModerator { .. }
+            | ModActionKind::RevokeModerator { .. }
+            | ModActionKind::Block { .. }
+            | ModActionKind::Unblock { .. }
+            | ModActionKind::Hide { .. }
+            | ModActionKind::Unhide { .. }
+            | ModActionKind::Pin { .. }
+            | ModActionKind::Unpin { .. } => crate::wire::WIRE_VERSION,
+            _ => crate::message::MEMBERSHIP_WIRE_VERSION,
+        }
     }
 
     /// The new key of a succession, if this is one.
@@ -176,9 +323,10 @@ impl ModActionKind {
 
     fn reason(&self) -> Option<&str> {
         match self {
-            ModActionKind::Block { reason, .. } | ModActionKind::Hide { reason, .. } => {
-                Some(reason)
-            }
+            ModActionKind::Block { reason, .. }
+            | ModActionKind::Hide { reason, .. }
+            | ModActionKind::Lockdown { reason, .. }
+            | ModActionKind::Reject { reason, .. } => Some(reason),
             _ => None,
         }
     }
@@ -232,6 +380,29 @@ impl Signable for ModAction {
         if self.kind.successor() == Some(&self.signer) {
             return Err(ValidationError::SelfSuccession);
         }
+        match &self.kind {
+            ModActionKind::UpdateManifest { rules, policy, .. } => {
+                check_len("rules", rules, MAX_RULES_BYTES)?;
+                if policy.probation_posts > MAX_PROBATION_POSTS {
+                    return Err(ValidationError::TooLarge {
+                        field: "probation posts",
+                        size: policy.probation_posts as usize,
+                        limit: MAX_PROBATION_POSTS as usize,
+                    });
+                }
+            }
+            ModActionKind::Invite { uses, .. } if *uses == 0 => {
+                return Err(ValidationError::Empty("invitation uses"));
+            }
+            ModActionKind::Invite { uses, .. } if *uses > MAX_INVITE_USES => {
+                return Err(ValidationError::TooLarge {
+                    field: "invitation uses",
+                    size: *uses as usize,
+                    limit: MAX_INVITE_USES as usize,
+                });
+            }
+            _ => {}
+        }
         Ok(())
     }
     fn co_signature(&self) -> Option<(PublicKey, Vec<u8>, Signature)> {
@@ -240,6 +411,14 @@ impl Signable for ModAction {
                 *new,
                 succession_statement(&self.community, &self.signer, new),
                 *new_signature,
+            )),
+            ModActionKind::Redeem {
+                invitation,
+                invitation_signature,
+            } => Some((
+                *invitation,
+                redemption_statement(&self.community, invitation, &self.signer),
+                *invitation_signature,
             )),
             _ => None,
         }

@@ -98,7 +98,7 @@ use std::ops::Bound;
 use crate::ids::{ActionId, CommunityId, PostId};
 use crate::keys::PublicKey;
 use crate::lineage::Lineage;
-use crate::moderation::{ModActionKind, Scope, VerifiedModAction};
+use crate::moderation::{CommunityPolicy, ModActionKind, Scope, VerifiedModAction};
 use crate::topic::TopicName;
 
 /// Why an action can have no effect. The text is shown to the person who
@@ -294,6 +294,20 @@ pub struct Decision {
     pub action: ActionId,
 }
 
+/// The admin's newest rules and admission policy in force
+/// ([`ModActionKind::UpdateManifest`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestUpdate {
+    /// The update's version number.
+    pub version: u64,
+    /// The rules / welcome text in force.
+    pub rules: String,
+    /// Admission and probation in force.
+    pub policy: CommunityPolicy,
+    /// Who published it, when.
+    pub decision: Decision,
+}
+
 /// A block in force.
 pub type BlockInfo = Decision;
 /// A hide in force.
@@ -329,6 +343,8 @@ pub struct Applied {
     /// Whether the current co-admin set changed (the moderator list shows
     /// it; who may appoint moderators and who cannot be blocked changed).
     pub co_admins_changed: bool,
+    /// Whether the rules or the admission policy in force changed.
+    pub manifest_changed: bool,
 }
 
 impl Applied {
@@ -479,6 +495,8 @@ pub struct ModerationState {
     blocks: BTreeMap<(PublicKey, Scope), Winner>,
     hidden: BTreeMap<PostId, Winner>,
     pins: BTreeMap<PostId, Winner>,
+    /// Derived: the winning manifest update (rules and policy), if any.
+    manifest: Option<ManifestUpdate>,
     /// How many kept actions are pending (see [`MAX_PENDING`]).
     pending_len: usize,
 }
@@ -511,6 +529,7 @@ impl ModerationState {
             blocks: BTreeMap::new(),
             hidden: BTreeMap::new(),
             pins: BTreeMap::new(),
+            manifest: None,
             pending_len: 0,
         }
     }
@@ -612,9 +631,11 @@ impl ModerationState {
             // So may a co-admin's that does not count (a reused number).
             let decided = (relinks || !self.is_admin(&a.signer)).then(|| self.decisions());
             let before = self.targets_in_force();
+            let manifest = self.manifest.clone();
             self.admit(a)?;
             self.recompute();
             let mut applied = diff(&before, &self.targets_in_force());
+            applied.manifest_changed = manifest != self.manifest;
             applied.moderators_changed = moderators != self.current_moderators();
             applied.authors_changed = links != *self.lineage.effective();
             applied.co_admins_changed = co_admins != self.co_admins();
@@ -656,10 +677,12 @@ impl ModerationState {
             let before = self.targets_in_force();
             // A voided twin may be a co-admin's appointment.
             let moderators = self.current_moderators();
+            let manifest = self.manifest.clone();
             self.admit(a)?;
             self.recompute();
             let mut applied = diff(&before, &self.targets_in_force());
             applied.moderators_changed = moderators != self.current_moderators();
+            applied.manifest_changed = manifest != self.manifest;
             let voided = twins
                 .iter()
                 .zip(counted)
@@ -673,6 +696,14 @@ impl ModerationState {
         if let Err(reason) = verdict {
             self.pending_len += 1;
             return Err(reason);
+        }
+        if let ModActionKind::UpdateManifest { .. } = a.kind {
+            let before = self.manifest.clone();
+            self.recompute_manifest();
+            return Ok(Applied {
+                manifest_changed: before != self.manifest,
+                ..Applied::default()
+            });
         }
         let Some(target) = target_of(&a.kind) else {
             return Ok(Applied::default());
@@ -718,8 +749,11 @@ impl ModerationState {
     /// `AppointModerator` of a co-admin (it would end the co-admin period
     /// counting none of its actions; `RemoveCoAdmin` counts them).
     pub fn check_new(&self, signer: &PublicKey, kind: &ModActionKind) -> Result<(), NoEffect> {
-        if let ModActionKind::Succeed { .. } = kind {
+        if let ModActionKind::Succeed { .. } | ModActionKind::Redeem { .. } = kind {
             return Err(NoEffect::NotAModerationAction);
+        }
+        if kind.admin_alone() && !self.is_admin(signer) {
+            return Err(NoEffect::NotAdmin);
         }
         if kind.admin_only() {
             let co_admin_may = !kind.is_co_admin_change() && self.is_co_admin(signer);
@@ -995,6 +1029,22 @@ impl ModerationState {
 
     /// Rule 4: whether a non-refused action counts, and if not, why.
     fn verdict(&self, a: &VerifiedModAction) -> Result<(), ModerationError> {
+        match &a.kind {
+            // The admin's alone, with any key of the admin's chain.
+            ModActionKind::UpdateManifest { .. } => {
+                return if self.is_admin(&a.signer) {
+                    Ok(())
+                } else {
+                    Err(ModerationError::NotAdmin {
+                        signer: a.signer.short(),
+                    })
+                };
+            }
+            // Any key may claim membership; whether the claim admits it is
+            // decided by the membership rules, not by roles.
+            ModActionKind::Redeem { .. } => return Ok(()),
+            _ => {}
+        }
         if a.kind.successor().is_some() {
             return if self.lineage.is_effective(&a.id()) {
                 Ok(())
@@ -1112,11 +1162,69 @@ impl ModerationState {
         for a in &effective {
             self.apply_effect(a);
         }
+        self.recompute_manifest();
         self.pending_len = self
             .actions
             .values()
             .filter(|a| a.kind.successor().is_none() && !self.is_effective(a))
             .count();
+    }
+
+    /// The effective manifest update with the highest version (ties: the
+    /// later order key) wins.
+    fn recompute_manifest(&mut self) {
+        let winner = self
+            .actions
+            .iter()
+            .filter(|(_, a)| matches!(a.kind, ModActionKind::UpdateManifest { .. }))
+            .filter(|(_, a)| self.is_effective(a))
+            .filter_map(|(order, a)| match &a.kind {
+                ModActionKind::UpdateManifest {
+                    version,
+                    rules,
+                    policy,
+                } => Some(((*version, *order), a, rules, policy)),
+                _ => None,
+            })
+            .max_by(|x, y| x.0.cmp(&y.0));
+        self.manifest = winner.map(|((version, _), a, rules, policy)| ManifestUpdate {
+            version,
+            rules: rules.clone(),
+            policy: *policy,
+            decision: Decision {
+                by: a.signer,
+                by_name: a.signer_name.clone(),
+                reason: String::new(),
+                at: a.created_at,
+                action: a.id(),
+            },
+        });
+    }
+
+    /// The admission policy in force: the admin's newest manifest update's,
+    /// or [`CommunityPolicy::LEGACY`] when there is none.
+    pub fn policy(&self) -> CommunityPolicy {
+        self.manifest
+            .as_ref()
+            .map_or(CommunityPolicy::LEGACY, |m| m.policy)
+    }
+
+    /// The admin's newest manifest update in force, if any (its rules
+    /// replace the signed manifest's).
+    pub fn manifest_update(&self) -> Option<&ManifestUpdate> {
+        self.manifest.as_ref()
+    }
+
+    /// The highest manifest version kept (effective or not), so the admin's
+    /// node numbers the next update above it.
+    pub fn latest_manifest_version(&self) -> Option<u64> {
+        self.actions
+            .values()
+            .filter_map(|a| match a.kind {
+                ModActionKind::UpdateManifest { version, .. } => Some(version),
+                _ => None,
+            })
+            .max()
     }
 
     /// Latest-wins update of the one target `a` is about.
@@ -1156,7 +1264,15 @@ impl ModerationState {
             | ModActionKind::RevokeModerator { .. }
             | ModActionKind::AppointCoAdmin { .. }
             | ModActionKind::RemoveCoAdmin { .. }
-            | ModActionKind::Succeed { .. } => {}
+            | ModActionKind::Succeed { .. }
+            | ModActionKind::UpdateManifest { .. }
+            | ModActionKind::Invite { .. }
+            | ModActionKind::RevokeInvite { .. }
+            | ModActionKind::Redeem { .. }
+            | ModActionKind::Lockdown { .. }
+            | ModActionKind::LiftLockdown { .. }
+            | ModActionKind::Approve { .. }
+            | ModActionKind::Reject { .. } => {}
         }
     }
 
@@ -1392,7 +1508,15 @@ fn target_of(kind: &ModActionKind) -> Option<Target> {
         | ModActionKind::RevokeModerator { .. }
         | ModActionKind::AppointCoAdmin { .. }
         | ModActionKind::RemoveCoAdmin { .. }
-        | ModActionKind::Succeed { .. } => return None,
+        | ModActionKind::Succeed { .. }
+        | ModActionKind::UpdateManifest { .. }
+        | ModActionKind::Invite { .. }
+        | ModActionKind::RevokeInvite { .. }
+        | ModActionKind::Redeem { .. }
+        | ModActionKind::Lockdown { .. }
+        | ModActionKind::LiftLockdown { .. }
+        | ModActionKind::Approve { .. }
+        | ModActionKind::Reject { .. } => return None,
     })
 }
 
@@ -1417,6 +1541,7 @@ fn diff(before: &InForce, after: &InForce) -> Applied {
         moderators_changed: false,
         authors_changed: false,
         co_admins_changed: false,
+        manifest_changed: false,
     }
 }
 

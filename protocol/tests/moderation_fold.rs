@@ -467,6 +467,7 @@ fn changes(before: &protocol::ModerationState, after: &protocol::ModerationState
         moderators_changed: before.current_moderators() != after.current_moderators(),
         authors_changed: before.lineage().effective() != after.lineage().effective(),
         co_admins_changed: before.co_admins() != after.co_admins(),
+        manifest_changed: before.manifest_update() != after.manifest_update(),
     }
 }
 
@@ -2192,7 +2193,7 @@ fn a_co_admin_change_travels_with_its_own_version_byte() {
     )
     .expect("valid fields");
     let bytes = protocol::Message::Moderation(action.clone()).encode();
-    assert_eq!(bytes[0], protocol::message::CO_ADMIN_WIRE_VERSION);
+    assert_eq!(bytes[0], protocol::message::MEMBERSHIP_WIRE_VERSION);
     assert_eq!(
         protocol::Message::decode(&bytes).expect("decodes"),
         protocol::Message::Moderation(action)

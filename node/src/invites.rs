@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-use protocol::invite::{Invite, SignedInvite, MAX_INVITE_ADDRS, MAX_INVITE_CHARS};
+use protocol::invite::{Invite, InviteSecrets, SignedInvite, MAX_INVITE_ADDRS, MAX_INVITE_CHARS};
 use protocol::{CommunityId, PublicKey, SecretKey, SignedManifest};
 
 use crate::datadir::DataDir;
@@ -93,6 +93,7 @@ pub(crate) fn invite_addrs(
 /// left out.
 pub(crate) fn invite_code(
     community: CommunityId,
+    secrets: &InviteSecrets,
     inviter: &SecretKey,
     me: &PeerId,
     candidates: &[Multiaddr],
@@ -107,8 +108,14 @@ pub(crate) fn invite_code(
         }
         let mut trial = chosen.clone();
         trial.push(a.to_vec());
-        let Ok(invite) = Invite::create(community, inviter, peer.clone(), trial.clone(), now_ms)
-        else {
+        let Ok(invite) = Invite::create(
+            community,
+            secrets.clone(),
+            inviter,
+            peer.clone(),
+            trial.clone(),
+            now_ms,
+        ) else {
             continue;
         };
         let text = invite.encode();
@@ -136,8 +143,14 @@ impl EventLoop {
                 "this node hides its address and has no relay reservation yet, so an invite could not reach it; ask again once `mutual status` shows one".into(),
             ));
         }
+        // TODO(issue 18, helper A): the community's own secret.
+        let secrets = InviteSecrets {
+            community: protocol::invite::legacy_community_secret(&self.community),
+            admission: None,
+        };
         invite_code(
             self.community,
+            &secrets,
             &self.identity.secret,
             &me,
             &candidates,
@@ -271,6 +284,14 @@ mod tests {
         assert_eq!(invite_addrs(&twice, &twice, &me, false).len(), 1);
     }
 
+    /// Both secrets, as an invite-only community's admission carries.
+    fn full_secrets() -> InviteSecrets {
+        InviteSecrets {
+            community: [3; 32],
+            admission: Some([4; 32]),
+        }
+    }
+
     #[test]
     fn the_code_stays_short_and_names_the_peer_once() {
         let me = PeerId::random();
@@ -284,7 +305,7 @@ mod tests {
                 "/ip4/198.51.100.1/tcp/4001/p2p/{relay}/p2p-circuit"
             )),
         ];
-        let code = invite_code(community, &key, &me, &candidates, 10).unwrap();
+        let code = invite_code(community, &full_secrets(), &key, &me, &candidates, 10).unwrap();
         assert!(code.len() <= MAX_INVITE_CHARS, "{} chars", code.len());
         let invite = SignedInvite::decode(&code, 10).unwrap().content;
         assert_eq!(invite.addrs.len(), 3, "all three fit");
@@ -301,10 +322,10 @@ mod tests {
                 PeerId::random()
             )));
         }
-        let code = invite_code(community, &key, &me, &candidates, 10).unwrap();
+        let code = invite_code(community, &full_secrets(), &key, &me, &candidates, 10).unwrap();
         assert!(code.len() <= MAX_INVITE_CHARS, "{} chars", code.len());
         let invite = SignedInvite::decode(&code, 10).unwrap().content;
         assert_eq!(invite.addrs.first(), Some(&candidates[0].to_vec()));
-        assert!(invite_code(community, &key, &me, &[], 10).is_err());
+        assert!(invite_code(community, &full_secrets(), &key, &me, &[], 10).is_err());
     }
 }

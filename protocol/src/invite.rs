@@ -35,7 +35,7 @@ use crate::wire;
 pub const INVITE_PREFIX: &str = "mutual-invite:";
 /// The longest code an inviting node makes (characters, prefix included):
 /// short enough for a chat message or a QR code.
-pub const MAX_INVITE_CHARS: usize = 400;
+pub const MAX_INVITE_CHARS: usize = 500;
 /// Most addresses one invite carries.
 pub const MAX_INVITE_ADDRS: usize = 8;
 /// Largest address (a binary multiaddr; a relay circuit is about 50 bytes).
@@ -43,7 +43,7 @@ pub const MAX_INVITE_ADDR_BYTES: usize = 128;
 /// Largest peer id (an Ed25519 peer id is 38 bytes).
 pub const MAX_INVITE_PEER_BYTES: usize = 64;
 /// The format byte of the current form.
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 /// Format byte and payload length.
 const HEADER_BYTES: usize = 3;
 /// Largest payload any valid invite can have (every field at its limit).
@@ -78,6 +78,34 @@ pub struct Invite {
     pub addrs: Vec<Vec<u8>>,
     /// When the invite was made, ms since the Unix epoch.
     pub created_at: u64,
+    /// What only members hold: the community secret and, for an
+    /// admission, the invitation's key.
+    pub secrets: InviteSecrets,
+}
+
+/// The secrets an invite code hands to the newcomer, and nobody else
+/// should hold: the code is the only way they travel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteSecrets {
+    /// The community secret: the keys of topic ids, gossip payloads and
+    /// the membership proof derive from it, so whoever lacks it learns
+    /// nothing from the network.
+    pub community: [u8; 32],
+    /// The seed of an invitation key ([`crate::ModActionKind::Invite`]),
+    /// whose signature over the newcomer's key admits them to an
+    /// invite-only community; `None` for an invite that admits nobody by
+    /// itself (an open community's).
+    pub admission: Option<[u8; 32]>,
+}
+
+/// Domain of [`legacy_community_secret`].
+const LEGACY_SECRET_DOMAIN: &str = "mutual/v1 legacy community secret";
+
+/// The community secret of a community created before secrets existed:
+/// derived from its id, so every member already holds it, and it hides
+/// nothing from whoever knows the id.
+pub fn legacy_community_secret(community: &CommunityId) -> [u8; 32] {
+    blake3::derive_key(LEGACY_SECRET_DOMAIN, community.as_bytes())
 }
 
 /// An invite with its inviter's signature: what a code holds.
@@ -149,6 +177,7 @@ impl Invite {
     /// keeps the code short (see [`SignedInvite::encode`]).
     pub fn create(
         community: CommunityId,
+        secrets: InviteSecrets,
         inviter: &SecretKey,
         peer: Option<Vec<u8>>,
         addrs: Vec<Vec<u8>>,
@@ -160,6 +189,7 @@ impl Invite {
             peer,
             addrs,
             created_at: now_ms,
+            secrets,
         };
         invite.check_fields()?;
         Ok(Signed::sign(invite, inviter))
@@ -295,9 +325,24 @@ mod tests {
         vec![tcp([203, 0, 113, 7]), quic, circuit]
     }
 
+    fn test_secrets() -> InviteSecrets {
+        InviteSecrets {
+            community: [7; 32],
+            admission: Some([9; 32]),
+        }
+    }
+
     fn invite_for(manifest: &crate::SignedManifest) -> (SignedInvite, SecretKey) {
         let key = SecretKey::generate();
-        let inv = Invite::create(manifest.id(), &key, Some(peer_id(1)), addrs(), NOW).unwrap();
+        let inv = Invite::create(
+            manifest.id(),
+            test_secrets(),
+            &key,
+            Some(peer_id(1)),
+            addrs(),
+            NOW,
+        )
+        .unwrap();
         (inv, key)
     }
 
@@ -401,7 +446,7 @@ mod tests {
     fn an_invite_from_the_future_is_refused() {
         let key = SecretKey::generate();
         let id = CommunityId::from([3; 32]);
-        let inv = Invite::create(id, &key, None, addrs(), NOW + 3_600_000).unwrap();
+        let inv = Invite::create(id, test_secrets(), &key, None, addrs(), NOW + 3_600_000).unwrap();
         assert!(matches!(
             SignedInvite::decode(&inv.encode(), NOW),
             Err(InviteError::Invalid(ValidationError::FromTheFuture { .. }))
@@ -412,10 +457,12 @@ mod tests {
     fn fields_are_bounded() {
         let key = SecretKey::generate();
         let id = CommunityId::from([3; 32]);
-        assert!(Invite::create(id, &key, None, vec![], NOW).is_err());
-        assert!(Invite::create(id, &key, None, vec![vec![1]; 9], NOW).is_err());
-        assert!(Invite::create(id, &key, None, vec![vec![1; 129]], NOW).is_err());
-        assert!(Invite::create(id, &key, Some(vec![]), vec![vec![1]], NOW).is_err());
+        assert!(Invite::create(id, test_secrets(), &key, None, vec![], NOW).is_err());
+        assert!(Invite::create(id, test_secrets(), &key, None, vec![vec![1]; 9], NOW).is_err());
+        assert!(Invite::create(id, test_secrets(), &key, None, vec![vec![1; 129]], NOW).is_err());
+        assert!(
+            Invite::create(id, test_secrets(), &key, Some(vec![]), vec![vec![1]], NOW).is_err()
+        );
     }
 
     proptest! {

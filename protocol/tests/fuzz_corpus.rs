@@ -390,6 +390,10 @@ fn regenerate_fuzz_seeds() {
     ip6.extend([1, 0x91, 0x02, 0x0f, 0xa1, 0xcc, 0x03]);
     let invite = Invite::create(
         manifest.id(),
+        protocol::invite::InviteSecrets {
+            community: [5; 32],
+            admission: Some([6; 32]),
+        },
         &key(ADMIN),
         None,
         vec![vec![0x04, 127, 0, 0, 1, 0x06, 0x0f, 0xa1], ip6],

@@ -169,6 +169,7 @@ fn bad_codes_are_refused_clearly_and_write_nothing() {
     let real = forged.content.community;
     let misleading = Invite::create(
         real,
+        forged.content.secrets.clone(),
         &SecretKey::generate(),
         Some(peer.to_bytes()),
         vec![addr.to_vec()],

@@ -181,6 +181,10 @@ pub(crate) enum Command {
     /// proved membership, and answers with the raw response.
     #[cfg(feature = "test-hooks")]
     SyncRaw(String, Vec<u8>, Reply<Vec<u8>>),
+    /// The keys this node announces itself under in the DHT (what every
+    /// DHT server it reaches is told).
+    #[cfg(feature = "test-hooks")]
+    DhtKeys(Reply<Vec<Vec<u8>>>),
     Shutdown(Reply<()>),
 }
 
@@ -450,6 +454,13 @@ impl NodeHandle {
     pub async fn sync_raw(&self, peer: &str, bytes: Vec<u8>) -> Result<Vec<u8>, NodeError> {
         let peer = peer.to_string();
         self.ask(|r| Command::SyncRaw(peer, bytes, r)).await
+    }
+
+    /// The keys this node announces itself under in the DHT: what any DHT
+    /// server sees of its topics (privacy tests).
+    #[cfg(feature = "test-hooks")]
+    pub async fn dht_keys(&self) -> Result<Vec<Vec<u8>>, NodeError> {
+        self.ask(Command::DhtKeys).await
     }
 
     /// Takes a signed item through exactly the checks of an item arrived

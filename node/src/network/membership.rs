@@ -39,6 +39,10 @@ const ACCEPTED: &[u8] = &[1];
 /// The answer "it did not".
 const REFUSED: &[u8] = &[0];
 
+/// A proof deadline: resolves to the peer and its connection spell.
+pub(crate) type Deadline =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (PeerId, u64)> + Send>>;
+
 /// The behaviour that carries the proofs.
 pub(crate) fn behaviour() -> request_response::Behaviour<FrameCodec> {
     request_response::Behaviour::with_codec(
@@ -161,6 +165,10 @@ impl EventLoop {
     }
 
     fn send_proof(&mut self, peer: PeerId) {
+        #[cfg(feature = "test-hooks")]
+        if self.config.withhold_membership_proof {
+            return;
+        }
         let me = self.swarm.local_peer_id().to_bytes();
         let proof = self
             .secret
@@ -180,6 +188,10 @@ impl EventLoop {
 
     /// A proof deadline passed.
     pub(crate) fn proof_deadline(&mut self, peer: PeerId, spell: u64) {
+        #[cfg(feature = "test-hooks")]
+        if self.config.ignore_membership_proofs {
+            return;
+        }
         if self.gate.overdue(&peer, spell) {
             self.refuse_peer(peer, "did not prove membership in time");
         }
@@ -187,6 +199,10 @@ impl EventLoop {
 
     /// Proofs and answers from the network.
     pub(crate) fn on_member_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        #[cfg(feature = "test-hooks")]
+        if self.config.ignore_membership_proofs {
+            return;
+        }
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {

@@ -74,8 +74,7 @@ pub(crate) struct EventLoop {
     /// Which connected peers proved membership ([`membership`]).
     pub(crate) gate: membership::Gate,
     /// When each connected peer must have proved membership by.
-    pub(crate) proof_deadlines:
-        FuturesUnordered<Pin<Box<dyn Future<Output = (PeerId, u64)> + Send>>>,
+    pub(crate) proof_deadlines: FuturesUnordered<membership::Deadline>,
     /// Raw sync requests of tests, answered with the reply.
     #[cfg(feature = "test-hooks")]
     pub(crate) raw_syncs: HashMap<OutboundRequestId, crate::handle::Reply<Vec<u8>>>,
@@ -1025,6 +1024,15 @@ impl EventLoop {
                     let _ = r.send(Err(NodeError::BadInput(format!("bad peer id {peer}: {e}"))));
                 }
             },
+            #[cfg(feature = "test-hooks")]
+            Command::DhtKeys(r) => {
+                use libp2p::kad::store::RecordStore;
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let mut keys: Vec<Vec<u8>> = store.provided().map(|p| p.key.to_vec()).collect();
+                keys.sort();
+                keys.dedup();
+                let _ = r.send(Ok(keys));
+            }
             Command::Shutdown(r) => return Some(r),
         }
         None

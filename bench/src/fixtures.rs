@@ -44,12 +44,19 @@ impl Community {
         })
     }
 
+    /// The community secret (the admin's node made it).
+    pub(crate) fn admin_secret(&self) -> anyhow::Result<protocol::CommunitySecret> {
+        self.admin
+            .community_secret()?
+            .ok_or_else(|| anyhow::anyhow!("the community has no secret"))
+    }
+
     /// A new member data directory that joined the community.
     pub(crate) fn member(&mut self) -> anyhow::Result<DataDir> {
         let dir = DataDir::new(self.root.path().join(format!("node{}", self.next)));
         self.next += 1;
         dir.init(Some(format!("member{}", self.next - 1)))?;
-        dir.join_community(&self.manifest, &[], node::now_ms())?;
+        dir.join_community(&self.manifest, &self.admin_secret()?, &[], node::now_ms())?;
         Ok(dir)
     }
 

@@ -191,7 +191,7 @@ pub(crate) struct Filled {
 /// image (the first one's store is closed and read by the node).
 fn crashed_data(com: &Community, dir: &node::DataDir) -> anyhow::Result<node::DataDir> {
     dir.init(Some("crashed".into()))?;
-    dir.join_community(&com.manifest, &[], node::now_ms())?;
+    dir.join_community(&com.manifest, &com.admin_secret()?, &[], node::now_ms())?;
     Ok(dir.clone())
 }
 

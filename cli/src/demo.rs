@@ -170,12 +170,15 @@ pub(crate) async fn run() -> Result<()> {
         now,
     )?;
     let community = manifest.id();
+    let secret = ada_dir
+        .community_secret()?
+        .ok_or_else(|| anyhow::anyhow!("the community has no secret"))?;
     say("ada creates the community \"Quiet Harbour\" and is its admin.")?;
     let mut dirs = Vec::new();
     for name in ["mo", "river", "sol", "kit", "late"] {
         let d = dir(name);
         d.init(Some(name.into()))?;
-        d.join_community(&manifest, &[], now)?;
+        d.join_community(&manifest, &secret, &[], now)?;
         dirs.push(d);
     }
     say("mo, river, sol, kit and late join with an invite code; they only chose pseudonyms.\n")?;

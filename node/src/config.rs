@@ -55,6 +55,15 @@ pub struct NodeConfig {
     /// Largest gossip frame this node sends or accepts. Only tests of
     /// hostile peers raise it, to send what honest nodes never would.
     pub gossip_max_transmit: usize,
+    /// Tests of a hostile peer only: never send a membership proof (the
+    /// other side's gate is then what stands between it and the data).
+    #[cfg(feature = "test-hooks")]
+    pub withhold_membership_proof: bool,
+    /// Tests of a hostile peer only: never judge other nodes' membership
+    /// proofs nor close a connection for want of one (a stranger that
+    /// stays connected as long as the other side lets it).
+    #[cfg(feature = "test-hooks")]
+    pub ignore_membership_proofs: bool,
 }
 
 impl NodeConfig {
@@ -79,6 +88,10 @@ impl NodeConfig {
             peer_interval: Duration::from_secs(1),
             gossip_max_transmit: protocol::wire::MAX_MESSAGE_BYTES + 1024,
             author_posts_per_minute: crate::AUTHOR_POSTS_PER_MINUTE,
+            #[cfg(feature = "test-hooks")]
+            withhold_membership_proof: false,
+            #[cfg(feature = "test-hooks")]
+            ignore_membership_proofs: false,
         }
     }
 

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use libp2p::identity::Keypair;
-use protocol::{CommunityId, CommunityManifest, Identity, SecretKey, SignedManifest};
+use protocol::{
+    CommunityId, CommunityManifest, CommunitySecret, Identity, SecretKey, SignedManifest,
+};
 use zeroize::Zeroizing;
 
 use crate::error::NodeError;
@@ -55,7 +57,9 @@ fn recovery_for(role: Option<Role>) -> &'static str {
             "delete it: `mutual run` makes a new one (peers then see a new peer id)"
         }
         Some(Role::PSEUDONYM) => "delete it, then set your pseudonym again",
-        Some(Role::COMMUNITY) => "delete it, then join the community again with an invite",
+        Some(Role::COMMUNITY) | Some(Role::COMMUNITY_SECRET) => {
+            "delete it and the community file, then join the community again with an invite"
+        }
         Some(Role::BOOTSTRAP) => "delete it: the node finds its peers again from the community",
         Some(_) => "delete it: the app makes a new one (log in to the app again)",
     }
@@ -568,18 +572,45 @@ impl DataDir {
             return Err(NodeError::CommunityExists(existing.content.name));
         }
         let manifest = CommunityManifest::create(name, rules, &identity.secret, now_ms)?;
+        self.write_sealed(
+            Role::COMMUNITY_SECRET,
+            &CommunitySecret::generate().to_bytes(),
+        )?;
         self.write_sealed(Role::COMMUNITY, &protocol::wire::encode(&manifest))?;
         Ok(manifest)
+    }
+
+    /// The community's secret: the one made at `community create` or
+    /// carried by the invite this node joined with; for a community
+    /// created before secrets existed, the one derived from its id
+    /// ([`CommunitySecret::legacy`]). `None` without a community.
+    pub fn community_secret(&self) -> Result<Option<CommunitySecret>, NodeError> {
+        let Some(manifest) = self.community()? else {
+            return Ok(None);
+        };
+        match self.read_sealed(Role::COMMUNITY_SECRET)? {
+            None => Ok(Some(CommunitySecret::legacy(&manifest.id()))),
+            Some(bytes) => match <[u8; 32]>::try_from(bytes.as_slice()) {
+                Ok(b) => Ok(Some(CommunitySecret::from_bytes(b))),
+                Err(_) => Err(NodeError::BadInput(format!(
+                    "the community secret file {} is damaged (not 32 bytes); {}",
+                    self.sealed_path(Role::COMMUNITY_SECRET).display(),
+                    recovery_for(Some(Role::COMMUNITY_SECRET))
+                ))),
+            },
+        }
     }
 
     /// Joins the community of `manifest` (fetched for an invite and
     /// checked against its id, see [`crate::invites::join`]) and remembers
     /// `bootstrap` addresses. Joining the community this directory already
     /// belongs to only adds the addresses; another community is refused.
+    /// `secret` is the community's, from the invite code.
     /// The manifest is written last: its presence marks a finished join.
     pub fn join_community(
         &self,
         manifest: &SignedManifest,
+        secret: &CommunitySecret,
         bootstrap: &[String],
         now_ms: u64,
     ) -> Result<CommunityId, NodeError> {
@@ -593,6 +624,9 @@ impl DataDir {
             return Err(NodeError::CommunityExists(existing.content.name));
         }
         self.add_bootstrap(bootstrap)?;
+        // The secret before the manifest: a join interrupted between them
+        // is done again by the next `community join`.
+        self.write_sealed(Role::COMMUNITY_SECRET, &secret.to_bytes())?;
         self.write_sealed(Role::COMMUNITY, &protocol::wire::encode(manifest))?;
         Ok(id)
     }
@@ -1322,6 +1356,8 @@ mod tests {
         let admin = DataDir::new(dir.path().join("a"));
         admin.init(None).unwrap();
         let m = admin.create_community("Circle", "Be kind", 1).unwrap();
+        let secret = admin.community_secret().unwrap().unwrap();
+        assert_ne!(secret, CommunitySecret::legacy(&m.id()), "a random secret");
         assert!(matches!(
             admin.create_community("Other", "", 1),
             Err(NodeError::CommunityExists(_))
@@ -1331,18 +1367,20 @@ mod tests {
         let mut forged = m.clone();
         forged.content.rules = "Anything goes".into();
         assert!(member
-            .join_community(&forged, &["/ip4/127.0.0.1/tcp/9".into()], 2)
+            .join_community(&forged, &secret, &["/ip4/127.0.0.1/tcp/9".into()], 2)
             .is_err());
         assert_eq!(member.community().unwrap(), None, "nothing was written");
         assert!(member.bootstrap().is_empty(), "nothing was written");
+        assert_eq!(member.community_secret().unwrap(), None);
         member
-            .join_community(&m, &["/ip4/127.0.0.1/tcp/1".into()], 2)
+            .join_community(&m, &secret, &["/ip4/127.0.0.1/tcp/1".into()], 2)
             .unwrap();
         assert_eq!(member.community().unwrap().unwrap(), m);
+        assert_eq!(member.community_secret().unwrap(), Some(secret.clone()));
         assert_eq!(member.bootstrap(), vec!["/ip4/127.0.0.1/tcp/1".to_string()]);
         let other = admin_other_community();
         assert!(matches!(
-            member.join_community(&other, &[], 2),
+            member.join_community(&other, &secret, &[], 2),
             Err(NodeError::CommunityExists(_))
         ));
     }

@@ -100,6 +100,22 @@ pub enum NodeEvent {
         /// What the node answered gossipsub.
         verdict: crate::core::Verdict,
     },
+    /// A peer told this node it subscribed to a gossip topic (the topic
+    /// string as it travelled; privacy tests).
+    #[cfg(feature = "test-hooks")]
+    PeerSubscribed {
+        /// Peer id.
+        peer: String,
+        /// The gossipsub topic string.
+        topic: String,
+    },
+    /// This node closed its connection to a peer that did not prove
+    /// membership.
+    #[cfg(feature = "test-hooks")]
+    PeerRefused {
+        /// Peer id.
+        peer: String,
+    },
     /// A sync session with a peer finished.
     SyncDone {
         /// Peer id.
@@ -161,6 +177,14 @@ pub(crate) enum Command {
     CutOff(String, bool, Reply<()>),
     #[cfg(feature = "test-hooks")]
     PublishRaw(String, Vec<u8>, Reply<()>),
+    /// Sends raw bytes as a sync request to a peer, whether or not it
+    /// proved membership, and answers with the raw response.
+    #[cfg(feature = "test-hooks")]
+    SyncRaw(String, Vec<u8>, Reply<Vec<u8>>),
+    /// The keys this node announces itself under in the DHT (what every
+    /// DHT server it reaches is told).
+    #[cfg(feature = "test-hooks")]
+    DhtKeys(Reply<Vec<Vec<u8>>>),
     Shutdown(Reply<()>),
 }
 
@@ -421,6 +445,22 @@ impl NodeHandle {
     pub async fn publish_raw(&self, gossip_topic: &str, bytes: Vec<u8>) -> Result<(), NodeError> {
         let topic = gossip_topic.to_string();
         self.ask(|r| Command::PublishRaw(topic, bytes, r)).await
+    }
+
+    /// Sends raw bytes as a sync request to `peer` (as a hostile node
+    /// would, ignoring the membership gate) and returns the raw answer:
+    /// only for tests.
+    #[cfg(feature = "test-hooks")]
+    pub async fn sync_raw(&self, peer: &str, bytes: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        let peer = peer.to_string();
+        self.ask(|r| Command::SyncRaw(peer, bytes, r)).await
+    }
+
+    /// The keys this node announces itself under in the DHT: what any DHT
+    /// server sees of its topics (privacy tests).
+    #[cfg(feature = "test-hooks")]
+    pub async fn dht_keys(&self) -> Result<Vec<Vec<u8>>, NodeError> {
+        self.ask(Command::DhtKeys).await
     }
 
     /// Takes a signed item through exactly the checks of an item arrived

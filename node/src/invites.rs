@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use protocol::invite::{Invite, InviteSecrets, SignedInvite, MAX_INVITE_ADDRS, MAX_INVITE_CHARS};
-use protocol::{CommunityId, PublicKey, SecretKey, SignedManifest};
+use protocol::{CommunityId, CommunitySecret, PublicKey, SecretKey, SignedManifest};
 
 use crate::datadir::DataDir;
 use crate::error::NodeError;
@@ -143,9 +143,8 @@ impl EventLoop {
                 "this node hides its address and has no relay reservation yet, so an invite could not reach it; ask again once `mutual status` shows one".into(),
             ));
         }
-        // TODO(issue 18, helper A): the community's own secret.
         let secrets = InviteSecrets {
-            community: protocol::invite::legacy_community_secret(&self.community),
+            community: self.secret.to_bytes(),
             admission: None,
         };
         invite_code(
@@ -191,8 +190,8 @@ pub struct Joined {
 }
 
 /// `mutual community join CODE`: checks the code, fetches the community's
-/// manifest from the inviter (at most `timeout`) and checks it against the
-/// code's id, and only then writes the community and the inviter's
+/// manifest from the inviter (at most `timeout`; proving membership with
+/// the code's community secret first) and checks it against the code's id, and only then writes the community and the inviter's
 /// addresses into `data`. Any failure writes nothing.
 pub async fn join(data: &DataDir, code: &str, timeout: Duration) -> Result<Joined, NodeError> {
     data.identity()?;
@@ -209,15 +208,16 @@ pub async fn join(data: &DataDir, code: &str, timeout: Duration) -> Result<Joine
             "the invite holds no address this version of mutual can use: upgrade mutual, or ask for a fresh invite".into(),
         ));
     }
+    let secret = CommunitySecret::from_bytes(invite.secrets.community);
     let manifest = match existing {
         Some(m) => m,
         None => {
             let key = data.transport_key()?;
-            fetch_manifest(key, invite.community, peer, &addrs, timeout).await?
+            fetch_manifest(key, invite.community, &secret, peer, &addrs, timeout).await?
         }
     };
     let bootstrap: Vec<String> = addrs.iter().map(Multiaddr::to_string).collect();
-    data.join_community(&manifest, &bootstrap, now_ms())?;
+    data.join_community(&manifest, &secret, &bootstrap, now_ms())?;
     Ok(Joined {
         manifest,
         inviter: invite.inviter,

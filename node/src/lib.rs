@@ -38,6 +38,7 @@ pub use handle::{ImportReport, NodeEvent, NodeHandle, ReadQuery, RemovalReason};
 pub use network::gossip_stats::GossipStats;
 pub use network::manifest_fetch::fetch_manifest;
 pub use network::peers::PeerRecord;
+pub use network::seal::{GossipSeal, SEAL_OVERHEAD};
 
 /// Posts one author may create in any 60 s (by the signed creation time),
 /// enforced the same way on every node and for every origin. A support

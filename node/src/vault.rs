@@ -157,13 +157,20 @@ impl Role {
         file: "author.previous",
         context: "mutual vault previous author key v1",
     };
+    /// The community secret (32 bytes, [`protocol::CommunitySecret`]):
+    /// what makes this node a member others talk to.
+    pub const COMMUNITY_SECRET: Role = Role {
+        file: "community.secret",
+        context: "mutual vault community secret v1",
+    };
     /// Every role, for migration and for `forget`.
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::AUTHOR,
         Role::PREVIOUS_AUTHOR,
         Role::TRANSPORT,
         Role::PSEUDONYM,
         Role::COMMUNITY,
+        Role::COMMUNITY_SECRET,
         Role::BOOTSTRAP,
         Role::WEB_SECRET,
         Role::WEB_SEEN,

@@ -22,6 +22,7 @@ pub mod moderation;
 pub mod post;
 pub mod report;
 pub mod retraction;
+pub mod secret;
 pub mod sigcheck;
 pub mod signed;
 pub mod state;
@@ -41,6 +42,7 @@ pub use moderation::{
 pub use post::{Post, SignedPost, VerifiedPost};
 pub use report::{ReportBody, SealedReport};
 pub use retraction::{Retraction, SignedRetraction, VerifiedRetraction};
+pub use secret::CommunitySecret;
 pub use signed::{Signable, Signed, Verified};
 pub use state::ModerationState;
 pub use topic::TopicName;

@@ -13,8 +13,6 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_script::{Script, UnicodeScript};
 use unicode_security::{MixedScript, RestrictionLevel, RestrictionLevelDetection};
 
-use crate::ids::CommunityId;
-
 /// Most characters in a topic name.
 pub const MAX_TOPIC_CHARS: usize = 64;
 
@@ -88,12 +86,6 @@ impl TopicName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The gossipsub topic string for this topic in `community`: two
-    /// communities with a topic of the same name never share a mesh.
-    pub fn gossip_topic(&self, community: &CommunityId) -> String {
-        format!("/mutual/1/{}/t/{}", community, self.0)
-    }
 }
 
 /// NFKC and lower-case, repeated until nothing changes (lower-casing can
@@ -162,12 +154,6 @@ impl FromStr for TopicName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         TopicName::parse(s)
     }
-}
-
-/// The gossipsub topic every node of `community` joins for moderation
-/// actions, retractions and reports.
-pub fn community_gossip_topic(community: &CommunityId) -> String {
-    format!("/mutual/1/{community}/community")
 }
 
 #[cfg(test)]
@@ -260,14 +246,6 @@ mod tests {
         }
         // Latin with Japanese or Chinese: no look-alike letters.
         assert!(TopicName::parse("東京tokyo").is_ok());
-    }
-
-    #[test]
-    fn gossip_topic_depends_on_community() {
-        let t = TopicName::parse("burnout").unwrap();
-        let a = CommunityId::of_bytes(b"a");
-        let b = CommunityId::of_bytes(b"b");
-        assert_ne!(t.gossip_topic(&a), t.gossip_topic(&b));
     }
 
     proptest! {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use node::{DataDir, GossipVerdict, NodeConfig, NodeEvent, NodeHandle, ReadQuery};
-use protocol::{SignedManifest, TopicName};
+use protocol::{CommunitySecret, SignedManifest, TopicName};
 use tempfile::TempDir;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -210,6 +210,8 @@ pub struct TestNet {
     pub manifest: SignedManifest,
     /// The admin's data directory (node 0's).
     pub admin: DataDir,
+    /// The community secret (made by the admin's node, given to members).
+    pub secret: CommunitySecret,
     next: usize,
 }
 
@@ -224,9 +226,13 @@ impl TestNet {
             "Be kind. In crisis, call your local helpline.",
             node::now_ms(),
         )?;
+        let secret = admin
+            .community_secret()?
+            .ok_or_else(|| anyhow::anyhow!("the new community has no secret"))?;
         Ok(TestNet {
             root,
             manifest,
+            secret,
             admin,
             next: 1,
         })
@@ -239,8 +245,18 @@ impl TestNet {
         dir.init(Some(name.to_string()))?;
         // Joining by invite code is tested with the real binary
         // (tests/invites.rs); here the manifest is written directly.
-        dir.join_community(&self.manifest, &[], node::now_ms())?;
+        dir.join_community(&self.manifest, &self.secret, &[], node::now_ms())?;
         Ok(dir)
+    }
+
+    /// The gossipsub topic string of `topic` in this community.
+    pub fn gossip_topic(&self, topic: &TopicName) -> String {
+        self.secret.topic_gossip_topic(&self.manifest.id(), topic)
+    }
+
+    /// The gossipsub topic string of the community log.
+    pub fn community_topic(&self) -> String {
+        self.secret.community_gossip_topic(&self.manifest.id())
     }
 }
 

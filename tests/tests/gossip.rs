@@ -169,7 +169,7 @@ async fn hostile_messages_are_neither_stored_nor_relayed() -> anyhow::Result<()>
     .await?;
     let community = net.manifest.id();
     let t = topic("work");
-    let gossip_topic = t.gossip_topic(&community);
+    let gossip_topic = net.gossip_topic(&t);
     let (mut a_events, mut c_events) = (a.handle.subscribe(), c.handle.subscribe());
     let (mut a_seen, mut c_seen) = (Vec::new(), Vec::new());
     let signed = |who: &Identity, body: String| {

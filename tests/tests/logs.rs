@@ -84,7 +84,7 @@ async fn logs_hold_no_bodies_reports_or_keys() -> anyhow::Result<()> {
     let mut events = a.handle.subscribe();
     let judged = gossip_until_judged(
         &b,
-        &topic("t").gossip_topic(&net.manifest.id()),
+        &net.gossip_topic(&topic("t")),
         &mut events,
         &mut Vec::new(),
         |i| {

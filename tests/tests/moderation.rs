@@ -6,7 +6,6 @@ use mutual_tests::{
 };
 use node::GossipVerdict;
 use protocol::moderation::{ModActionKind, Scope};
-use protocol::topic::community_gossip_topic;
 use protocol::{Message, ModAction};
 
 /// Admin (node 0), a moderator (node 1) and members, in a line.
@@ -100,7 +99,7 @@ async fn a_block_is_enforced_on_every_node_and_on_late_joiners() -> anyhow::Resu
             .is_ok_and(|ps| ps.iter().all(|p| !others.contains(&p.peer_id)))
     })
     .await?;
-    let gossip_topic = topic("t").gossip_topic(&net.manifest.id());
+    let gossip_topic = net.gossip_topic(&topic("t"));
     let troll_id = troll.data.identity()?;
     let mut forced = Vec::new();
     let mut events = nodes[3].handle.subscribe();
@@ -291,7 +290,7 @@ async fn revoked_moderators_and_plain_members_cannot_block() -> anyhow::Result<(
     nodes[2]
         .handle
         .publish_raw(
-            &community_gossip_topic(&net.manifest.id()),
+            &net.community_topic(),
             Message::Moderation(forged.clone()).encode(),
         )
         .await?;

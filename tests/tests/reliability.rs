@@ -42,7 +42,7 @@ async fn a_peer_flooding_invalid_messages_is_disconnected_while_honest_posts_flo
     .await?;
     // The flood: posts whose body was changed after signing.
     let community = net.manifest.id();
-    let gossip_topic = topic("work").gossip_topic(&community);
+    let gossip_topic = net.gossip_topic(&topic("work"));
     let someone = Identity::generate(None);
     let flood = async {
         for i in 0..200 {

@@ -67,7 +67,9 @@ pub(crate) struct Behaviour {
     /// Peers this node refuses to talk to (misbehaving, or cut off by the
     /// operator); checked before any other behaviour sees a connection.
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
-    pub(crate) gossipsub: gossipsub::Behaviour,
+    /// Gossip, its payloads sealed under the community's key
+    /// ([`super::seal`]).
+    pub(crate) gossipsub: gossipsub::Behaviour<super::seal::GossipSeal>,
     pub(crate) kad: kad::Behaviour<MemoryStore>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -93,6 +95,8 @@ pub(crate) struct Behaviour {
     pub(crate) per_ip: super::limits::PerIp,
     /// Hands out the community manifest to nodes joining by invite.
     pub(crate) manifest: request_response::Behaviour<FrameCodec>,
+    /// Membership proofs ([`super::membership`]).
+    pub(crate) member: request_response::Behaviour<FrameCodec>,
 }
 
 /// What the behaviour is built with (from [`crate::NodeConfig`]).
@@ -104,6 +108,8 @@ pub(crate) struct BehaviourOptions {
     /// and a DHT client only (a DHT server's address is handed to anyone).
     pub(crate) hidden: bool,
     pub(crate) max_transmit: usize,
+    /// Seals and opens gossip payloads with the community's gossip key.
+    pub(crate) seal: super::seal::GossipSeal,
 }
 
 /// Relay service limits. A relay is a member's own laptop or small server:
@@ -234,13 +240,16 @@ impl Behaviour {
             .duplicate_cache_time(Duration::from_secs(120))
             .build()
             .map_err(|e| e.to_string())?;
-        let mut gossipsub =
-            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
-                .map_err(str::to_string)?
-                .with_metrics(
-                    metrics.sub_registry_with_prefix(super::gossip_stats::PREFIX),
-                    gossipsub::MetricsConfig::default(),
-                );
+        let mut gossipsub = gossipsub::Behaviour::new_with_transform(
+            MessageAuthenticity::Anonymous,
+            gossip_config,
+            options.seal.clone(),
+        )
+        .map_err(str::to_string)?
+        .with_metrics(
+            metrics.sub_registry_with_prefix(super::gossip_stats::PREFIX),
+            gossipsub::MetricsConfig::default(),
+        );
         let (params, thresholds) = score_params();
         gossipsub.with_peer_score(params, thresholds)?;
 
@@ -305,6 +314,7 @@ impl Behaviour {
             limits: super::limits::connection_limits(),
             per_ip: super::limits::PerIp::new(super::limits::MAX_PER_IP),
             manifest: super::manifest_fetch::serving_behaviour(),
+            member: super::membership::behaviour(),
         })
     }
 }

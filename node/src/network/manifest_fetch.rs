@@ -2,9 +2,13 @@
 //! so that an invite can name the community by id alone (a few dozen
 //! bytes) instead of carrying rules of up to 16 KiB.
 //!
-//! The request is the wanted community id, the answer the node's manifest
-//! if it belongs to that community and nothing otherwise, both through the
-//! wire module and in [`FrameCodec`] frames. The joining node believes
+//! The request is the wanted community id and the joining node's
+//! membership proof for this connection (made with the community secret
+//! from the invite code, [`protocol::CommunitySecret::membership_proof`]:
+//! a newcomer proves membership before it is told anything, like every
+//! other peer); the answer is the node's manifest if it belongs to that
+//! community and the proof checks out, nothing otherwise, both through
+//! the wire module and in [`FrameCodec`] frames. The joining node believes
 //! nothing it is told: the manifest must hash to the id in the invite,
 //! which the inviter signed, and carry its admin's valid signature.
 
@@ -16,7 +20,7 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{dial_opts::DialOpts, ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{identity::Keypair, noise, relay, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
 use protocol::community::MAX_MANIFEST_BYTES;
-use protocol::{wire, CommunityId, SignedManifest};
+use protocol::{wire, CommunityId, CommunitySecret, SignedManifest};
 
 use crate::codec::FrameCodec;
 use crate::error::NodeError;
@@ -25,8 +29,8 @@ use crate::now_ms;
 
 /// The protocol name of the manifest fetch.
 pub(crate) const MANIFEST_PROTOCOL: StreamProtocol = StreamProtocol::new("/mutual/manifest/1");
-/// Largest request: a version byte and a community id.
-const MAX_REQUEST_BYTES: usize = 64;
+/// Largest request: a version byte, a community id and a proof.
+const MAX_REQUEST_BYTES: usize = 96;
 /// Largest answer: a manifest at its limits and the encoding's overhead.
 const MAX_ANSWER_BYTES: usize = MAX_MANIFEST_BYTES + 64;
 /// How long one request may take once connected.
@@ -41,11 +45,22 @@ pub(crate) fn serving_behaviour() -> request_response::Behaviour<FrameCodec> {
     )
 }
 
+/// A request: the wanted community and the asker's membership proof.
+type ManifestRequest = (CommunityId, [u8; 32]);
+
 /// The answer to a request: this node's manifest when it is the wanted
-/// community's, nothing otherwise (also to a malformed request).
-fn answer(request: &[u8], manifest: &SignedManifest, community: CommunityId) -> Vec<u8> {
-    let wanted: Option<CommunityId> = wire::decode_versioned(request, MAX_REQUEST_BYTES).ok();
-    let mine = (wanted == Some(community)).then_some(manifest);
+/// community's and `proof_checks` accepts the request's proof, nothing
+/// otherwise (also to a malformed request).
+fn answer(
+    request: &[u8],
+    manifest: &SignedManifest,
+    community: CommunityId,
+    proof_checks: impl FnOnce(&[u8]) -> bool,
+) -> Vec<u8> {
+    let wanted: Option<ManifestRequest> = wire::decode_versioned(request, MAX_REQUEST_BYTES).ok();
+    let mine = wanted
+        .filter(|(id, proof)| *id == community && proof_checks(proof))
+        .map(|_| manifest);
     wire::encode_versioned(&mine)
 }
 
@@ -62,7 +77,9 @@ impl EventLoop {
         } = event
         {
             tracing::debug!(%peer, "manifest request");
-            let bytes = answer(&request, &self.manifest, self.community);
+            let bytes = answer(&request, &self.manifest, self.community, |proof| {
+                self.proof_checks(&peer, proof)
+            });
             let _ = self
                 .swarm
                 .behaviour_mut()
@@ -100,11 +117,13 @@ struct Progress {
 pub async fn fetch_manifest(
     key: Keypair,
     community: CommunityId,
+    secret: &CommunitySecret,
     peer: Option<PeerId>,
     addrs: &[Multiaddr],
     timeout: Duration,
 ) -> Result<SignedManifest, NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+    let me = key.public().to_peer_id().to_bytes();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -144,7 +163,6 @@ pub async fn fetch_manifest(
             Err(e) => progress.dial_error = Some(e.to_string()),
         }
     }
-    let request = wire::encode_versioned(&community);
     let deadline = tokio::time::Instant::now() + timeout;
     while !(progress.dials.is_empty() && progress.requests.is_empty()) {
         let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
@@ -158,10 +176,12 @@ pub async fn fetch_manifest(
             } => {
                 progress.dials.remove(&connection_id);
                 if progress.asked.insert(peer_id) {
+                    let proof = secret.membership_proof(&community, &me, &peer_id.to_bytes());
+                    let request = wire::encode_versioned(&(community, proof));
                     let id = swarm
                         .behaviour_mut()
                         .manifest
-                        .send_request(&peer_id, request.clone());
+                        .send_request(&peer_id, request);
                     progress.requests.insert(id);
                 }
             }
@@ -225,8 +245,13 @@ pub async fn fetch_manifest(
 fn check_answer(response: &[u8], community: CommunityId) -> Result<SignedManifest, NodeError> {
     let answer: Option<SignedManifest> = wire::decode_versioned(response, MAX_ANSWER_BYTES)
         .map_err(|e| NodeError::ManifestMismatch(format!("its answer did not decode: {e}")))?;
-    let manifest = answer
-        .ok_or_else(|| NodeError::ManifestMismatch("it belongs to another community".into()))?;
+    let manifest = answer.ok_or_else(|| {
+        NodeError::ManifestMismatch(
+            "it belongs to another community, or does not take the invite's community secret \
+             (ask for a fresh invite)"
+                .into(),
+        )
+    })?;
     let id = manifest
         .verify_manifest(now_ms())
         .map_err(|e| NodeError::ManifestMismatch(format!("its manifest is invalid: {e}")))?;
@@ -250,14 +275,26 @@ mod tests {
         let admin = SecretKey::generate();
         let m = CommunityManifest::create("Circle", "Be kind", &admin, 5).unwrap();
         let other = CommunityManifest::create("Other", "", &admin, 5).unwrap();
-        let ask = |id: CommunityId| answer(&wire::encode_versioned(&id), &m, m.id());
-        assert_eq!(check_answer(&ask(m.id()), m.id()).unwrap(), m);
+        let proof = [9u8; 32];
+        let good = |p: &[u8]| p == [9u8; 32];
+        let ask = |id: CommunityId, proof: [u8; 32]| {
+            answer(&wire::encode_versioned(&(id, proof)), &m, m.id(), good)
+        };
+        assert_eq!(check_answer(&ask(m.id(), proof), m.id()).unwrap(), m);
         assert!(matches!(
-            check_answer(&ask(other.id()), other.id()),
+            check_answer(&ask(other.id(), proof), other.id()),
             Err(NodeError::ManifestMismatch(_))
         ));
+        // Without a valid membership proof: nothing.
         assert!(matches!(
-            check_answer(&answer(b"junk", &m, m.id()), m.id()),
+            check_answer(&ask(m.id(), [8; 32]), m.id()),
+            Err(NodeError::ManifestMismatch(_))
+        ));
+        // The request of an earlier version (the id alone): nothing.
+        let bare = answer(&wire::encode_versioned(&m.id()), &m, m.id(), |_| true);
+        assert!(check_answer(&bare, m.id()).is_err());
+        assert!(matches!(
+            check_answer(&answer(b"junk", &m, m.id(), good), m.id()),
             Err(NodeError::ManifestMismatch(_))
         ));
         // A node that answers with another community's manifest is caught.

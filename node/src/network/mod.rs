@@ -11,7 +11,9 @@ pub mod connect;
 pub(crate) mod gossip_stats;
 pub mod limits;
 pub(crate) mod manifest_fetch;
+pub(crate) mod membership;
 pub(crate) mod peers;
+pub(crate) mod seal;
 mod start;
 pub(crate) mod transport;
 
@@ -30,7 +32,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{autonat, dcutr, identify, mdns, relay, upnp, Multiaddr, PeerId, Swarm};
 use prometheus_client::registry::Registry;
-use protocol::{CommunityId, Identity, SignedManifest, TopicName};
+use protocol::{CommunityId, CommunitySecret, Identity, SignedManifest, TopicName};
 use rand::seq::SliceRandom;
 #[cfg(feature = "test-hooks")]
 use tokio::sync::broadcast;
@@ -66,6 +68,16 @@ pub(crate) struct EventLoop {
     /// Served to joining nodes.
     pub(crate) manifest: SignedManifest,
     pub(crate) community: CommunityId,
+    /// The community secret: topic strings, DHT keys and membership
+    /// proofs derive from it.
+    pub(crate) secret: CommunitySecret,
+    /// Which connected peers proved membership ([`membership`]).
+    pub(crate) gate: membership::Gate,
+    /// When each connected peer must have proved membership by.
+    pub(crate) proof_deadlines: FuturesUnordered<membership::Deadline>,
+    /// Raw sync requests of tests, answered with the reply.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) raw_syncs: HashMap<OutboundRequestId, crate::handle::Reply<Vec<u8>>>,
     /// The address book's records are written through this (the only
     /// store use here; small, rare writes).
     book: Store,
@@ -106,8 +118,10 @@ pub(crate) struct EventLoop {
     pub(crate) pending_connects: HashMap<libp2p::swarm::ConnectionId, connect::PendingConnect>,
 }
 
-fn provider_key(community: &CommunityId, topic: &TopicName) -> RecordKey {
-    RecordKey::new(&blake3::hash(topic.gossip_topic(community).as_bytes()).as_bytes())
+/// The DHT key the members of `topic` announce themselves under: keyed by
+/// the community secret, so nobody without it can test names.
+fn provider_key(secret: &CommunitySecret, community: &CommunityId, topic: &TopicName) -> RecordKey {
+    RecordKey::new(&secret.provider_key(community, topic))
 }
 
 fn peer_ref(peer: &PeerId) -> PeerRef {
@@ -129,11 +143,11 @@ impl EventLoop {
     }
 
     fn subscribe_topic(&mut self, topic: &TopicName) -> Result<(), NodeError> {
-        let gossip = IdentTopic::new(topic.gossip_topic(&self.community));
+        let gossip = IdentTopic::new(self.secret.topic_gossip_topic(&self.community, topic));
         self.subscribe_hash(&gossip)?;
         self.topic_hashes.insert(gossip.hash(), topic.clone());
         self.joined.insert(topic.clone());
-        let key = provider_key(&self.community, topic);
+        let key = provider_key(&self.secret, &self.community, topic);
         let kad = &mut self.swarm.behaviour_mut().kad;
         if let Err(e) = kad.start_providing(key.clone()) {
             tracing::debug!("start_providing: {e}");
@@ -143,14 +157,15 @@ impl EventLoop {
     }
 
     fn unsubscribe_topic(&mut self, topic: &TopicName) {
-        let gossip = IdentTopic::new(topic.gossip_topic(&self.community));
+        let gossip = IdentTopic::new(self.secret.topic_gossip_topic(&self.community, topic));
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&gossip);
         self.topic_hashes.remove(&gossip.hash());
         self.joined.remove(topic);
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .stop_providing(&provider_key(&self.community, topic));
+        self.swarm.behaviour_mut().kad.stop_providing(&provider_key(
+            &self.secret,
+            &self.community,
+            topic,
+        ));
     }
 
     fn dial_addr(&mut self, addr: &str) -> Result<(), NodeError> {
@@ -230,7 +245,7 @@ impl EventLoop {
     }
 
     fn topic_hash(&self, topic: &TopicName) -> TopicHash {
-        IdentTopic::new(topic.gossip_topic(&self.community)).hash()
+        IdentTopic::new(self.secret.topic_gossip_topic(&self.community, topic)).hash()
     }
 
     #[cfg(feature = "test-hooks")]
@@ -300,6 +315,9 @@ impl EventLoop {
                     if self.swarm.is_connected(&peer) {
                         self.start_sync_with(peer);
                     }
+                }
+                Some((peer, spell)) = self.proof_deadlines.next(), if !self.proof_deadlines.is_empty() => {
+                    self.proof_deadline(peer, spell);
                 }
                 _ = discover.tick() => self.discover(),
                 _ = peer_tick.tick() => {
@@ -408,7 +426,12 @@ impl EventLoop {
             }
             Effect::Unsubscribe(topic) => self.unsubscribe_topic(&topic),
             Effect::SyncTopic(topic) => {
-                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                let peers: Vec<PeerId> = self
+                    .swarm
+                    .connected_peers()
+                    .filter(|p| self.gate.is_ready(p))
+                    .copied()
+                    .collect();
                 for peer in peers {
                     self.core.offer(CoreRequest::SyncWith {
                         peer: peer_ref(&peer),
@@ -462,7 +485,7 @@ impl EventLoop {
             .joined
             .iter()
             .filter(|t| self.peers_in_topic(t) < TOPIC_PEERS)
-            .map(|t| provider_key(&self.community, t))
+            .map(|t| provider_key(&self.secret, &self.community, t))
             .collect();
         let kad = &mut self.swarm.behaviour_mut().kad;
         for key in keys {
@@ -523,6 +546,11 @@ impl EventLoop {
     /// Asks the core to sync the community log and every shared topic
     /// with `peer`.
     fn start_sync_with(&mut self, peer: PeerId) {
+        // Only with a peer that proved membership and accepted this
+        // node's proof (it would refuse the request otherwise).
+        if !self.gate.is_ready(&peer) {
+            return;
+        }
         let shared: Vec<TopicName> = self
             .swarm
             .behaviour()
@@ -548,6 +576,12 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    if !self.gate.is_member(&peer) {
+                        // Nothing for a peer that has not proved
+                        // membership: the stream closes unanswered.
+                        tracing::debug!(%peer, "sync request from a non-member refused");
+                        return;
+                    }
                     // Answered on the blocking pool; the answer comes back
                     // through `answers_rx`.
                     let responder = self.responder.clone();
@@ -562,6 +596,11 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
+                    #[cfg(feature = "test-hooks")]
+                    if let Some(reply) = self.raw_syncs.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                        return;
+                    }
                     let Some((peer, ticket)) = self.sync_requests.remove(&request_id) else {
                         return;
                     };
@@ -592,6 +631,11 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, "sync request failed: {error}");
+                #[cfg(feature = "test-hooks")]
+                if let Some(reply) = self.raw_syncs.remove(&request_id) {
+                    let _ = reply.send(Err(NodeError::Network(error.to_string())));
+                    return;
+                }
                 // Only the session that sent this request ends.
                 if let Some((peer, ticket)) = self.sync_requests.remove(&request_id) {
                     self.core.offer(CoreRequest::SyncFailed {
@@ -663,7 +707,8 @@ impl EventLoop {
                 if num_established.get() == 1 {
                     self.connected_since
                         .insert(peer_id, tokio::time::Instant::now());
-                    self.start_sync_with(peer_id);
+                    // Sync starts once both proofs checked out.
+                    self.start_proof(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -675,6 +720,7 @@ impl EventLoop {
                 self.peers.closed(peer_id, connection_id);
                 if num_established == 0 {
                     self.connected_since.remove(&peer_id);
+                    self.gate.closed(&peer_id);
                     self.core.offer(CoreRequest::PeerGone(peer_ref(&peer_id)));
                 }
             }
@@ -700,27 +746,17 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Manifest(event)) => self.on_manifest_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Member(event)) => self.on_member_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
             })) => {
-                let relays = info
-                    .protocols
-                    .iter()
-                    .any(|p| p.as_ref() == RELAY_HOP_PROTOCOL);
-                for addr in &info.listen_addrs {
-                    if !self.peers.hidden() || is_relayed(addr) {
-                        self.swarm
-                            .behaviour_mut()
-                            .kad
-                            .add_address(&peer_id, addr.clone());
-                    }
+                // Taken in (address book, DHT routing, relays) only once
+                // the peer proved membership.
+                if let Some(info) = self.gate.hold_identify(&peer_id, info) {
+                    self.on_identified(peer_id, info);
                 }
-                let actions = self
-                    .peers
-                    .identified(peer_id, &info.listen_addrs, relays, now_ms());
-                self.apply_peer_actions(actions);
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
                 relay::client::Event::ReservationReqAccepted { relay_peer_id, .. },
@@ -775,6 +811,27 @@ impl EventLoop {
         }
     }
 
+    /// What a member said about itself: its addresses go into the DHT
+    /// routing table and the address book, and it may serve as a relay.
+    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+        let relays = info
+            .protocols
+            .iter()
+            .any(|p| p.as_ref() == RELAY_HOP_PROTOCOL);
+        for addr in &info.listen_addrs {
+            if !self.peers.hidden() || is_relayed(addr) {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer_id, addr.clone());
+            }
+        }
+        let actions = self
+            .peers
+            .identified(peer_id, &info.listen_addrs, relays, now_ms());
+        self.apply_peer_actions(actions);
+    }
+
     /// Dials providers of a joined topic, at random, while the node knows
     /// fewer than [`TOPIC_PEERS`] peers in it (dials under way count): the
     /// topology stays sparse however many members the topic has.
@@ -782,7 +839,7 @@ impl EventLoop {
         let Some(topic) = self
             .joined
             .iter()
-            .find(|t| provider_key(&self.community, t) == *key)
+            .find(|t| provider_key(&self.secret, &self.community, t) == *key)
         else {
             return;
         };
@@ -852,6 +909,14 @@ impl EventLoop {
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
+                #[cfg(feature = "test-hooks")]
+                self.emit(NodeEvent::PeerSubscribed {
+                    peer: peer_id.to_string(),
+                    topic: topic.to_string(),
+                });
+                if !self.gate.is_ready(&peer_id) {
+                    return;
+                }
                 if let Some(name) = self.topic_hashes.get(&topic).cloned() {
                     self.core.offer(CoreRequest::SyncWith {
                         peer: peer_ref(&peer_id),
@@ -948,6 +1013,25 @@ impl EventLoop {
                     .map(|_| ())
                     .map_err(|e| NodeError::Network(e.to_string()));
                 let _ = r.send(result);
+            }
+            #[cfg(feature = "test-hooks")]
+            Command::SyncRaw(peer, bytes, r) => match peer.parse::<PeerId>() {
+                Ok(p) => {
+                    let id = self.swarm.behaviour_mut().sync.send_request(&p, bytes);
+                    self.raw_syncs.insert(id, r);
+                }
+                Err(e) => {
+                    let _ = r.send(Err(NodeError::BadInput(format!("bad peer id {peer}: {e}"))));
+                }
+            },
+            #[cfg(feature = "test-hooks")]
+            Command::DhtKeys(r) => {
+                use libp2p::kad::store::RecordStore;
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let mut keys: Vec<Vec<u8>> = store.provided().map(|p| p.key.to_vec()).collect();
+                keys.sort();
+                keys.dedup();
+                let _ = r.send(Ok(keys));
             }
             Command::Shutdown(r) => return Some(r),
         }

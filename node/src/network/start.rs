@@ -10,7 +10,6 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, yamux, Multiaddr, PeerId, SwarmBuilder};
 use prometheus_client::registry::Registry;
-use protocol::topic::community_gossip_topic;
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{Behaviour, BehaviourOptions};
@@ -36,6 +35,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
     let community = manifest
         .verify_manifest(now_ms())
         .map_err(NodeError::Invalid)?;
+    let secret = data.community_secret()?.ok_or(NodeError::NoCommunity)?;
     let key = data.transport_key()?;
     let store_path = data.store_path();
     let store_keys = data.store_keys()?;
@@ -72,6 +72,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         relay_service: config.relay_service,
         hidden,
         max_transmit: config.gossip_max_transmit,
+        seal: super::seal::GossipSeal::new(&secret.gossip_key(&community)),
     };
     let only_to = hidden.then(|| via.clone());
     let mut gossip_metrics = Registry::default();
@@ -166,12 +167,17 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
     let (core_link, core_thread) = crate::core::worker::spawn(core, net_tx, config.flush_interval)?;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (answers_tx, answers_rx) = mpsc::unbounded_channel();
-    let community_topic = IdentTopic::new(community_gossip_topic(&community));
+    let community_topic = IdentTopic::new(secret.community_gossip_topic(&community));
     let mut ev = EventLoop {
         swarm,
         identity: identity.clone(),
         manifest,
         community,
+        secret,
+        gate: Default::default(),
+        proof_deadlines: Default::default(),
+        #[cfg(feature = "test-hooks")]
+        raw_syncs: HashMap::new(),
         book,
         #[cfg(feature = "test-hooks")]
         events: events.clone(),

@@ -157,8 +157,16 @@ impl Role {
         file: "author.previous",
         context: "mutual vault previous author key v1",
     };
+    /// Admission work the node does when it next starts
+    /// ([`crate::admission`]): the first manifest update of a community
+    /// just created, or the redemption of an invitation just joined with
+    /// (it holds the invitation key's seed).
+    pub const ADMISSION: Role = Role {
+        file: "admission",
+        context: "mutual vault admission work v1",
+    };
     /// Every role, for migration and for `forget`.
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::AUTHOR,
         Role::PREVIOUS_AUTHOR,
         Role::TRANSPORT,
@@ -167,6 +175,7 @@ impl Role {
         Role::BOOTSTRAP,
         Role::WEB_SECRET,
         Role::WEB_SEEN,
+        Role::ADMISSION,
     ];
 }
 

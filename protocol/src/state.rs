@@ -385,6 +385,10 @@ pub struct Applied {
     /// the posts of keys that are no longer members and lets refused
     /// content come back by sync.
     pub members_changed: bool,
+    /// Authors (root keys) who became members.
+    pub members_joined: Vec<PublicKey>,
+    /// Authors (root keys) who are no longer members.
+    pub members_left: Vec<PublicKey>,
 }
 
 impl Applied {
@@ -681,7 +685,10 @@ impl ModerationState {
         } else {
             self.apply_roles_and_effects(a)?
         };
-        applied.members_changed = members != self.members();
+        let now = self.members();
+        applied.members_joined = now.difference(&members).copied().collect();
+        applied.members_left = members.difference(&now).copied().collect();
+        applied.members_changed = members != now;
         Ok(applied)
     }
 
@@ -1815,6 +1822,8 @@ fn diff(before: &InForce, after: &InForce) -> Applied {
         co_admins_changed: false,
         manifest_changed: false,
         members_changed: false,
+        members_joined: Vec::new(),
+        members_left: Vec::new(),
     }
 }
 

@@ -544,6 +544,8 @@ fn changes(before: &protocol::ModerationState, after: &protocol::ModerationState
         co_admins_changed: before.co_admins() != after.co_admins(),
         manifest_changed: before.manifest_update() != after.manifest_update(),
         members_changed: before.members() != after.members(),
+        members_joined: gone(&after.members(), &before.members()),
+        members_left: gone(&before.members(), &after.members()),
     }
 }
 
@@ -1372,6 +1374,7 @@ fn a_late_appointment_of_the_target_lifts_a_moderators_block() {
             unblocked: vec![(public(x), Scope::Community)],
             // x, a moderator, is a member (it always was: the block ended).
             members_changed: true,
+            members_joined: vec![public(x)],
             moderators_changed: true,
             ..Applied::default()
         })
@@ -1737,6 +1740,7 @@ fn an_action_that_arrives_before_its_signers_appointment_takes_effect_with_it() 
             moderators_changed: true,
             // m became a member by the appointment, x stopped by the block.
             members_changed: true,
+            members_joined: vec![public(m)],
             ..Applied::default()
         }
     );

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Result;
 use node::api::{IdView, PeerView, StatusView};
 use node::control::Request;
-use serde_json::Value;
 
 use crate::output::{self, line};
 use crate::Ctx;
@@ -15,19 +14,6 @@ use crate::Ctx;
 const PROGRESS_MAX_WAIT: Duration = Duration::from_secs(120);
 /// How often the progress bar asks the node.
 const PROGRESS_POLL: Duration = Duration::from_millis(200);
-
-/// `mutual invite`.
-pub(crate) async fn invite(ctx: &Ctx) -> Result<()> {
-    let result = ctx.call(Request::Invite).await?;
-    if ctx.json {
-        return output::json(&result);
-    }
-    let code = result
-        .get("invite")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow::anyhow!("the node's answer held no invite code; are `mutual` and the node the same version?"))?;
-    Ok(line(code)?)
-}
 
 /// `mutual id`.
 pub(crate) async fn id(ctx: &Ctx) -> Result<()> {

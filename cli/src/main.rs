@@ -14,6 +14,7 @@ mod daemon;
 mod demo;
 mod doctor;
 mod info;
+mod invitations;
 mod keys;
 mod moderation;
 mod offline;
@@ -76,8 +77,9 @@ enum Command {
     /// Create or join a community (works without a running node).
     #[command(subcommand)]
     Community(CommunityCommand),
-    /// Print an invite code for others to join this node's community.
-    Invite,
+    /// Print an invite code for others to join this node's community (in
+    /// an invite-only community: a new invitation, admin and moderators).
+    Invite(invitations::InviteArgs),
     /// Print the community's name and rules.
     Rules,
     /// Run the node in the foreground until Ctrl-C.
@@ -194,6 +196,32 @@ enum CommunityCommand {
         /// A file with the community's rules and welcome text.
         #[arg(long, value_name = "FILE")]
         rules_file: Option<PathBuf>,
+        /// Anyone with an invite code may post (default: invite-only, each
+        /// newcomer admitted by an invitation).
+        #[arg(long)]
+        open: bool,
+        /// How many first posts of a new member wait for a moderator's
+        /// approval (default 2; 0: none).
+        #[arg(long, value_name = "N")]
+        probation: Option<u32>,
+    },
+    /// Admin: publish new rules (the next version; every node shows it).
+    Rules {
+        /// A file with the new rules and welcome text.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Admin: change how people are admitted (the next version).
+    Policy {
+        /// Anyone with an invite code may post.
+        #[arg(long, conflicts_with = "invite_only")]
+        open: bool,
+        /// Only people admitted by an invitation may post.
+        #[arg(long)]
+        invite_only: bool,
+        /// How many first posts of a new member wait for approval.
+        #[arg(long, value_name = "N")]
+        probation: Option<u32>,
     },
     /// Join a community with an invite code: fetches the community from
     /// the inviter's node, which must be online.
@@ -244,13 +272,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Init(args) => keys::init(&ctx, args),
-        Command::Community(CommunityCommand::Create { name, rules_file }) => {
-            offline::create(&ctx, &name, rules_file.as_deref())
+        Command::Community(CommunityCommand::Create {
+            name,
+            rules_file,
+            open,
+            probation,
+        }) => offline::create(&ctx, &name, rules_file.as_deref(), open, probation),
+        Command::Community(CommunityCommand::Rules { file }) => {
+            let rules = offline::read_rules(&file)?;
+            invitations::update(&ctx, Some(rules), None, None).await
+        }
+        Command::Community(CommunityCommand::Policy {
+            open,
+            invite_only,
+            probation,
+        }) => {
+            let admission = match (open, invite_only) {
+                (true, _) => Some("open"),
+                (_, true) => Some("invite-only"),
+                _ => None,
+            };
+            invitations::update(&ctx, None, admission, probation).await
         }
         Command::Community(CommunityCommand::Join { invite }) => offline::join(&ctx, &invite).await,
         Command::Rules => offline::rules(&ctx),
         Command::Run(args) => daemon::run(&ctx, args).await,
-        Command::Invite => info::invite(&ctx).await,
+        Command::Invite(args) => invitations::invite(&ctx, args).await,
         Command::Id { phrase: true } => keys::show_recovery(&ctx),
         Command::Id { phrase: false } => info::id(&ctx).await,
         Command::Passphrase(args) => keys::passphrase(&ctx, args),

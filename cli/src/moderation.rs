@@ -70,6 +70,26 @@ pub(crate) enum ModCommand {
         /// The post's id.
         post: String,
     },
+    /// No new admissions until lifted (the whole community), and with
+    /// --hold-recent-days the posts of recently admitted members wait for
+    /// approval (the community or one topic). Shown to everyone.
+    Lockdown {
+        /// Only this topic (holding only).
+        #[arg(long, value_name = "TOPIC")]
+        topic: Option<String>,
+        /// Hold the posts of members admitted this many days before them.
+        #[arg(long, value_name = "N")]
+        hold_recent_days: Option<u32>,
+        /// Why (shown to everyone).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a lockdown.
+    Lift {
+        /// The topic of a topic lockdown (default: the community's).
+        #[arg(long, value_name = "TOPIC")]
+        topic: Option<String>,
+    },
     /// Show moderators, blocks, hidden and pinned posts and the public log.
     List,
     /// Show the reports this node can read (admin and moderators).
@@ -98,6 +118,16 @@ pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
     check(&command)?;
     let (request, done) = match command {
         ModCommand::List => return list(ctx).await,
+        ModCommand::Lockdown {
+            topic,
+            hold_recent_days,
+            reason,
+        } => {
+            return crate::invitations::lockdown(ctx, topic, false, hold_recent_days, reason).await
+        }
+        ModCommand::Lift { topic } => {
+            return crate::invitations::lockdown(ctx, topic, true, None, None).await
+        }
         ModCommand::Queue => return queue(ctx).await,
         ModCommand::Appoint { key } => (
             Request::ModAppoint { key: key.clone() },
@@ -202,7 +232,10 @@ fn check(command: &ModCommand) -> Result<()> {
         | ModCommand::Unhide { post }
         | ModCommand::Pin { post }
         | ModCommand::Unpin { post } => args::post_id(post),
-        ModCommand::List | ModCommand::Queue => Ok(()),
+        ModCommand::List
+        | ModCommand::Queue
+        | ModCommand::Lockdown { .. }
+        | ModCommand::Lift { .. } => Ok(()),
     }
 }
 
@@ -281,6 +314,7 @@ async fn list(ctx: &Ctx) -> Result<()> {
         let pinned: Vec<String> = l.pinned.iter().map(|p| output::short_id(p)).collect();
         line(format!("pinned      {}", pinned.join(", ")))?;
     }
+    crate::invitations::print_lockdowns(&l.lockdowns, now)?;
     line("log")?;
     if l.log.is_empty() {
         line("  (empty)")?;

@@ -25,10 +25,14 @@ fn view(manifest: &SignedManifest) -> CommunityView {
         admin: m.admin.to_string(),
         rules: m.rules.clone(),
         created_at: m.created_at,
+        admission: String::new(),
+        probation_posts: 0,
+        rules_version: None,
+        lockdowns: Vec::new(),
     }
 }
 
-fn read_rules(path: &Path) -> Result<String> {
+pub(crate) fn read_rules(path: &Path) -> Result<String> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot read the rules file {}", path.display()))?
         .len();
@@ -47,14 +51,39 @@ fn read_rules(path: &Path) -> Result<String> {
 }
 
 /// `mutual community create NAME [--rules-file FILE]`.
-pub(crate) fn create(ctx: &Ctx, name: &str, rules_file: Option<&Path>) -> Result<()> {
+pub(crate) fn create(
+    ctx: &Ctx,
+    name: &str,
+    rules_file: Option<&Path>,
+    open: bool,
+    probation: Option<u32>,
+) -> Result<()> {
     ctx.check_dir()?;
     let rules = match rules_file {
         Some(path) => read_rules(path)?,
         None => String::new(),
     };
+    let mut policy = protocol::CommunityPolicy::NEW_COMMUNITY;
+    if open {
+        policy.admission = protocol::Admission::Open;
+    }
+    if let Some(n) = probation {
+        if n > protocol::moderation::MAX_PROBATION_POSTS {
+            anyhow::bail!(
+                "--probation is at most {} posts",
+                protocol::moderation::MAX_PROBATION_POSTS
+            );
+        }
+        policy.probation_posts = n;
+    }
     ctx.unlock()?;
     let manifest = ctx.data.create_community(name, &rules, node::now_ms())?;
+    // The node publishes the first manifest update (this policy, dated at
+    // the manifest's creation) when it starts.
+    node::admission::queue(
+        &ctx.data,
+        node::admission::AdmissionWork::FirstManifest(policy),
+    )?;
     let v = view(&manifest);
     if ctx.json {
         return output::json(&v);

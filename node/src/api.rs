@@ -193,6 +193,9 @@ pub struct ModListView {
     pub pinned: Vec<String>,
     /// Every effective action, oldest first.
     pub log: Vec<LogEntryView>,
+    /// Lockdowns in force, with their reasons (shown to everyone).
+    #[serde(default)]
+    pub lockdowns: Vec<LockdownView>,
 }
 
 /// A report opened by this (moderator) node.
@@ -219,10 +222,23 @@ pub struct CommunityView {
     pub id: String,
     /// Admin key.
     pub admin: String,
-    /// Rules / welcome text.
+    /// Rules / welcome text: the admin's newest manifest update's, or the
+    /// manifest's.
     pub rules: String,
     /// Creation time, ms since the Unix epoch.
     pub created_at: u64,
+    /// `invite-only` or `open` (the admission policy in force).
+    #[serde(default)]
+    pub admission: String,
+    /// How many first posts of a new member wait for approval.
+    #[serde(default)]
+    pub probation_posts: u32,
+    /// The version of the rules shown (`None`: the manifest's own).
+    #[serde(default)]
+    pub rules_version: Option<u64>,
+    /// Lockdowns in force.
+    #[serde(default)]
+    pub lockdowns: Vec<LockdownView>,
 }
 
 /// The outcome of `connect`: which peer answered at the address.
@@ -234,4 +250,39 @@ pub struct ConnectView {
     pub address: String,
     /// Whether the node was connected to that peer already (nothing dialled).
     pub already_connected: bool,
+}
+
+/// A lockdown in force, shown to everyone with its reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockdownView {
+    /// `community` or the topic name.
+    pub scope: String,
+    /// Posts of members admitted this many days before them are held.
+    pub hold_recent_days: Option<u32>,
+    /// Why.
+    pub reason: String,
+    /// Who ordered it.
+    pub by: ActorView,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+}
+
+/// An invitation in the community log, as moderators see it
+/// (`mutual invite --list`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationView {
+    /// The invitation's key (its id).
+    pub invitation: String,
+    /// Who issued it.
+    pub by: ActorView,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+    /// How many keys it may admit.
+    pub uses: u32,
+    /// Last moment a redemption may be dated.
+    pub expires_at: u64,
+    /// When it was withdrawn, if it was.
+    pub revoked_at: Option<u64>,
+    /// The keys it admitted.
+    pub admitted: Vec<String>,
 }

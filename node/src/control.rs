@@ -70,7 +70,13 @@
 //! | `unmute` | `author` | `null` |
 //! | `peers` | | `[PeerView]`: `[{peer_id, addrs}]` |
 //! | `status` | | `StatusView`: `{community, community_id, peers, topics, posts, store_bytes, sync, community_peers, damage}` (`damage`: `null`, or `{"Lost": [{scope, acknowledged, held}]}` / `{"RecordUnreadable": why}`) |
-//! | `invite` | | `{"invite": invite code}` |
+//! | `invite` | | `{"invite": invite code}` (in an invite-only community an invitation as `invite_issue`) |
+//! | `invite_issue` | `uses?` (1), `expires_in_ms?` (7 days) | `{"invite", "invitation"?, "uses"?, "expires_at"?}` (the invitation fields in an invite-only community) |
+//! | `invite_revoke` | `invitation` (key, full or short) | `{"id": action id}` |
+//! | `invite_list` | | `[InvitationView]` (moderators only) |
+//! | `mod_lockdown` | `topic?`, `hold_recent_days?`, `reason` | `{"id": action id}` |
+//! | `mod_lift` | `topic?` | `{"id": action id}` |
+//! | `community_update` | `rules?`, `admission?` (`open`/`invite-only`), `probation_posts?` | `{"id": action id, "version": n}` (admin only) |
 //! | `mod_appoint` | `key` | `{"id": action id}` |
 //! | `mod_revoke` | `key` | `{"id": action id}` |
 //! | `mod_block` | `author`, `topic?` (none: the whole community), `reason?` | `{"id": action id}` |
@@ -377,6 +383,54 @@ pub enum Request {
         /// The multiaddress, such as `/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…`.
         addr: String,
     },
+    /// An invitation (admin or moderator of an invite-only community) and
+    /// its code; in an open community a plain code.
+    InviteIssue {
+        /// How many keys it may admit (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uses: Option<u32>,
+        /// How long it may be redeemed, in ms (default 7 days).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<u64>,
+    },
+    /// Withdraw an invitation (its key, full or short).
+    InviteRevoke {
+        /// The invitation's key.
+        invitation: String,
+    },
+    /// The invitations in the log (moderators).
+    InviteList,
+    /// Moderator: no new admissions (community), and optionally hold the
+    /// posts of recently admitted members.
+    ModLockdown {
+        /// Only this topic (holding only; default: the whole community).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        /// Hold posts of members admitted this many days before them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_recent_days: Option<u32>,
+        /// Why (shown to everyone).
+        reason: String,
+    },
+    /// Moderator: lift a lockdown.
+    ModLift {
+        /// The topic of a topic lockdown (default: the community's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+    },
+    /// Admin: publish the next version of the rules and policy (what is
+    /// left out stays as it is).
+    CommunityUpdate {
+        /// The new rules.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rules: Option<String>,
+        /// `open` or `invite-only`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        admission: Option<String>,
+        /// First posts of a new member held for approval.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probation_posts: Option<u32>,
+    },
     /// Stream the topic's new posts until the client disconnects.
     Follow {
         /// Topic name.
@@ -414,6 +468,7 @@ impl Request {
                 | Request::Peers
                 | Request::Status
                 | Request::Invite
+                | Request::InviteList
                 | Request::ModList
                 | Request::ModQueue
                 | Request::Follow { .. }
@@ -1063,7 +1118,13 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
         }
         Request::Peers => to_value(handle.peers().await.map_err(e)?),
         Request::Status => to_value(handle.status().await.map_err(e)?),
-        Request::Invite => Ok(json!({ "invite": handle.invite().await.map_err(e)? })),
+        r @ (Request::Invite
+        | Request::InviteIssue { .. }
+        | Request::InviteRevoke { .. }
+        | Request::InviteList
+        | Request::ModLockdown { .. }
+        | Request::ModLift { .. }
+        | Request::CommunityUpdate { .. }) => crate::admission::execute(handle, r).await,
         Request::ModAppoint { key: k } => {
             moderate(handle, ModActionKind::AppointModerator { key: key(&k)? }).await
         }

@@ -170,6 +170,8 @@ pub(crate) enum Command {
     Peers(Reply<Vec<PeerView>>),
     NetStatus(Reply<NetStatus>),
     Invite(Reply<String>),
+    /// An invite code carrying an invitation key's seed.
+    AdmissionInvite(Box<[u8; 32]>, Reply<String>),
     Dial(String, Reply<()>),
     Connect(String, Reply<ConnectView>),
     SyncNow(Reply<()>),
@@ -199,7 +201,10 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+    pub(crate) async fn ask<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(make(tx))

@@ -134,6 +134,15 @@ pub(crate) fn invite_code(
 impl EventLoop {
     /// This node's invite code.
     pub(crate) fn invite_code(&self) -> Result<String, NodeError> {
+        self.invite_code_with(None)
+    }
+
+    /// This node's invite code, carrying the seed of an invitation key
+    /// for an admission to an invite-only community.
+    pub(crate) fn invite_code_with(
+        &self,
+        admission: Option<[u8; 32]>,
+    ) -> Result<String, NodeError> {
         let me = *self.swarm.local_peer_id();
         let external: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
         let hidden = self.peers.hidden();
@@ -145,7 +154,7 @@ impl EventLoop {
         }
         let secrets = InviteSecrets {
             community: self.secret.to_bytes(),
-            admission: None,
+            admission,
         };
         invite_code(
             self.community,
@@ -217,6 +226,12 @@ pub async fn join(data: &DataDir, code: &str, timeout: Duration) -> Result<Joine
         }
     };
     let bootstrap: Vec<String> = addrs.iter().map(Multiaddr::to_string).collect();
+    // The redemption is signed by the node at its next start (it needs the
+    // store); queued before the manifest is written, so a finished join
+    // always has it.
+    if let Some(seed) = invite.secrets.admission {
+        crate::admission::queue(data, crate::admission::AdmissionWork::Redeem(seed))?;
+    }
     data.join_community(&manifest, &secret, &bootstrap, now_ms())?;
     Ok(Joined {
         manifest,

@@ -7,6 +7,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod control;

@@ -4,7 +4,7 @@
 use protocol::moderation::{ModActionKind, Scope};
 use protocol::{ModerationState, SignedManifest};
 
-use crate::api::{BlockView, HiddenView, LogEntryView, ModListView};
+use crate::api::{BlockView, HiddenView, LockdownView, LogEntryView, ModListView};
 use crate::views::actor;
 
 fn scope_text(scope: &Scope) -> String {
@@ -44,10 +44,7 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
         } => (
             format!(
                 "published rules version {version} ({}, probation {} posts)",
-                match policy.admission {
-                    protocol::Admission::Open => "open",
-                    protocol::Admission::InviteOnly => "invite-only",
-                },
+                admission_text(policy.admission),
                 policy.probation_posts
             ),
             None,
@@ -113,6 +110,7 @@ pub(crate) fn mod_list(state: &ModerationState, manifest: &SignedManifest) -> Mo
             })
             .collect(),
         pinned: state.pinned().into_iter().map(|p| p.to_string()).collect(),
+        lockdowns: lockdown_views(state),
         log: state
             .log_with_ids()
             .into_iter()
@@ -128,4 +126,27 @@ pub(crate) fn mod_list(state: &ModerationState, manifest: &SignedManifest) -> Mo
             })
             .collect(),
     }
+}
+
+/// How an admission mode is written.
+pub(crate) fn admission_text(admission: protocol::Admission) -> &'static str {
+    match admission {
+        protocol::Admission::Open => "open",
+        protocol::Admission::InviteOnly => "invite-only",
+    }
+}
+
+/// The lockdowns in force, as everyone sees them.
+pub(crate) fn lockdown_views(state: &ModerationState) -> Vec<LockdownView> {
+    state
+        .lockdowns()
+        .into_iter()
+        .map(|l| LockdownView {
+            scope: scope_text(&l.scope),
+            hold_recent_days: l.hold_recent_days,
+            reason: l.reason,
+            by: actor(&l.by, l.by_name.as_deref()),
+            at: l.at,
+        })
+        .collect()
 }

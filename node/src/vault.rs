@@ -163,8 +163,16 @@ impl Role {
         file: "community.secret",
         context: "mutual vault community secret v1",
     };
+    /// Admission work the node does when it next starts
+    /// ([`crate::admission`]): the first manifest update of a community
+    /// just created, or the redemption of an invitation just joined with
+    /// (it holds the invitation key's seed).
+    pub const ADMISSION: Role = Role {
+        file: "admission",
+        context: "mutual vault admission work v1",
+    };
     /// Every role, for migration and for `forget`.
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Role::AUTHOR,
         Role::PREVIOUS_AUTHOR,
         Role::TRANSPORT,
@@ -174,6 +182,7 @@ impl Role {
         Role::BOOTSTRAP,
         Role::WEB_SECRET,
         Role::WEB_SEEN,
+        Role::ADMISSION,
     ];
 }
 

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod invite;
 pub mod keys;
 pub mod lineage;
+pub mod membership;
 pub mod message;
 pub mod moderation;
 pub mod post;

@@ -66,6 +66,18 @@
 //! 6. An author is blocked in topic `T` if the winner for
 //!    `(author, Community)` is a block or the winner for
 //!    `(author, Topic(T))` is a block.
+//! 8. Membership and lockdowns ([`crate::membership`]): invitations,
+//!    revocations of invitations and lockdowns count by rule 4 (the
+//!    admin's or a moderator's in force); a `Redeem` is effective iff it
+//!    admits its signer by the membership rules, and is kept aside
+//!    otherwise (`RedemptionNoEffect`, bounded like every pending action).
+//!    Every action of these kinds recomputes the membership.
+//! 9. The admission policy that judges an item dated `t`
+//!    ([`ModerationState::policy_at`]) is that of the winning (highest
+//!    version) effective manifest update dated `<= t`; before every
+//!    update, the earliest update's if it is dated at the community's
+//!    creation (a community born invite-only), else
+//!    [`CommunityPolicy::LEGACY`].
 //! 7. Actions of another community are refused (`WrongCommunity`) and not
 //!    kept, and so is any block or unblock of the manifest's admin key,
 //!    whoever signs it (`AdminTarget`: nobody blocks the admin); one of a
@@ -98,7 +110,8 @@ use std::ops::Bound;
 use crate::ids::{ActionId, CommunityId, PostId};
 use crate::keys::PublicKey;
 use crate::lineage::Lineage;
-use crate::moderation::{CommunityPolicy, ModActionKind, Scope, VerifiedModAction};
+use crate::membership::{Invitation, LockdownInfo, Membership};
+use crate::moderation::{Admission, CommunityPolicy, ModActionKind, Scope, VerifiedModAction};
 use crate::topic::TopicName;
 
 /// Why an action can have no effect. The text is shown to the person who
@@ -195,6 +208,19 @@ pub enum ModerationError {
         /// The target's key fingerprint.
         author: String,
     },
+    /// A redemption that admits nobody (rule 8): its invitation is not
+    /// known (yet), expired, was revoked or used up before it, or a
+    /// lockdown was in force. Kept aside: the invitation may arrive later,
+    /// or an earlier redemption may lose its place.
+    #[error("the redemption admits nobody: {signer}'s invitation is unknown here, expired, revoked, used up, or the community was in lockdown at its time")]
+    RedemptionNoEffect {
+        /// The signer's key fingerprint.
+        signer: String,
+    },
+    /// Keeping this action would put more than [`MAX_PENDING`] actions
+    /// aside. Not kept.
+    #[error("too many actions are waiting to take effect; this one is not kept")]
+    TooManyPending,
 }
 
 /// How [`ModerationError::Revoked`] names what the revocation counted.
@@ -276,6 +302,15 @@ pub enum NoEffect {
     /// not as a moderation action.
     #[error("a key succession is made with `mutual id succeed`, not as a moderation action")]
     NotAModerationAction,
+    /// Revoking an invitation the log does not hold.
+    #[error("no such invitation (list them with `mutual invite --list`)")]
+    UnknownInvitation,
+    /// Revoking an invitation that is already revoked.
+    #[error("that invitation is already revoked")]
+    AlreadyRevoked,
+    /// Lifting a lockdown that is not in force in that scope.
+    #[error("no lockdown in force in {0}")]
+    NotLockedDown(Scope),
 }
 
 /// Who decided a block, hide or pin, when and why: what `mod list` and a
@@ -345,6 +380,15 @@ pub struct Applied {
     pub co_admins_changed: bool,
     /// Whether the rules or the admission policy in force changed.
     pub manifest_changed: bool,
+    /// Whether the set of members changed (an admission, a displaced
+    /// redemption, a block or unblock, an appointment): the node deletes
+    /// the posts of keys that are no longer members and lets refused
+    /// content come back by sync.
+    pub members_changed: bool,
+    /// Authors (root keys) who became members.
+    pub members_joined: Vec<PublicKey>,
+    /// Authors (root keys) who are no longer members.
+    pub members_left: Vec<PublicKey>,
 }
 
 impl Applied {
@@ -373,6 +417,10 @@ pub struct Decisions {
     /// Ids of the effective actions, in order (this also pins down the whole
     /// appointment history).
     pub log: Vec<ActionId>,
+    /// Members now (authors, by root key).
+    pub members: BTreeSet<PublicKey>,
+    /// Lockdowns in force now.
+    pub lockdowns: Vec<LockdownInfo>,
 }
 
 /// `(created_at, signer, seq, id)`: [`crate::ModAction::order_key`] made total.
@@ -497,6 +545,14 @@ pub struct ModerationState {
     pins: BTreeMap<PostId, Winner>,
     /// Derived: the winning manifest update (rules and policy), if any.
     manifest: Option<ManifestUpdate>,
+    /// Derived: every effective manifest update's time, rank (version,
+    /// order key) and policy (rule 9).
+    policies: Vec<(u64, (u64, OrderKey), CommunityPolicy)>,
+    /// Derived: invitations, admissions and lockdowns (rule 8).
+    membership: Membership,
+    /// The community manifest's `created_at`, if the node told it
+    /// ([`ModerationState::born_at`]): rule 9.
+    born_at: Option<u64>,
     /// How many kept actions are pending (see [`MAX_PENDING`]).
     pending_len: usize,
 }
@@ -530,8 +586,19 @@ impl ModerationState {
             hidden: BTreeMap::new(),
             pins: BTreeMap::new(),
             manifest: None,
+            policies: Vec::new(),
+            membership: Membership::default(),
+            born_at: None,
             pending_len: 0,
         }
+    }
+
+    /// Tells the state when the community was created (the manifest's
+    /// `created_at`): a manifest update dated then sets the policy of the
+    /// community's whole past (rule 9). Recomputes nothing else.
+    pub fn born_at(mut self, created_at: u64) -> Self {
+        self.born_at = Some(created_at);
+        self
     }
 
     /// Folds a set of actions (at start-up, from the stored log). The order
@@ -612,6 +679,71 @@ impl ModerationState {
     /// decides it exactly as the fold would. The other errors leave the
     /// state untouched.
     pub fn apply(&mut self, a: &VerifiedModAction) -> Result<Applied, ModerationError> {
+        let members = self.members();
+        let mut applied = if is_membership_kind(&a.kind) {
+            self.apply_membership(a)?
+        } else {
+            self.apply_roles_and_effects(a)?
+        };
+        let now = self.members();
+        applied.members_joined = now.difference(&members).copied().collect();
+        applied.members_left = members.difference(&now).copied().collect();
+        applied.members_changed = members != now;
+        Ok(applied)
+    }
+
+    /// An invitation, a revocation of one, a redemption or a lockdown:
+    /// whom it admits depends on every other such action, so membership is
+    /// recomputed (rule 8).
+    fn apply_membership(&mut self, a: &VerifiedModAction) -> Result<Applied, ModerationError> {
+        if let Some(refusal) = self.refusal(a) {
+            return Err(refusal);
+        }
+        let decided = self.decisions();
+        let before = self.targets_in_force();
+        let moderators = self.current_moderators();
+        let co_admins = self.co_admins();
+        let manifest = self.manifest.clone();
+        let pending = self.pending_len;
+        self.admit(a)?;
+        self.recompute();
+        if self.pending_len > pending && self.pending_len > MAX_PENDING {
+            self.forget(a);
+            self.recompute();
+            return Err(ModerationError::TooManyPending);
+        }
+        let mut applied = diff(&before, &self.targets_in_force());
+        applied.moderators_changed = moderators != self.current_moderators();
+        applied.co_admins_changed = co_admins != self.co_admins();
+        applied.manifest_changed = manifest != self.manifest;
+        if let Err(reason) = self.verdict(a) {
+            if decided == self.decisions() {
+                return Err(reason);
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Undoes [`admit`](Self::admit) of an action that touches neither
+    /// roles nor successions; the caller recomputes.
+    fn forget(&mut self, a: &VerifiedModAction) {
+        let id = a.id();
+        if let Some(key) = self.ids.remove(&id) {
+            self.actions.remove(&key);
+        }
+        if let Some(ids) = self.seqs.get_mut(&(a.signer, a.seq)) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.seqs.remove(&(a.signer, a.seq));
+            }
+        }
+    }
+
+    /// [`apply`](Self::apply) of every kind but the membership kinds.
+    fn apply_roles_and_effects(
+        &mut self,
+        a: &VerifiedModAction,
+    ) -> Result<Applied, ModerationError> {
         if let Some(refusal) = self.refusal(a) {
             return Err(refusal);
         }
@@ -822,6 +954,14 @@ impl ModerationState {
             }
             ModActionKind::Pin { post } if self.is_pinned(post) => Err(NoEffect::AlreadyPinned),
             ModActionKind::Unpin { post } if !self.is_pinned(post) => Err(NoEffect::NotPinned),
+            ModActionKind::RevokeInvite { invitation } => match self.invitation(invitation) {
+                None => Err(NoEffect::UnknownInvitation),
+                Some(i) if i.revoked_at.is_some() => Err(NoEffect::AlreadyRevoked),
+                Some(_) => Ok(()),
+            },
+            ModActionKind::LiftLockdown { scope } if self.lockdown(scope).is_none() => {
+                Err(NoEffect::NotLockedDown(scope.clone()))
+            }
             _ => Ok(()),
         }
     }
@@ -857,6 +997,10 @@ impl ModerationState {
     /// any. A new action on that target must be dated strictly after it to
     /// win: the node signs it at `max(now, latest + 1)`.
     pub fn latest_on_target(&self, kind: &ModActionKind) -> Option<u64> {
+        if let ModActionKind::Lockdown { scope, .. } | ModActionKind::LiftLockdown { scope } = kind
+        {
+            return self.membership.latest_lockdown(scope);
+        }
         if let Some((key, _)) = role_change(kind) {
             return self
                 .author_roles
@@ -1041,8 +1185,16 @@ impl ModerationState {
                 };
             }
             // Any key may claim membership; whether the claim admits it is
-            // decided by the membership rules, not by roles.
-            ModActionKind::Redeem { .. } => return Ok(()),
+            // decided by the membership rules (rule 8), not by roles.
+            ModActionKind::Redeem { .. } => {
+                return if self.membership.admits(&a.id()) {
+                    Ok(())
+                } else {
+                    Err(ModerationError::RedemptionNoEffect {
+                        signer: a.signer.short(),
+                    })
+                };
+            }
             _ => {}
         }
         if a.kind.successor().is_some() {
@@ -1150,6 +1302,12 @@ impl ModerationState {
                     .insert(order, role);
             }
         }
+        let membership = Membership::compute(
+            self.actions.values(),
+            |a| self.is_effective(a),
+            |k| self.lineage.root(k),
+        );
+        self.membership = membership;
         self.blocks.clear();
         self.hidden.clear();
         self.pins.clear();
@@ -1173,6 +1331,16 @@ impl ModerationState {
     /// The effective manifest update with the highest version (ties: the
     /// later order key) wins.
     fn recompute_manifest(&mut self) {
+        self.policies = self
+            .actions
+            .iter()
+            .filter_map(|(order, a)| match &a.kind {
+                ModActionKind::UpdateManifest {
+                    version, policy, ..
+                } if self.is_effective(a) => Some((a.created_at, (*version, *order), *policy)),
+                _ => None,
+            })
+            .collect();
         let winner = self
             .actions
             .iter()
@@ -1493,8 +1661,119 @@ impl ModerationState {
                 .filter_map(|(k, w)| w.decision.clone().map(|d| (*k, d)))
                 .collect(),
             log: self.log().into_iter().map(|a| a.id()).collect(),
+            members: self.members(),
+            lockdowns: self.lockdowns(),
         }
     }
+
+    /// Whether `key` is a member now (rule 8): the admin, an author ever
+    /// appointed moderator or co-admin, or an author admitted by a
+    /// redemption, and not blocked community-wide. In an invite-only
+    /// community only members' posts, retractions and reports are taken.
+    pub fn is_member(&self, key: &PublicKey) -> bool {
+        let author = self.lineage.root(key);
+        if self.is_admin(&author) {
+            return true;
+        }
+        if self.block(&author, &Scope::Community).is_some() {
+            return false;
+        }
+        self.membership.admitted_at(&author).is_some()
+            || self
+                .author_roles
+                .get(&author)
+                .is_some_and(|h| h.values().any(|r| r.moderates()))
+    }
+
+    /// Every member now, by author (root key).
+    pub fn members(&self) -> BTreeSet<PublicKey> {
+        let mut out: BTreeSet<PublicKey> = self.membership.admitted().copied().collect();
+        out.extend(self.author_roles.keys().copied());
+        out.insert(self.lineage.root(&self.admin));
+        out.retain(|k| self.is_member(k));
+        out
+    }
+
+    /// When `author` (any of its keys) was first admitted by a redemption,
+    /// `None` if never (the admin and moderators are members without one).
+    pub fn admitted_at(&self, author: &PublicKey) -> Option<u64> {
+        self.membership.admitted_at(&self.lineage.root(author))
+    }
+
+    /// Every invitation in the log, with whom it admitted.
+    pub fn invitations(&self) -> Vec<Invitation> {
+        self.membership.invitations()
+    }
+
+    /// The invitation with this key, if the log holds it.
+    pub fn invitation(&self, key: &PublicKey) -> Option<Invitation> {
+        self.membership
+            .knows(key)
+            .then(|| {
+                self.invitations()
+                    .into_iter()
+                    .find(|i| i.invitation == *key)
+            })
+            .flatten()
+    }
+
+    /// The lockdown in force now in exactly `scope`, if any.
+    pub fn lockdown(&self, scope: &Scope) -> Option<&LockdownInfo> {
+        self.membership.lockdown_at(scope, u64::MAX)
+    }
+
+    /// The lockdowns in force now, community first.
+    pub fn lockdowns(&self) -> Vec<LockdownInfo> {
+        self.membership.lockdowns()
+    }
+
+    /// Whether a post by `author` in `topic` dated `post_created_at` is
+    /// held for approval by a lockdown: one in force then in the community
+    /// or that topic, with `hold_recent_days`, and the author admitted
+    /// within that many days before the post.
+    pub fn lockdown_holds(
+        &self,
+        author: &PublicKey,
+        topic: &TopicName,
+        post_created_at: u64,
+    ) -> bool {
+        self.membership
+            .holds(&self.lineage.root(author), topic, post_created_at)
+    }
+
+    /// The admission policy that judges an item dated `at_ms` (rule 9).
+    pub fn policy_at(&self, at_ms: u64) -> CommunityPolicy {
+        let effective = &self.policies;
+        if let Some((_, _, policy)) = effective
+            .iter()
+            .filter(|(at, _, _)| *at <= at_ms)
+            .max_by(|x, y| x.1.cmp(&y.1))
+        {
+            return *policy;
+        }
+        match effective.iter().min_by_key(|(at, rank, _)| (*at, *rank)) {
+            Some((at, _, policy)) if Some(*at) == self.born_at => *policy,
+            _ => CommunityPolicy::LEGACY,
+        }
+    }
+
+    /// Whether items dated `at_ms` are taken only from members.
+    pub fn invite_only_at(&self, at_ms: u64) -> bool {
+        self.policy_at(at_ms).admission == Admission::InviteOnly
+    }
+}
+
+/// Whether an action is one of the membership kinds (rule 8), applied by
+/// recomputing membership.
+fn is_membership_kind(kind: &ModActionKind) -> bool {
+    matches!(
+        kind,
+        ModActionKind::Invite { .. }
+            | ModActionKind::RevokeInvite { .. }
+            | ModActionKind::Redeem { .. }
+            | ModActionKind::Lockdown { .. }
+            | ModActionKind::LiftLockdown { .. }
+    )
 }
 
 fn target_of(kind: &ModActionKind) -> Option<Target> {
@@ -1542,6 +1821,9 @@ fn diff(before: &InForce, after: &InForce) -> Applied {
         authors_changed: false,
         co_admins_changed: false,
         manifest_changed: false,
+        members_changed: false,
+        members_joined: Vec::new(),
+        members_left: Vec::new(),
     }
 }
 

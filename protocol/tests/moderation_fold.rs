@@ -108,7 +108,21 @@ enum Kind {
     CoAdmin(usize),
     /// A key is no longer co-admin, counting its actions up to this number.
     RemoveCoAdmin(usize, Option<u64>),
+    /// An invitation (index into [`INVITATIONS`]) with uses and expiry.
+    Invite(usize, u32, u64),
+    /// Withdraw an invitation.
+    RevokeInvite(usize),
+    /// The signer redeems an invitation (co-signed by its key).
+    Redeem(usize),
+    /// A lockdown in a scope, holding members admitted this many days.
+    Lockdown(u8, Option<u32>),
+    /// Lift the lockdown of a scope.
+    Lift(u8),
 }
+
+/// Invitation keys, from fixed seeds.
+static INVITATIONS: LazyLock<Vec<Identity>> =
+    LazyLock::new(|| (50..53).map(|seed| common::identity(seed, None)).collect());
 
 /// An action to sign: who, what, when, with which sequence number, in
 /// which community.
@@ -123,6 +137,10 @@ struct Spec {
 
 impl Spec {
     fn kind(&self) -> ModActionKind {
+        self.kind_in(*COMMUNITY)
+    }
+
+    fn kind_in(&self, community: CommunityId) -> ModActionKind {
         match self.kind {
             Kind::Appoint(k) => ModActionKind::AppointModerator { key: public(k) },
             Kind::Revoke(k, upto_seq) => ModActionKind::RevokeModerator {
@@ -151,6 +169,33 @@ impl Spec {
                 key: public(k),
                 upto_seq,
             },
+            Kind::Invite(i, uses, expires_at) => ModActionKind::Invite {
+                invitation: INVITATIONS[i].public(),
+                uses,
+                expires_at,
+            },
+            Kind::RevokeInvite(i) => ModActionKind::RevokeInvite {
+                invitation: INVITATIONS[i].public(),
+            },
+            Kind::Redeem(i) => {
+                let invitation = INVITATIONS[i].public();
+                ModActionKind::Redeem {
+                    invitation,
+                    invitation_signature: INVITATIONS[i].secret.sign(
+                        &protocol::moderation::redemption_statement(
+                            &community,
+                            &invitation,
+                            &public(self.signer),
+                        ),
+                    ),
+                }
+            }
+            Kind::Lockdown(s, hold_recent_days) => ModActionKind::Lockdown {
+                scope: scope(s),
+                hold_recent_days,
+                reason: "raid".into(),
+            },
+            Kind::Lift(s) => ModActionKind::LiftLockdown { scope: scope(s) },
         }
     }
 
@@ -169,7 +214,7 @@ impl Spec {
                 &POOL[self.signer],
                 community,
                 self.seq,
-                self.kind(),
+                self.kind_in(community),
                 self.at,
             ),
         }
@@ -385,9 +430,38 @@ fn co_admin_spec() -> impl Strategy<Value = Spec> {
     ]
 }
 
+/// Invitations (by moderators, sometimes by an outsider), their
+/// revocations, redemptions by any key (often racing for one use),
+/// lockdowns and lifts: membership's actions.
+fn membership_spec() -> impl Strategy<Value = Spec> {
+    let signer = || prop::sample::select(vec![ADMIN, 1, 2, 3, OUTSIDERS[0]]);
+    let spec = |signer, kind, (at, seq)| Spec {
+        signer,
+        kind,
+        at,
+        seq,
+        other_community: false,
+    };
+    prop_oneof![
+        2 => (signer(), 0usize..3, 1u32..3, 0u64..14, when())
+            .prop_map(move |(s, i, uses, exp, w)| spec(s, Kind::Invite(i, uses, exp), w)),
+        1 => (signer(), 0usize..3, when()).prop_map(move |(s, i, w)| spec(s, Kind::RevokeInvite(i), w)),
+        4 => (any_key(), 0usize..3, when()).prop_map(move |(s, i, w)| spec(s, Kind::Redeem(i), w)),
+        1 => (signer(), 0u8..3, prop::option::of(0u32..3), when())
+            .prop_map(move |(s, sc, hold, w)| spec(s, Kind::Lockdown(sc, hold), w)),
+        1 => (signer(), 0u8..3, when()).prop_map(move |(s, sc, w)| spec(s, Kind::Lift(sc), w)),
+    ]
+}
+
 /// Any action at all.
 fn any_spec() -> impl Strategy<Value = Spec> {
-    prop_oneof![6 => honest(), 2 => junk(), 1 => succession(), 2 => co_admin_spec()]
+    prop_oneof![
+        6 => honest(),
+        2 => junk(),
+        1 => succession(),
+        2 => co_admin_spec(),
+        3 => membership_spec()
+    ]
 }
 
 fn verify_all(specs: &[Spec]) -> Vec<VerifiedModAction> {
@@ -430,7 +504,8 @@ fn apply_all(actions: &[VerifiedModAction]) -> (protocol::ModerationState, Vec<V
                 | ModerationError::CoAdminTarget { .. }
                 | ModerationError::NotAdmin { .. }
                 | ModerationError::AdminSuccessorTarget { .. }
-                | ModerationError::SuccessionNoEffect { .. },
+                | ModerationError::SuccessionNoEffect { .. }
+                | ModerationError::RedemptionNoEffect { .. },
             ) => {
                 assert_eq!(
                     state.decisions(),
@@ -468,6 +543,9 @@ fn changes(before: &protocol::ModerationState, after: &protocol::ModerationState
         authors_changed: before.lineage().effective() != after.lineage().effective(),
         co_admins_changed: before.co_admins() != after.co_admins(),
         manifest_changed: before.manifest_update() != after.manifest_update(),
+        members_changed: before.members() != after.members(),
+        members_joined: gone(&after.members(), &before.members()),
+        members_left: gone(&before.members(), &after.members()),
     }
 }
 
@@ -745,7 +823,9 @@ fn model(actions: &[VerifiedModAction]) -> Model {
             ModActionKind::Unhide { post } => win(&mut hides, *post, key, false),
             ModActionKind::Pin { post } => win(&mut pins, *post, key, true),
             ModActionKind::Unpin { post } => win(&mut pins, *post, key, false),
-            _ => unreachable!("filtered out"),
+            // Invitations, redemptions, lockdowns, manifest updates:
+            // no block, hide or pin.
+            _ => {}
         }
     }
     fn on<T: Ord>(m: BTreeMap<T, (Key, bool)>) -> BTreeSet<T> {
@@ -1292,6 +1372,9 @@ fn a_late_appointment_of_the_target_lifts_a_moderators_block() {
         state.apply(&appoint_x),
         Ok(Applied {
             unblocked: vec![(public(x), Scope::Community)],
+            // x, a moderator, is a member (it always was: the block ended).
+            members_changed: true,
+            members_joined: vec![public(x)],
             moderators_changed: true,
             ..Applied::default()
         })
@@ -1655,6 +1738,9 @@ fn an_action_that_arrives_before_its_signers_appointment_takes_effect_with_it() 
             newly_blocked: vec![(public(x), Scope::Community)],
             newly_hidden: vec![post(1)],
             moderators_changed: true,
+            // m became a member by the appointment, x stopped by the block.
+            members_changed: true,
+            members_joined: vec![public(m)],
             ..Applied::default()
         }
     );
@@ -2198,4 +2284,245 @@ fn a_co_admin_change_travels_with_its_own_version_byte() {
         protocol::Message::decode(&bytes).expect("decodes"),
         protocol::Message::Moderation(action)
     );
+}
+
+// ---------------------------------------------------------------------
+// Membership (rule 8), policy per time (rule 9), manifest updates
+// ---------------------------------------------------------------------
+
+/// Index of the one-use invitation in most tests below.
+const INV: usize = 0;
+
+fn redeem(signer: usize, at: u64) -> VerifiedModAction {
+    spec(signer, Kind::Redeem(INV), at, 0)
+}
+
+fn invite(uses: u32, expires_at: u64, at: u64) -> VerifiedModAction {
+    spec(ADMIN, Kind::Invite(INV, uses, expires_at), at, 0)
+}
+
+#[test]
+fn a_redemption_admits_its_signer_only_with_a_known_invitation() {
+    let x = OUTSIDERS[0];
+    let r = redeem(x, 5);
+    let mut state = protocol::ModerationState::new(*COMMUNITY, admin());
+    assert!(matches!(
+        state.apply(&r),
+        Err(ModerationError::RedemptionNoEffect { .. })
+    ));
+    assert!(!state.is_member(&public(x)));
+    let applied = state.apply(&invite(1, 100, 1)).expect("the admin invites");
+    assert!(applied.members_changed, "the waiting redemption admits");
+    assert!(state.is_member(&public(x)));
+    assert_eq!(state.admitted_at(&public(x)), Some(5));
+    assert_eq!(state, fold(&[r, invite(1, 100, 1)]));
+    // An invitation by a key that does not moderate admits nobody.
+    let by_outsider = spec(OUTSIDERS[1], Kind::Invite(INV, 1, 100), 1, 0);
+    assert!(!fold(&[by_outsider, redeem(x, 5)]).is_member(&public(x)));
+}
+
+#[test]
+fn racing_redemptions_of_a_one_use_invitation_admit_the_same_one_in_every_order() {
+    let (x, y) = (OUTSIDERS[0], OUTSIDERS[1]);
+    let actions = vec![invite(1, 100, 1), redeem(y, 7), redeem(x, 6)];
+    let state = same_in_every_order(&actions);
+    assert!(state.is_member(&public(x)), "the earlier redemption wins");
+    assert!(!state.is_member(&public(y)));
+    // Same time: the lesser key wins.
+    let tie = same_in_every_order(&[invite(1, 100, 1), redeem(y, 6), redeem(x, 6)]);
+    let first = public(x).min(public(y));
+    assert!(tie.is_member(&first));
+    assert_eq!(tie.invitations()[0].admitted.len(), 1);
+    // A later-arriving, earlier-dated redemption displaces the admitted one.
+    let mut state = fold(&[invite(1, 100, 1), redeem(y, 7)]);
+    assert!(state.is_member(&public(y)));
+    let applied = state.apply(&redeem(x, 6)).expect("it admits");
+    assert!(applied.members_changed);
+    assert!(!state.is_member(&public(y)));
+    // Two uses admit both.
+    let two = same_in_every_order(&[invite(2, 100, 1), redeem(y, 7), redeem(x, 6)]);
+    assert!(two.is_member(&public(x)) && two.is_member(&public(y)));
+}
+
+#[test]
+fn an_expired_or_revoked_invitation_admits_nobody() {
+    let x = OUTSIDERS[0];
+    assert!(!fold(&[invite(1, 5, 1), redeem(x, 6)]).is_member(&public(x)));
+    assert!(fold(&[invite(1, 6, 1), redeem(x, 6)]).is_member(&public(x)));
+    let revoke = spec(1, Kind::RevokeInvite(INV), 4, 0);
+    let appoint = spec(ADMIN, Kind::Appoint(1), 0, 0);
+    let revoked = same_in_every_order(&[appoint.clone(), invite(1, 100, 1), revoke, redeem(x, 6)]);
+    assert!(!revoked.is_member(&public(x)));
+    assert!(revoked.invitations()[0].revoked_at == Some(4));
+    // A redemption dated before the revocation still counts.
+    let before = fold(&[
+        appoint,
+        invite(1, 100, 1),
+        spec(1, Kind::RevokeInvite(INV), 9, 0),
+        redeem(x, 6),
+    ]);
+    assert!(before.is_member(&public(x)));
+}
+
+#[test]
+fn a_lockdown_stops_a_redemption_dated_after_it_and_lifting_lets_the_next_in() {
+    let (x, y) = (OUTSIDERS[0], OUTSIDERS[1]);
+    let lock = spec(ADMIN, Kind::Lockdown(0, None), 3, 1);
+    let lift = spec(ADMIN, Kind::Lift(0), 8, 2);
+    let state = same_in_every_order(&[invite(1, 100, 1), lock.clone(), redeem(x, 5)]);
+    assert!(!state.is_member(&public(x)));
+    assert_eq!(state.lockdowns().len(), 1);
+    let lifted = same_in_every_order(&[
+        invite(1, 100, 1),
+        lock.clone(),
+        redeem(x, 5),
+        lift.clone(),
+        redeem(y, 9),
+    ]);
+    assert!(!lifted.is_member(&public(x)));
+    assert!(
+        lifted.is_member(&public(y)),
+        "the next one in after the lift"
+    );
+    assert!(lifted.lockdowns().is_empty());
+    // A topic lockdown stops no admission.
+    let topic_lock = spec(ADMIN, Kind::Lockdown(1, Some(2)), 3, 1);
+    let state = fold(&[invite(1, 100, 1), topic_lock, redeem(x, 5)]);
+    assert!(state.is_member(&public(x)));
+    // ...but holds the posts of members admitted within its days.
+    let hold = spec(ADMIN, Kind::Lockdown(1, Some(2)), 6, 3);
+    let state = fold(&[invite(1, 100, 1), hold, redeem(x, 5)]);
+    assert!(state.lockdown_holds(&public(x), &burnout(), 7));
+    assert!(!state.lockdown_holds(&public(x), &common::topic("grief"), 7));
+    assert!(
+        !state.lockdown_holds(&public(x), &burnout(), 5),
+        "before it"
+    );
+    assert!(!state.lockdown_holds(&public(ADMIN), &burnout(), 7));
+    let three_days = 5 + 3 * protocol::membership::DAY_MS;
+    assert!(!state.lockdown_holds(&public(x), &burnout(), three_days));
+}
+
+#[test]
+fn a_community_block_ends_membership_and_an_unblock_restores_it() {
+    let x = OUTSIDERS[0];
+    let mut state = fold(&[invite(1, 100, 1), redeem(x, 5)]);
+    let applied = state.apply(&spec(ADMIN, Kind::Block(x, 0), 6, 1)).unwrap();
+    assert!(applied.members_changed);
+    assert!(!state.is_member(&public(x)));
+    // A topic block does not end membership.
+    let topic = fold(&[
+        invite(1, 100, 1),
+        redeem(x, 5),
+        spec(ADMIN, Kind::Block(x, 1), 6, 1),
+    ]);
+    assert!(topic.is_member(&public(x)));
+    let applied = state
+        .apply(&spec(ADMIN, Kind::Unblock(x, 0), 7, 2))
+        .unwrap();
+    assert!(applied.members_changed);
+    assert!(state.is_member(&public(x)));
+    // A new key of a blocked member's own making is not a member.
+    let state = fold(&[
+        invite(1, 100, 1),
+        redeem(x, 5),
+        spec(ADMIN, Kind::Block(x, 0), 6, 1),
+    ]);
+    assert!(!state.is_member(&public(FRESH[0])));
+}
+
+#[test]
+fn a_successor_key_keeps_membership() {
+    let x = OUTSIDERS[0];
+    let succeed = spec(x, Kind::Succeed(FRESH[0]), 6, 1);
+    let state = same_in_every_order(&[invite(1, 100, 1), redeem(x, 5), succeed]);
+    assert!(state.is_member(&public(FRESH[0])));
+    assert_eq!(state.admitted_at(&public(FRESH[0])), Some(5));
+    // The successor redeeming the same invitation again uses nothing more.
+    let again = spec(FRESH[0], Kind::Redeem(INV), 7, 0);
+    let state = fold(&[
+        invite(1, 100, 1),
+        redeem(x, 5),
+        spec(x, Kind::Succeed(FRESH[0]), 6, 1),
+        again,
+    ]);
+    assert_eq!(state.invitations()[0].admitted.len(), 1);
+}
+
+#[test]
+fn moderators_and_the_admin_are_members_without_an_invitation() {
+    let state = fold(&[
+        spec(ADMIN, Kind::Appoint(1), 1, 0),
+        spec(ADMIN, Kind::Appoint(2), 1, 1),
+        spec(ADMIN, Kind::Revoke(2, None), 2, 2),
+    ]);
+    assert!(state.is_member(&admin()));
+    assert!(state.is_member(&public(1)));
+    assert!(
+        state.is_member(&public(2)),
+        "a revoked moderator stays a member"
+    );
+    assert!(!state.is_member(&public(OUTSIDERS[0])));
+}
+
+fn manifest(version: u64, invite_only: bool, at: u64, signer: usize) -> VerifiedModAction {
+    let policy = if invite_only {
+        protocol::CommunityPolicy::NEW_COMMUNITY
+    } else {
+        protocol::CommunityPolicy::LEGACY
+    };
+    ModAction::create(
+        &POOL[signer],
+        *COMMUNITY,
+        version,
+        ModActionKind::UpdateManifest {
+            version,
+            rules: format!("rules v{version}"),
+            policy,
+        },
+        at,
+    )
+    .expect("valid")
+    .verify(&ValidationContext {
+        community: *COMMUNITY,
+        now_ms: 1_000,
+    })
+    .expect("verifies")
+}
+
+#[test]
+fn the_newest_manifest_version_wins_and_an_older_one_replayed_changes_nothing() {
+    let v1 = manifest(1, true, 1, ADMIN);
+    let v2 = manifest(2, false, 5, ADMIN);
+    let mut state = same_in_every_order(&[v1.clone(), v2.clone()]);
+    let m = state.manifest_update().expect("an update");
+    assert_eq!((m.version, m.rules.as_str()), (2, "rules v2"));
+    assert_eq!(state.apply(&v1), Err(ModerationError::Duplicate));
+    // An older version dated later changes nothing either.
+    let old_late = manifest(1, true, 9, ADMIN);
+    let applied = state.apply(&old_late).expect("kept");
+    assert!(!applied.manifest_changed);
+    assert_eq!(state.manifest_update().map(|m| m.version), Some(2));
+    // A non-admin's update has no effect, even a moderator's.
+    let by_mod = manifest(7, true, 9, 1);
+    let mut with_mod = fold(&[spec(ADMIN, Kind::Appoint(1), 0, 0), v2.clone()]);
+    assert!(with_mod.apply(&by_mod).is_err());
+    assert_eq!(with_mod.manifest_update().map(|m| m.version), Some(2));
+}
+
+#[test]
+fn the_policy_of_an_items_time_is_the_update_in_force_then() {
+    let born = 1;
+    let v1 = manifest(1, true, born, ADMIN);
+    let v2 = manifest(2, false, 5, ADMIN);
+    let state = fold(&[v1.clone(), v2.clone()]).born_at(born);
+    assert!(state.invite_only_at(0), "born invite-only: its whole past");
+    assert!(state.invite_only_at(4));
+    assert!(!state.invite_only_at(5));
+    // An open community switched to invite-only keeps its open era.
+    let switched = fold(&[manifest(1, true, 5, ADMIN)]).born_at(born);
+    assert!(!switched.invite_only_at(4));
+    assert!(switched.invite_only_at(5));
+    // Without an update: legacy (open).
+    assert!(!fold(&[]).born_at(born).invite_only_at(10));
 }

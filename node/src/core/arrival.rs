@@ -292,6 +292,9 @@ impl Core {
                 if origin == Origin::Gossip && !self.limits.signer_log.allow(&r.author) {
                     return Err(Refusal::Flood("the author's retractions"));
                 }
+                if let Some(refusal) = self.admission_refusal(&r.author, r.created_at) {
+                    return Err(refusal);
+                }
                 // A retraction binds only its author's post. One that does
                 // not match the post held here is not stored (no penalty:
                 // a node without the post cannot tell).
@@ -461,6 +464,9 @@ impl Core {
         if self.moderation.hidden(&id).is_some() {
             return refuse(Refusal::Moderation("a moderator hid this post".into()));
         }
+        if let Some(refusal) = self.admission_refusal(&post.author, post.created_at) {
+            return refuse(refusal);
+        }
         if batch.ids.contains(&id) {
             return Err(Ok(Outcome::Duplicate));
         }
@@ -560,6 +566,7 @@ impl Core {
         // again over the whole folded state at every start, so a crash in
         // between leaves nothing shown that should not be.
         self.enforce(&applied)?;
+        self.enforce_membership(&applied)?;
         self.emit(NodeEvent::Moderation {
             id: action.id().to_string(),
         });

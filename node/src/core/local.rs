@@ -55,12 +55,18 @@ impl Core {
     /// The community's name, id, admin and rules.
     pub fn community_view(&self) -> CommunityView {
         let m = &self.manifest.content;
+        let update = self.moderation.manifest_update();
+        let policy = self.moderation.policy();
         CommunityView {
             name: m.name.clone(),
             id: self.community.to_string(),
             admin: m.admin.to_string(),
-            rules: m.rules.clone(),
+            rules: update.map_or_else(|| m.rules.clone(), |u| u.rules.clone()),
             created_at: m.created_at,
+            admission: crate::moderation_view::admission_text(policy.admission).into(),
+            probation_posts: policy.probation_posts,
+            rules_version: update.map(|u| u.version),
+            lockdowns: crate::moderation_view::lockdown_views(&self.moderation),
         }
     }
 

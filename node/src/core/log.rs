@@ -61,7 +61,8 @@ pub(crate) fn load_log(
         }
     }
     Ok(StoredLog {
-        moderation: ModerationState::fold(community, manifest.content.admin, actions.iter()),
+        moderation: ModerationState::fold(community, manifest.content.admin, actions.iter())
+            .born_at(manifest.content.created_at),
         reports,
         report_count,
     })

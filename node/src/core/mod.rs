@@ -11,6 +11,7 @@
 //! run on tokio's blocking pool against a snapshot ([`reads::Reader`],
 //! [`sync::Responder`]), so neither waits for the core either.
 
+mod admission;
 pub mod arrival;
 mod clock;
 mod enforce;

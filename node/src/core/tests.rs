@@ -1032,3 +1032,222 @@ fn a_co_admins_appointment_counts_and_nobody_blocks_the_co_admin() {
         .is_none());
     assert_eq!(core.mod_list().co_admins, vec![co.public().to_string()]);
 }
+
+// ---------------------------------------------------------------------
+// Admission (issue 18): invite-only communities
+// ---------------------------------------------------------------------
+
+impl World {
+    /// The admin's manifest update `version` with this admission mode (no
+    /// probation), dated `at`.
+    fn policy(&self, version: u64, invite_only: bool, at: u64) -> Message {
+        let policy = protocol::CommunityPolicy {
+            admission: if invite_only {
+                protocol::Admission::InviteOnly
+            } else {
+                protocol::Admission::Open
+            },
+            probation_posts: 0,
+        };
+        let kind = ModActionKind::UpdateManifest {
+            version,
+            rules: format!("rules v{version}"),
+            policy,
+        };
+        self.action(&self.admin, 100 + version, kind, at)
+    }
+
+    /// The admin's invitation with key `invitation`.
+    fn invite(&self, invitation: &protocol::SecretKey, uses: u32, at: u64) -> Message {
+        let kind = ModActionKind::Invite {
+            invitation: invitation.public(),
+            uses,
+            expires_at: at + 7 * protocol::membership::DAY_MS,
+        };
+        self.action(&self.admin, 200 + at % 1000, kind, at)
+    }
+
+    /// `who` redeems the invitation with key `invitation`.
+    fn redeem(&self, who: &Identity, invitation: &protocol::SecretKey, at: u64) -> Message {
+        let statement = protocol::moderation::redemption_statement(
+            &self.community(),
+            &invitation.public(),
+            &who.public(),
+        );
+        let kind = ModActionKind::Redeem {
+            invitation: invitation.public(),
+            invitation_signature: invitation.sign(&statement),
+        };
+        self.action(who, 1, kind, at)
+    }
+}
+
+fn not_admitted(core: &mut Core, m: &Message, now: u64) -> bool {
+    let outcome = core.arrive_encoded(&[m.encode()], Origin::Sync, now);
+    matches!(outcome.as_slice(), [Err(Refusal::NotAdmitted(_))])
+}
+
+fn stored_by_sync(core: &mut Core, m: &Message, now: u64) -> bool {
+    let outcome = core.arrive_encoded(&[m.encode()], Origin::Sync, now);
+    matches!(outcome.as_slice(), [Ok(Outcome::Stored)])
+}
+
+#[test]
+fn a_non_member_is_refused_until_admitted_and_a_community_block_ends_it() {
+    let w = World::new();
+    let mut core = w.core();
+    // Born invite-only: the update is dated at the manifest's creation.
+    assert_eq!(
+        gossip(&mut core, &w.policy(1, true, T0), T0),
+        Verdict::Accept
+    );
+    let stranger = Identity::generate(None);
+    let early = w.post(&stranger, "hello?", T0 + 10);
+    // Ignored (no penalty), by gossip and by sync alike, and not stored.
+    assert_eq!(gossip(&mut core, &early, T0 + 10), Verdict::Ignore);
+    assert!(not_admitted(&mut core, &early, T0 + 10));
+    assert_eq!(core.store().count_topic(&w.topic).unwrap(), 0);
+    let retraction = Message::Retraction(Retraction::create(
+        &stranger.secret,
+        w.community(),
+        id_of(&early),
+        T0 + 11,
+    ));
+    assert!(not_admitted(&mut core, &retraction, T0 + 11));
+    // Admitted by a redemption that arrives before its invitation.
+    let invitation = protocol::SecretKey::generate();
+    let redeem = w.redeem(&stranger, &invitation, T0 + 20);
+    assert_eq!(gossip(&mut core, &redeem, T0 + 20), Verdict::Ignore);
+    assert!(!core.moderation().is_member(&stranger.public()));
+    core.take_effects();
+    assert_eq!(
+        gossip(&mut core, &w.invite(&invitation, 1, T0 + 5), T0 + 20),
+        Verdict::Accept
+    );
+    assert!(core.moderation().is_member(&stranger.public()));
+    // What was refused may come back from peers.
+    assert!(core.take_effects().contains(&Effect::SyncWithAll));
+    // The redemption, kept in memory while it waited, is stored when
+    // offered again.
+    assert!(stored_by_sync(&mut core, &redeem, T0 + 21));
+    assert!(stored_by_sync(&mut core, &early, T0 + 21));
+    // A community block ends the membership and deletes the posts.
+    let block = w.action(
+        &w.admin,
+        2,
+        ModActionKind::Block {
+            author: stranger.public(),
+            scope: Scope::Community,
+            reason: "harassment".into(),
+        },
+        T0 + 30,
+    );
+    assert_eq!(gossip(&mut core, &block, T0 + 30), Verdict::Accept);
+    assert!(!core.moderation().is_member(&stranger.public()));
+    assert_eq!(core.store().count_topic(&w.topic).unwrap(), 0);
+    // A fresh key of the blocked person is not a member.
+    let fresh = Identity::generate(None);
+    assert!(not_admitted(
+        &mut core,
+        &w.post(&fresh, "it's me again", T0 + 40),
+        T0 + 40
+    ));
+}
+
+#[test]
+fn posts_of_the_open_era_stay_when_the_community_turns_invite_only() {
+    let w = World::new();
+    let mut core = w.core();
+    let someone = Identity::generate(None);
+    let open_era = w.post(&someone, "from the open days", T0 + 10);
+    assert_eq!(gossip(&mut core, &open_era, T0 + 10), Verdict::Accept);
+    assert_eq!(
+        gossip(&mut core, &w.policy(1, true, T0 + 20), T0 + 20),
+        Verdict::Accept
+    );
+    assert_eq!(core.store().count_topic(&w.topic).unwrap(), 1);
+    assert!(not_admitted(
+        &mut core,
+        &w.post(&someone, "after", T0 + 30),
+        T0 + 30
+    ));
+    // Switched back to open: content of the new open era comes by sync.
+    core.take_effects();
+    assert_eq!(
+        gossip(&mut core, &w.policy(2, false, T0 + 40), T0 + 40),
+        Verdict::Accept
+    );
+    assert!(core.take_effects().contains(&Effect::SyncWithAll));
+    let open_again = w.post(&someone, "open again", T0 + 45);
+    assert!(stored_by_sync(&mut core, &open_again, T0 + 45));
+    // What was dated in the invite-only era stays refused.
+    assert!(not_admitted(
+        &mut core,
+        &w.post(&someone, "after", T0 + 30),
+        T0 + 45
+    ));
+}
+
+#[test]
+fn an_earlier_redemption_arriving_late_takes_the_use_and_the_loser_loses_its_posts() {
+    let w = World::new();
+    let mut core = w.core();
+    gossip(&mut core, &w.policy(1, true, T0), T0);
+    let invitation = protocol::SecretKey::generate();
+    gossip(&mut core, &w.invite(&invitation, 1, T0 + 5), T0 + 5);
+    let (x, y) = (Identity::generate(None), Identity::generate(None));
+    assert_eq!(
+        gossip(&mut core, &w.redeem(&y, &invitation, T0 + 20), T0 + 20),
+        Verdict::Accept
+    );
+    assert_eq!(
+        gossip(&mut core, &w.post(&y, "hi", T0 + 30), T0 + 30),
+        Verdict::Accept
+    );
+    // x redeemed first (by date): x is the one admitted, on every node.
+    assert_eq!(
+        gossip(&mut core, &w.redeem(&x, &invitation, T0 + 10), T0 + 31),
+        Verdict::Accept
+    );
+    assert!(core.moderation().is_member(&x.public()));
+    assert!(!core.moderation().is_member(&y.public()));
+    assert_eq!(core.store().count_topic(&w.topic).unwrap(), 0);
+}
+
+#[test]
+fn queued_admission_work_is_done_at_start_and_a_waiting_redemption_is_kept_in_the_log() {
+    let w = World::new();
+    let store = Store::temporary().unwrap();
+    let newcomer = Identity::generate(None);
+    let mut core = w.core_on(store.clone(), &newcomer);
+    let invitation = protocol::SecretKey::generate();
+    let work = [crate::admission::AdmissionWork::Redeem(
+        invitation.to_bytes(),
+    )];
+    assert!(core.settle_admission(&work, T0 + 50));
+    // Its invitation is not known here yet: kept in the log, gossiped.
+    assert!(gossiped(&mut core)
+        .iter()
+        .any(|m| matches!(m, Message::Moderation(a) if matches!(a.content.kind, ModActionKind::Redeem { .. }))));
+    drop(core);
+    let mut core = w.core_on(store.clone(), &newcomer);
+    assert_eq!(core.moderation().pending().len(), 1, "folded from the log");
+    // Doing it again signs nothing new.
+    assert!(core.settle_admission(&work, T0 + 60));
+    assert!(gossiped(&mut core).is_empty());
+    gossip(&mut core, &w.policy(1, true, T0), T0 + 70);
+    gossip(&mut core, &w.invite(&invitation, 1, T0 + 5), T0 + 70);
+    assert!(core.moderation().is_member(&newcomer.public()));
+    // The admin's first update is dated at the manifest's creation.
+    let admin_core = &mut w.core_on(Store::temporary().unwrap(), &w.admin);
+    let first = [crate::admission::AdmissionWork::FirstManifest(
+        protocol::CommunityPolicy::NEW_COMMUNITY,
+    )];
+    assert!(admin_core.settle_admission(&first, T0 + 80));
+    let update = admin_core
+        .moderation()
+        .manifest_update()
+        .expect("published");
+    assert_eq!((update.version, update.decision.at), (1, T0));
+    assert!(admin_core.moderation().invite_only_at(T0 - 1));
+}

@@ -977,6 +977,9 @@ impl EventLoop {
             Command::Invite(r) => {
                 let _ = r.send(self.invite_code());
             }
+            Command::AdmissionInvite(seed, r) => {
+                let _ = r.send(self.invite_code_with(Some(*seed)));
+            }
             Command::Dial(addr, r) => {
                 let _ = r.send(self.dial_addr(&addr));
             }

@@ -154,8 +154,15 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         let identity = identity.clone();
         let manifest = manifest.clone();
         let events = events.clone();
+        let data = data.clone();
         tokio::task::spawn_blocking(move || {
-            let core = Core::open(store, identity, manifest, events, core_config)?;
+            let mut core = Core::open(store, identity, manifest, events, core_config)?;
+            // Work asked for while no node ran: the first manifest update
+            // of a new community, the redemption of an invitation.
+            let work = crate::admission::pending(&data)?;
+            if !work.is_empty() && core.settle_admission(&work, now_ms()) {
+                crate::admission::clear(&data)?;
+            }
             let joined = core.joined().clone();
             Ok::<_, NodeError>((core, joined))
         })

@@ -547,6 +547,18 @@ impl Store {
         author: &PublicKey,
         scope: &Scope,
     ) -> Result<Vec<(PostId, TopicName)>, StoreError> {
+        self.delete_author_posts_dated(author, scope, |_| true)
+    }
+
+    /// [`delete_author_posts`](Self::delete_author_posts) of the posts
+    /// whose `created_at` passes `dated`: when a member's membership ends,
+    /// only their posts of the community's invite-only eras go.
+    pub fn delete_author_posts_dated(
+        &self,
+        author: &PublicKey,
+        scope: &Scope,
+        dated: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(PostId, TopicName)>, StoreError> {
         let b = self.b();
         let mut victims = Vec::new();
         let in_topic = match scope {
@@ -566,7 +578,7 @@ impl Store {
                 None => true,
                 Some(t) => parse_tag(&topic).as_ref() == Some(t),
             };
-            if in_scope {
+            if in_scope && dated(key.created_at) {
                 victims.push(PostId(key.id));
             }
         }

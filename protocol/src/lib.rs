@@ -20,6 +20,7 @@ pub mod lineage;
 pub mod message;
 pub mod moderation;
 pub mod post;
+pub mod probation;
 pub mod report;
 pub mod retraction;
 pub mod sigcheck;

@@ -17,6 +17,7 @@ mod enforce;
 pub mod limits;
 mod local;
 mod log;
+pub mod probation;
 pub(crate) mod pulls;
 pub mod reads;
 pub mod sync;

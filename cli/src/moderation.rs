@@ -90,9 +90,25 @@ pub(crate) enum ModCommand {
         #[arg(long, value_name = "TOPIC")]
         topic: Option<String>,
     },
+    /// Show a post waiting for approval to every member (a new member's
+    /// first posts wait: see `mod queue`).
+    Approve {
+        /// The post's id, short or full (as `mod queue` prints it).
+        post: String,
+    },
+    /// Refuse a post waiting for approval: it is deleted everywhere, and
+    /// only its author sees the reason.
+    Reject {
+        /// The post's id, short or full.
+        post: String,
+        /// Why (shown to its author).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Show moderators, blocks, hidden and pinned posts and the public log.
     List,
-    /// Show the reports this node can read (admin and moderators).
+    /// Show the reports this node can read and the posts waiting for
+    /// approval (admin and moderators).
     Queue,
 }
 
@@ -129,6 +145,10 @@ pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
             return crate::invitations::lockdown(ctx, topic, true, None, None).await
         }
         ModCommand::Queue => return queue(ctx).await,
+        ModCommand::Approve { post } => return crate::approval::decide(ctx, post, None).await,
+        ModCommand::Reject { post, reason } => {
+            return crate::approval::decide(ctx, post, Some(reason)).await
+        }
         ModCommand::Appoint { key } => (
             Request::ModAppoint { key: key.clone() },
             format!("Appointed {} as a moderator", output::fingerprint(&key)),
@@ -231,7 +251,9 @@ fn check(command: &ModCommand) -> Result<()> {
         ModCommand::Hide { post, .. }
         | ModCommand::Unhide { post }
         | ModCommand::Pin { post }
-        | ModCommand::Unpin { post } => args::post_id(post),
+        | ModCommand::Unpin { post }
+        | ModCommand::Approve { post }
+        | ModCommand::Reject { post, .. } => args::post_id(post),
         ModCommand::List
         | ModCommand::Queue
         | ModCommand::Lockdown { .. }
@@ -339,6 +361,7 @@ async fn queue(ctx: &Ctx) -> Result<()> {
     if reports.is_empty() {
         line("No reports.")?;
     }
+
     let now = node::now_ms();
     for r in &reports {
         line(format!(
@@ -350,5 +373,6 @@ async fn queue(ctx: &Ctx) -> Result<()> {
             reason_text(Some(r.reason.as_str()))
         ))?;
     }
-    Ok(())
+    // The posts waiting for approval come after the reports.
+    crate::approval::held_section(ctx).await
 }

@@ -161,6 +161,10 @@ pub(crate) fn post_lines(post: &PostView, depth: usize, style: Style, mark_reply
     if post.pinned {
         header.push_str(" · pinned");
     }
+    if post.held {
+        header
+            .push_str(" · waiting for a moderator's approval (only you and the moderators see it)");
+    }
     if mark_reply {
         if let Some(parent) = &post.parent {
             header.push_str(&format!(" · reply to {}", short_id(parent)));
@@ -180,7 +184,8 @@ pub(crate) fn post_lines(post: &PostView, depth: usize, style: Style, mark_reply
             .map(clean_line)
             .filter(|r| !r.trim().is_empty())
             .unwrap_or_else(|| "no reason given".into());
-        out.push(format!("{body_pad}[hidden by {by}: {reason}]"));
+        let what = if post.rejected { "rejected" } else { "hidden" };
+        out.push(format!("{body_pad}[{what} by {by}: {reason}]"));
     } else {
         let body = post.body.as_deref().map(clean).unwrap_or_default();
         match &post.content_warning {
@@ -276,6 +281,8 @@ mod tests {
             hidden_by: None,
             hidden_reason: None,
             pinned: false,
+            held: false,
+            rejected: false,
         }
     }
 

@@ -31,6 +31,14 @@ pub struct PostView {
     pub hidden_reason: Option<String>,
     /// Whether a moderator pinned it.
     pub pinned: bool,
+    /// Whether it waits for a moderator's approval (probation): only its
+    /// author and the moderators are shown such a post.
+    #[serde(default)]
+    pub held: bool,
+    /// Whether a moderator rejected it (then `hidden` too): only its
+    /// author is shown its notice.
+    #[serde(default)]
+    pub rejected: bool,
 }
 
 /// A key with its pseudonym, as shown in the moderation log.

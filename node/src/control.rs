@@ -87,6 +87,9 @@
 //! | `mod_unpin` | `post` | `{"id": action id}` |
 //! | `mod_list` | | `ModListView`: `{admin, moderators, blocks, hidden, pinned, log}` |
 //! | `mod_queue` | | `[ReportView]`: `[{id, post, reporter, reason, at}]` |
+//! | `mod_held` | | `[PostView]`: posts waiting for approval in the joined topics, oldest first (empty unless this node is the admin or a moderator) |
+//! | `mod_approve` | `post` | `{"id": action id}` (a post waiting for approval) |
+//! | `mod_reject` | `post`, `reason?` | `{"id": action id}` (a post waiting for approval) |
 //! | `sync` | | `null` (a sync round with every connected peer has started) |
 //! | `connect` | `addr` (a multiaddress) | `ConnectView`: `{peer_id, address, already_connected}`, once connected (at most 20 s) |
 //! | `shutdown` | | `null` (the node flushes its store and stops) |
@@ -95,8 +98,10 @@
 //! The views are the types of [`crate::api`], serialised with their field
 //! names; times are ms since the Unix epoch. A `PostView` is `{id, topic,
 //! author, author_name, created_at, parent, content_warning, body, hidden,
-//! hidden_by, hidden_reason, pinned}`, where `hidden_by` is `null` or
-//! `{key, name}`.
+//! hidden_by, hidden_reason, pinned, held, rejected}`, where `hidden_by` is
+//! `null` or `{key, name}`; `held`: it waits for a moderator's approval
+//! (only its author and moderators are shown it); `rejected`: a moderator
+//! rejected it (only its author is shown its notice).
 //!
 //! Example: `{"cmd": "post", "topic": "burnout", "body": "hello"}`.
 //!
@@ -374,6 +379,21 @@ pub enum Request {
     ModList,
     /// Reports this (moderator) node can read.
     ModQueue,
+    /// Moderator: posts waiting for approval (probation).
+    ModHeld,
+    /// Moderator: approve a post waiting for approval.
+    ModApprove {
+        /// Full or short post id.
+        post: String,
+    },
+    /// Moderator: reject a post waiting for approval (deleted everywhere).
+    ModReject {
+        /// Full or short post id.
+        post: String,
+        /// Why (shown to its author).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Start a sync round with every connected peer.
     Sync,
     /// Flush and stop the node.
@@ -471,6 +491,7 @@ impl Request {
                 | Request::InviteList
                 | Request::ModList
                 | Request::ModQueue
+                | Request::ModHeld
                 | Request::Follow { .. }
         )
     }
@@ -1197,6 +1218,19 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
         }
         Request::ModList => to_value(handle.mod_list().await.map_err(e)?),
         Request::ModQueue => to_value(handle.mod_queue().await.map_err(e)?),
+        Request::ModHeld => to_value(handle.held_posts().await.map_err(e)?),
+        Request::ModApprove { post } => {
+            let post = post_id(handle, &post).await?;
+            Ok(id_result(handle.approve(post).await.map_err(e)?))
+        }
+        Request::ModReject { post, reason } => {
+            let post = post_id(handle, &post).await?;
+            let id = handle
+                .reject(post, reason.unwrap_or_default())
+                .await
+                .map_err(e)?;
+            Ok(id_result(id))
+        }
         Request::Sync => {
             handle.sync_now().await.map_err(e)?;
             Ok(Value::Null)

@@ -328,6 +328,25 @@ impl NodeHandle {
         self.core.call(|c| Ok(c.mod_queue())).await
     }
 
+    /// Posts waiting for a moderator's approval in the joined topics,
+    /// oldest first (moderators only).
+    pub async fn held_posts(&self) -> Result<Vec<PostView>, NodeError> {
+        self.core.call(|c| c.held_posts(now_ms())).await
+    }
+
+    /// Approves a post waiting for approval (moderators).
+    pub async fn approve(&self, post: PostId) -> Result<ActionId, NodeError> {
+        self.core.write(move |c| c.approve(post, now_ms())).await
+    }
+
+    /// Rejects a post waiting for approval (moderators): deleted
+    /// everywhere like a hide.
+    pub async fn reject(&self, post: PostId, reason: String) -> Result<ActionId, NodeError> {
+        self.core
+            .write(move |c| c.reject(post, reason, now_ms()))
+            .await
+    }
+
     /// Mutes (`true`) or unmutes an author for this node alone.
     pub async fn mute(&self, author: PublicKey, muted: bool) -> Result<(), NodeError> {
         self.core.call(move |c| c.mute(author, muted)).await

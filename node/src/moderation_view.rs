@@ -67,7 +67,7 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
             format!("lifted the lockdown of {}", scope_text(scope)),
             None,
         ),
-        ModActionKind::Approve { post } => (format!("approved post {post}"), None),
+        ModActionKind::Approve { post, .. } => (format!("approved post {post}"), None),
         ModActionKind::Reject { post, reason } => {
             (format!("rejected post {post}"), Some(reason.clone()))
         }

@@ -138,6 +138,8 @@ pub(crate) fn post_view(post: &SignedPost, names: &mut AuthorNames<'_>) -> PostV
         hidden_by: None,
         hidden_reason: None,
         pinned: moderation.is_pinned(&id),
+        held: moderation.is_held(&id, &p.author, p.created_at),
+        rejected: false,
     }
 }
 
@@ -158,5 +160,7 @@ pub(crate) fn tombstone_view(t: &Tombstone, names: &mut AuthorNames<'_>) -> Post
         hidden_by: hide.map(|h| actor(&h.by, h.by_name.as_deref())),
         hidden_reason: hide.map(|h| h.reason.clone()),
         pinned: false,
+        held: false,
+        rejected: names.moderation.rejected(&t.id).is_some(),
     }
 }

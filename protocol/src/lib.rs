@@ -21,6 +21,7 @@ pub mod membership;
 pub mod message;
 pub mod moderation;
 pub mod post;
+pub mod probation;
 pub mod report;
 pub mod retraction;
 pub mod secret;

@@ -187,10 +187,15 @@ pub enum ModActionKind {
         scope: Scope,
     },
     /// Moderator: a post held for approval (probation, lockdown) is shown
-    /// to everyone.
+    /// to everyone, and counts toward its author's probation
+    /// ([`crate::probation`]).
     Approve {
         /// The post.
         post: PostId,
+        /// The post's author, as the approving node read it from the post:
+        /// the approval counts for this author, so that every node counts
+        /// alike without holding the post.
+        author: PublicKey,
     },
     /// Moderator: a held post is refused and deleted everywhere, like a
     /// hide.

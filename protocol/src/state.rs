@@ -60,7 +60,7 @@
 //!      (`CoAdminTarget`: nobody blocks a co-admin; the admin removes the
 //!      co-admin first, then blocks).
 //! 5. For each target — `(author, scope)` for block/unblock, the post for
-//!    hide/unhide, the post for pin/unpin — the effective action with the
+//!    hide/unhide/reject, the post for pin/unpin — the effective action with the
 //!    greatest order key `(created_at, signer, seq, action id)` wins (the id
 //!    makes the order total).
 //! 6. An author is blocked in topic `T` if the winner for
@@ -85,6 +85,9 @@
 //!    never counts. Forged signatures never get here: only
 //!    [`crate::Signed::verify`] makes a [`VerifiedModAction`] (a
 //!    succession's co-signature by its new key included).
+//!
+//! Approvals (`Approve`) are judged like a hide and decide which posts
+//! wait for approval ([`crate::probation`]); a `Reject` is a hide.
 //!
 //! Hides are not restricted by author: a hide names only a post id, and
 //! whether that post is the admin's or a co-admin's cannot be told from the
@@ -112,6 +115,7 @@ use crate::keys::PublicKey;
 use crate::lineage::Lineage;
 use crate::membership::{Invitation, LockdownInfo, Membership};
 use crate::moderation::{Admission, CommunityPolicy, ModActionKind, Scope, VerifiedModAction};
+use crate::probation::Approvals;
 use crate::topic::TopicName;
 
 /// Why an action can have no effect. The text is shown to the person who
@@ -286,6 +290,12 @@ pub enum NoEffect {
     /// The post is not hidden.
     #[error("not hidden")]
     NotHidden,
+    /// The post is already approved.
+    #[error("already approved")]
+    AlreadyApproved,
+    /// Approving a hidden or rejected post (it stays deleted).
+    #[error("the post is hidden or rejected: show it again first (`mutual mod unhide`)")]
+    HiddenNotApproved,
     /// The post is already pinned.
     #[error("already pinned")]
     AlreadyPinned,
@@ -389,6 +399,15 @@ pub struct Applied {
     pub members_joined: Vec<PublicKey>,
     /// Authors (root keys) who are no longer members.
     pub members_left: Vec<PublicKey>,
+    /// Posts that became approved ([`crate::probation`]): shown to
+    /// everyone from now on.
+    pub newly_approved: Vec<PostId>,
+    /// Posts whose approval lost its effect (its signer turned out to be
+    /// revoked at that time).
+    pub unapproved: Vec<PostId>,
+    /// Authors (first keys) whose approvals that count changed: which of
+    /// their posts are held may have changed.
+    pub probation_changed: Vec<PublicKey>,
 }
 
 impl Applied {
@@ -421,10 +440,12 @@ pub struct Decisions {
     pub members: BTreeSet<PublicKey>,
     /// Lockdowns in force now.
     pub lockdowns: Vec<LockdownInfo>,
+    /// Approved posts, with the author each counts for and when.
+    pub approved: BTreeMap<PostId, (PublicKey, u64)>,
 }
 
 /// `(created_at, signer, seq, id)`: [`crate::ModAction::order_key`] made total.
-type OrderKey = (u64, PublicKey, u64, ActionId);
+pub(crate) type OrderKey = (u64, PublicKey, u64, ActionId);
 
 fn order_key(a: &VerifiedModAction) -> OrderKey {
     (a.created_at, a.signer, a.seq, a.id())
@@ -553,6 +574,8 @@ pub struct ModerationState {
     /// The community manifest's `created_at`, if the node told it
     /// ([`ModerationState::born_at`]): rule 9.
     born_at: Option<u64>,
+    /// Derived: the effective approvals ([`crate::probation`]).
+    pub(crate) probation: Approvals,
     /// How many kept actions are pending (see [`MAX_PENDING`]).
     pending_len: usize,
 }
@@ -589,6 +612,7 @@ impl ModerationState {
             policies: Vec::new(),
             membership: Membership::default(),
             born_at: None,
+            probation: Approvals::default(),
             pending_len: 0,
         }
     }
@@ -764,9 +788,11 @@ impl ModerationState {
             let decided = (relinks || !self.is_admin(&a.signer)).then(|| self.decisions());
             let before = self.targets_in_force();
             let manifest = self.manifest.clone();
+            let approvals = self.probation.clone();
             self.admit(a)?;
             self.recompute();
             let mut applied = diff(&before, &self.targets_in_force());
+            self.probation.diff_into(&approvals, &mut applied);
             applied.manifest_changed = manifest != self.manifest;
             applied.moderators_changed = moderators != self.current_moderators();
             applied.authors_changed = links != *self.lineage.effective();
@@ -810,9 +836,11 @@ impl ModerationState {
             // A voided twin may be a co-admin's appointment.
             let moderators = self.current_moderators();
             let manifest = self.manifest.clone();
+            let approvals = self.probation.clone();
             self.admit(a)?;
             self.recompute();
             let mut applied = diff(&before, &self.targets_in_force());
+            self.probation.diff_into(&approvals, &mut applied);
             applied.moderators_changed = moderators != self.current_moderators();
             applied.manifest_changed = manifest != self.manifest;
             let voided = twins
@@ -837,13 +865,26 @@ impl ModerationState {
                 ..Applied::default()
             });
         }
+        if let ModActionKind::Approve { post, author } = &a.kind {
+            return Ok(self.apply_approval(*post, order_key(a), *author));
+        }
         let Some(target) = target_of(&a.kind) else {
             return Ok(Applied::default());
         };
         let was = self.in_force(&target);
+        // A hide, unhide or rejection of an approved post may change what
+        // counts toward its author's probation.
+        let approvals = match &target {
+            Target::Hide(post) if self.probation.contains(post) => Some(self.probation.clone()),
+            _ => None,
+        };
         self.apply_effect(a);
         let now = self.in_force(&target);
         let mut applied = Applied::default();
+        if let Some(approvals) = approvals {
+            self.recount_approvals();
+            self.probation.diff_into(&approvals, &mut applied);
+        }
         let every_key = |author: &PublicKey, scope: &Scope| -> Vec<(PublicKey, Scope)> {
             let mut keys: Vec<(PublicKey, Scope)> = self
                 .lineage
@@ -951,6 +992,15 @@ impl ModerationState {
             }
             ModActionKind::Unhide { post } if self.hidden(post).is_none() => {
                 Err(NoEffect::NotHidden)
+            }
+            ModActionKind::Approve { post, .. } if self.is_approved(post) => {
+                Err(NoEffect::AlreadyApproved)
+            }
+            ModActionKind::Approve { post, .. } if self.hidden(post).is_some() => {
+                Err(NoEffect::HiddenNotApproved)
+            }
+            ModActionKind::Reject { post, .. } if self.hidden(post).is_some() => {
+                Err(NoEffect::AlreadyHidden)
             }
             ModActionKind::Pin { post } if self.is_pinned(post) => Err(NoEffect::AlreadyPinned),
             ModActionKind::Unpin { post } if !self.is_pinned(post) => Err(NoEffect::NotPinned),
@@ -1321,6 +1371,7 @@ impl ModerationState {
             self.apply_effect(a);
         }
         self.recompute_manifest();
+        self.rebuild_approvals();
         self.pending_len = self
             .actions
             .values()
@@ -1422,7 +1473,7 @@ impl ModerationState {
                 order,
                 None,
             ),
-            ModActionKind::Hide { post, reason } => {
+            ModActionKind::Hide { post, reason } | ModActionKind::Reject { post, reason } => {
                 upsert(&mut self.hidden, *post, order, Some(decision(reason)))
             }
             ModActionKind::Unhide { post } => upsert(&mut self.hidden, *post, order, None),
@@ -1439,8 +1490,7 @@ impl ModerationState {
             | ModActionKind::Redeem { .. }
             | ModActionKind::Lockdown { .. }
             | ModActionKind::LiftLockdown { .. }
-            | ModActionKind::Approve { .. }
-            | ModActionKind::Reject { .. } => {}
+            | ModActionKind::Approve { .. } => {}
         }
     }
 
@@ -1579,6 +1629,49 @@ impl ModerationState {
         self.hidden.get(post).and_then(|w| w.decision.as_ref())
     }
 
+    /// Who rejected `post` and why, if it is deleted by a rejection
+    /// (a hide whose winning action is a `Reject`).
+    pub fn rejected(&self, post: &PostId) -> Option<&HideInfo> {
+        self.hidden(post).filter(|d| {
+            self.ids
+                .get(&d.action)
+                .and_then(|key| self.actions.get(key))
+                .is_some_and(|a| matches!(a.kind, ModActionKind::Reject { .. }))
+        })
+    }
+
+    /// Records an effective approval (the incremental path of `apply`).
+    fn apply_approval(&mut self, post: PostId, order: OrderKey, author: PublicKey) -> Applied {
+        let before = self.probation.clone();
+        self.probation.insert(post, order, author);
+        self.recount_approvals();
+        let mut applied = Applied::default();
+        self.probation.diff_into(&before, &mut applied);
+        applied
+    }
+
+    /// Rebuilds the approvals from the kept actions (in a recompute).
+    fn rebuild_approvals(&mut self) {
+        let mut probation = std::mem::take(&mut self.probation);
+        probation.clear();
+        for (order, a) in &self.actions {
+            if let ModActionKind::Approve { post, author } = &a.kind {
+                if self.is_effective(a) {
+                    probation.insert(*post, *order, *author);
+                }
+            }
+        }
+        self.probation = probation;
+        self.recount_approvals();
+    }
+
+    /// Recounts what counts toward each author's probation.
+    fn recount_approvals(&mut self) {
+        let mut probation = std::mem::take(&mut self.probation);
+        probation.recount(&self.lineage, |post| self.rejected(post).is_some());
+        self.probation = probation;
+    }
+
     /// Hidden posts, sorted by id.
     pub fn hidden_posts(&self) -> Vec<(PostId, &HideInfo)> {
         self.hidden
@@ -1663,6 +1756,7 @@ impl ModerationState {
             log: self.log().into_iter().map(|a| a.id()).collect(),
             members: self.members(),
             lockdowns: self.lockdowns(),
+            approved: self.approvals(),
         }
     }
 
@@ -1781,7 +1875,10 @@ fn target_of(kind: &ModActionKind) -> Option<Target> {
         ModActionKind::Block { author, scope, .. } | ModActionKind::Unblock { author, scope } => {
             Target::Block(*author, scope.clone())
         }
-        ModActionKind::Hide { post, .. } | ModActionKind::Unhide { post } => Target::Hide(*post),
+        // A rejection is a hide of a held post (`probation.rs`, rule 3).
+        ModActionKind::Hide { post, .. }
+        | ModActionKind::Unhide { post }
+        | ModActionKind::Reject { post, .. } => Target::Hide(*post),
         ModActionKind::Pin { post } | ModActionKind::Unpin { post } => Target::Pin(*post),
         ModActionKind::AppointModerator { .. }
         | ModActionKind::RevokeModerator { .. }
@@ -1794,8 +1891,7 @@ fn target_of(kind: &ModActionKind) -> Option<Target> {
         | ModActionKind::Redeem { .. }
         | ModActionKind::Lockdown { .. }
         | ModActionKind::LiftLockdown { .. }
-        | ModActionKind::Approve { .. }
-        | ModActionKind::Reject { .. } => return None,
+        | ModActionKind::Approve { .. } => return None,
     })
 }
 
@@ -1824,6 +1920,9 @@ fn diff(before: &InForce, after: &InForce) -> Applied {
         members_changed: false,
         members_joined: Vec::new(),
         members_left: Vec::new(),
+        newly_approved: Vec::new(),
+        unapproved: Vec::new(),
+        probation_changed: Vec::new(),
     }
 }
 

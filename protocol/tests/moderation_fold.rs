@@ -118,6 +118,10 @@ enum Kind {
     Lockdown(u8, Option<u32>),
     /// Lift the lockdown of a scope.
     Lift(u8),
+    /// Approve a post, naming a key as its author.
+    Approve(u8, usize),
+    /// Reject a post.
+    Reject(u8),
 }
 
 /// Invitation keys, from fixed seeds.
@@ -196,6 +200,14 @@ impl Spec {
                 reason: "raid".into(),
             },
             Kind::Lift(s) => ModActionKind::LiftLockdown { scope: scope(s) },
+            Kind::Approve(p, a) => ModActionKind::Approve {
+                post: post(p),
+                author: public(a),
+            },
+            Kind::Reject(p) => ModActionKind::Reject {
+                post: post(p),
+                reason: format!("reject {p}"),
+            },
         }
     }
 
@@ -546,7 +558,23 @@ fn changes(before: &protocol::ModerationState, after: &protocol::ModerationState
         members_changed: before.members() != after.members(),
         members_joined: gone(&after.members(), &before.members()),
         members_left: gone(&before.members(), &after.members()),
+        newly_approved: gone(&approved(after), &approved(before)),
+        unapproved: gone(&approved(before), &approved(after)),
+        probation_changed: {
+            let (b, a) = (before.counted_approvals(), after.counted_approvals());
+            b.keys()
+                .chain(a.keys())
+                .filter(|k| b.get(*k) != a.get(*k))
+                .copied()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        },
     }
+}
+
+fn approved(state: &protocol::ModerationState) -> BTreeSet<PostId> {
+    state.approvals().into_keys().collect()
 }
 
 /// What the state decides, as a person or the node sees it.
@@ -819,8 +847,13 @@ fn model(actions: &[VerifiedModAction]) -> Model {
             ModActionKind::Unblock { author, scope } => {
                 win(&mut blocks, (root(author), scope.clone()), key, false)
             }
-            ModActionKind::Hide { post, .. } => win(&mut hides, *post, key, true),
+            ModActionKind::Hide { post, .. } | ModActionKind::Reject { post, .. } => {
+                win(&mut hides, *post, key, true)
+            }
             ModActionKind::Unhide { post } => win(&mut hides, *post, key, false),
+            // Approvals and manifests decide no block, hide or pin
+            // (`probation_*` below).
+            ModActionKind::Approve { .. } | ModActionKind::UpdateManifest { .. } => {}
             ModActionKind::Pin { post } => win(&mut pins, *post, key, true),
             ModActionKind::Unpin { post } => win(&mut pins, *post, key, false),
             // Invitations, redemptions, lockdowns, manifest updates:
@@ -1084,6 +1117,144 @@ proptest! {
         let (state, accepted) = apply_all(&shuffled(&with_junk, seed));
         prop_assert_eq!(state.decisions(), clean.decisions());
         prop_assert_eq!(effect(&state), effect(&clean));
+        for j in &junk {
+            prop_assert!(!accepted.contains(j), "junk was accepted: {:?}", j.content());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
+// Probation: approvals and rejections in the random sets
+// ---------------------------------------------------------------------
+
+/// An approval or rejection by the admin, a candidate (counting only while
+/// appointed) or an outsider (never counting), of one of the three posts,
+/// naming any key as the author.
+fn approval_spec() -> impl Strategy<Value = Spec> {
+    (
+        prop::sample::select(vec![ADMIN, 1, 2, 3, OUTSIDERS[0]]),
+        0u8..3,
+        any_key(),
+        prop_oneof![3 => Just(false), 1 => Just(true)],
+        when(),
+    )
+        .prop_map(|(signer, p, author, reject, (at, seq))| Spec {
+            signer,
+            kind: if reject {
+                Kind::Reject(p)
+            } else {
+                Kind::Approve(p, author)
+            },
+            at,
+            seq,
+            other_community: false,
+        })
+}
+
+/// The admin's manifest update setting a probation of two posts.
+fn probation_manifest() -> VerifiedModAction {
+    ModAction::create(
+        &POOL[ADMIN],
+        *COMMUNITY,
+        99,
+        ModActionKind::UpdateManifest {
+            version: 1,
+            rules: String::new(),
+            policy: protocol::CommunityPolicy {
+                admission: protocol::Admission::InviteOnly,
+                probation_posts: 2,
+            },
+        },
+        0,
+    )
+    .expect("valid fields")
+    .verify(&ValidationContext {
+        community: *COMMUNITY,
+        now_ms: 1_000,
+    })
+    .expect("verifies")
+}
+
+/// Any action, approvals and rejections included.
+fn any_spec_with_approvals() -> impl Strategy<Value = Spec> {
+    prop_oneof![4 => any_spec(), 2 => approval_spec()]
+}
+
+/// What an outsider's approval or rejection, or one of another community,
+/// is: junk.
+fn approval_junk() -> impl Strategy<Value = Spec> {
+    (approval_spec(), any::<bool>()).prop_map(|(mut spec, other)| {
+        if other {
+            spec.other_community = true;
+        } else {
+            spec.signer = OUTSIDERS[1];
+        }
+        spec
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Approvals and rejections fold alike in every order (approvals and
+    /// what counts toward each author's probation included), agree with
+    /// the reference model on hides, and `apply` in any order ends in
+    /// the fold, reporting exactly what changed (checked in `apply_all`).
+    #[test]
+    fn probation_does_not_depend_on_order(
+        specs in prop::collection::vec(any_spec_with_approvals(), 0..28),
+        seeds in (any::<u64>(), any::<u64>()),
+    ) {
+        let mut actions = verify_all(&specs);
+        actions.push(probation_manifest());
+        let state = fold(&actions);
+        prop_assert_eq!(&fold(&shuffled(&actions, seeds.0)), &state);
+        let mut reversed = actions.clone();
+        reversed.reverse();
+        prop_assert_eq!(&fold(&reversed), &state);
+        prop_assert_eq!(observed(&state), model(&actions));
+        let (one, _) = apply_all(&shuffled(&actions, seeds.1));
+        prop_assert_eq!(&one, &state);
+        prop_assert_eq!(one.approvals(), state.approvals());
+        prop_assert_eq!(one.counted_approvals(), state.counted_approvals());
+        for author in 0..POOL.len() {
+            for at in [0, 6, 13] {
+                for p in 0u8..3 {
+                    prop_assert_eq!(
+                        one.is_held(&post(p), &public(author), at),
+                        state.is_held(&post(p), &public(author), at)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Approvals and rejections by outsiders, or of another community,
+    /// change nothing: not what is approved, not who is on probation.
+    #[test]
+    fn approval_junk_changes_nothing(
+        specs in prop::collection::vec(
+            prop_oneof![3 => honest(), 2 => approval_spec()],
+            0..20,
+        ),
+        junk_specs in prop::collection::vec(approval_junk(), 1..10),
+        seed in any::<u64>(),
+    ) {
+        // The approval specs by an outsider are junk too: keep them out of
+        // the clean set.
+        let specs: Vec<Spec> = specs
+            .into_iter()
+            .filter(|s| !OUTSIDERS.contains(&s.signer))
+            .collect();
+        let actions = verify_all(&specs);
+        let junk = verify_all(&junk_specs);
+        let mut with_junk = actions.clone();
+        with_junk.extend(junk.iter().cloned());
+        let clean = fold(&actions);
+        prop_assert_eq!(fold(&with_junk).decisions(), clean.decisions());
+        let (state, accepted) = apply_all(&shuffled(&with_junk, seed));
+        prop_assert_eq!(state.decisions(), clean.decisions());
+        prop_assert_eq!(state.counted_approvals(), clean.counted_approvals());
         for j in &junk {
             prop_assert!(!accepted.contains(j), "junk was accepted: {:?}", j.content());
         }

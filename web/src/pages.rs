@@ -1004,6 +1004,8 @@ mod tests {
             hidden_by: None,
             hidden_reason: None,
             pinned,
+            held: false,
+            rejected: false,
         }
     }
 

@@ -410,7 +410,12 @@ impl Core {
                         self.sync.received += 1;
                     }
                     self.note_stored(origin);
-                    if announce && !self.is_muted(&post.author) {
+                    // A post held for approval is announced to its author
+                    // alone (`probation.rs`).
+                    if announce
+                        && !self.is_muted(&post.author)
+                        && self.shows_held(&post.id(), &post.author, post.created_at)
+                    {
                         announced.push(post);
                     }
                 }

@@ -30,6 +30,7 @@ impl Core {
         for post in applied.newly_pinned.iter().chain(&applied.unpinned) {
             self.pin_changed(post);
         }
+        self.announce_approved(applied);
         if back {
             // Content of an unblocked author (or an unhidden post this
             // node no longer holds) comes back from peers.

@@ -18,6 +18,7 @@ mod enforce;
 pub mod limits;
 mod local;
 mod log;
+pub mod probation;
 pub(crate) mod pulls;
 pub mod reads;
 pub mod sync;

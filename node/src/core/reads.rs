@@ -34,12 +34,15 @@ const READ_PAGE: usize = 256;
 pub struct Reader {
     store: Store,
     shared: Shared,
+    /// Who reads: shown their own posts held for approval.
+    me: PublicKey,
 }
 
 /// What a read must leave out, taken once per read.
 struct Filter {
     moderation: Arc<ModerationState>,
     mutes: Arc<BTreeSet<PublicKey>>,
+    me: PublicKey,
 }
 
 impl Filter {
@@ -56,7 +59,17 @@ impl Filter {
         if m.is_blocked(&p.author, &p.topic).is_some() || m.hidden(id).is_some() {
             return Ok(false);
         }
+        if !super::probation::shown_to(m, &self.me, id, &p.author, p.created_at) {
+            return Ok(false);
+        }
         Ok(!store.is_retracted_by(id, &p.author)?)
+    }
+
+    /// Whether a hidden post's notice is shown: a rejected post's only
+    /// to its author (nobody else ever saw it).
+    fn shows_notice(&self, t: &Tombstone) -> bool {
+        self.moderation.rejected(&t.id).is_none()
+            || self.moderation.lineage().same(&t.author, &self.me)
     }
 
     fn muted(&self, author: &PublicKey) -> bool {
@@ -70,14 +83,15 @@ impl Filter {
 }
 
 impl Reader {
-    pub(crate) fn new(store: Store, shared: Shared) -> Reader {
-        Reader { store, shared }
+    pub(crate) fn new(store: Store, shared: Shared, me: PublicKey) -> Reader {
+        Reader { store, shared, me }
     }
 
     fn filter(&self) -> Filter {
         Filter {
             moderation: self.shared.moderation(),
             mutes: self.shared.mutes(),
+            me: self.me,
         }
     }
 
@@ -99,6 +113,7 @@ impl Reader {
         {
             let gone = filter.moderation.is_blocked(&t.author, &t.topic).is_some()
                 || filter.muted(&t.author)
+                || !filter.shows_notice(&t)
                 || self.store.is_retracted_by(&t.id, &t.author)?;
             if !gone && filter.moderation.hidden(&t.id).is_some() {
                 return Ok(Some(tombstone_view(&t, &mut filter.names(&self.store))));
@@ -137,6 +152,7 @@ impl Reader {
                 // A notice goes with its post: not for a blocked author or
                 // a post its author retracted.
                 let gone = filter.moderation.is_blocked(&t.author, &t.topic).is_some()
+                    || !filter.shows_notice(&t)
                     || self.store.is_retracted_by(&t.id, &t.author)?;
                 if t.created_at >= since && !filter.muted(&t.author) && !gone {
                     notices.push((key, tombstone_view(&t, &mut names)));
@@ -354,6 +370,6 @@ fn emit(
 impl super::Core {
     /// A snapshot to read from on another thread.
     pub fn reader(&self) -> Reader {
-        Reader::new(self.store.clone(), self.shared())
+        Reader::new(self.store.clone(), self.shared(), self.identity.public())
     }
 }

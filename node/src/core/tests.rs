@@ -12,6 +12,8 @@ use tokio::sync::broadcast;
 use super::*;
 use crate::handle::ReadQuery;
 
+mod probation;
+
 const T0: u64 = 1_800_000_000_000;
 
 struct World {

@@ -42,8 +42,13 @@ impl PublicKey {
     /// the fingerprint [`PublicKey::short`] printed (with or without the
     /// `mu1` prefix) or any longer start of the printable key. The bech32
     /// alphabet has no `1`, so a bare fingerprint never looks prefixed.
+    /// Text as long as a whole key must be a whole key (a typo in its
+    /// checksum is an error, not a prefix).
     pub fn prefix_bytes(short: &str) -> Result<Vec<u8>, ParseIdError> {
         let trimmed = short.trim();
+        if trimmed.len() >= PublicKey([0; 32]).to_string().len() {
+            return trimmed.parse::<PublicKey>().map(|k| k.0.to_vec());
+        }
         let expected = format!("{PUBLIC_KEY_PREFIX}1");
         let full = if trimmed.to_ascii_lowercase().starts_with(&expected) {
             trimmed.to_string()

@@ -84,7 +84,7 @@
 //! | `mod_pin` | `post` | `{"id": action id}` |
 //! | `mod_unpin` | `post` | `{"id": action id}` |
 //! | `mod_list` | | `ModListView`: `{admin, moderators, blocks, hidden, pinned, log}` |
-//! | `mod_queue` | | `[ReportView]`: `[{id, post, reporter, reason, at}]` |
+//! | `mod_queue` | | `[ReportView]`: `[{id, post, reporter, reason, at, reported}]` (`reported`: `null`, or `{topic, author, body}` when the node holds the post) |
 //! | `sync` | | `null` (a sync round with every connected peer has started) |
 //! | `connect` | `addr` (a multiaddress) | `ConnectView`: `{peer_id, address, already_connected}`, once connected (at most 20 s) |
 //! | `shutdown` | | `null` (the node flushes its store and stops) |

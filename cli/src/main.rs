@@ -139,7 +139,8 @@ enum Command {
     /// Without --reason, the reason is read from standard input, or written
     /// in your editor ($EDITOR) when standard input is a terminal.
     Report {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
         /// Why you report it; `-` reads it from standard input. Text given
         /// here is visible to other users of this computer (`ps`) while the
@@ -149,12 +150,14 @@ enum Command {
     },
     /// Stop seeing an author's posts on this node.
     Mute {
-        /// The author's key (`mu1…`).
+        /// The author's key: full (`mu1…`) or the 8-character fingerprint
+        /// printed next to their pseudonym.
         author: String,
     },
     /// See a muted author's posts again.
     Unmute {
-        /// The author's key (`mu1…`).
+        /// The author's key: full (`mu1…`) or the 8-character fingerprint
+        /// printed next to their pseudonym.
         author: String,
     },
     /// List connected peers.

@@ -21,7 +21,8 @@ pub(crate) enum ModCommand {
     },
     /// Admin or co-admin: end someone's moderator role.
     Revoke {
-        /// Their key.
+        /// Their key: full (`mu1…`) or the 8-character fingerprint printed
+        /// next to their pseudonym.
         key: String,
     },
     /// Admin: name or remove co-admins, who may also appoint and revoke
@@ -30,7 +31,8 @@ pub(crate) enum ModCommand {
     CoAdmin(CoAdminCommand),
     /// Block an author: their posts are deleted and refused everywhere.
     Block {
-        /// The author's key.
+        /// The author's key: full (`mu1…`) or the 8-character fingerprint
+        /// printed next to their pseudonym.
         author: String,
         /// Only in this topic (default: the whole community).
         #[arg(long, value_name = "TOPIC")]
@@ -41,7 +43,8 @@ pub(crate) enum ModCommand {
     },
     /// Lift a block.
     Unblock {
-        /// The author's key.
+        /// The author's key: full (`mu1…`) or the 8-character fingerprint
+        /// printed next to their pseudonym.
         author: String,
         /// The topic of a topic block (default: the community block).
         #[arg(long, value_name = "TOPIC")]
@@ -49,7 +52,8 @@ pub(crate) enum ModCommand {
     },
     /// Hide a post: its text is deleted everywhere, a notice stays.
     Hide {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
         /// Why (shown in its place).
         #[arg(long)]
@@ -57,17 +61,20 @@ pub(crate) enum ModCommand {
     },
     /// Lift a hide.
     Unhide {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
     },
     /// Pin a post to the top of its topic.
     Pin {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
     },
     /// Unpin a post.
     Unpin {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
     },
     /// Show moderators, blocks, hidden and pinned posts and the public log.
@@ -297,6 +304,9 @@ async fn list(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Lines of a reported post's text `mod queue` shows (the rest is cut).
+const QUEUE_BODY_LINES: usize = 6;
+
 async fn queue(ctx: &Ctx) -> Result<()> {
     let reports: Vec<ReportView> = ctx.call_as(Request::ModQueue).await?;
     if ctx.json {
@@ -314,6 +324,30 @@ async fn queue(ctx: &Ctx) -> Result<()> {
             output::actor(&r.reporter),
             output::ago(now, r.at),
             reason_text(Some(r.reason.as_str()))
+        ))?;
+        match &r.reported {
+            Some(p) => {
+                line(format!(
+                    "    in {} by {}:",
+                    output::clean_line(&p.topic),
+                    output::actor(&p.author)
+                ))?;
+                for text in p.body.lines().take(QUEUE_BODY_LINES) {
+                    line(format!("    | {}", output::clean_line(text)))?;
+                }
+                if p.body.lines().count() > QUEUE_BODY_LINES {
+                    line("    | …")?;
+                }
+            }
+            None => line(
+                "    (the post is not held on this node: retracted, blocked, or not synced here)",
+            )?,
+        }
+    }
+    if let Some(first) = reports.first() {
+        line(format!(
+            "Act on a report by its id: `mutual mod hide {}`, or block its author by the key shown.",
+            output::short_id(&first.id)
         ))?;
     }
     Ok(())

@@ -208,6 +208,21 @@ pub struct ReportView {
     pub reason: String,
     /// When, ms since the Unix epoch.
     pub at: u64,
+    /// The reported post, when this node holds it (`null` otherwise: not
+    /// synced here, retracted, or its author blocked).
+    #[serde(default)]
+    pub reported: Option<ReportedPostView>,
+}
+
+/// What a moderator needs to judge a reported post at a glance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedPostView {
+    /// Its topic.
+    pub topic: String,
+    /// Its author, with the pseudonym the post was signed with.
+    pub author: ActorView,
+    /// Its text.
+    pub body: String,
 }
 
 /// The community as a newcomer sees it.

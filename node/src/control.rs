@@ -52,8 +52,12 @@
 //! Each request is a JSON object whose `cmd` field names it; the other
 //! fields are its arguments. Fields marked `?` may be left out (or `null`).
 //! Topic names are normalised as `TopicName::parse` does; post ids may be
-//! full (`mp1…`) or short (the 11-character form `read` prints); keys are
-//! printable author keys (`mu1…`).
+//! full (`mp1…`) or short (the 11-character form `read` prints), or the id
+//! of a report in `mod_queue` (full or short), which names its post; keys
+//! are printable author keys (`mu1…`) or the 8-character fingerprint that
+//! commands print next to a pseudonym (with or without `mu1`), resolved
+//! among the keys the node knows. An ambiguous short form is refused with
+//! the candidates listed.
 //!
 //! | `cmd` | fields | `result` |
 //! |---|---|---|
@@ -80,7 +84,7 @@
 //! | `mod_pin` | `post` | `{"id": action id}` |
 //! | `mod_unpin` | `post` | `{"id": action id}` |
 //! | `mod_list` | | `ModListView`: `{admin, moderators, blocks, hidden, pinned, log}` |
-//! | `mod_queue` | | `[ReportView]`: `[{id, post, reporter, reason, at}]` |
+//! | `mod_queue` | | `[ReportView]`: `[{id, post, reporter, reason, at, reported}]` (`reported`: `null`, or `{topic, author, body}` when the node holds the post) |
 //! | `sync` | | `null` (a sync round with every connected peer has started) |
 //! | `connect` | `addr` (a multiaddress) | `ConnectView`: `{peer_id, address, already_connected}`, once connected (at most 20 s) |
 //! | `shutdown` | | `null` (the node flushes its store and stops) |
@@ -148,7 +152,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -973,8 +976,8 @@ fn topic(text: &str) -> Result<TopicName, String> {
     TopicName::parse(text).map_err(|e| e.to_string())
 }
 
-fn key(text: &str) -> Result<PublicKey, String> {
-    PublicKey::from_str(text).map_err(|e| e.to_string())
+async fn key(handle: &NodeHandle, text: &str) -> Result<PublicKey, String> {
+    handle.resolve_key(text).await.map_err(|e| e.to_string())
 }
 
 async fn post_id(handle: &NodeHandle, text: &str) -> Result<PostId, String> {
@@ -1054,23 +1057,35 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             Ok(id_result(report))
         }
         Request::Mute { author } => {
-            handle.mute(key(&author)?, true).await.map_err(e)?;
+            handle
+                .mute(key(handle, &author).await?, true)
+                .await
+                .map_err(e)?;
             Ok(Value::Null)
         }
         Request::Unmute { author } => {
-            handle.mute(key(&author)?, false).await.map_err(e)?;
+            handle
+                .mute(key(handle, &author).await?, false)
+                .await
+                .map_err(e)?;
             Ok(Value::Null)
         }
         Request::Peers => to_value(handle.peers().await.map_err(e)?),
         Request::Status => to_value(handle.status().await.map_err(e)?),
         Request::Invite => Ok(json!({ "invite": handle.invite().await.map_err(e)? })),
         Request::ModAppoint { key: k } => {
-            moderate(handle, ModActionKind::AppointModerator { key: key(&k)? }).await
+            moderate(
+                handle,
+                ModActionKind::AppointModerator {
+                    key: key(handle, &k).await?,
+                },
+            )
+            .await
         }
         Request::ModRevoke { key: k } => {
             // `upto_seq` is filled in by the node when it signs.
             let kind = ModActionKind::RevokeModerator {
-                key: key(&k)?,
+                key: key(handle, &k).await?,
                 upto_seq: None,
             };
             moderate(handle, kind).await
@@ -1094,7 +1109,7 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             reason,
         } => {
             let kind = ModActionKind::Block {
-                author: key(&author)?,
+                author: key(handle, &author).await?,
                 scope: scope(t.as_deref())?,
                 reason: reason.unwrap_or_default(),
             };
@@ -1102,7 +1117,7 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
         }
         Request::ModUnblock { author, topic: t } => {
             let kind = ModActionKind::Unblock {
-                author: key(&author)?,
+                author: key(handle, &author).await?,
                 scope: scope(t.as_deref())?,
             };
             moderate(handle, kind).await

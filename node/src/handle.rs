@@ -265,6 +265,13 @@ impl NodeHandle {
         self.core.call(move |c| c.resolve_post(&text)).await
     }
 
+    /// Resolves a full printable key, or the short fingerprint commands
+    /// print, to a key this node knows (`Core::resolve_key`).
+    pub async fn resolve_key(&self, text: &str) -> Result<PublicKey, NodeError> {
+        let text = text.to_string();
+        self.core.call(move |c| c.resolve_key(&text)).await
+    }
+
     /// Takes back one of this identity's own posts, everywhere.
     pub async fn retract(&self, post: PostId) -> Result<(), NodeError> {
         self.core.write(move |c| c.retract(post, now_ms())).await

@@ -10,7 +10,9 @@ use protocol::{
     VerifiedMessage,
 };
 
-use crate::api::{CommunityView, ModListView, ReportView, SyncProgress, TopicView};
+use crate::api::{
+    CommunityView, ModListView, ReportView, ReportedPostView, SyncProgress, TopicView,
+};
 use crate::error::NodeError;
 
 use super::{Channel, Core, Effect, Origin, Refusal};
@@ -165,25 +167,98 @@ impl Core {
     }
 
     /// Resolves a full or short printable post id to a stored or hidden
-    /// post (a moderator unhides by the short id `read` printed).
+    /// post (a moderator unhides by the short id `read` printed). A report
+    /// id (full or short, as `mod queue` prints it) names the post it
+    /// reports, so a moderator can act on a queue row by its id.
     pub fn resolve_post(&self, text: &str) -> Result<PostId, NodeError> {
         let text = text.trim();
         if let Ok(id) = text.parse::<PostId>() {
             return Ok(id);
         }
+        if let Some(post) = self.reported_post(text)? {
+            return Ok(post);
+        }
         let prefix = PostId::prefix_bytes(text).map_err(|e| NodeError::BadInput(e.to_string()))?;
-        let mut found = self.store.post_ids_with_prefix(&prefix, 2)?;
+        let mut found = self.store.post_ids_with_prefix(&prefix, MAX_CANDIDATES)?;
         for hidden in self.moderation.hidden_targets() {
             if hidden.0.starts_with(&prefix) && !found.contains(&hidden) {
                 found.push(hidden);
             }
         }
-        match found.len() {
-            0 => Err(NodeError::UnknownPost(text.to_string())),
-            1 => found
-                .pop()
-                .ok_or_else(|| NodeError::UnknownPost(text.to_string())),
-            _ => Err(NodeError::AmbiguousPost(text.to_string())),
+        match found.as_slice() {
+            [] => Err(NodeError::UnknownPost(text.to_string())),
+            [one] => Ok(*one),
+            many => Err(NodeError::AmbiguousPost(text.to_string(), listed(many))),
+        }
+    }
+
+    /// The post a report names, when `text` is a report id (full, or a
+    /// short form) of a report this node can read; `None` when `text` is no
+    /// report id at all.
+    fn reported_post(&self, text: &str) -> Result<Option<PostId>, NodeError> {
+        let lower = text.to_ascii_lowercase();
+        if !lower.starts_with(&format!("{}1", ActionId::PREFIX)) {
+            return Ok(None);
+        }
+        if lower.len() < ActionId::PREFIX.len() + 1 + protocol::ids::MIN_SHORT_ID_CHARS {
+            return Err(NodeError::BadInput(format!(
+                "{text} is too short to name a report: give at least {} characters after `{}1`",
+                protocol::ids::MIN_SHORT_ID_CHARS,
+                ActionId::PREFIX
+            )));
+        }
+        let matching: Vec<&ReportView> = self
+            .reports
+            .iter()
+            .filter(|r| r.id.starts_with(&lower))
+            .collect();
+        match matching.as_slice() {
+            [] => Err(NodeError::BadInput(format!(
+                "no report with id {text} is in this node's queue (`mutual mod queue` lists them)"
+            ))),
+            [one] => one
+                .post
+                .parse::<PostId>()
+                .map(Some)
+                .map_err(|e| NodeError::BadInput(e.to_string())),
+            many => {
+                let ids: Vec<String> = many.iter().map(|r| r.id.clone()).collect();
+                Err(NodeError::AmbiguousPost(text.to_string(), ids.join(", ")))
+            }
+        }
+    }
+
+    /// Resolves a full printable key, or a short form of one (the
+    /// fingerprint commands print next to a pseudonym, with or without
+    /// `mu1`), among the keys this node knows: authors of stored posts, the
+    /// admin, moderators, blocked and muted keys, key successions,
+    /// reporters in the queue.
+    pub fn resolve_key(&self, text: &str) -> Result<PublicKey, NodeError> {
+        let text = text.trim();
+        if let Ok(key) = text.parse::<PublicKey>() {
+            return Ok(key);
+        }
+        let prefix =
+            PublicKey::prefix_bytes(text).map_err(|e| NodeError::BadInput(e.to_string()))?;
+        let mut found = self.store.authors_with_prefix(&prefix, MAX_CANDIDATES)?;
+        let mut known: Vec<PublicKey> = vec![self.moderation.admin(), self.identity.public()];
+        known.extend(self.moderation.moderators().into_iter().map(|(k, _)| k));
+        known.extend(self.moderation.blocks().into_iter().map(|((k, _), _)| k));
+        known.extend(self.mutes.iter().copied());
+        known.extend(
+            self.reports
+                .iter()
+                .filter_map(|r| r.reporter.key.parse::<PublicKey>().ok()),
+        );
+        for key in known {
+            if key.as_bytes().starts_with(&prefix) && !found.contains(&key) {
+                found.push(key);
+            }
+        }
+        match found.as_slice() {
+            [] => Err(NodeError::UnknownKey(text.to_string())),
+            [one] => Ok(*one),
+            many => Err(NodeError::AmbiguousKey(text.to_string(), listed(many))),
         }
     }
 
@@ -358,9 +433,24 @@ impl Core {
         view
     }
 
-    /// Reports this node can read, oldest first.
+    /// Reports this node can read, oldest first, each with the reported
+    /// post when this node holds it.
     pub fn mod_queue(&self) -> Vec<ReportView> {
-        self.reports.clone()
+        let mut queue = self.reports.clone();
+        for report in &mut queue {
+            let Ok(id) = report.post.parse::<PostId>() else {
+                continue;
+            };
+            if let Ok(Some(post)) = self.store.get_post(&id) {
+                let post = post.content;
+                report.reported = Some(ReportedPostView {
+                    topic: post.topic.to_string(),
+                    author: crate::views::actor(&post.author, post.author_name.as_deref()),
+                    body: post.body,
+                });
+            }
+        }
+        queue
     }
 
     /// Whether `author` is muted here: a mute of any key of the author
@@ -407,4 +497,17 @@ pub(crate) fn is_muted(
     }
     let lineage = moderation.lineage();
     !lineage.is_empty() && lineage.keys_of(author).iter().any(|k| mutes.contains(k))
+}
+
+/// Most candidates a short id or key is checked against: two show it is
+/// ambiguous, a few more help the person pick the one meant.
+const MAX_CANDIDATES: usize = 5;
+
+/// Full printable forms of `items`, for an ambiguity error.
+fn listed<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

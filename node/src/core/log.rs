@@ -81,6 +81,7 @@ impl Core {
                 reporter: crate::views::actor(&body.reporter, None),
                 reason: body.reason.clone(),
                 at: body.created_at,
+                reported: None,
             }),
             Err(e) => {
                 tracing::warn!("a report addressed to this node did not open: {e}");

@@ -1272,7 +1272,9 @@ impl ModerationState {
             | ModActionKind::Lockdown { .. }
             | ModActionKind::LiftLockdown { .. }
             | ModActionKind::Approve { .. }
-            | ModActionKind::Reject { .. } => {}
+            | ModActionKind::Reject { .. }
+            | ModActionKind::ResolveReport { .. }
+            | ModActionKind::DescribeTopic { .. } => {}
         }
     }
 
@@ -1516,7 +1518,9 @@ fn target_of(kind: &ModActionKind) -> Option<Target> {
         | ModActionKind::Lockdown { .. }
         | ModActionKind::LiftLockdown { .. }
         | ModActionKind::Approve { .. }
-        | ModActionKind::Reject { .. } => return None,
+        | ModActionKind::Reject { .. }
+        | ModActionKind::ResolveReport { .. }
+        | ModActionKind::DescribeTopic { .. } => return None,
     })
 }
 

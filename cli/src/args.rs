@@ -13,8 +13,12 @@ pub(crate) fn topic(text: &str) -> Result<()> {
 }
 
 /// An author or moderator key is well formed (checksum included), or a
-/// short form (the printed fingerprint) the node can look up.
+/// short form (the printed fingerprint) the node can look up, or a
+/// report's id (which names the reported post's author).
 pub(crate) fn key(text: &str) -> Result<()> {
+    if looks_like_report(text) {
+        return report_id(text);
+    }
     if PublicKey::from_str(text).is_err() {
         PublicKey::prefix_bytes(text)?;
     }
@@ -24,19 +28,27 @@ pub(crate) fn key(text: &str) -> Result<()> {
 /// A post id is a full id or a short form long enough to look up, or the
 /// id of a report (full or short, as `mod queue` prints it).
 pub(crate) fn post_id(text: &str) -> Result<()> {
-    if PostId::from_str(text).is_ok() || ActionId::from_str(text).is_ok() {
-        return Ok(());
+    if looks_like_report(text) {
+        return report_id(text);
     }
-    if text
-        .trim()
+    if PostId::from_str(text).is_err() {
+        PostId::prefix_bytes(text)?;
+    }
+    Ok(())
+}
+
+/// A report's id, full or a short form long enough to look up.
+pub(crate) fn report_id(text: &str) -> Result<()> {
+    if ActionId::from_str(text).is_err() {
+        ActionId::prefix_bytes(text)?;
+    }
+    Ok(())
+}
+
+fn looks_like_report(text: &str) -> bool {
+    text.trim()
         .to_ascii_lowercase()
         .starts_with(&format!("{}1", ActionId::PREFIX))
-    {
-        ActionId::prefix_bytes(text)?;
-        return Ok(());
-    }
-    PostId::prefix_bytes(text)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -71,5 +83,8 @@ mod tests {
         assert!(post_id(&report).is_ok());
         assert!(post_id(&report[..11]).is_ok());
         assert!(post_id("ma1qq").is_err());
+        assert!(key(&report[..11]).is_ok(), "a report names its author");
+        assert!(report_id(&report[..11]).is_ok());
+        assert!(report_id(&id[..11]).is_err(), "a post id is no report id");
     }
 }

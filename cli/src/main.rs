@@ -12,6 +12,7 @@ mod client;
 mod connect;
 mod daemon;
 mod demo;
+mod directory;
 mod doctor;
 mod info;
 mod keys;
@@ -19,6 +20,7 @@ mod moderation;
 mod offline;
 mod output;
 mod posts;
+mod reports;
 mod succession;
 mod text;
 mod ui;
@@ -123,8 +125,17 @@ enum Command {
         #[arg(long)]
         forget: bool,
     },
-    /// List joined topics with their post counts.
-    Topics,
+    /// List joined topics with their post counts; with --all, the
+    /// community's topic directory too.
+    Topics {
+        /// Also show the community's topic directory (every topic
+        /// moderators describe, joined or not).
+        #[arg(long)]
+        all: bool,
+        /// Moderators: describe a topic in the directory.
+        #[command(subcommand)]
+        command: Option<directory::TopicsCommand>,
+    },
     /// Post to a topic.
     Post(posts::PostArgs),
     /// Read a topic: pinned first, then oldest to newest, replies under
@@ -267,7 +278,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Connect { addr } => connect::connect(&ctx, addr).await,
         Command::Join { topic } => posts::join(&ctx, topic).await,
         Command::Leave { topic, forget } => posts::leave(&ctx, topic, forget).await,
-        Command::Topics => posts::topics(&ctx).await,
+        Command::Topics {
+            command: Some(command),
+            ..
+        } => directory::run(&ctx, command).await,
+        Command::Topics { all: true, .. } => directory::all(&ctx).await,
+        Command::Topics { .. } => posts::topics(&ctx).await,
         Command::Post(args) => posts::post(&ctx, args).await,
         Command::Read(args) => posts::read(&ctx, args).await,
         Command::Retract { post } => posts::retract(&ctx, post).await,

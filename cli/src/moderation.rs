@@ -32,7 +32,9 @@ pub(crate) enum ModCommand {
     /// Block an author: their posts are deleted and refused everywhere.
     Block {
         /// The author's key: full (`mu1…`) or the 8-character fingerprint
-        /// printed next to their pseudonym.
+        /// printed next to their pseudonym; or a report's id as `mod queue`
+        /// prints it (blocks the reported post's author and resolves the
+        /// report).
         author: String,
         /// Only in this topic (default: the whole community).
         #[arg(long, value_name = "TOPIC")]
@@ -53,7 +55,8 @@ pub(crate) enum ModCommand {
     /// Hide a post: its text is deleted everywhere, a notice stays.
     Hide {
         /// The post's id (full, or the short form `read` prints), or the id
-        /// of a report as `mod queue` prints it (which names its post).
+        /// of a report as `mod queue` prints it (hides its post and
+        /// resolves the report).
         post: String,
         /// Why (shown in its place).
         #[arg(long)]
@@ -79,8 +82,22 @@ pub(crate) enum ModCommand {
     },
     /// Show moderators, blocks, hidden and pinned posts and the public log.
     List,
-    /// Show the reports this node can read (admin and moderators).
+    /// Show the open reports this node can read (admin and moderators):
+    /// each with the reported post's text, topic and author.
     Queue,
+    /// Resolve a report: it leaves every moderator's queue. The outcome
+    /// is in the public log (with the report's id only); the note is
+    /// sealed to the moderators.
+    Resolve {
+        /// The report's id as `mod queue` prints it (short or full).
+        report: String,
+        /// What was done about it.
+        #[arg(long, value_enum)]
+        outcome: crate::reports::Outcome,
+        /// A note for the other moderators (only they can read it).
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 /// `mutual mod co-admin …`.
@@ -106,6 +123,11 @@ pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
     let (request, done) = match command {
         ModCommand::List => return list(ctx).await,
         ModCommand::Queue => return queue(ctx).await,
+        ModCommand::Resolve {
+            report,
+            outcome,
+            note,
+        } => return crate::reports::resolve(ctx, report, outcome, note).await,
         ModCommand::Appoint { key } => (
             Request::ModAppoint { key: key.clone() },
             format!("Appointed {} as a moderator", output::fingerprint(&key)),
@@ -209,7 +231,7 @@ fn check(command: &ModCommand) -> Result<()> {
         | ModCommand::Unhide { post }
         | ModCommand::Pin { post }
         | ModCommand::Unpin { post } => args::post_id(post),
-        ModCommand::List | ModCommand::Queue => Ok(()),
+        ModCommand::List | ModCommand::Queue | ModCommand::Resolve { .. } => Ok(()),
     }
 }
 
@@ -304,51 +326,10 @@ async fn list(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Lines of a reported post's text `mod queue` shows (the rest is cut).
-const QUEUE_BODY_LINES: usize = 6;
-
 async fn queue(ctx: &Ctx) -> Result<()> {
     let reports: Vec<ReportView> = ctx.call_as(Request::ModQueue).await?;
     if ctx.json {
         return output::json(&reports);
     }
-    if reports.is_empty() {
-        line("No reports.")?;
-    }
-    let now = node::now_ms();
-    for r in &reports {
-        line(format!(
-            "{}  post {} reported by {}, {}{}",
-            output::short_id(&r.id),
-            output::short_id(&r.post),
-            output::actor(&r.reporter),
-            output::ago(now, r.at),
-            reason_text(Some(r.reason.as_str()))
-        ))?;
-        match &r.reported {
-            Some(p) => {
-                line(format!(
-                    "    in {} by {}:",
-                    output::clean_line(&p.topic),
-                    output::actor(&p.author)
-                ))?;
-                for text in p.body.lines().take(QUEUE_BODY_LINES) {
-                    line(format!("    | {}", output::clean_line(text)))?;
-                }
-                if p.body.lines().count() > QUEUE_BODY_LINES {
-                    line("    | …")?;
-                }
-            }
-            None => line(
-                "    (the post is not held on this node: retracted, blocked, or not synced here)",
-            )?,
-        }
-    }
-    if let Some(first) = reports.first() {
-        line(format!(
-            "Act on a report by its id: `mutual mod hide {}`, or block its author by the key shown.",
-            output::short_id(&first.id)
-        ))?;
-    }
-    Ok(())
+    crate::reports::report_rows(&reports)
 }

@@ -225,6 +225,21 @@ pub struct ReportedPostView {
     pub body: String,
 }
 
+/// One entry of the community's topic directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryEntryView {
+    /// The topic's name.
+    pub topic: String,
+    /// Its one-line description.
+    pub description: String,
+    /// Whether this node joined it.
+    pub joined: bool,
+    /// The moderator who wrote the description.
+    pub by: ActorView,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+}
+
 /// The community as a newcomer sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommunityView {

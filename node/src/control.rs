@@ -84,6 +84,9 @@
 //! | `mod_pin` | `post` | `{"id": action id}` |
 //! | `mod_unpin` | `post` | `{"id": action id}` |
 //! | `mod_list` | | `ModListView`: `{admin, moderators, blocks, hidden, pinned, log}` |
+//! | `mod_resolve` | `report`, `outcome` (`hidden`, `blocked` or `none`), `note?` | `{"id": action id}` |
+//! | `topic_directory` | | `[DirectoryEntryView]`: `[{topic, description, joined, by, at}]` |
+//! | `describe_topic` | `topic`, `description` (empty: remove the entry) | `{"id": action id}` |
 //! | `mod_queue` | | `[ReportView]`: `[{id, post, reporter, reason, at, reported}]` (`reported`: `null`, or `{topic, author, body}` when the node holds the post) |
 //! | `sync` | | `null` (a sync round with every connected peer has started) |
 //! | `connect` | `addr` (a multiaddress) | `ConnectView`: `{peer_id, address, already_connected}`, once connected (at most 20 s) |
@@ -156,7 +159,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::moderation::{ModActionKind, Scope};
+use protocol::moderation::{ModActionKind, ReportOutcome, Scope};
 use protocol::post::Draft;
 use protocol::{PostId, PublicKey, TopicName};
 use serde::{Deserialize, Serialize};
@@ -371,6 +374,25 @@ pub enum Request {
     ModList,
     /// Reports this (moderator) node can read.
     ModQueue,
+    /// Moderator: resolve an open report.
+    ModResolve {
+        /// Full or short report id, as `mod_queue` prints it.
+        report: String,
+        /// `hidden`, `blocked` or `none`.
+        outcome: String,
+        /// A note for the moderators (sealed to them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// The community's topic directory.
+    TopicDirectory,
+    /// Moderator: describe a topic in the directory (empty: remove it).
+    DescribeTopic {
+        /// Topic name.
+        topic: String,
+        /// One line.
+        description: String,
+    },
     /// Start a sync round with every connected peer.
     Sync,
     /// Flush and stop the node.
@@ -419,6 +441,7 @@ impl Request {
                 | Request::Invite
                 | Request::ModList
                 | Request::ModQueue
+                | Request::TopicDirectory
                 | Request::Follow { .. }
         )
     }
@@ -972,6 +995,18 @@ async fn write_read(
     write_within(write, b"]}\n", limit).await
 }
 
+/// A report's outcome as the command line and the web app name it.
+fn report_outcome(text: &str) -> Result<ReportOutcome, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "hidden" | "hide" => Ok(ReportOutcome::Hidden),
+        "blocked" | "block" => Ok(ReportOutcome::Blocked),
+        "none" | "no action" | "no-action" => Ok(ReportOutcome::NoAction),
+        other => Err(format!(
+            "unknown outcome {other:?}: write hidden, blocked or none"
+        )),
+    }
+}
+
 fn topic(text: &str) -> Result<TopicName, String> {
     TopicName::parse(text).map_err(|e| e.to_string())
 }
@@ -995,6 +1030,23 @@ fn id_result(id: impl std::fmt::Display) -> Value {
 async fn moderate(handle: &NodeHandle, kind: ModActionKind) -> Result<Value, String> {
     let id = handle.moderate(kind).await.map_err(|e| e.to_string())?;
     Ok(id_result(id))
+}
+
+/// After a hide or block given a report's id (which names its post, or
+/// the post's author), resolves that report with `outcome`: acting on a
+/// queue row by its id closes it. A report resolved already stays as it
+/// was.
+async fn resolve_named_report(handle: &NodeHandle, text: &str, outcome: ReportOutcome) {
+    let prefix = format!("{}1", protocol::ActionId::PREFIX);
+    if !text.trim().to_ascii_lowercase().starts_with(&prefix) {
+        return;
+    }
+    if let Err(e) = handle
+        .resolve_report(text.to_string(), outcome, String::new())
+        .await
+    {
+        tracing::debug!("the report acted on was not resolved: {e}");
+    }
 }
 
 fn scope(topic_name: Option<&str>) -> Result<Scope, String> {
@@ -1091,7 +1143,7 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             moderate(handle, kind).await
         }
         Request::ModCoAdmin { key: k, add } => {
-            let key = key(&k)?;
+            let key = key(handle, &k).await?;
             // `upto_seq` is filled in by the node when it signs.
             let kind = if add {
                 ModActionKind::AppointCoAdmin { key }
@@ -1113,7 +1165,9 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
                 scope: scope(t.as_deref())?,
                 reason: reason.unwrap_or_default(),
             };
-            moderate(handle, kind).await
+            let done = moderate(handle, kind).await?;
+            resolve_named_report(handle, &author, ReportOutcome::Blocked).await;
+            Ok(done)
         }
         Request::ModUnblock { author, topic: t } => {
             let kind = ModActionKind::Unblock {
@@ -1127,7 +1181,9 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
                 post: post_id(handle, &post).await?,
                 reason: reason.unwrap_or_default(),
             };
-            moderate(handle, kind).await
+            let done = moderate(handle, kind).await?;
+            resolve_named_report(handle, &post, ReportOutcome::Hidden).await;
+            Ok(done)
         }
         Request::ModUnhide { post } => {
             let post = post_id(handle, &post).await?;
@@ -1151,6 +1207,29 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
         }
         Request::ModList => to_value(handle.mod_list().await.map_err(e)?),
         Request::ModQueue => to_value(handle.mod_queue().await.map_err(e)?),
+        Request::ModResolve {
+            report,
+            outcome,
+            note,
+        } => {
+            let outcome = report_outcome(&outcome)?;
+            let id = handle
+                .resolve_report(report, outcome, note.unwrap_or_default())
+                .await
+                .map_err(e)?;
+            Ok(id_result(id))
+        }
+        Request::TopicDirectory => to_value(handle.topic_directory().await.map_err(e)?),
+        Request::DescribeTopic {
+            topic: name,
+            description,
+        } => {
+            let id = handle
+                .describe_topic(topic(&name)?, description)
+                .await
+                .map_err(e)?;
+            Ok(id_result(id))
+        }
         Request::Sync => {
             handle.sync_now().await.map_err(e)?;
             Ok(Value::Null)

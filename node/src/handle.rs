@@ -283,12 +283,13 @@ impl NodeHandle {
             .core
             .call(move |c| c.report_plan(post, now_ms()))
             .await?;
-        let sealed = tokio::task::spawn_blocking(move || plan.seal(&reason))
+        let (sealed, id) = tokio::task::spawn_blocking(move || plan.seal(&reason))
             .await
             .map_err(|_| NodeError::Stopped)??;
         self.core
             .write(move |c| c.publish_report(sealed, now_ms()))
-            .await
+            .await?;
+        Ok(id)
     }
 
     /// Takes a moderation action; refused locally unless this identity may.
@@ -304,6 +305,35 @@ impl NodeHandle {
     /// Reports this (moderator) node can read, oldest first.
     pub async fn mod_queue(&self) -> Result<Vec<ReportView>, NodeError> {
         self.core.call(|c| Ok(c.mod_queue())).await
+    }
+
+    /// Resolves an open report (its id full or short, as `mod queue`
+    /// prints it) with `outcome` and a note sealed to the moderators.
+    pub async fn resolve_report(
+        &self,
+        report: String,
+        outcome: protocol::moderation::ReportOutcome,
+        note: String,
+    ) -> Result<ActionId, NodeError> {
+        self.core
+            .write(move |c| c.resolve_report(&report, outcome, &note, now_ms()))
+            .await
+    }
+
+    /// The community's topic directory, marked joined or not.
+    pub async fn topic_directory(&self) -> Result<Vec<crate::api::DirectoryEntryView>, NodeError> {
+        self.core.call(|c| Ok(c.topic_directory())).await
+    }
+
+    /// Moderator: describes `topic` in the directory (empty: removes it).
+    pub async fn describe_topic(
+        &self,
+        topic: TopicName,
+        description: String,
+    ) -> Result<ActionId, NodeError> {
+        self.core
+            .write(move |c| c.describe_topic(topic, &description, now_ms()))
+            .await
     }
 
     /// Mutes (`true`) or unmutes an author for this node alone.

@@ -197,8 +197,8 @@ impl SealedReport {
     /// Writes, signs and seals a report of `post` to each of `recipients`,
     /// with a copy of the post inside every sealed copy. When the copies
     /// would not fit one message ([`MAX_MESSAGE_BYTES`]: a long post and
-    /// many moderators), the report is sealed without the copy.
-    #[allow(clippy::too_many_arguments)]
+    /// many moderators), the report is sealed without the copy. Returns
+    /// the envelope and the report's own id ([`ReportContent::id`]).
     pub fn seal_with_copy<R: RngCore + CryptoRng>(
         reporter: &Identity,
         community: CommunityId,
@@ -207,8 +207,9 @@ impl SealedReport {
         recipients: &[PublicKey],
         now_ms: u64,
         rng: &mut R,
-    ) -> Result<SealedReport, ValidationError> {
+    ) -> Result<(SealedReport, ActionId), ValidationError> {
         let report = Self::sign_body(reporter, community, post.id(), reason, now_ms)?;
+        let id = report.id();
         let content = ReportContent {
             report,
             post: Some(post.clone()),
@@ -217,17 +218,15 @@ impl SealedReport {
         // Each copy: the plaintext, the sealed box's 48 bytes, the
         // recipient and length prefixes; the envelope: a few dozen bytes.
         let estimate = recipients.len().min(MAX_REPORT_RECIPIENTS) * (plaintext + 48 + 48) + 128;
-        if plaintext + 48 > MAX_SEALED_COPY_BYTES || estimate > MAX_MESSAGE_BYTES {
-            return Self::seal_content(
-                &ReportContent {
-                    report: content.report,
-                    post: None,
-                },
-                recipients,
-                rng,
-            );
-        }
-        Self::seal_content(&content, recipients, rng)
+        let content = if plaintext + 48 > MAX_SEALED_COPY_BYTES || estimate > MAX_MESSAGE_BYTES {
+            ReportContent {
+                report: content.report,
+                post: None,
+            }
+        } else {
+            content
+        };
+        Ok((Self::seal_content(&content, recipients, rng)?, id))
     }
 
     fn sign_body(
@@ -575,7 +574,7 @@ mod tests {
         let reporter = Identity::generate(None);
         let first = Identity::generate(Some("mod".into()));
         let later = Identity::generate(Some("later".into()));
-        let report = SealedReport::seal_with_copy(
+        let (report, id) = SealedReport::seal_with_copy(
             &reporter,
             community,
             &post,
@@ -587,6 +586,7 @@ mod tests {
         .unwrap();
         assert!(report.clone().verify(&ctx).is_ok());
         let opened = report.open_content(&first.secret, &ctx).unwrap().unwrap();
+        assert_eq!(opened.id(), id);
         let copy = opened
             .post
             .as_ref()

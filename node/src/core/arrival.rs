@@ -357,9 +357,7 @@ impl Core {
                     return Ok(Outcome::Duplicate);
                 }
                 self.stored_reports += 1;
-                if let Some(view) = self.open_report(sealed) {
-                    self.reports.push(view);
-                }
+                self.note_report(sealed);
                 Ok(Outcome::Stored)
             }
         }

@@ -1032,3 +1032,6 @@ fn a_co_admins_appointment_counts_and_nobody_blocks_the_co_admin() {
         .is_none());
     assert_eq!(core.mod_list().co_admins, vec![co.public().to_string()]);
 }
+
+#[path = "report_tests.rs"]
+mod report_tests;

@@ -364,37 +364,6 @@ impl Store {
         self.posts_of(iter, limit)
     }
 
-    /// Authors of stored posts whose key starts with `prefix`, at most
-    /// `limit`: how a printed key fingerprint is resolved. Reads one index
-    /// entry per author, however many posts each has.
-    pub fn authors_with_prefix(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<PublicKey>, StoreError> {
-        let b = self.b();
-        let scope = prefixed(AUTHOR, prefix);
-        let mut start = scope.clone();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let Some(entry) = b.items.range(start.clone()..).keys().next() else {
-                break;
-            };
-            let k = entry.during("read the author index")?;
-            if !k.starts_with(&scope) {
-                break;
-            }
-            let Some((author, _)) = k.get(1..).and_then(split_author_key) else {
-                break;
-            };
-            out.push(PublicKey(author));
-            // Past every entry of this author: its keys all have one length.
-            start = prefixed(AUTHOR, &author);
-            start.extend_from_slice(&[0xff; 64]);
-        }
-        Ok(out)
-    }
-
     /// The newest stored post of `author` (for a pseudonym to show).
     pub fn latest_post_of(&self, author: &PublicKey) -> Result<Option<SignedPost>, StoreError> {
         let b = self.b();

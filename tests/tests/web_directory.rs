@@ -89,3 +89,52 @@ async fn the_home_page_lists_the_directory_and_joins_a_listed_topic() -> Result<
     assert!(page.contains("You have joined every topic the moderators list."));
     Ok(())
 }
+
+/// The moderation page shows a reported post from a topic the moderator
+/// never joined (the copy the report carries), and its Resolve form
+/// closes the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_moderation_page_shows_the_carried_post_and_resolves_the_report() -> Result<()> {
+    let mut net = TestNet::new()?;
+    let admin = start(net.admin.clone(), &[]).await?;
+    let member = start(net.member("kit")?, &[&admin.addr]).await?;
+    member.handle.join(topic("night")).await?;
+    let post = member
+        .handle
+        .publish(topic("night"), mutual_tests::draft("<b>can't sleep</b>"))
+        .await?;
+    member.handle.report(post, "worried".into()).await?;
+    wait_until(DEADLINE, "the report in the admin's queue", || async {
+        admin.handle.mod_queue().await.is_ok_and(|q| q.len() == 1)
+    })
+    .await?;
+
+    let app = App::serve(&admin).await?;
+    let port = app.port();
+    let link = app.login_link()?;
+    let path = link.trim_start_matches(&app.base()).to_string();
+    let (_, headers, _) = http(port, "GET", &path, &[], b"").await?;
+    let Some(cookie) = set_cookie(&headers) else {
+        bail!("no session cookie after login");
+    };
+    let (status, _, page) = http(port, "GET", "/mod", &[("Cookie", cookie.as_str())], b"").await?;
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&page).to_string();
+    assert!(
+        page.contains("&lt;b&gt;can't sleep&lt;/b&gt;"),
+        "escaped: {page}"
+    );
+    assert!(page.contains("In night, by kit"), "{page}");
+    let report = admin.handle.mod_queue().await?[0].id.clone();
+    let csrf = csrf_in(&page).unwrap_or_default();
+    let (status, _, _) = post_form(
+        port,
+        &cookie,
+        "/mod/resolve",
+        &format!("csrf={csrf}&back=mod&report={report}&outcome=none&note=checked+in"),
+    )
+    .await?;
+    assert!(status == 303, "resolve answered {status}");
+    assert!(admin.handle.mod_queue().await?.is_empty());
+    Ok(())
+}

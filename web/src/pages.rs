@@ -619,6 +619,28 @@ pub(crate) async fn home_page(app: &App, note: Note) -> Response {
     page(StatusCode::OK, layout("/", None, &note, content))
 }
 
+/// Closes a report with an outcome: it leaves every moderator's queue;
+/// the outcome is public, the note sealed to the moderators.
+fn resolve_form(v: &Viewer, r: &node::api::ReportView) -> Markup {
+    let id = format!("resolve-{}", short_id(&r.id));
+    html! {
+        form method="post" action="/mod/resolve" class="row" {
+            (csrf_field(v))
+            input type="hidden" name="back" value="mod";
+            input type="hidden" name="report" value=(r.id);
+            label for=(format!("{id}-outcome")) { "Resolve as" }
+            select id=(format!("{id}-outcome")) name="outcome" {
+                option value="none" { "no action needed" }
+                option value="hidden" { "post hidden" }
+                option value="blocked" { "author blocked" }
+            }
+            label for=(format!("{id}-note")) { "Note for moderators" }
+            input type="text" id=(format!("{id}-note")) name="note" autocomplete="off";
+            button type="submit" { "Resolve" }
+        }
+    }
+}
+
 /// The community's topic directory (moderators describe topics; issue
 /// 18): the topics this node has not joined, each with its description
 /// and a button to join it. Any other name can still be joined below.
@@ -873,10 +895,19 @@ pub(crate) async fn mod_page(app: &App, note: Note) -> Response {
                                 Some(p) => {
                                     ol class="thread" { (post_item(p, &v, html!{}, false)) }
                                 }
-                                None => {
-                                    p class="notice" { "Post " (short_id(&r.post)) " is no longer shown on this node (retracted, blocked or not held)." }
-                                }
+                                None => @match &r.reported {
+                                    // The copy the report carries: a topic
+                                    // this moderator never joined.
+                                    Some(copy) => {
+                                        p { "In " (clean(&copy.topic)) ", by " (actor(&copy.author)) " (post " (short_id(&r.post)) "):" }
+                                        blockquote class="reported" { (clean(&copy.body)) }
+                                    }
+                                    None => {
+                                        p class="notice" { "Post " (short_id(&r.post)) " is no longer shown on this node (retracted, blocked or not held)." }
+                                    }
+                                },
                             }
+                            (resolve_form(&v, r))
                         }
                     }
                 }

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use anyhow::Result;
-use protocol::{PostId, PublicKey, TopicName};
+use protocol::{ActionId, PostId, PublicKey, TopicName};
 
 /// A topic name obeys the naming rule.
 pub(crate) fn topic(text: &str) -> Result<()> {
@@ -12,19 +12,43 @@ pub(crate) fn topic(text: &str) -> Result<()> {
     Ok(())
 }
 
-/// An author or moderator key is well formed (checksum included).
+/// An author or moderator key is well formed (checksum included), or a
+/// short form (the printed fingerprint) the node can look up, or a
+/// report's id (which names the reported post's author).
 pub(crate) fn key(text: &str) -> Result<()> {
-    PublicKey::from_str(text)?;
+    if looks_like_report(text) {
+        return report_id(text);
+    }
+    if PublicKey::from_str(text).is_err() {
+        PublicKey::prefix_bytes(text)?;
+    }
     Ok(())
 }
 
-/// A post id is a full id or a short form long enough to look up.
+/// A post id is a full id or a short form long enough to look up, or the
+/// id of a report (full or short, as `mod queue` prints it).
 pub(crate) fn post_id(text: &str) -> Result<()> {
-    if PostId::from_str(text).is_ok() {
-        return Ok(());
+    if looks_like_report(text) {
+        return report_id(text);
     }
-    PostId::prefix_bytes(text)?;
+    if PostId::from_str(text).is_err() {
+        PostId::prefix_bytes(text)?;
+    }
     Ok(())
+}
+
+/// A report's id, full or a short form long enough to look up.
+pub(crate) fn report_id(text: &str) -> Result<()> {
+    if ActionId::from_str(text).is_err() {
+        ActionId::prefix_bytes(text)?;
+    }
+    Ok(())
+}
+
+fn looks_like_report(text: &str) -> bool {
+    text.trim()
+        .to_ascii_lowercase()
+        .starts_with(&format!("{}1", ActionId::PREFIX))
 }
 
 #[cfg(test)]
@@ -51,5 +75,16 @@ mod tests {
         typo.pop();
         typo.push(if k.ends_with('q') { 'p' } else { 'q' });
         assert!(key(&typo).unwrap_err().to_string().contains("checksum"));
+        let fingerprint = protocol::SecretKey::generate().public().short();
+        assert!(key(&fingerprint).is_ok());
+        assert!(key(&format!("mu1{fingerprint}")).is_ok());
+        assert!(key("qy3x").is_err(), "too short to look up");
+        let report = ActionId::of_bytes(b"r").to_string();
+        assert!(post_id(&report).is_ok());
+        assert!(post_id(&report[..11]).is_ok());
+        assert!(post_id("ma1qq").is_err());
+        assert!(key(&report[..11]).is_ok(), "a report names its author");
+        assert!(report_id(&report[..11]).is_ok());
+        assert!(report_id(&id[..11]).is_err(), "a post id is no report id");
     }
 }

@@ -13,6 +13,7 @@ mod client;
 mod connect;
 mod daemon;
 mod demo;
+mod directory;
 mod doctor;
 mod info;
 mod invitations;
@@ -21,6 +22,7 @@ mod moderation;
 mod offline;
 mod output;
 mod posts;
+mod reports;
 mod succession;
 mod text;
 mod ui;
@@ -126,8 +128,17 @@ enum Command {
         #[arg(long)]
         forget: bool,
     },
-    /// List joined topics with their post counts.
-    Topics,
+    /// List joined topics with their post counts; with --all, the
+    /// community's topic directory too.
+    Topics {
+        /// Also show the community's topic directory (every topic
+        /// moderators describe, joined or not).
+        #[arg(long)]
+        all: bool,
+        /// Moderators: describe a topic in the directory.
+        #[command(subcommand)]
+        command: Option<directory::TopicsCommand>,
+    },
     /// Post to a topic.
     Post(posts::PostArgs),
     /// Read a topic: pinned first, then oldest to newest, replies under
@@ -142,7 +153,8 @@ enum Command {
     /// Without --reason, the reason is read from standard input, or written
     /// in your editor ($EDITOR) when standard input is a terminal.
     Report {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
         /// Why you report it; `-` reads it from standard input. Text given
         /// here is visible to other users of this computer (`ps`) while the
@@ -152,12 +164,14 @@ enum Command {
     },
     /// Stop seeing an author's posts on this node.
     Mute {
-        /// The author's key (`mu1…`).
+        /// The author's key: full (`mu1…`) or the 8-character fingerprint
+        /// printed next to their pseudonym.
         author: String,
     },
     /// See a muted author's posts again.
     Unmute {
-        /// The author's key (`mu1…`).
+        /// The author's key: full (`mu1…`) or the 8-character fingerprint
+        /// printed next to their pseudonym.
         author: String,
     },
     /// List connected peers.
@@ -312,7 +326,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Connect { addr } => connect::connect(&ctx, addr).await,
         Command::Join { topic } => posts::join(&ctx, topic).await,
         Command::Leave { topic, forget } => posts::leave(&ctx, topic, forget).await,
-        Command::Topics => posts::topics(&ctx).await,
+        Command::Topics {
+            command: Some(command),
+            ..
+        } => directory::run(&ctx, command).await,
+        Command::Topics { all: true, .. } => directory::all(&ctx).await,
+        Command::Topics { .. } => posts::topics(&ctx).await,
         Command::Post(args) => posts::post(&ctx, args).await,
         Command::Read(args) => posts::read(&ctx, args).await,
         Command::Retract { post } => posts::retract(&ctx, post).await,

@@ -21,7 +21,8 @@ pub(crate) enum ModCommand {
     },
     /// Admin or co-admin: end someone's moderator role.
     Revoke {
-        /// Their key.
+        /// Their key: full (`mu1…`) or the 8-character fingerprint printed
+        /// next to their pseudonym.
         key: String,
     },
     /// Admin: name or remove co-admins, who may also appoint and revoke
@@ -30,7 +31,10 @@ pub(crate) enum ModCommand {
     CoAdmin(CoAdminCommand),
     /// Block an author: their posts are deleted and refused everywhere.
     Block {
-        /// The author's key.
+        /// The author's key: full (`mu1…`) or the 8-character fingerprint
+        /// printed next to their pseudonym; or a report's id as `mod queue`
+        /// prints it (blocks the reported post's author and resolves the
+        /// report).
         author: String,
         /// Only in this topic (default: the whole community).
         #[arg(long, value_name = "TOPIC")]
@@ -41,7 +45,8 @@ pub(crate) enum ModCommand {
     },
     /// Lift a block.
     Unblock {
-        /// The author's key.
+        /// The author's key: full (`mu1…`) or the 8-character fingerprint
+        /// printed next to their pseudonym.
         author: String,
         /// The topic of a topic block (default: the community block).
         #[arg(long, value_name = "TOPIC")]
@@ -49,7 +54,9 @@ pub(crate) enum ModCommand {
     },
     /// Hide a post: its text is deleted everywhere, a notice stays.
     Hide {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (hides its post and
+        /// resolves the report).
         post: String,
         /// Why (shown in its place).
         #[arg(long)]
@@ -57,17 +64,20 @@ pub(crate) enum ModCommand {
     },
     /// Lift a hide.
     Unhide {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
     },
     /// Pin a post to the top of its topic.
     Pin {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
     },
     /// Unpin a post.
     Unpin {
-        /// The post's id.
+        /// The post's id (full, or the short form `read` prints), or the id
+        /// of a report as `mod queue` prints it (which names its post).
         post: String,
     },
     /// No new admissions until lifted (the whole community), and with
@@ -107,9 +117,23 @@ pub(crate) enum ModCommand {
     },
     /// Show moderators, blocks, hidden and pinned posts and the public log.
     List,
-    /// Show the reports this node can read and the posts waiting for
-    /// approval (admin and moderators).
+    /// Show the open reports this node can read (admin and moderators),
+    /// each with the reported post's text, topic and author, and the posts
+    /// waiting for approval.
     Queue,
+    /// Resolve a report: it leaves every moderator's queue. The outcome
+    /// is in the public log (with the report's id only); the note is
+    /// sealed to the moderators.
+    Resolve {
+        /// The report's id as `mod queue` prints it (short or full).
+        report: String,
+        /// What was done about it.
+        #[arg(long, value_enum)]
+        outcome: crate::reports::Outcome,
+        /// A note for the other moderators (only they can read it).
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 /// `mutual mod co-admin …`.
@@ -149,6 +173,11 @@ pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
         ModCommand::Reject { post, reason } => {
             return crate::approval::decide(ctx, post, Some(reason)).await
         }
+        ModCommand::Resolve {
+            report,
+            outcome,
+            note,
+        } => return crate::reports::resolve(ctx, report, outcome, note).await,
         ModCommand::Appoint { key } => (
             Request::ModAppoint { key: key.clone() },
             format!("Appointed {} as a moderator", output::fingerprint(&key)),
@@ -257,7 +286,8 @@ fn check(command: &ModCommand) -> Result<()> {
         ModCommand::List
         | ModCommand::Queue
         | ModCommand::Lockdown { .. }
-        | ModCommand::Lift { .. } => Ok(()),
+        | ModCommand::Lift { .. }
+        | ModCommand::Resolve { .. } => Ok(()),
     }
 }
 
@@ -358,21 +388,7 @@ async fn queue(ctx: &Ctx) -> Result<()> {
     if ctx.json {
         return output::json(&reports);
     }
-    if reports.is_empty() {
-        line("No reports.")?;
-    }
-
-    let now = node::now_ms();
-    for r in &reports {
-        line(format!(
-            "{}  post {} reported by {}, {}{}",
-            output::short_id(&r.id),
-            output::short_id(&r.post),
-            output::actor(&r.reporter),
-            output::ago(now, r.at),
-            reason_text(Some(r.reason.as_str()))
-        ))?;
-    }
+    crate::reports::report_rows(&reports)?;
     // The posts waiting for approval come after the reports.
     crate::approval::held_section(ctx).await
 }

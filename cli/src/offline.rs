@@ -150,6 +150,9 @@ pub(crate) async fn join(ctx: &Ctx, args: &[String]) -> Result<()> {
     ))?;
     print_rules(&v)?;
     line("Next: `mutual run` starts your node; it connects to the inviter by itself.")?;
+    line(
+        "Then `mutual topics --all` lists the community's topics as its moderators describe them.",
+    )?;
     Ok(())
 }
 

@@ -219,6 +219,36 @@ pub struct ReportView {
     pub reason: String,
     /// When, ms since the Unix epoch.
     pub at: u64,
+    /// The reported post, when this node holds it (`null` otherwise: not
+    /// synced here, retracted, or its author blocked).
+    #[serde(default)]
+    pub reported: Option<ReportedPostView>,
+}
+
+/// What a moderator needs to judge a reported post at a glance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedPostView {
+    /// Its topic.
+    pub topic: String,
+    /// Its author, with the pseudonym the post was signed with.
+    pub author: ActorView,
+    /// Its text.
+    pub body: String,
+}
+
+/// One entry of the community's topic directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryEntryView {
+    /// The topic's name.
+    pub topic: String,
+    /// Its one-line description.
+    pub description: String,
+    /// Whether this node joined it.
+    pub joined: bool,
+    /// The moderator who wrote the description.
+    pub by: ActorView,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
 }
 
 /// The community as a newcomer sees it.

@@ -52,8 +52,12 @@
 //! Each request is a JSON object whose `cmd` field names it; the other
 //! fields are its arguments. Fields marked `?` may be left out (or `null`).
 //! Topic names are normalised as `TopicName::parse` does; post ids may be
-//! full (`mp1…`) or short (the 11-character form `read` prints); keys are
-//! printable author keys (`mu1…`).
+//! full (`mp1…`) or short (the 11-character form `read` prints), or the id
+//! of a report in `mod_queue` (full or short), which names its post; keys
+//! are printable author keys (`mu1…`) or the 8-character fingerprint that
+//! commands print next to a pseudonym (with or without `mu1`), resolved
+//! among the keys the node knows. An ambiguous short form is refused with
+//! the candidates listed.
 //!
 //! | `cmd` | fields | `result` |
 //! |---|---|---|
@@ -90,6 +94,10 @@
 //! | `mod_held` | | `[PostView]`: posts waiting for approval in the joined topics, oldest first (empty unless this node is the admin or a moderator) |
 //! | `mod_approve` | `post` | `{"id": action id}` (a post waiting for approval) |
 //! | `mod_reject` | `post`, `reason?` | `{"id": action id}` (a post waiting for approval) |
+//! | `mod_resolve` | `report`, `outcome` (`hidden`, `blocked` or `none`), `note?` | `{"id": action id}` |
+//! | `topic_directory` | | `[DirectoryEntryView]`: `[{topic, description, joined, by, at}]` |
+//! | `describe_topic` | `topic`, `description` (empty: remove the entry) | `{"id": action id}` |
+//! | `mod_queue` | | `[ReportView]`: `[{id, post, reporter, reason, at, reported}]` (`reported`: `null`, or `{topic, author, body}` when the node holds the post) |
 //! | `sync` | | `null` (a sync round with every connected peer has started) |
 //! | `connect` | `addr` (a multiaddress) | `ConnectView`: `{peer_id, address, already_connected}`, once connected (at most 20 s) |
 //! | `shutdown` | | `null` (the node flushes its store and stops) |
@@ -159,12 +167,11 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::moderation::{ModActionKind, Scope};
+use protocol::moderation::{ModActionKind, ReportOutcome, Scope};
 use protocol::post::Draft;
 use protocol::{PostId, PublicKey, TopicName};
 use serde::{Deserialize, Serialize};
@@ -394,6 +401,25 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Moderator: resolve an open report.
+    ModResolve {
+        /// Full or short report id, as `mod_queue` prints it.
+        report: String,
+        /// `hidden`, `blocked` or `none`.
+        outcome: String,
+        /// A note for the moderators (sealed to them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// The community's topic directory.
+    TopicDirectory,
+    /// Moderator: describe a topic in the directory (empty: remove it).
+    DescribeTopic {
+        /// Topic name.
+        topic: String,
+        /// One line.
+        description: String,
+    },
     /// Start a sync round with every connected peer.
     Sync,
     /// Flush and stop the node.
@@ -492,6 +518,7 @@ impl Request {
                 | Request::ModList
                 | Request::ModQueue
                 | Request::ModHeld
+                | Request::TopicDirectory
                 | Request::Follow { .. }
         )
     }
@@ -1045,12 +1072,24 @@ async fn write_read(
     write_within(write, b"]}\n", limit).await
 }
 
+/// A report's outcome as the command line and the web app name it.
+fn report_outcome(text: &str) -> Result<ReportOutcome, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "hidden" | "hide" => Ok(ReportOutcome::Hidden),
+        "blocked" | "block" => Ok(ReportOutcome::Blocked),
+        "none" | "no action" | "no-action" => Ok(ReportOutcome::NoAction),
+        other => Err(format!(
+            "unknown outcome {other:?}: write hidden, blocked or none"
+        )),
+    }
+}
+
 fn topic(text: &str) -> Result<TopicName, String> {
     TopicName::parse(text).map_err(|e| e.to_string())
 }
 
-fn key(text: &str) -> Result<PublicKey, String> {
-    PublicKey::from_str(text).map_err(|e| e.to_string())
+async fn key(handle: &NodeHandle, text: &str) -> Result<PublicKey, String> {
+    handle.resolve_key(text).await.map_err(|e| e.to_string())
 }
 
 async fn post_id(handle: &NodeHandle, text: &str) -> Result<PostId, String> {
@@ -1068,6 +1107,23 @@ fn id_result(id: impl std::fmt::Display) -> Value {
 async fn moderate(handle: &NodeHandle, kind: ModActionKind) -> Result<Value, String> {
     let id = handle.moderate(kind).await.map_err(|e| e.to_string())?;
     Ok(id_result(id))
+}
+
+/// After a hide or block given a report's id (which names its post, or
+/// the post's author), resolves that report with `outcome`: acting on a
+/// queue row by its id closes it. A report resolved already stays as it
+/// was.
+async fn resolve_named_report(handle: &NodeHandle, text: &str, outcome: ReportOutcome) {
+    let prefix = format!("{}1", protocol::ActionId::PREFIX);
+    if !text.trim().to_ascii_lowercase().starts_with(&prefix) {
+        return;
+    }
+    if let Err(e) = handle
+        .resolve_report(text.to_string(), outcome, String::new())
+        .await
+    {
+        tracing::debug!("the report acted on was not resolved: {e}");
+    }
 }
 
 fn scope(topic_name: Option<&str>) -> Result<Scope, String> {
@@ -1130,11 +1186,17 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             Ok(id_result(report))
         }
         Request::Mute { author } => {
-            handle.mute(key(&author)?, true).await.map_err(e)?;
+            handle
+                .mute(key(handle, &author).await?, true)
+                .await
+                .map_err(e)?;
             Ok(Value::Null)
         }
         Request::Unmute { author } => {
-            handle.mute(key(&author)?, false).await.map_err(e)?;
+            handle
+                .mute(key(handle, &author).await?, false)
+                .await
+                .map_err(e)?;
             Ok(Value::Null)
         }
         Request::Peers => to_value(handle.peers().await.map_err(e)?),
@@ -1147,18 +1209,24 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
         | Request::ModLift { .. }
         | Request::CommunityUpdate { .. }) => crate::admission::execute(handle, r).await,
         Request::ModAppoint { key: k } => {
-            moderate(handle, ModActionKind::AppointModerator { key: key(&k)? }).await
+            moderate(
+                handle,
+                ModActionKind::AppointModerator {
+                    key: key(handle, &k).await?,
+                },
+            )
+            .await
         }
         Request::ModRevoke { key: k } => {
             // `upto_seq` is filled in by the node when it signs.
             let kind = ModActionKind::RevokeModerator {
-                key: key(&k)?,
+                key: key(handle, &k).await?,
                 upto_seq: None,
             };
             moderate(handle, kind).await
         }
         Request::ModCoAdmin { key: k, add } => {
-            let key = key(&k)?;
+            let key = key(handle, &k).await?;
             // `upto_seq` is filled in by the node when it signs.
             let kind = if add {
                 ModActionKind::AppointCoAdmin { key }
@@ -1176,15 +1244,17 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             reason,
         } => {
             let kind = ModActionKind::Block {
-                author: key(&author)?,
+                author: key(handle, &author).await?,
                 scope: scope(t.as_deref())?,
                 reason: reason.unwrap_or_default(),
             };
-            moderate(handle, kind).await
+            let done = moderate(handle, kind).await?;
+            resolve_named_report(handle, &author, ReportOutcome::Blocked).await;
+            Ok(done)
         }
         Request::ModUnblock { author, topic: t } => {
             let kind = ModActionKind::Unblock {
-                author: key(&author)?,
+                author: key(handle, &author).await?,
                 scope: scope(t.as_deref())?,
             };
             moderate(handle, kind).await
@@ -1194,7 +1264,9 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
                 post: post_id(handle, &post).await?,
                 reason: reason.unwrap_or_default(),
             };
-            moderate(handle, kind).await
+            let done = moderate(handle, kind).await?;
+            resolve_named_report(handle, &post, ReportOutcome::Hidden).await;
+            Ok(done)
         }
         Request::ModUnhide { post } => {
             let post = post_id(handle, &post).await?;
@@ -1227,6 +1299,29 @@ async fn execute(handle: &NodeHandle, request: Request) -> Result<Value, String>
             let post = post_id(handle, &post).await?;
             let id = handle
                 .reject(post, reason.unwrap_or_default())
+                .await
+                .map_err(e)?;
+            Ok(id_result(id))
+        }
+        Request::ModResolve {
+            report,
+            outcome,
+            note,
+        } => {
+            let outcome = report_outcome(&outcome)?;
+            let id = handle
+                .resolve_report(report, outcome, note.unwrap_or_default())
+                .await
+                .map_err(e)?;
+            Ok(id_result(id))
+        }
+        Request::TopicDirectory => to_value(handle.topic_directory().await.map_err(e)?),
+        Request::DescribeTopic {
+            topic: name,
+            description,
+        } => {
+            let id = handle
+                .describe_topic(topic(&name)?, description)
                 .await
                 .map_err(e)?;
             Ok(id_result(id))

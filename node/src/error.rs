@@ -65,9 +65,17 @@ pub enum NodeError {
     /// No stored post has that id.
     #[error("no post with id {0} is stored on this node")]
     UnknownPost(String),
-    /// A short id matches several posts.
-    #[error("the short id {0} matches several posts; use more characters")]
-    AmbiguousPost(String),
+    /// A short id matches several posts (or reports): the second field
+    /// lists them, so the person can copy the one meant.
+    #[error("the short id {0} matches several posts: {1}; use more characters")]
+    AmbiguousPost(String, String),
+    /// No key this node knows (an author of a stored post, the admin, a
+    /// moderator, a block, a mute, a reporter) starts with that short form.
+    #[error("no key starting with {0} is known to this node: give the whole key (mu1…), as `mutual id` prints it")]
+    UnknownKey(String),
+    /// A short key form matches several known keys (listed).
+    #[error("the short key {0} matches several keys: {1}; use more characters")]
+    AmbiguousKey(String, String),
     /// This identity may not take that moderation action.
     #[error("refused: {0}")]
     NotAllowed(String),

@@ -294,6 +294,13 @@ impl NodeHandle {
         self.core.call(move |c| c.resolve_post(&text)).await
     }
 
+    /// Resolves a full printable key, or the short fingerprint commands
+    /// print, to a key this node knows (`Core::resolve_key`).
+    pub async fn resolve_key(&self, text: &str) -> Result<PublicKey, NodeError> {
+        let text = text.to_string();
+        self.core.call(move |c| c.resolve_key(&text)).await
+    }
+
     /// Takes back one of this identity's own posts, everywhere.
     pub async fn retract(&self, post: PostId) -> Result<(), NodeError> {
         self.core.write(move |c| c.retract(post, now_ms())).await
@@ -305,12 +312,13 @@ impl NodeHandle {
             .core
             .call(move |c| c.report_plan(post, now_ms()))
             .await?;
-        let sealed = tokio::task::spawn_blocking(move || plan.seal(&reason))
+        let (sealed, id) = tokio::task::spawn_blocking(move || plan.seal(&reason))
             .await
             .map_err(|_| NodeError::Stopped)??;
         self.core
             .write(move |c| c.publish_report(sealed, now_ms()))
-            .await
+            .await?;
+        Ok(id)
     }
 
     /// Takes a moderation action; refused locally unless this identity may.
@@ -344,6 +352,35 @@ impl NodeHandle {
     pub async fn reject(&self, post: PostId, reason: String) -> Result<ActionId, NodeError> {
         self.core
             .write(move |c| c.reject(post, reason, now_ms()))
+            .await
+    }
+
+    /// Resolves an open report (its id full or short, as `mod queue`
+    /// prints it) with `outcome` and a note sealed to the moderators.
+    pub async fn resolve_report(
+        &self,
+        report: String,
+        outcome: protocol::moderation::ReportOutcome,
+        note: String,
+    ) -> Result<ActionId, NodeError> {
+        self.core
+            .write(move |c| c.resolve_report(&report, outcome, &note, now_ms()))
+            .await
+    }
+
+    /// The community's topic directory, marked joined or not.
+    pub async fn topic_directory(&self) -> Result<Vec<crate::api::DirectoryEntryView>, NodeError> {
+        self.core.call(|c| Ok(c.topic_directory())).await
+    }
+
+    /// Moderator: describes `topic` in the directory (empty: removes it).
+    pub async fn describe_topic(
+        &self,
+        topic: TopicName,
+        description: String,
+    ) -> Result<ActionId, NodeError> {
+        self.core
+            .write(move |c| c.describe_topic(topic, &description, now_ms()))
             .await
     }
 

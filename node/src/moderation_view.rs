@@ -71,6 +71,16 @@ fn describe(kind: &ModActionKind) -> (String, Option<String>) {
         ModActionKind::Reject { post, reason } => {
             (format!("rejected post {post}"), Some(reason.clone()))
         }
+        ModActionKind::ResolveReport {
+            report, outcome, ..
+        } => (format!("resolved report {report}: {outcome}"), None),
+        ModActionKind::DescribeTopic { topic, description } if description.trim().is_empty() => {
+            (format!("removed topic {topic} from the directory"), None)
+        }
+        ModActionKind::DescribeTopic { topic, description } => (
+            format!("described topic {topic}: {}", description.trim()),
+            None,
+        ),
     }
 }
 

@@ -57,7 +57,11 @@ const BECH32_CHARSET: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 /// Fewest characters a short id must have: 8 characters are 40 bits.
 pub const MIN_SHORT_ID_CHARS: usize = 8;
 
-fn prefix_bytes(prefix: &str, what: &'static str, short: &str) -> Result<Vec<u8>, ParseIdError> {
+pub(crate) fn prefix_bytes(
+    prefix: &str,
+    what: &'static str,
+    short: &str,
+) -> Result<Vec<u8>, ParseIdError> {
     let err = |reason: String| ParseIdError { what, reason };
     let lower = short.trim().to_ascii_lowercase();
     let expected = format!("{prefix}1");

@@ -28,13 +28,34 @@ impl PublicKey {
     }
 
     /// A short fingerprint for display next to a pseudonym (first 8 characters
-    /// after the prefix). Not unique enough to name a key in a command.
+    /// after the prefix). A node resolves it back to the one key it knows
+    /// that starts with it ([`PublicKey::prefix_bytes`]).
     pub fn short(&self) -> String {
         let full = self.to_string();
         full.chars()
             .skip(PUBLIC_KEY_PREFIX.len() + 1)
             .take(8)
             .collect()
+    }
+
+    /// The leading key bytes named by a short form, so a command can take
+    /// the fingerprint [`PublicKey::short`] printed (with or without the
+    /// `mu1` prefix) or any longer start of the printable key. The bech32
+    /// alphabet has no `1`, so a bare fingerprint never looks prefixed.
+    /// Text as long as a whole key must be a whole key (a typo in its
+    /// checksum is an error, not a prefix).
+    pub fn prefix_bytes(short: &str) -> Result<Vec<u8>, ParseIdError> {
+        let trimmed = short.trim();
+        if trimmed.len() >= PublicKey([0; 32]).to_string().len() {
+            return trimmed.parse::<PublicKey>().map(|k| k.0.to_vec());
+        }
+        let expected = format!("{PUBLIC_KEY_PREFIX}1");
+        let full = if trimmed.to_ascii_lowercase().starts_with(&expected) {
+            trimmed.to_string()
+        } else {
+            format!("{expected}{trimmed}")
+        };
+        crate::ids::prefix_bytes(PUBLIC_KEY_PREFIX, "key", &full)
     }
 
     /// Checks `signature` over `message` with this key, under the one
@@ -209,6 +230,30 @@ mod tests {
         let typo: String = chars.into_iter().collect();
         let err = typo.parse::<PublicKey>().unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn printed_fingerprint_names_the_leading_key_bytes() {
+        for _ in 0..50 {
+            let k = SecretKey::generate().public();
+            let bare = PublicKey::prefix_bytes(&k.short()).unwrap();
+            assert_eq!(bare.len(), 5, "8 characters are 40 bits");
+            assert!(k.as_bytes().starts_with(&bare));
+            let prefixed = PublicKey::prefix_bytes(&format!("mu1{}", k.short())).unwrap();
+            assert_eq!(prefixed, bare);
+            let long: String = k.to_string().chars().take(30).collect();
+            assert!(k
+                .as_bytes()
+                .starts_with(&PublicKey::prefix_bytes(&long).unwrap()));
+        }
+        assert!(
+            PublicKey::prefix_bytes("qy3x").is_err(),
+            "too short to name a key"
+        );
+        assert!(
+            PublicKey::prefix_bytes("mp1qy3x8z2a").is_err(),
+            "a post id is no key"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 )]
 
 pub mod community;
+pub mod directory;
 pub mod display;
 pub mod error;
 pub mod ids;
@@ -42,7 +43,7 @@ pub use moderation::{
     Admission, CommunityPolicy, ModAction, ModActionKind, Scope, SignedModAction, VerifiedModAction,
 };
 pub use post::{Post, SignedPost, VerifiedPost};
-pub use report::{ReportBody, SealedReport};
+pub use report::{OpenedReport, ReportBody, ReportContent, SealedReport};
 pub use retraction::{Retraction, SignedRetraction, VerifiedRetraction};
 pub use secret::CommunitySecret;
 pub use signed::{Signable, Signed, Verified};

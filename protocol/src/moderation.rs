@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::ids::{ActionId, CommunityId, PostId};
 use crate::keys::{Identity, PublicKey, SecretKey, Signature};
+use crate::report::{SealedCopy, MAX_REPORT_RECIPIENTS, MAX_SEALED_NOTE_BYTES};
 use crate::signed::{check_len, Signable, Signed, Verified};
 use crate::topic::TopicName;
 use crate::{MAX_PSEUDONYM_BYTES, MAX_REASON_BYTES, MAX_RULES_BYTES};
@@ -205,7 +206,55 @@ pub enum ModActionKind {
         /// Why (shown to its author and moderators).
         reason: String,
     },
+    /// Moderator: a report is dealt with and leaves every moderator's
+    /// queue. The log names only the report's own id
+    /// ([`crate::report::ReportContent::id`]: a hash of the sealed report,
+    /// which no member can link to a post or reporter) and the outcome;
+    /// the moderator's note is sealed to the moderators.
+    ResolveReport {
+        /// The report's own id.
+        report: ActionId,
+        /// What was done.
+        outcome: ReportOutcome,
+        /// The note, sealed once to each moderator of the time
+        /// ([`crate::report::seal_note`]); empty: no note.
+        note: Vec<SealedCopy>,
+    },
+    /// Moderator: the topic directory's entry for `topic` (a one-line
+    /// description, so a newcomer sees which topics exist); an empty
+    /// description removes the entry. The latest per topic wins.
+    DescribeTopic {
+        /// The topic.
+        topic: TopicName,
+        /// At most [`MAX_TOPIC_DESCRIPTION_BYTES`]; empty removes. Shown
+        /// as one line (line breaks become spaces when shown).
+        description: String,
+    },
 }
+
+/// What a moderator did about a report ([`ModActionKind::ResolveReport`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ReportOutcome {
+    /// The post was hidden.
+    Hidden,
+    /// Its author was blocked.
+    Blocked,
+    /// Nothing needed doing.
+    NoAction,
+}
+
+impl std::fmt::Display for ReportOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReportOutcome::Hidden => "hidden",
+            ReportOutcome::Blocked => "blocked",
+            ReportOutcome::NoAction => "no action",
+        })
+    }
+}
+
+/// Longest topic description in the directory: one line.
+pub const MAX_TOPIC_DESCRIPTION_BYTES: usize = 200;
 
 /// How a community admits people. Lives in the admin's
 /// [`ModActionKind::UpdateManifest`]; a community without one is
@@ -395,6 +444,32 @@ impl Signable for ModAction {
                         limit: MAX_PROBATION_POSTS as usize,
                     });
                 }
+            }
+            ModActionKind::ResolveReport { note, .. } => {
+                if note.len() > MAX_REPORT_RECIPIENTS {
+                    return Err(ValidationError::TooLarge {
+                        field: "note recipients",
+                        size: note.len(),
+                        limit: MAX_REPORT_RECIPIENTS,
+                    });
+                }
+                if let Some(big) = note
+                    .iter()
+                    .find(|c| c.ciphertext.len() > MAX_SEALED_NOTE_BYTES)
+                {
+                    return Err(ValidationError::TooLarge {
+                        field: "sealed note",
+                        size: big.ciphertext.len(),
+                        limit: MAX_SEALED_NOTE_BYTES,
+                    });
+                }
+            }
+            ModActionKind::DescribeTopic { description, .. } => {
+                check_len(
+                    "topic description",
+                    description,
+                    MAX_TOPIC_DESCRIPTION_BYTES,
+                )?;
             }
             ModActionKind::Invite { uses, .. } if *uses == 0 => {
                 return Err(ValidationError::Empty("invitation uses"));

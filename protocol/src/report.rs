@@ -17,14 +17,21 @@ use crate::error::ValidationError;
 use crate::ids::{ActionId, CommunityId, PostId};
 use crate::keys::{Identity, PublicKey, SecretKey};
 use crate::message::ValidationContext;
+use crate::post::{Post, SignedPost};
 use crate::signed::{check_len, check_time, Signable, Signed, Verified};
-use crate::wire;
+use crate::wire::{self, MAX_MESSAGE_BYTES};
 use crate::MAX_REASON_BYTES;
 
 /// Most sealed copies in one report: a community's moderators plus admin.
 pub const MAX_REPORT_RECIPIENTS: usize = 32;
-/// Largest sealed copy: a signed report body plus the sealed box overhead.
-pub const MAX_SEALED_COPY_BYTES: usize = 2048;
+/// Largest sealed copy: a signed report body (its reason up to
+/// [`MAX_REASON_BYTES`]) and a copy of the reported post (its fields within
+/// the post limits, [`crate::MAX_BODY_BYTES`] and the rest), plus the
+/// sealed box overhead.
+pub const MAX_SEALED_COPY_BYTES: usize = 12 * 1024;
+/// Largest sealed note of a resolution ([`seal_note`]): the note's text up
+/// to [`MAX_REASON_BYTES`] plus the sealed box overhead.
+pub const MAX_SEALED_NOTE_BYTES: usize = MAX_REASON_BYTES + 64;
 /// Leading zero bits the proof of work of a report must have: about two
 /// million hashes on average, a fraction of a second for a person reporting
 /// once (ARCHITECTURE.md has the measured figure), about two core-days for
@@ -72,6 +79,63 @@ impl Signable for ReportBody {
     }
 }
 
+/// What one sealed copy holds: the reporter's signed report and, since
+/// issue 18, a copy of the reported post as its author signed it, so a
+/// moderator who never joined the post's topic (or whose node has not
+/// synced it) still sees what was reported, and its node can check it is
+/// the real post (its signature, and its id against the report's).
+/// Copies sealed before carried the signed report alone; both open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportContent {
+    /// The reporter's signed report.
+    pub report: Signed<ReportBody>,
+    /// The reported post, when the reporter's node held it and the report
+    /// stays within [`MAX_MESSAGE_BYTES`] with it.
+    pub post: Option<SignedPost>,
+}
+
+impl ReportContent {
+    /// The report's own id: the id of the reporter's signed body, the same
+    /// in every sealing of it (a re-sealed copy for a later moderator
+    /// included), unlike the sealed envelope's [`SealedReport::id`].
+    pub fn id(&self) -> ActionId {
+        self.report.id()
+    }
+
+    fn decode(plaintext: &[u8]) -> Result<ReportContent, ValidationError> {
+        match wire::decode::<ReportContent>(plaintext, MAX_SEALED_COPY_BYTES) {
+            Ok(content) => Ok(content),
+            // Sealed before the post copy existed: the signed body alone.
+            Err(first) => {
+                match wire::decode::<Signed<ReportBody>>(plaintext, MAX_SEALED_COPY_BYTES) {
+                    Ok(report) => Ok(ReportContent { report, post: None }),
+                    Err(_) => Err(first.into()),
+                }
+            }
+        }
+    }
+}
+
+/// A report a moderator opened and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenedReport {
+    /// The reporter's checked report.
+    pub body: Verified<ReportBody>,
+    /// The reported post, checked (signature, community, and its id is the
+    /// one the report names); `None` when the copy was not carried or did
+    /// not check.
+    pub post: Option<Verified<Post>>,
+    /// What was sealed, to seal again to a moderator appointed later.
+    pub content: ReportContent,
+}
+
+impl OpenedReport {
+    /// The report's own id ([`ReportContent::id`]).
+    pub fn id(&self) -> ActionId {
+        self.content.id()
+    }
+}
+
 /// One moderator's sealed copy of a report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedCopy {
@@ -115,7 +179,8 @@ impl VerifiedReport {
 }
 
 impl SealedReport {
-    /// Writes, signs and seals a report to each of `recipients`.
+    /// Writes, signs and seals a report to each of `recipients`, without a
+    /// copy of the post (see [`SealedReport::seal_with_copy`]).
     pub fn seal<R: RngCore + CryptoRng>(
         reporter: &Identity,
         community: CommunityId,
@@ -125,6 +190,52 @@ impl SealedReport {
         now_ms: u64,
         rng: &mut R,
     ) -> Result<SealedReport, ValidationError> {
+        let report = Self::sign_body(reporter, community, post, reason, now_ms)?;
+        Self::seal_content(&ReportContent { report, post: None }, recipients, rng)
+    }
+
+    /// Writes, signs and seals a report of `post` to each of `recipients`,
+    /// with a copy of the post inside every sealed copy. When the copies
+    /// would not fit one message ([`MAX_MESSAGE_BYTES`]: a long post and
+    /// many moderators), the report is sealed without the copy. Returns
+    /// the envelope and the report's own id ([`ReportContent::id`]).
+    pub fn seal_with_copy<R: RngCore + CryptoRng>(
+        reporter: &Identity,
+        community: CommunityId,
+        post: &SignedPost,
+        reason: &str,
+        recipients: &[PublicKey],
+        now_ms: u64,
+        rng: &mut R,
+    ) -> Result<(SealedReport, ActionId), ValidationError> {
+        let report = Self::sign_body(reporter, community, post.id(), reason, now_ms)?;
+        let id = report.id();
+        let content = ReportContent {
+            report,
+            post: Some(post.clone()),
+        };
+        let plaintext = wire::encode(&content).len();
+        // Each copy: the plaintext, the sealed box's 48 bytes, the
+        // recipient and length prefixes; the envelope: a few dozen bytes.
+        let estimate = recipients.len().min(MAX_REPORT_RECIPIENTS) * (plaintext + 48 + 48) + 128;
+        let content = if plaintext + 48 > MAX_SEALED_COPY_BYTES || estimate > MAX_MESSAGE_BYTES {
+            ReportContent {
+                report: content.report,
+                post: None,
+            }
+        } else {
+            content
+        };
+        Ok((Self::seal_content(&content, recipients, rng)?, id))
+    }
+
+    fn sign_body(
+        reporter: &Identity,
+        community: CommunityId,
+        post: PostId,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<Signed<ReportBody>, ValidationError> {
         let body = ReportBody {
             community,
             reporter: reporter.public(),
@@ -133,24 +244,33 @@ impl SealedReport {
             created_at: now_ms,
         };
         body.check_fields()?;
+        Ok(Signed::sign(body, &reporter.secret))
+    }
+
+    /// Seals an opened report again to `recipients` (the moderators now,
+    /// after one was appointed): same report, same `created_at`, a new
+    /// envelope with its own proof of work. Any holder of the content can
+    /// do it; only the admin and moderators hold it.
+    pub fn reseal<R: RngCore + CryptoRng>(
+        content: &ReportContent,
+        recipients: &[PublicKey],
+        rng: &mut R,
+    ) -> Result<SealedReport, ValidationError> {
+        Self::seal_content(content, recipients, rng)
+    }
+
+    fn seal_content<R: RngCore + CryptoRng>(
+        content: &ReportContent,
+        recipients: &[PublicKey],
+        rng: &mut R,
+    ) -> Result<SealedReport, ValidationError> {
         if recipients.is_empty() {
             return Err(ValidationError::NoRecipients);
         }
-        let signed = Signed::sign(body, &reporter.secret);
-        let plaintext = wire::encode(&signed);
-        let mut copies = Vec::with_capacity(recipients.len());
-        for recipient in recipients.iter().take(MAX_REPORT_RECIPIENTS) {
-            let Some(x) = recipient.to_x25519() else {
-                continue;
-            };
-            let pk = crypto_box::PublicKey::from(x);
-            if let Ok(ciphertext) = pk.seal(rng, &plaintext) {
-                copies.push(SealedCopy {
-                    recipient: *recipient,
-                    ciphertext,
-                });
-            }
-        }
+        let community = content.report.content.community;
+        let now_ms = content.report.content.created_at;
+        let plaintext = wire::encode(content);
+        let copies = seal_to(&plaintext, recipients, rng);
         if copies.is_empty() {
             return Err(ValidationError::NoRecipients);
         }
@@ -279,6 +399,18 @@ impl SealedReport {
         key: &SecretKey,
         ctx: &ValidationContext,
     ) -> Option<Result<Verified<ReportBody>, ValidationError>> {
+        self.open_content(key, ctx)
+            .map(|r| r.map(|opened| opened.body))
+    }
+
+    /// Opens the copy sealed to `key` with the post copy it carries: the
+    /// reporter's signature is checked (an error otherwise), and the post
+    /// copy is kept only if it checks and is the post the report names.
+    pub fn open_content(
+        &self,
+        key: &SecretKey,
+        ctx: &ValidationContext,
+    ) -> Option<Result<OpenedReport, ValidationError>> {
         let me = key.public();
         let copy = self.copies.iter().find(|c| c.recipient == me)?;
         let sk = crypto_box::SecretKey::from(key.to_x25519());
@@ -286,17 +418,77 @@ impl SealedReport {
             Ok(p) => p,
             Err(_) => return Some(Err(ValidationError::BadSignature(me.short()))),
         };
-        let signed: Signed<ReportBody> = match wire::decode(&plaintext, MAX_SEALED_COPY_BYTES) {
-            Ok(s) => s,
-            Err(e) => return Some(Err(e.into())),
+        let content = match ReportContent::decode(&plaintext) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
         };
-        if signed.content.created_at != self.created_at {
+        if content.report.content.created_at != self.created_at {
             return Some(Err(ValidationError::BadSignature(
-                signed.content.reporter.short(),
+                content.report.content.reporter.short(),
             )));
         }
-        Some(signed.verify(ctx))
+        let body = match content.report.clone().verify(ctx) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        let post = content
+            .post
+            .clone()
+            .and_then(|p| p.verify(ctx).ok())
+            .filter(|p| p.id() == body.post);
+        Some(Ok(OpenedReport {
+            body,
+            post,
+            content,
+        }))
     }
+}
+
+/// Seals `plaintext` once to each of `recipients` (at most
+/// [`MAX_REPORT_RECIPIENTS`]; a key without an X25519 form is skipped).
+fn seal_to<R: RngCore + CryptoRng>(
+    plaintext: &[u8],
+    recipients: &[PublicKey],
+    rng: &mut R,
+) -> Vec<SealedCopy> {
+    let mut copies = Vec::with_capacity(recipients.len());
+    for recipient in recipients.iter().take(MAX_REPORT_RECIPIENTS) {
+        let Some(x) = recipient.to_x25519() else {
+            continue;
+        };
+        let pk = crypto_box::PublicKey::from(x);
+        if let Ok(ciphertext) = pk.seal(rng, plaintext) {
+            copies.push(SealedCopy {
+                recipient: *recipient,
+                ciphertext,
+            });
+        }
+    }
+    copies
+}
+
+/// Seals a moderator's note on a resolution to `recipients` (the admin and
+/// the moderators), so the note stays among moderators while the outcome
+/// is in the public log. Empty text: no copies.
+pub fn seal_note<R: RngCore + CryptoRng>(
+    note: &str,
+    recipients: &[PublicKey],
+    rng: &mut R,
+) -> Vec<SealedCopy> {
+    let note = note.trim();
+    if note.is_empty() {
+        return Vec::new();
+    }
+    seal_to(note.as_bytes(), recipients, rng)
+}
+
+/// The note sealed to `key` among `copies`, if there is one that opens.
+pub fn open_note(copies: &[SealedCopy], key: &SecretKey) -> Option<String> {
+    let me = key.public();
+    let copy = copies.iter().find(|c| c.recipient == me)?;
+    let sk = crypto_box::SecretKey::from(key.to_x25519());
+    let plaintext = sk.unseal(&copy.ciphertext).ok()?;
+    String::from_utf8(plaintext).ok()
 }
 
 /// Bytes hashed by one attempt: the tag, a zero byte, the content hash and
@@ -357,6 +549,119 @@ mod tests {
         assert_eq!(body.reporter, reporter.public());
         assert!(report.open(&bystander.secret, &ctx).is_none());
         assert!(report.clone().verify(&ctx).is_ok());
+    }
+
+    #[test]
+    fn a_report_carries_the_post_and_opens_the_same_when_sealed_again() {
+        let community = CommunityId::of_bytes(b"c");
+        let ctx = ValidationContext {
+            community,
+            now_ms: 10,
+        };
+        let author = Identity::generate(Some("ana".into()));
+        let post = crate::post::Post::write(
+            &author,
+            community,
+            crate::TopicName::parse("grief").unwrap(),
+            crate::post::Draft {
+                body: "the reported words".into(),
+                parent: None,
+                content_warning: None,
+            },
+            5,
+        )
+        .unwrap();
+        let reporter = Identity::generate(None);
+        let first = Identity::generate(Some("mod".into()));
+        let later = Identity::generate(Some("later".into()));
+        let (report, id) = SealedReport::seal_with_copy(
+            &reporter,
+            community,
+            &post,
+            "abuse",
+            &[first.public()],
+            10,
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
+        assert!(report.clone().verify(&ctx).is_ok());
+        let opened = report.open_content(&first.secret, &ctx).unwrap().unwrap();
+        assert_eq!(opened.id(), id);
+        let copy = opened
+            .post
+            .as_ref()
+            .expect("the post travels with the report");
+        assert_eq!(copy.body, "the reported words");
+        assert_eq!(copy.id(), post.id());
+        assert!(report.open_content(&later.secret, &ctx).is_none());
+
+        // Sealed again to a moderator appointed later: a new envelope (its
+        // own id and work), the same report inside (its own id too).
+        let again = SealedReport::reseal(
+            &opened.content,
+            &[first.public(), later.public()],
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
+        assert_ne!(again.id(), report.id());
+        assert_eq!(again.created_at, report.created_at);
+        assert!(again.clone().verify(&ctx).is_ok());
+        let theirs = again.open_content(&later.secret, &ctx).unwrap().unwrap();
+        assert_eq!(theirs.id(), opened.id());
+        assert_eq!(theirs.body.reason, "abuse");
+        assert_eq!(theirs.post.map(|p| p.id()), Some(post.id()));
+
+        // A copy of another post than the one reported is not shown.
+        let other = crate::post::Post::write(
+            &author,
+            community,
+            crate::TopicName::parse("grief").unwrap(),
+            crate::post::Draft {
+                body: "other words".into(),
+                parent: None,
+                content_warning: None,
+            },
+            6,
+        )
+        .unwrap();
+        let mut swapped = opened.content.clone();
+        swapped.post = Some(other);
+        let lying = SealedReport::reseal(&swapped, &[first.public()], &mut rand::rngs::OsRng)
+            .unwrap()
+            .open_content(&first.secret, &ctx)
+            .unwrap()
+            .unwrap();
+        assert!(lying.post.is_none());
+
+        // A copy sealed before post copies existed (the signed body alone)
+        // still opens.
+        let plaintext = wire::encode(&opened.content.report);
+        let old = SealedReport {
+            community,
+            created_at: 10,
+            copies: seal_to(&plaintext, &[first.public()], &mut rand::rngs::OsRng),
+            nonce: 0,
+        };
+        let old = old.open_content(&first.secret, &ctx).unwrap().unwrap();
+        assert_eq!(old.id(), opened.id());
+        assert!(old.post.is_none());
+    }
+
+    #[test]
+    fn a_note_opens_for_its_recipients_only() {
+        let moderator = Identity::generate(None);
+        let member = Identity::generate(None);
+        let copies = seal_note(
+            " spoke to them ",
+            &[moderator.public()],
+            &mut rand::rngs::OsRng,
+        );
+        assert_eq!(
+            open_note(&copies, &moderator.secret).as_deref(),
+            Some("spoke to them")
+        );
+        assert!(open_note(&copies, &member.secret).is_none());
+        assert!(seal_note("  ", &[moderator.public()], &mut rand::rngs::OsRng).is_empty());
     }
 
     /// An identity from a fixed seed, so that every report (and so every

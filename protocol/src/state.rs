@@ -1490,7 +1490,9 @@ impl ModerationState {
             | ModActionKind::Redeem { .. }
             | ModActionKind::Lockdown { .. }
             | ModActionKind::LiftLockdown { .. }
-            | ModActionKind::Approve { .. } => {}
+            | ModActionKind::Approve { .. }
+            | ModActionKind::ResolveReport { .. }
+            | ModActionKind::DescribeTopic { .. } => {}
         }
     }
 
@@ -1891,7 +1893,9 @@ fn target_of(kind: &ModActionKind) -> Option<Target> {
         | ModActionKind::Redeem { .. }
         | ModActionKind::Lockdown { .. }
         | ModActionKind::LiftLockdown { .. }
-        | ModActionKind::Approve { .. } => return None,
+        | ModActionKind::Approve { .. }
+        | ModActionKind::ResolveReport { .. }
+        | ModActionKind::DescribeTopic { .. } => return None,
     })
 }
 

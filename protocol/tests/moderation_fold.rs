@@ -2697,3 +2697,209 @@ fn the_policy_of_an_items_time_is_the_update_in_force_then() {
     // Without an update: legacy (open).
     assert!(!fold(&[]).born_at(born).invite_only_at(10));
 }
+
+// --- The report workflow and the topic directory (issue 18) -------------
+
+/// A resolution of one of three reports, or a description (or removal)
+/// of one of two topics, by any key of the pool (counting only while
+/// the signer moderates), verified as a node would.
+fn workflow_action() -> impl Strategy<Value = VerifiedModAction> {
+    use protocol::moderation::ReportOutcome;
+    let outcome = prop::sample::select(vec![
+        ReportOutcome::Hidden,
+        ReportOutcome::Blocked,
+        ReportOutcome::NoAction,
+    ]);
+    let kind = prop_oneof![
+        (0u8..3, outcome).prop_map(|(r, outcome)| ModActionKind::ResolveReport {
+            report: ActionId::of_bytes(&[r]),
+            outcome,
+            note: Vec::new(),
+        }),
+        (
+            0u8..2,
+            prop::sample::select(vec!["", "peer support", "for carers"])
+        )
+            .prop_map(|(t, d)| ModActionKind::DescribeTopic {
+                topic: common::topic(if t == 0 { "burnout" } else { "grief" }),
+                description: d.to_string(),
+            }),
+    ];
+    (any_key(), kind, when()).prop_map(|(signer, kind, (at, seq))| {
+        ModAction::create(&POOL[signer], *COMMUNITY, seq, kind, at)
+            .expect("valid fields")
+            .verify(&ValidationContext {
+                community: *COMMUNITY,
+                now_ms: 1_000,
+            })
+            .expect("a freshly signed action verifies")
+    })
+}
+
+/// What the directory and the resolutions should be, written naively:
+/// per topic (per report), the action with the greatest order key among
+/// the effective ones (the fold's verdict, tested above); an empty
+/// description lists nothing.
+fn workflow_model(
+    state: &protocol::ModerationState,
+    actions: &[VerifiedModAction],
+) -> (BTreeMap<TopicName, String>, BTreeMap<ActionId, String>) {
+    let mut directory: BTreeMap<TopicName, (Key, String)> = BTreeMap::new();
+    let mut resolved: BTreeMap<ActionId, (Key, String)> = BTreeMap::new();
+    let effective: BTreeSet<ActionId> = state.log().iter().map(|a| a.id()).collect();
+    for a in actions {
+        if !effective.contains(&a.id()) {
+            continue;
+        }
+        let key = key_of(a);
+        let (map_entry, value) = match &a.kind {
+            ModActionKind::DescribeTopic { topic, description } => {
+                (directory.entry(topic.clone()), description.clone())
+            }
+            ModActionKind::ResolveReport {
+                report, outcome, ..
+            } => {
+                let slot = resolved
+                    .entry(*report)
+                    .or_insert((key, outcome.to_string()));
+                if key > slot.0 {
+                    *slot = (key, outcome.to_string());
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        let slot = map_entry.or_insert((key, value.clone()));
+        if key > slot.0 {
+            *slot = (key, value);
+        }
+    }
+    (
+        directory
+            .into_iter()
+            .filter(|(_, (_, d))| !d.is_empty())
+            .map(|(t, (_, d))| (t, d))
+            .collect(),
+        resolved.into_iter().map(|(r, (_, o))| (r, o)).collect(),
+    )
+}
+
+fn workflow_observed(
+    state: &protocol::ModerationState,
+) -> (BTreeMap<TopicName, String>, BTreeMap<ActionId, String>) {
+    (
+        state
+            .topic_directory()
+            .into_iter()
+            .map(|(t, e)| (t, e.description))
+            .collect(),
+        state
+            .resolutions()
+            .into_iter()
+            .map(|(r, res)| (r, res.outcome.to_string()))
+            .collect(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// The topic directory and the resolved reports are the same in every
+    /// arrival order (folded or applied one by one, with appointments and
+    /// revocations of their signers mixed in), and are the latest
+    /// effective description per topic and resolution per report.
+    #[test]
+    fn directory_and_resolutions_do_not_depend_on_order(
+        specs in prop::collection::vec(prop_oneof![2 => honest(), 1 => junk()], 0..12),
+        workflow in prop::collection::vec(workflow_action(), 0..16),
+        seeds in (any::<u64>(), any::<u64>()),
+    ) {
+        let mut actions = verify_all(&specs);
+        actions.extend(workflow);
+        let whole = fold(&actions);
+        let shown = workflow_observed(&whole);
+        prop_assert_eq!(&shown, &workflow_model(&whole, &actions));
+        prop_assert_eq!(&workflow_observed(&fold(&shuffled(&actions, seeds.0))), &shown);
+        let (applied, _) = apply_all(&shuffled(&actions, seeds.1));
+        prop_assert_eq!(&applied, &whole);
+        prop_assert_eq!(&workflow_observed(&applied), &shown);
+    }
+}
+
+/// A member's resolution or description is kept aside and counts only
+/// once (and if) the member is appointed as of its time.
+#[test]
+fn only_moderators_resolve_reports_and_describe_topics() {
+    use protocol::moderation::ReportOutcome;
+    let report = ActionId::of_bytes(b"report");
+    let resolve = spec_kind(
+        1,
+        ModActionKind::ResolveReport {
+            report,
+            outcome: ReportOutcome::NoAction,
+            note: Vec::new(),
+        },
+        5,
+        0,
+    );
+    let describe = spec_kind(
+        1,
+        ModActionKind::DescribeTopic {
+            topic: burnout(),
+            description: "work stress".into(),
+        },
+        5,
+        1,
+    );
+    let mut state = fold(&[resolve.clone(), describe.clone()]);
+    assert!(state.resolutions().is_empty(), "not a moderator");
+    assert!(state.topic_directory().is_empty());
+    state
+        .apply(&spec(ADMIN, Kind::Appoint(1), 1, 0))
+        .expect("the admin appoints");
+    assert_eq!(
+        state.resolution(&report).map(|r| r.outcome),
+        Some(ReportOutcome::NoAction)
+    );
+    assert_eq!(
+        state
+            .topic_directory()
+            .get(&burnout())
+            .map(|e| e.description.clone()),
+        Some("work stress".to_string())
+    );
+    // An empty description, later, removes the entry.
+    let removal = spec_kind(
+        ADMIN,
+        ModActionKind::DescribeTopic {
+            topic: burnout(),
+            description: String::new(),
+        },
+        9,
+        0,
+    );
+    state.apply(&removal).expect("the admin moderates");
+    assert!(state.topic_directory().is_empty());
+    // A description longer than one line's bound is refused before signing.
+    assert!(ModAction::create(
+        &POOL[ADMIN],
+        *COMMUNITY,
+        3,
+        ModActionKind::DescribeTopic {
+            topic: burnout(),
+            description: "x".repeat(protocol::moderation::MAX_TOPIC_DESCRIPTION_BYTES + 1),
+        },
+        10,
+    )
+    .is_err());
+}
+
+fn spec_kind(signer: usize, kind: ModActionKind, at: u64, seq: u64) -> VerifiedModAction {
+    ModAction::create(&POOL[signer], *COMMUNITY, seq, kind, at)
+        .expect("valid fields")
+        .verify(&ValidationContext {
+            community: *COMMUNITY,
+            now_ms: 1_000,
+        })
+        .expect("verifies")
+}

@@ -287,6 +287,44 @@ pub(crate) async fn moderate(State(app): State<App>, Form(f): Form<ModForm>) -> 
     }
 }
 
+#[derive(Deserialize)]
+pub(crate) struct ResolveForm {
+    report: String,
+    outcome: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(flatten)]
+    back: Back,
+}
+
+/// `POST /mod/resolve`: closes a report with an outcome (and a note
+/// sealed to the moderators); it leaves every moderator's queue.
+pub(crate) async fn resolve(State(app): State<App>, Form(f): Form<ResolveForm>) -> Response {
+    use protocol::moderation::ReportOutcome;
+    let outcome = match f.outcome.as_str() {
+        "hidden" => ReportOutcome::Hidden,
+        "blocked" => ReportOutcome::Blocked,
+        "none" => ReportOutcome::NoAction,
+        other => {
+            return pages::again(
+                &app,
+                &f.back,
+                Note::error(format!("unknown outcome {other:?}")),
+            )
+            .await
+        }
+    };
+    let note = f.note.unwrap_or_default().replace("\r\n", "\n");
+    match app
+        .handle
+        .resolve_report(f.report.trim().to_string(), outcome, note)
+        .await
+    {
+        Ok(_) => back_to(&f.back, None),
+        Err(e) => pages::again(&app, &f.back, Note::error(e.to_string())).await,
+    }
+}
+
 /// `POST /invite`: an invite code, shown on the page.
 pub(crate) async fn invite(State(app): State<App>, Form(b): Form<Back>) -> Response {
     match app.handle.invite().await {

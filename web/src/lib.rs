@@ -177,6 +177,7 @@ fn router(app: App) -> Router {
         .route("/me/forget", post(actions::forget))
         .route("/mod", get(pages::moderation))
         .route("/mod/act", post(actions::moderate))
+        .route("/mod/resolve", post(actions::resolve))
         .route("/invite", post(actions::invite))
         .route("/log", get(pages::log))
         .route("/status", get(pages::status))

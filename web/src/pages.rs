@@ -496,6 +496,7 @@ pub(crate) async fn home_page(app: &App, note: Note) -> Response {
         Ok(t) => t,
         Err(e) => return failed(e),
     };
+    let directory = app.handle.topic_directory().await.unwrap_or_default();
     // Unread counts and replies to my posts, from each topic's newest posts.
     let mut rows = Vec::new();
     let mut replies: Vec<PostView> = Vec::new();
@@ -584,10 +585,14 @@ pub(crate) async fn home_page(app: &App, note: Note) -> Response {
                             }
                             " "
                             span class="muted" { (total) " posts" }
+                            @if let Some(d) = directory.iter().find(|d| &d.topic == name) {
+                                " — " span class="muted" { (clean(&d.description)) }
+                            }
                         }
                     }
                 }
             }
+            (directory_section(&v, &directory))
             form method="post" action="/join" class="row" {
                 (csrf_field(&v))
                 input type="hidden" name="back" value="home";
@@ -612,6 +617,63 @@ pub(crate) async fn home_page(app: &App, note: Note) -> Response {
         }
     };
     page(StatusCode::OK, layout("/", None, &note, content))
+}
+
+/// Closes a report with an outcome: it leaves every moderator's queue;
+/// the outcome is public, the note sealed to the moderators.
+fn resolve_form(v: &Viewer, r: &node::api::ReportView) -> Markup {
+    let id = format!("resolve-{}", short_id(&r.id));
+    html! {
+        form method="post" action="/mod/resolve" class="row" {
+            (csrf_field(v))
+            input type="hidden" name="back" value="mod";
+            input type="hidden" name="report" value=(r.id);
+            label for=(format!("{id}-outcome")) { "Resolve as" }
+            select id=(format!("{id}-outcome")) name="outcome" {
+                option value="none" { "no action needed" }
+                option value="hidden" { "post hidden" }
+                option value="blocked" { "author blocked" }
+            }
+            label for=(format!("{id}-note")) { "Note for moderators" }
+            input type="text" id=(format!("{id}-note")) name="note" autocomplete="off";
+            button type="submit" { "Resolve" }
+        }
+    }
+}
+
+/// The community's topic directory (moderators describe topics; issue
+/// 18): the topics this node has not joined, each with its description
+/// and a button to join it. Any other name can still be joined below.
+fn directory_section(v: &Viewer, directory: &[node::api::DirectoryEntryView]) -> Markup {
+    let others: Vec<&node::api::DirectoryEntryView> =
+        directory.iter().filter(|d| !d.joined).collect();
+    html! {
+        h3 id="directory-h" { "More topics in this community" }
+        @if others.is_empty() {
+            p class="muted" {
+                @if directory.is_empty() {
+                    "The moderators have not listed the community's topics yet."
+                } @else {
+                    "You have joined every topic the moderators list."
+                }
+            }
+        } @else {
+            ul class="topics directory" aria-labelledby="directory-h" {
+                @for d in &others {
+                    li {
+                        form method="post" action="/join" class="row" {
+                            (csrf_field(v))
+                            input type="hidden" name="back" value="home";
+                            input type="hidden" name="topic" value=(d.topic);
+                            strong { (clean(&d.topic)) }
+                            " — " (clean(&d.description)) " "
+                            button type="submit" aria-label=(format!("Join {}", clean(&d.topic))) { "Join" }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub(crate) async fn topic(State(app): State<App>, Path(name): Path<String>) -> Response {
@@ -833,10 +895,19 @@ pub(crate) async fn mod_page(app: &App, note: Note) -> Response {
                                 Some(p) => {
                                     ol class="thread" { (post_item(p, &v, html!{}, false)) }
                                 }
-                                None => {
-                                    p class="notice" { "Post " (short_id(&r.post)) " is no longer shown on this node (retracted, blocked or not held)." }
-                                }
+                                None => @match &r.reported {
+                                    // The copy the report carries: a topic
+                                    // this moderator never joined.
+                                    Some(copy) => {
+                                        p { "In " (clean(&copy.topic)) ", by " (actor(&copy.author)) " (post " (short_id(&r.post)) "):" }
+                                        blockquote class="reported" { (clean(&copy.body)) }
+                                    }
+                                    None => {
+                                        p class="notice" { "Post " (short_id(&r.post)) " is no longer shown on this node (retracted, blocked or not held)." }
+                                    }
+                                },
                             }
+                            (resolve_form(&v, r))
                         }
                     }
                 }

@@ -208,9 +208,18 @@ impl Core {
     ) -> Vec<Result<Outcome, Refusal>> {
         let mut out = Vec::with_capacity(items.len());
         let mut posts = Vec::new();
+        // Reports last: a report sealed again to a moderator appointed
+        // later is dated before the appointment, so a sync page holds it
+        // first, and it is admitted only once the appointment is folded.
+        let mut reports = Vec::new();
         for item in items {
             match item {
                 VerifiedMessage::Post(post) => posts.push(post),
+                report @ VerifiedMessage::Report(_) => {
+                    self.arrived_posts(std::mem::take(&mut posts), origin, &mut out);
+                    reports.push((out.len(), report));
+                    out.push(Ok(Outcome::Duplicate));
+                }
                 other => {
                     self.arrived_posts(std::mem::take(&mut posts), origin, &mut out);
                     let outcome = self.arrived_other(other, origin, now_ms);
@@ -222,6 +231,15 @@ impl Core {
             }
         }
         self.arrived_posts(posts, origin, &mut out);
+        for (slot, report) in reports {
+            let outcome = self.arrived_other(report, origin, now_ms);
+            if matches!(outcome, Ok(Outcome::Stored)) {
+                self.note_stored(origin);
+            }
+            if let Some(place) = out.get_mut(slot) {
+                *place = outcome;
+            }
+        }
         out
     }
 
@@ -360,9 +378,7 @@ impl Core {
                     return Ok(Outcome::Duplicate);
                 }
                 self.stored_reports += 1;
-                if let Some(view) = self.open_report(sealed) {
-                    self.reports.push(view);
-                }
+                self.note_report(sealed);
                 Ok(Outcome::Stored)
             }
         }

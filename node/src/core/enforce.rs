@@ -38,6 +38,7 @@ impl Core {
         }
         if applied.moderators_changed {
             self.shared_stale = true;
+            self.reseal_due = true;
         }
         self.dirty = true;
         Ok(())

@@ -19,19 +19,21 @@ use super::{Channel, Core, Effect, Origin, Refusal};
 pub struct ReportPlan {
     identity: protocol::Identity,
     community: protocol::CommunityId,
-    post: PostId,
+    post: protocol::SignedPost,
     recipients: Vec<PublicKey>,
     at: u64,
 }
 
 impl ReportPlan {
-    /// Writes, signs and seals the report (the slow part: run it off the
-    /// core's thread).
-    pub fn seal(&self, reason: &str) -> Result<SealedReport, NodeError> {
-        Ok(SealedReport::seal(
+    /// Writes, signs and seals the report with a copy of the post (the
+    /// slow part: run it off the core's thread).
+    /// Returns the envelope and the report's own id (what `mod queue`
+    /// shows moderators).
+    pub fn seal(&self, reason: &str) -> Result<(SealedReport, ActionId), NodeError> {
+        Ok(SealedReport::seal_with_copy(
             &self.identity,
             self.community,
-            self.post,
+            &self.post,
             reason,
             &self.recipients,
             self.at,
@@ -125,7 +127,11 @@ impl Core {
 
     /// Checks a local item, takes it through the one arrival path and
     /// queues its gossip (released by the worker once it is durable).
-    fn publish_local(&mut self, message: Message, now_ms: u64) -> Result<[u8; 32], NodeError> {
+    pub(super) fn publish_local(
+        &mut self,
+        message: Message,
+        now_ms: u64,
+    ) -> Result<[u8; 32], NodeError> {
         let verified = message.verify(&self.ctx(now_ms))?;
         let channel = match &verified {
             VerifiedMessage::Post(p) => Channel::Topic(p.topic.clone()),
@@ -171,25 +177,83 @@ impl Core {
     }
 
     /// Resolves a full or short printable post id to a stored or hidden
-    /// post (a moderator unhides by the short id `read` printed).
+    /// post (a moderator unhides by the short id `read` printed). A report
+    /// id (full or short, as `mod queue` prints it) names the post it
+    /// reports, so a moderator can act on a queue row by its id.
     pub fn resolve_post(&self, text: &str) -> Result<PostId, NodeError> {
         let text = text.trim();
         if let Ok(id) = text.parse::<PostId>() {
             return Ok(id);
         }
+        if let Some(post) = self.reported_post(text)? {
+            return Ok(post);
+        }
         let prefix = PostId::prefix_bytes(text).map_err(|e| NodeError::BadInput(e.to_string()))?;
-        let mut found = self.store.post_ids_with_prefix(&prefix, 2)?;
+        let mut found = self.store.post_ids_with_prefix(&prefix, MAX_CANDIDATES)?;
         for hidden in self.moderation.hidden_targets() {
             if hidden.0.starts_with(&prefix) && !found.contains(&hidden) {
                 found.push(hidden);
             }
         }
-        match found.len() {
-            0 => Err(NodeError::UnknownPost(text.to_string())),
-            1 => found
-                .pop()
-                .ok_or_else(|| NodeError::UnknownPost(text.to_string())),
-            _ => Err(NodeError::AmbiguousPost(text.to_string())),
+        match found.as_slice() {
+            [] => Err(NodeError::UnknownPost(text.to_string())),
+            [one] => Ok(*one),
+            many => Err(NodeError::AmbiguousPost(text.to_string(), listed(many))),
+        }
+    }
+
+    /// The post a report names, when `text` is a report id (full, or a
+    /// short form) of a report this node can read; `None` when `text` is no
+    /// report id at all.
+    fn reported_post(&self, text: &str) -> Result<Option<PostId>, NodeError> {
+        Ok(self
+            .held_report(text)?
+            .map(|r| r.content.report.content.post))
+    }
+
+    /// Resolves a full printable key, or a short form of one (the
+    /// fingerprint commands print next to a pseudonym, with or without
+    /// `mu1`), among the keys this node knows in memory — the admin,
+    /// moderators and co-admins, every key of a key succession, blocked and
+    /// muted keys, reporters and reported authors of the reports it holds
+    /// — and the authors of the newest posts of each joined topic (what
+    /// `read` shows). The store's author index holds keyed tags, not
+    /// keys (layout 3), so it cannot be searched by a key's first bytes.
+    pub fn resolve_key(&self, text: &str) -> Result<PublicKey, NodeError> {
+        let text = text.trim();
+        if let Ok(key) = text.parse::<PublicKey>() {
+            return Ok(key);
+        }
+        if let Some(author) = self.reported_author(text)? {
+            return Ok(author);
+        }
+        let prefix =
+            PublicKey::prefix_bytes(text).map_err(|e| NodeError::BadInput(e.to_string()))?;
+        let m = &self.moderation;
+        let mut known: Vec<PublicKey> = vec![m.admin(), self.identity.public()];
+        known.extend(m.moderators().into_iter().map(|(k, _)| k));
+        known.extend(m.co_admins());
+        known.extend(m.blocks().into_iter().map(|((k, _), _)| k));
+        known.extend(m.lineage().chains().flatten().copied());
+        known.extend(self.mutes.iter().copied());
+        known.extend(self.report_keys());
+        let mut found = matching(&prefix, known);
+        if found.is_empty() {
+            let mut recent = Vec::new();
+            for topic in &self.joined {
+                for post in self
+                    .store
+                    .topic_page(topic, None, RECENT_AUTHORS_PER_TOPIC)?
+                {
+                    recent.push(post.content.author);
+                }
+            }
+            found = matching(&prefix, recent);
+        }
+        match found.as_slice() {
+            [] => Err(NodeError::UnknownKey(text.to_string())),
+            [one] => Ok(*one),
+            many => Err(NodeError::AmbiguousKey(text.to_string(), listed(many))),
         }
     }
 
@@ -224,9 +288,9 @@ impl Core {
     /// itself (a proof of work of about 0.2 s) runs on the blocking pool,
     /// not on the core's thread.
     pub fn report_plan(&mut self, post: PostId, now_ms: u64) -> Result<ReportPlan, NodeError> {
-        if !self.store.contains_post(&post)? {
+        let Some(post) = self.store.get_post(&post)? else {
             return Err(NodeError::UnknownPost(post.to_string()));
-        }
+        };
         // The admin first (its current key, after any key succession).
         let mut recipients: Vec<PublicKey> = Vec::new();
         for key in self.moderation.current_moderators() {
@@ -267,8 +331,7 @@ impl Core {
             if let Ok(Message::Report(sealed)) = Message::decode(&bytes) {
                 if sealed.expired(now_ms) && self.store.remove_log(&key)? {
                     pruned += 1;
-                    let id = sealed.id().to_string();
-                    self.reports.retain(|r| r.id != id);
+                    self.reports.remove_envelope(&sealed.id());
                 }
             }
         }
@@ -364,9 +427,10 @@ impl Core {
         view
     }
 
-    /// Reports this node can read, oldest first.
+    /// Open reports this node can read, oldest first, each with the
+    /// reported post (`reports.rs`).
     pub fn mod_queue(&self) -> Vec<ReportView> {
-        self.reports.clone()
+        self.open_report_rows()
     }
 
     /// Whether `author` is muted here: a mute of any key of the author
@@ -413,4 +477,36 @@ pub(crate) fn is_muted(
     }
     let lineage = moderation.lineage();
     !lineage.is_empty() && lineage.keys_of(author).iter().any(|k| mutes.contains(k))
+}
+
+/// Most candidates a short id or key is checked against: two show it is
+/// ambiguous, a few more help the person pick the one meant.
+const MAX_CANDIDATES: usize = 5;
+
+/// Newest posts per joined topic whose authors a short key is looked up
+/// among, when no key known in memory matches.
+const RECENT_AUTHORS_PER_TOPIC: usize = 500;
+
+/// The distinct keys of `keys` that start with `prefix`, at most
+/// [`MAX_CANDIDATES`].
+fn matching(prefix: &[u8], keys: Vec<PublicKey>) -> Vec<PublicKey> {
+    let mut found: Vec<PublicKey> = Vec::new();
+    for key in keys {
+        if key.as_bytes().starts_with(prefix) && !found.contains(&key) {
+            found.push(key);
+            if found.len() == MAX_CANDIDATES {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// Full printable forms of `items`, for an ambiguity error.
+fn listed<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

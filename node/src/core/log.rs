@@ -5,11 +5,8 @@ use protocol::{
     VerifiedModAction,
 };
 
-use crate::api::ReportView;
 use crate::error::NodeError;
 use crate::store::Store;
-
-use super::Core;
 
 /// What start-up takes from the stored community log, read in one pass.
 pub(crate) struct StoredLog {
@@ -66,32 +63,4 @@ pub(crate) fn load_log(
         reports,
         report_count,
     })
-}
-
-impl Core {
-    /// Opens a sealed report if it is addressed to this node's key.
-    pub(crate) fn open_report(&self, sealed: &SealedReport) -> Option<ReportView> {
-        let ctx = protocol::ValidationContext {
-            community: self.community,
-            now_ms: u64::MAX,
-        };
-        match sealed.open(&self.identity.secret, &ctx)? {
-            Ok(body) => Some(ReportView {
-                id: sealed.id().to_string(),
-                post: body.post.to_string(),
-                reporter: crate::views::actor(&body.reporter, None),
-                reason: body.reason.clone(),
-                at: body.created_at,
-            }),
-            Err(e) => {
-                tracing::warn!("a report addressed to this node did not open: {e}");
-                None
-            }
-        }
-    }
-
-    /// Opens the stored reports addressed to this node.
-    pub(crate) fn open_reports(&self, sealed: &[SealedReport]) -> Vec<ReportView> {
-        sealed.iter().filter_map(|s| self.open_report(s)).collect()
-    }
 }

@@ -14,6 +14,7 @@
 mod admission;
 pub mod arrival;
 mod clock;
+mod directory;
 mod enforce;
 pub mod limits;
 mod local;
@@ -21,6 +22,7 @@ mod log;
 pub mod probation;
 pub(crate) mod pulls;
 pub mod reads;
+mod reports;
 pub mod sync;
 pub(crate) mod worker;
 
@@ -35,12 +37,12 @@ use protocol::{
 };
 use tokio::sync::broadcast;
 
-use crate::api::ReportView;
 use crate::error::NodeError;
 use crate::handle::NodeEvent;
 use crate::store::Store;
 
 pub use arrival::{Origin, Outcome, Refusal, Verdict};
+pub use reports::ResealJob;
 
 /// The name of a peer as the core sees it: the network's printable peer
 /// id, opaque here, for per-peer limits and sync sessions. The core never
@@ -184,7 +186,11 @@ pub struct Core {
     pub(crate) stored_reports: usize,
     pub(crate) joined: BTreeSet<TopicName>,
     pub(crate) mutes: BTreeSet<PublicKey>,
-    pub(crate) reports: Vec<ReportView>,
+    /// Reports this node can read ([`reports`]).
+    pub(crate) reports: reports::Reports,
+    /// Whether the moderators changed since open reports were last
+    /// checked for re-sealing ([`Core::take_reseal_jobs`]).
+    pub(crate) reseal_due: bool,
     pub(crate) limits: limits::Limits,
     pub(crate) sync: sync::Sessions,
     pub(crate) clock: clock::SignerClock,
@@ -223,7 +229,8 @@ impl Core {
             stored_reports: stored.report_count,
             joined,
             mutes,
-            reports: Vec::new(),
+            reports: reports::Reports::default(),
+            reseal_due: true,
             limits: limits::Limits::default(),
             sync: sync::Sessions::default(),
             clock,
@@ -233,7 +240,9 @@ impl Core {
             effects: Vec::new(),
             config,
         };
-        core.reports = core.open_reports(&stored.reports);
+        for sealed in &stored.reports {
+            core.note_report(sealed);
+        }
         core.enforce_all()?;
         core.publish_shared();
         Ok(core)

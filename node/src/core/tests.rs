@@ -1253,3 +1253,5 @@ fn queued_admission_work_is_done_at_start_and_a_waiting_redemption_is_kept_in_th
     assert_eq!((update.version, update.decision.at), (1, T0));
     assert!(admin_core.moderation().invite_only_at(T0 - 1));
 }
+#[path = "report_tests.rs"]
+mod report_tests;

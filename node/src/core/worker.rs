@@ -204,6 +204,7 @@ pub(crate) fn spawn(
         flush_interval,
         interval_flush: Arc::new(AtomicBool::new(false)),
         failed: Arc::new(std::sync::Mutex::new(None)),
+        resealed: Arc::new(std::sync::Mutex::new(None)),
     };
     let thread = std::thread::Builder::new()
         .name("mutual-core".into())
@@ -224,6 +225,9 @@ struct Worker {
     /// Set when a flush failed: the store takes no more writes until it
     /// is opened again.
     failed: Arc<std::sync::Mutex<Option<String>>>,
+    /// Reports sealed again on the blocking pool, waiting to be published
+    /// (`None`: no sealing running).
+    resealed: Arc<std::sync::Mutex<Option<Vec<protocol::SealedReport>>>>,
 }
 
 impl Worker {
@@ -264,6 +268,7 @@ impl Worker {
                 )));
                 return;
             }
+            self.reseal();
             self.core.publish_shared();
             let now = Instant::now();
             if now >= next_flush {
@@ -278,6 +283,61 @@ impl Worker {
                 next_prune = now + PRUNE_EVERY;
             }
         }
+    }
+
+    /// Publishes reports sealed again since the last call, and starts
+    /// sealing again the open reports the moderators now cannot all read
+    /// ([`Core::take_reseal_jobs`]) on the blocking pool: each takes a
+    /// proof of work, which must not hold up the core. One round at a
+    /// time; the flag that asks for one stays set meanwhile.
+    fn reseal(&mut self) {
+        let mut slot = match self.resealed.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match slot.as_mut() {
+            Some(done) if !done.is_empty() => {
+                let sealed = std::mem::take(done);
+                *slot = None;
+                drop(slot);
+                self.core.publish_resealed(sealed, now_ms());
+                self.send_effects();
+                return;
+            }
+            // Still sealing.
+            Some(_) => return,
+            None => {}
+        }
+        let jobs = self.core.take_reseal_jobs(now_ms());
+        if jobs.is_empty() {
+            return;
+        }
+        tracing::info!(
+            "sealing {} open report(s) again for the moderators now",
+            jobs.len()
+        );
+        *slot = Some(Vec::new());
+        drop(slot);
+        let out = Arc::clone(&self.resealed);
+        self.runtime.spawn_blocking(move || {
+            let mut sealed = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                match job.seal() {
+                    Ok(s) => sealed.push(s),
+                    Err(e) => tracing::warn!("sealing a report again: {e}"),
+                }
+            }
+            let mut slot = match out.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            // An empty round ends here; a full one is published next.
+            *slot = if sealed.is_empty() {
+                None
+            } else {
+                Some(sealed)
+            };
+        });
     }
 
     fn failure(&self) -> Option<String> {

@@ -1,0 +1,82 @@
+//! Issue 18's topic directory: a moderator describes topics, the signed
+//! descriptions reach every member (one who joined none of them included),
+//! `mutual topics --all` lists them marked joined or not, and a member
+//! still joins any name. Nodes listen on 127.0.0.1 only; waits poll a
+//! condition with a deadline.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn the_directory_reaches_a_member_and_topics_all_shows_it() {
+    let root = tempfile::tempdir().unwrap();
+    let admin = root.path().join("ada");
+    let member = root.path().join("kit");
+    init(&admin, "ada");
+    init(&member, "kit");
+    ok(&admin, &["community", "create", "Circle"]);
+    let a = Daemon::start(&admin, &[]).unwrap();
+    let code = ok(&admin, &["invite"]);
+    ok(&member, &["community", "join", code.trim()]);
+    let k = Daemon::start(&member, &[&a.addr]).unwrap();
+    k.wait_for_peers().unwrap();
+
+    ok(
+        &admin,
+        &[
+            "topics",
+            "describe",
+            "grief",
+            "losing someone, and living on",
+        ],
+    );
+    ok(
+        &admin,
+        &[
+            "topics",
+            "describe",
+            "burnout",
+            "when work takes everything",
+        ],
+    );
+    ok(&member, &["join", "burnout"]);
+    fails(
+        &member,
+        &["topics", "describe", "grief", "mine now"],
+        "moderator",
+    );
+
+    wait_until("the directory on kit's node", || {
+        json(&member, &["topics", "--all"])["directory"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2)
+    });
+    let screen = ok(&member, &["topics", "--all"]);
+    let line_of = |name: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} not listed: {screen}"))
+            .to_string()
+    };
+    assert!(line_of("burnout").contains("[joined]"), "{screen}");
+    assert!(line_of("burnout").contains("when work takes everything"));
+    assert!(!line_of("grief").contains("[joined]"), "{screen}");
+    assert!(line_of("grief").contains("losing someone, and living on"));
+
+    // Any name can still be joined; a removal reaches the member too.
+    ok(&member, &["join", "night-owls"]);
+    ok(&admin, &["topics", "describe", "grief", ""]);
+    wait_until("grief out of kit's directory", || {
+        json(&member, &["topics", "--all"])["directory"]
+            .as_array()
+            .is_some_and(|d| d.len() == 1)
+    });
+    let screen = ok(&member, &["topics", "--all"]);
+    assert!(!screen.contains("grief"), "{screen}");
+    assert!(
+        screen.contains("night-owls"),
+        "joined, not listed: {screen}"
+    );
+}

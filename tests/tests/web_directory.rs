@@ -1,0 +1,140 @@
+//! Issue 18's topic directory in the web app: the home page lists the
+//! topics moderators describe that this node has not joined, each with
+//! its description and a Join button that joins it. Raw HTTP on
+//! 127.0.0.1 (no browser needed); waits poll a condition with a deadline.
+
+mod web_support;
+
+use anyhow::{bail, Result};
+use mutual_tests::{start, topic, wait_until, TestNet, DEADLINE};
+use web_support::{csrf_in, http, post_form, set_cookie, App};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_page_lists_the_directory_and_joins_a_listed_topic() -> Result<()> {
+    let mut net = TestNet::new()?;
+    let admin = start(net.admin.clone(), &[]).await?;
+    let member = start(net.member("kit")?, &[&admin.addr]).await?;
+    admin
+        .handle
+        .describe_topic(topic("grief"), "losing someone & living on".into())
+        .await?;
+    admin
+        .handle
+        .describe_topic(topic("burnout"), "when work takes everything".into())
+        .await?;
+    member.handle.join(topic("burnout")).await?;
+    wait_until(DEADLINE, "the directory on the member's node", || async {
+        member
+            .handle
+            .topic_directory()
+            .await
+            .is_ok_and(|d| d.len() == 2)
+    })
+    .await?;
+
+    let app = App::serve(&member).await?;
+    let port = app.port();
+    let link = app.login_link()?;
+    let path = link.trim_start_matches(&app.base()).to_string();
+    let (_, headers, _) = http(port, "GET", &path, &[], b"").await?;
+    let Some(cookie) = set_cookie(&headers) else {
+        bail!("no session cookie after login");
+    };
+    let home = || async {
+        let (status, _, page) = http(port, "GET", "/", &[("Cookie", cookie.as_str())], b"").await?;
+        anyhow::ensure!(status == 200, "home answered {status}");
+        Ok::<String, anyhow::Error>(String::from_utf8_lossy(&page).to_string())
+    };
+    let page = home().await?;
+    let (_, directory) = page
+        .split_once("More topics in this community")
+        .unwrap_or_else(|| panic!("no directory on the home page: {page}"));
+    assert!(directory.contains("grief"), "{directory}");
+    assert!(
+        directory.contains("losing someone &amp; living on"),
+        "escaped description: {directory}"
+    );
+    assert!(
+        !directory
+            .split("</ul>")
+            .next()
+            .unwrap_or("")
+            .contains(">burnout<"),
+        "a joined topic is not offered again"
+    );
+    assert!(
+        page.contains("when work takes everything"),
+        "joined topic's description"
+    );
+
+    // Its Join button joins it.
+    let csrf = csrf_in(&page).unwrap_or_default();
+    let (status, _, _) = post_form(
+        port,
+        &cookie,
+        "/join",
+        &format!("csrf={csrf}&back=home&topic=grief"),
+    )
+    .await?;
+    assert!(status == 303 || status == 200, "join answered {status}");
+    wait_until(DEADLINE, "grief joined", || async {
+        member
+            .handle
+            .topics()
+            .await
+            .is_ok_and(|t| t.iter().any(|t| t.name == "grief"))
+    })
+    .await?;
+    let page = home().await?;
+    assert!(page.contains("You have joined every topic the moderators list."));
+    Ok(())
+}
+
+/// The moderation page shows a reported post from a topic the moderator
+/// never joined (the copy the report carries), and its Resolve form
+/// closes the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_moderation_page_shows_the_carried_post_and_resolves_the_report() -> Result<()> {
+    let mut net = TestNet::new()?;
+    let admin = start(net.admin.clone(), &[]).await?;
+    let member = start(net.member("kit")?, &[&admin.addr]).await?;
+    member.handle.join(topic("night")).await?;
+    let post = member
+        .handle
+        .publish(topic("night"), mutual_tests::draft("<b>can't sleep</b>"))
+        .await?;
+    member.handle.report(post, "worried".into()).await?;
+    wait_until(DEADLINE, "the report in the admin's queue", || async {
+        admin.handle.mod_queue().await.is_ok_and(|q| q.len() == 1)
+    })
+    .await?;
+
+    let app = App::serve(&admin).await?;
+    let port = app.port();
+    let link = app.login_link()?;
+    let path = link.trim_start_matches(&app.base()).to_string();
+    let (_, headers, _) = http(port, "GET", &path, &[], b"").await?;
+    let Some(cookie) = set_cookie(&headers) else {
+        bail!("no session cookie after login");
+    };
+    let (status, _, page) = http(port, "GET", "/mod", &[("Cookie", cookie.as_str())], b"").await?;
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&page).to_string();
+    assert!(
+        page.contains("&lt;b&gt;can't sleep&lt;/b&gt;"),
+        "escaped: {page}"
+    );
+    assert!(page.contains("In night, by kit"), "{page}");
+    let report = admin.handle.mod_queue().await?[0].id.clone();
+    let csrf = csrf_in(&page).unwrap_or_default();
+    let (status, _, _) = post_form(
+        port,
+        &cookie,
+        "/mod/resolve",
+        &format!("csrf={csrf}&back=mod&report={report}&outcome=none&note=checked+in"),
+    )
+    .await?;
+    assert!(status == 303, "resolve answered {status}");
+    assert!(admin.handle.mod_queue().await?.is_empty());
+    Ok(())
+}

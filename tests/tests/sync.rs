@@ -211,7 +211,8 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
     .await?;
     // The troll's own modified node never applies the block: it serves all
     // 20 posts to whoever syncs topic t with it.
-    let troll_node = hostile_sync::start(topic("t"), troll_posts).await?;
+    let troll_node =
+        hostile_sync::start(topic("t"), troll_posts, &net.secret, net.manifest.id()).await?;
     // The returning member meets the admin first and learns of the block…
     let away = start(away_dir, &[&admin.addr]).await?;
     let mut events = away.handle.subscribe();
@@ -226,6 +227,20 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
     // …then the troll's node. Joining again queues a sync of t with every
     // connected peer (after the community log, one session at a time).
     away.handle.connect(&troll_node.addr).await?;
+    // Sync with a peer starts once it proved membership: the session of
+    // the community log says it did.
+    let mut seen = Vec::new();
+    mutual_tests::next_event(
+        &mut events,
+        DEADLINE,
+        "a sync session with the troll's node",
+        &mut seen,
+        |e| match e {
+            NodeEvent::SyncDone { peer, .. } if *peer == troll_node.peer_id => Some(()),
+            _ => None,
+        },
+    )
+    .await?;
     away.handle.join(topic("t")).await?;
     // Proof it was processed: the troll's node served its posts, and then
     // no session is running any more (the one that received them ended).
@@ -243,7 +258,6 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
         },
     )
     .await?;
-    let mut seen = Vec::new();
     while let Ok(e) = events.try_recv() {
         seen.push(e);
     }
@@ -271,8 +285,9 @@ async fn a_block_taken_while_offline_arrives_first_and_the_posts_never_do() -> a
     Ok(())
 }
 
-/// A peer that answers `/mutual/sync/1` requests from a fixed set of items
-/// and applies no rule: a member's modified node, as a hostile test needs.
+/// A peer that proves membership (it holds the community secret) and
+/// answers `/mutual/sync/1` requests from a fixed set of items, applying
+/// no rule: a member's modified node, as a hostile test needs.
 mod hostile_sync {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -281,11 +296,17 @@ mod hostile_sync {
 
     use libp2p::futures::StreamExt;
     use libp2p::request_response::{self, ProtocolSupport};
-    use libp2p::swarm::SwarmEvent;
+    use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
     use libp2p::StreamProtocol;
     use protocol::sync::{ItemKey, SyncRequest, SyncScope};
     use protocol::wire::{self, MAX_SYNC_FRAME_BYTES};
-    use protocol::TopicName;
+    use protocol::{CommunityId, CommunitySecret, TopicName};
+
+    #[derive(NetworkBehaviour)]
+    struct Hostile {
+        sync: request_response::Behaviour<Frames>,
+        member: request_response::Behaviour<Frames>,
+    }
 
     /// The running peer; stops when dropped.
     pub(crate) struct SyncPeer {
@@ -314,7 +335,17 @@ mod hostile_sync {
     pub(crate) async fn start(
         topic: TopicName,
         items: BTreeMap<ItemKey, Vec<u8>>,
+        secret: &CommunitySecret,
+        community: CommunityId,
     ) -> anyhow::Result<SyncPeer> {
+        let secret = secret.clone();
+        let rr = |name: &'static str| {
+            request_response::Behaviour::with_codec(
+                Frames,
+                [(StreamProtocol::new(name), ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        };
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -322,12 +353,9 @@ mod hostile_sync {
                 libp2p::noise::Config::new,
                 libp2p::yamux::Config::default,
             )?
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    Frames,
-                    [(StreamProtocol::new("/mutual/sync/1"), ProtocolSupport::Full)],
-                    request_response::Config::default(),
-                )
+            .with_behaviour(|_| Hostile {
+                sync: rr("/mutual/sync/1"),
+                member: rr("/mutual/member/1"),
             })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
             .build();
@@ -342,16 +370,37 @@ mod hostile_sync {
         let count = served.clone();
         let task = tokio::spawn(async move {
             let none = BTreeMap::new();
+            let me = swarm.local_peer_id().to_bytes();
             loop {
-                let SwarmEvent::Behaviour(request_response::Event::Message {
-                    message:
-                        request_response::Message::Request {
-                            request, channel, ..
+                let (request, channel) = match swarm.select_next_some().await {
+                    // Proves membership to every peer and accepts theirs.
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                        let proof = secret.membership_proof(&community, &me, &peer_id.to_bytes());
+                        swarm
+                            .behaviour_mut()
+                            .member
+                            .send_request(&peer_id, proof.to_vec());
+                        continue;
+                    }
+                    SwarmEvent::Behaviour(HostileEvent::Member(
+                        request_response::Event::Message {
+                            message: request_response::Message::Request { channel, .. },
+                            ..
                         },
-                    ..
-                }) = swarm.select_next_some().await
-                else {
-                    continue;
+                    )) => {
+                        let _ = swarm.behaviour_mut().member.send_response(channel, vec![1]);
+                        continue;
+                    }
+                    SwarmEvent::Behaviour(HostileEvent::Sync(
+                        request_response::Event::Message {
+                            message:
+                                request_response::Message::Request {
+                                    request, channel, ..
+                                },
+                            ..
+                        },
+                    )) => (request, channel),
+                    _ => continue,
                 };
                 let Ok(request) =
                     wire::decode_versioned::<SyncRequest>(&request, MAX_SYNC_FRAME_BYTES)
@@ -368,6 +417,7 @@ mod hostile_sync {
                 }
                 let _ = swarm
                     .behaviour_mut()
+                    .sync
                     .send_response(channel, wire::encode_versioned(&response));
             }
         });

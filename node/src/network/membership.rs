@@ -14,9 +14,11 @@
 //! members only, and this node starts sync, takes the peer's addresses into
 //! its address book and DHT routing, and takes it as a relay only once it
 //! is ready (so a sync request is never sent to a peer that would still
-//! refuse it). A peer whose proof is wrong, who refuses this node's, who
-//! does not speak the protocol, or who is not ready within
-//! [`PROOF_DEADLINE`], is disconnected and forgotten.
+//! refuse it). A peer whose proof is wrong or who refuses this node's is
+//! disconnected and forgotten at once; one not ready within
+//! [`PROOF_DEADLINE`] (one that does not speak the protocol, such as a
+//! joining node fetching the manifest, whose request carries its own
+//! proof) when the deadline passes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -231,9 +233,9 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 match error {
-                    request_response::OutboundFailure::UnsupportedProtocols => {
-                        self.refuse_peer(peer, "it does not speak the membership protocol")
-                    }
+                    // A joining node's temporary swarm speaks only the
+                    // manifest fetch (whose request carries its proof):
+                    // the deadline ends the connection, not this.
                     // The connection it went on closed: another may still
                     // be up (the deadline ends it otherwise).
                     request_response::OutboundFailure::ConnectionClosed

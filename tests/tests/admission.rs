@@ -266,3 +266,57 @@ async fn lockdown_stops_a_redemption_and_lifting_lets_the_next_in_and_revoked_ad
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_update_reaches_a_node_that_was_offline_and_an_older_one_replayed_changes_nothing(
+) -> anyhow::Result<()> {
+    let mut net = TestNet::new()?;
+    let admin = start(net.admin.clone(), &[]).await?;
+    let m = start(net.member("m")?, &[&admin.addr]).await?;
+    let kind = |version: u64, rules: &str| protocol::ModActionKind::UpdateManifest {
+        version,
+        rules: rules.into(),
+        policy: CommunityPolicy::LEGACY,
+    };
+    admin.handle.moderate(kind(1, "first rules")).await?;
+    wait_until(DEADLINE, "the member has version 1", || async {
+        m.handle
+            .community()
+            .await
+            .is_ok_and(|c| c.rules == "first rules")
+    })
+    .await?;
+    let offline = m.stop().await;
+    admin.handle.moderate(kind(2, "second rules")).await?;
+    let m = start(offline, &[&admin.addr]).await?;
+    wait_until(
+        DEADLINE,
+        "the update reaches the node that was offline",
+        || async {
+            m.handle
+                .community()
+                .await
+                .is_ok_and(|c| c.rules == "second rules" && c.rules_version == Some(2))
+        },
+    )
+    .await?;
+    // Version 1 again, signed later by the admin: replayed, it is taken
+    // into the log but changes nothing.
+    let replay = protocol::ModAction::create(
+        &net.admin.identity()?,
+        net.manifest.id(),
+        u64::MAX / 2,
+        kind(1, "first rules"),
+        node::now_ms(),
+    )?;
+    assert!(m.handle.import(Message::Moderation(replay)).await?);
+    let c = m.handle.community().await?;
+    assert_eq!(
+        (c.rules.as_str(), c.rules_version),
+        ("second rules", Some(2))
+    );
+    for n in [admin, m] {
+        n.stop().await;
+    }
+    Ok(())
+}

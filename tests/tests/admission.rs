@@ -21,6 +21,25 @@ fn invite_only_net() -> anyhow::Result<TestNet> {
     Ok(net)
 }
 
+/// The admin's node, in topic `t`, once it published the policy.
+async fn invite_only_admin(net: &TestNet) -> anyhow::Result<TestNode> {
+    let admin = start(net.admin.clone(), &[]).await?;
+    admin.handle.join(topic("t")).await?;
+    wait_until(
+        DEADLINE,
+        "the admin's node published the policy",
+        || async {
+            admin
+                .handle
+                .community()
+                .await
+                .is_ok_and(|c| c.admission == "invite-only")
+        },
+    )
+    .await?;
+    Ok(admin)
+}
+
 /// The admin's node issues an invitation; returns the seed its code holds.
 async fn invitation(admin: &TestNode, uses: u32, valid_ms: u64) -> anyhow::Result<[u8; 32]> {
     let issued = admin
@@ -41,20 +60,7 @@ const WEEK: u64 = 7 * 24 * 3600 * 1000;
 async fn only_admitted_keys_get_posts_stored_and_a_one_use_invitation_admits_one(
 ) -> anyhow::Result<()> {
     let mut net = invite_only_net()?;
-    let admin = start(net.admin.clone(), &[]).await?;
-    admin.handle.join(topic("t")).await?;
-    wait_until(
-        DEADLINE,
-        "the admin's node published the policy",
-        || async {
-            admin
-                .handle
-                .community()
-                .await
-                .is_ok_and(|c| c.admission == "invite-only")
-        },
-    )
-    .await?;
+    let admin = invite_only_admin(&net).await?;
     // Two newcomers race for one use; a third never had an invitation.
     let seed = invitation(&admin, 1, WEEK).await?;
     let (a, b) = (net.member("a")?, net.member("b")?);
@@ -164,20 +170,7 @@ async fn only_admitted_keys_get_posts_stored_and_a_one_use_invitation_admits_one
 async fn lockdown_stops_a_redemption_and_lifting_lets_the_next_in_and_revoked_admits_nobody(
 ) -> anyhow::Result<()> {
     let mut net = invite_only_net()?;
-    let admin = start(net.admin.clone(), &[]).await?;
-    admin.handle.join(topic("t")).await?;
-    wait_until(
-        DEADLINE,
-        "the admin's node published the policy",
-        || async {
-            admin
-                .handle
-                .community()
-                .await
-                .is_ok_and(|c| c.admission == "invite-only")
-        },
-    )
-    .await?;
+    let admin = invite_only_admin(&net).await?;
     let seed = invitation(&admin, 5, WEEK).await?;
     let revoked_seed = invitation(&admin, 5, WEEK).await?;
     let revoked_key = protocol::SecretKey::from_bytes(&revoked_seed).public();

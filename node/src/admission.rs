@@ -163,6 +163,20 @@ impl NodeHandle {
             .await
     }
 
+    /// How many redemptions this node holds, admitting or not (tests and
+    /// diagnostics: proof that a redemption was processed).
+    pub async fn redemptions_held(&self) -> usize {
+        self.core
+            .call(|c| {
+                Ok(c.moderation()
+                    .actions()
+                    .filter(|a| matches!(a.kind, protocol::ModActionKind::Redeem { .. }))
+                    .count())
+            })
+            .await
+            .unwrap_or(0)
+    }
+
     /// The invitations in the community log (moderators only see whom
     /// each admitted).
     pub async fn invitations(&self) -> Result<Vec<crate::api::InvitationView>, NodeError> {

@@ -20,7 +20,6 @@ use protocol::{ActionId, Message, ModAction, PublicKey, Scope, SecretKey};
 use crate::admission::AdmissionWork;
 use crate::api::InvitationView;
 use crate::error::NodeError;
-use crate::handle::{NodeEvent, RemovalReason};
 use crate::store::StoreError;
 use crate::views::actor;
 
@@ -61,22 +60,10 @@ impl Core {
                 .delete_author_posts_dated(&key, &Scope::Community, |at| {
                     moderation.invite_only_at(at)
                 })?;
-            if deleted.is_empty() {
-                continue;
-            }
-            tracing::info!(
-                posts = deleted.len(),
-                "deleted the posts of a key that is no longer a member"
+            self.removed_as_blocked(
+                deleted,
+                "deleted the posts of a key that is no longer a member",
             );
-            if self.followed() {
-                for (id, topic) in deleted {
-                    self.emit(NodeEvent::PostRemoved {
-                        id: id.to_string(),
-                        topic: topic.to_string(),
-                        reason: RemovalReason::Blocked,
-                    });
-                }
-            }
         }
         Ok(())
     }

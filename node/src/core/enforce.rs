@@ -70,11 +70,19 @@ impl Core {
 
     fn delete_blocked(&mut self, author: &PublicKey, scope: &Scope) -> Result<(), StoreError> {
         let deleted = self.store.delete_author_posts(author, scope)?;
+        self.removed_as_blocked(deleted, "deleted the posts of a blocked author");
+        Ok(())
+    }
+
+    /// Logs and announces posts deleted because their author was blocked
+    /// (or is no longer a member).
+    pub(super) fn removed_as_blocked(
+        &self,
+        deleted: Vec<(PostId, protocol::TopicName)>,
+        what: &'static str,
+    ) {
         if !deleted.is_empty() {
-            tracing::info!(
-                posts = deleted.len(),
-                "deleted the posts of a blocked author"
-            );
+            tracing::info!(posts = deleted.len(), "{what}");
         }
         if self.followed() {
             for (id, topic) in deleted {
@@ -85,7 +93,6 @@ impl Core {
                 });
             }
         }
-        Ok(())
     }
 
     /// Replaces a stored post by its notice, which keeps the post's bytes

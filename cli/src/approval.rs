@@ -5,7 +5,6 @@
 use anyhow::Result;
 use node::api::PostView;
 use node::control::Request;
-use serde_json::Value;
 
 use crate::args;
 use crate::output::{self, line};
@@ -16,25 +15,13 @@ pub(crate) async fn decide(ctx: &Ctx, post: String, reject: Option<Option<String
     args::post_id(&post)?;
     let short = output::short_id(&post);
     let (request, done) = match reject {
-        None => (
-            Request::ModApprove { post },
-            format!("Approved {short}: every member will see it"),
-        ),
+        None => (Request::ModApprove { post }, format!("Approved {short}")),
         Some(reason) => (
             Request::ModReject { post, reason },
-            format!("Rejected {short}: it is deleted everywhere"),
+            format!("Rejected {short}"),
         ),
     };
-    let result = ctx.call(request).await?;
-    if ctx.json {
-        return output::json(&result);
-    }
-    let action = result
-        .get("id")
-        .and_then(Value::as_str)
-        .map(output::short_id)
-        .unwrap_or_default();
-    Ok(line(format!("{done} (action {action})."))?)
+    crate::moderation::act(ctx, request, &done).await
 }
 
 /// The posts waiting for approval, for `mod queue` (text only; the JSON

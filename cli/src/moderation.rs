@@ -250,6 +250,12 @@ pub(crate) async fn run(ctx: &Ctx, command: ModCommand) -> Result<()> {
             format!("Unpinned {}", output::short_id(&post)),
         ),
     };
+    act(ctx, request, &done).await
+}
+
+/// Sends a moderation request and says what was done, with the action's
+/// short id.
+pub(crate) async fn act(ctx: &Ctx, request: Request, done: &str) -> Result<()> {
     let result = ctx.call(request).await?;
     if ctx.json {
         return output::json(&result);

@@ -476,6 +476,22 @@ fn any_spec() -> impl Strategy<Value = Spec> {
     ]
 }
 
+/// The clean actions, the junk, and both together.
+fn with_junk(
+    specs: &[Spec],
+    junk_specs: &[Spec],
+) -> (
+    Vec<VerifiedModAction>,
+    Vec<VerifiedModAction>,
+    Vec<VerifiedModAction>,
+) {
+    let actions = verify_all(specs);
+    let junk = verify_all(junk_specs);
+    let mut all = actions.clone();
+    all.extend(junk.iter().cloned());
+    (actions, junk, all)
+}
+
 fn verify_all(specs: &[Spec]) -> Vec<VerifiedModAction> {
     specs.iter().map(Spec::verified).collect()
 }
@@ -1102,10 +1118,7 @@ proptest! {
         junk_specs in prop::collection::vec(junk(), 1..10),
         seed in any::<u64>(),
     ) {
-        let actions = verify_all(&specs);
-        let junk = verify_all(&junk_specs);
-        let mut with_junk = actions.clone();
-        with_junk.extend(junk.iter().cloned());
+        let (actions, junk, with_junk) = with_junk(&specs, &junk_specs);
         let clean = fold(&actions);
         prop_assert_eq!(fold(&with_junk).decisions(), clean.decisions());
         prop_assert_eq!(effect(&fold(&with_junk)), effect(&clean));
@@ -1246,10 +1259,7 @@ proptest! {
             .into_iter()
             .filter(|s| !OUTSIDERS.contains(&s.signer))
             .collect();
-        let actions = verify_all(&specs);
-        let junk = verify_all(&junk_specs);
-        let mut with_junk = actions.clone();
-        with_junk.extend(junk.iter().cloned());
+        let (actions, junk, with_junk) = with_junk(&specs, &junk_specs);
         let clean = fold(&actions);
         prop_assert_eq!(fold(&with_junk).decisions(), clean.decisions());
         let (state, accepted) = apply_all(&shuffled(&with_junk, seed));

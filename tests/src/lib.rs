@@ -180,6 +180,24 @@ impl TestNode {
             .unwrap_or(0)
     }
 
+    /// What a read of `topic` shows on this node (up to 1000 posts,
+    /// notices of hidden posts included).
+    pub async fn read(&self, topic: &str) -> Vec<node::api::PostView> {
+        let Ok(topic) = TopicName::parse(topic) else {
+            return Vec::new();
+        };
+        self.handle
+            .read(
+                topic,
+                ReadQuery {
+                    limit: 1000,
+                    since_ms: None,
+                },
+            )
+            .await
+            .unwrap_or_default()
+    }
+
     /// Sorted ids of the visible posts of `topic` this node holds.
     pub async fn ids(&self, topic: &str) -> Vec<String> {
         let Ok(topic) = TopicName::parse(topic) else {

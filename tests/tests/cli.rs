@@ -299,6 +299,8 @@ fn three_daemons_talk_moderate_and_agree() {
         "hidden_by",
         "hidden_reason",
         "pinned",
+        "held",
+        "rejected",
     ];
     for p in &posts {
         let mut keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
@@ -333,6 +335,8 @@ fn three_daemons_talk_moderate_and_agree() {
     assert_eq!(p["hidden_by"], Value::Null);
     assert_eq!(p["hidden_reason"], Value::Null);
     assert_eq!(p["pinned"], false);
+    assert_eq!(p["held"], false);
+    assert_eq!(p["rejected"], false);
     let r = by_id(&reply);
     assert_eq!(r["author"], b.key.as_str());
     assert_eq!(r["author_name"], "mo");

@@ -8,7 +8,6 @@
 
 use mutual_tests::{draft, start, topic, wait_until, TestNet, TestNode, DEADLINE};
 use node::api::PostView;
-use node::handle::ReadQuery;
 use protocol::moderation::{Admission, CommunityPolicy, ModActionKind};
 
 /// Admin (node 0), a moderator (node 1), a member (node 2) and a
@@ -45,20 +44,6 @@ async fn community(net: &mut TestNet) -> anyhow::Result<Vec<TestNode>> {
         .await?;
     }
     Ok(nodes)
-}
-
-/// Everything a read of `t` shows on `node`.
-async fn read(node: &TestNode) -> Vec<PostView> {
-    node.handle
-        .read(
-            topic("t"),
-            ReadQuery {
-                limit: 1000,
-                since_ms: None,
-            },
-        )
-        .await
-        .unwrap_or_default()
 }
 
 /// The ids of the posts waiting in `node`'s moderation queue.
@@ -106,13 +91,13 @@ async fn a_new_members_first_posts_wait_for_a_moderator() -> anyhow::Result<()> 
     .await?;
     // ...and shown to nobody but their author.
     for n in [admin, moderator, member] {
-        let shown = read(n).await;
+        let shown = n.read("t").await;
         assert!(
             held.iter().all(|id| !shows(&shown, id)),
             "a held post was shown: {shown:?}"
         );
     }
-    let own = read(newcomer).await;
+    let own = newcomer.read("t").await;
     assert_eq!(own.len(), 3);
     assert!(own.iter().all(|p| p.held), "its author sees them waiting");
 
@@ -125,14 +110,14 @@ async fn a_new_members_first_posts_wait_for_a_moderator() -> anyhow::Result<()> 
         .await?;
     for n in &nodes {
         wait_until(DEADLINE, "the approved posts shown everywhere", || async {
-            let shown = read(n).await;
+            let shown = n.read("t").await;
             shows(&shown, &held[0]) && shows(&shown, &held[1])
         })
         .await?;
     }
     // The third was written before the approvals: it still waits. Rejected,
     // it is deleted on every node, and only its author sees why.
-    assert!(!shows(&read(member).await, &held[2]));
+    assert!(!shows(&member.read("t").await, &held[2]));
     moderator
         .handle
         .reject(held[2].parse()?, "selling things".into())
@@ -143,8 +128,8 @@ async fn a_new_members_first_posts_wait_for_a_moderator() -> anyhow::Result<()> 
         })
         .await?;
     }
-    assert!(read(member).await.iter().all(|p| p.id != held[2]));
-    let notice = read(newcomer).await;
+    assert!(member.read("t").await.iter().all(|p| p.id != held[2]));
+    let notice = newcomer.read("t").await;
     let rejected = notice
         .iter()
         .find(|p| p.id == held[2])
@@ -158,10 +143,14 @@ async fn a_new_members_first_posts_wait_for_a_moderator() -> anyhow::Result<()> 
         .publish(topic("t"), draft("thank you all"))
         .await?
         .to_string();
-    assert!(read(newcomer).await.iter().any(|p| p.id == next && !p.held));
+    assert!(newcomer
+        .read("t")
+        .await
+        .iter()
+        .any(|p| p.id == next && !p.held));
     for n in &nodes {
         wait_until(DEADLINE, "the next post shown everywhere", || async {
-            shows(&read(n).await, &next)
+            shows(&n.read("t").await, &next)
         })
         .await?;
     }
@@ -216,7 +205,7 @@ async fn mod_queue_lists_a_held_post_and_mod_approve_takes_its_short_id() -> any
     wait_until(
         DEADLINE,
         "the approved post shown to the member",
-        || async { shows(&read(member).await, &id) },
+        || async { shows(&member.read("t").await, &id) },
     )
     .await?;
     socket.abort();

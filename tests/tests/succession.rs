@@ -5,23 +5,8 @@
 //! escapes nothing; the admin's succession moves the admin role.
 
 use mutual_tests::{draft, start, topic, wait_until, TestNet, TestNode, DEADLINE};
-use node::api::PostView;
-use node::ReadQuery;
 use protocol::moderation::{ModActionKind, Scope};
 use protocol::{Identity, Message, Post, SecretKey};
-
-async fn read(n: &TestNode) -> Vec<PostView> {
-    n.handle
-        .read(
-            topic("t"),
-            ReadQuery {
-                limit: 1000,
-                since_ms: None,
-            },
-        )
-        .await
-        .unwrap_or_default()
-}
 
 /// The admin (node 0) and three members, each started from node 0.
 async fn community(net: &mut TestNet) -> anyhow::Result<Vec<TestNode>> {
@@ -38,7 +23,7 @@ async fn community(net: &mut TestNet) -> anyhow::Result<Vec<TestNode>> {
 
 /// Whether `n` shows exactly `bodies`, all by `author` named `name`.
 async fn shows_one_author(n: &TestNode, bodies: &[&str], author: &str, name: &str) -> bool {
-    let posts = read(n).await;
+    let posts = n.read("t").await;
     let mut seen: Vec<&str> = posts.iter().filter_map(|p| p.body.as_deref()).collect();
     seen.sort();
     let mut want = bodies.to_vec();
@@ -196,7 +181,7 @@ async fn a_blocked_key_escapes_nothing_and_the_admins_new_key_appoints() -> anyh
         .await?;
     for n in &nodes {
         wait_until(DEADLINE, "the new moderator's pin everywhere", || async {
-            read(n).await.iter().any(|p| p.pinned)
+            n.read("t").await.iter().any(|p| p.pinned)
         })
         .await?;
     }

@@ -232,7 +232,8 @@ pub(crate) struct ModForm {
     back: Back,
 }
 
-/// `POST /mod/act`: hide, unhide, pin, unpin, block, unblock.
+/// `POST /mod/act`: hide, unhide, pin, unpin, block, unblock, approve,
+/// reject.
 pub(crate) async fn moderate(State(app): State<App>, Form(f): Form<ModForm>) -> Response {
     let refuse = |e: String| Note::error(e);
     let target = f.target.trim();
@@ -255,6 +256,18 @@ pub(crate) async fn moderate(State(app): State<App>, Form(f): Form<ModForm>) -> 
                 .map_err(|e| e.to_string()),
         }
     };
+    // Approvals and rejections of held posts (`approval.rs`).
+    if let "approve" | "reject" = f.act.as_str() {
+        let done = match post_id().await {
+            Ok(post) if f.act == "approve" => app.handle.approve(post).await,
+            Ok(post) => app.handle.reject(post, reason).await,
+            Err(e) => return pages::again(&app, &f.back, refuse(e)).await,
+        };
+        return match done {
+            Ok(_) => back_to(&f.back, None),
+            Err(e) => pages::again(&app, &f.back, refuse(e.to_string())).await,
+        };
+    }
     let kind: Result<ModActionKind, String> = match f.act.as_str() {
         "hide" => post_id()
             .await

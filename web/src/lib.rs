@@ -12,6 +12,7 @@
 )]
 
 mod actions;
+mod approval;
 mod events;
 mod locked;
 mod pages;

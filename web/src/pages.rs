@@ -109,7 +109,7 @@ impl Note {
     }
 }
 
-fn csrf_field(v: &Viewer) -> Markup {
+pub(crate) fn csrf_field(v: &Viewer) -> Markup {
     html! { input type="hidden" name="csrf" value=(v.csrf); }
 }
 
@@ -245,7 +245,7 @@ pub(crate) async fn not_found() -> Response {
 }
 
 /// Paragraph-preserving body text (CSS keeps the line breaks).
-fn body_text(text: &str) -> Markup {
+pub(crate) fn body_text(text: &str) -> Markup {
     html! { div class="body" { (clean(text)) } }
 }
 
@@ -265,12 +265,13 @@ pub(crate) fn post_item(p: &PostView, v: &Viewer, replies: Markup, new: bool) ->
                     " · "
                     time datetime=(time::iso(p.created_at)) { (time::utc(p.created_at)) }
                     @if p.pinned { " " span class="badge pin" { "Pinned" } }
+                    @if p.held { " " span class="badge held" { "Waiting for a moderator's approval" } }
                     @if mine { " " span class="badge" { "You" } }
                     @if new && !mine { " " span class="badge new" { "New" } }
                 }
                 @if p.hidden {
                     p class="notice" {
-                        "Hidden by a moderator"
+                        (if p.rejected { "Rejected by a moderator" } else { "Hidden by a moderator" })
                         @if let Some(by) = &p.hidden_by { " (" (actor(by)) ")" }
                         @if let Some(r) = p.hidden_reason.as_deref().filter(|r| !r.trim().is_empty()) {
                             ": " (clean(r))
@@ -869,6 +870,7 @@ pub(crate) async fn mod_page(app: &App, note: Note) -> Response {
         ..v
     };
     let queue = app.handle.mod_queue().await.unwrap_or_default();
+    let held = app.handle.held_posts().await.unwrap_or_default();
     let mut reported = Vec::new();
     for r in queue.iter().rev() {
         let post = match r.post.parse::<protocol::PostId>() {
@@ -913,6 +915,7 @@ pub(crate) async fn mod_page(app: &App, note: Note) -> Response {
                 }
             }
         }
+        (crate::approval::held_section(&held, &v))
         section aria-labelledby="act-h" {
             h2 id="act-h" { "Act on a post or an author" }
             form method="post" action="/mod/act" class="stack" {

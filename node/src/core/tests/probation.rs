@@ -28,6 +28,18 @@ fn admin_core(w: &World, n: u32) -> (Core, Vec<Vec<u8>>) {
     (admin, update)
 }
 
+/// The admin's core (probation 2), a newcomer's and a member's, both
+/// knowing the policy; and the newcomer.
+fn three_cores(w: &World) -> (Core, Core, Core, Identity) {
+    let (admin, update) = admin_core(w, 2);
+    let newcomer = Identity::generate(None);
+    let mut author = w.core_on(Store::temporary().unwrap(), &newcomer);
+    let mut member = w.core();
+    deliver(&mut author, &update, T0 + 2);
+    deliver(&mut member, &update, T0 + 2);
+    (admin, author, member, newcomer)
+}
+
 /// What a core queued to gossip since the last call.
 fn gossiped(core: &mut Core) -> Vec<Vec<u8>> {
     core.take_effects()
@@ -62,12 +74,7 @@ fn ids(views: &[crate::api::PostView]) -> Vec<String> {
 #[test]
 fn a_held_post_is_stored_everywhere_and_shown_only_to_its_author_and_moderators() {
     let w = World::new();
-    let (mut admin, update) = admin_core(&w, 2);
-    let newcomer = Identity::generate(None);
-    let mut author = w.core_on(Store::temporary().unwrap(), &newcomer);
-    let mut member = w.core();
-    deliver(&mut author, &update, T0 + 2);
-    deliver(&mut member, &update, T0 + 2);
+    let (mut admin, mut author, mut member, newcomer) = three_cores(&w);
     let post = w.post(&newcomer, "first time here", T0 + 10);
     let id = id_of(&post).to_string();
     for core in [&mut admin, &mut author, &mut member] {
@@ -146,12 +153,7 @@ fn after_enough_approvals_the_next_post_is_shown_at_once() {
 #[test]
 fn a_rejected_post_is_deleted_everywhere_and_only_its_author_sees_why() {
     let w = World::new();
-    let (mut admin, update) = admin_core(&w, 2);
-    let newcomer = Identity::generate(None);
-    let mut author = w.core_on(Store::temporary().unwrap(), &newcomer);
-    let mut member = w.core();
-    deliver(&mut author, &update, T0 + 2);
-    deliver(&mut member, &update, T0 + 2);
+    let (mut admin, mut author, mut member, newcomer) = three_cores(&w);
     let post = w.post(&newcomer, "buy my pills", T0 + 10);
     for core in [&mut admin, &mut author, &mut member] {
         assert_eq!(gossip(core, &post, T0 + 20), Verdict::Accept);

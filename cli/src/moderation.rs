@@ -5,7 +5,6 @@ use anyhow::Result;
 use clap::Subcommand;
 use node::api::{ModListView, ReportView};
 use node::control::Request;
-use serde_json::Value;
 
 use crate::args;
 use crate::output::{self, line};
@@ -260,11 +259,7 @@ pub(crate) async fn act(ctx: &Ctx, request: Request, done: &str) -> Result<()> {
     if ctx.json {
         return output::json(&result);
     }
-    let action = result
-        .get("id")
-        .and_then(Value::as_str)
-        .map(output::short_id)
-        .unwrap_or_default();
+    let action = output::answered_id(&result);
     Ok(line(format!(
         "{done} (action {action}); every node will enforce it."
     ))?)

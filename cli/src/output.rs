@@ -76,6 +76,16 @@ pub(crate) fn short_id(id: &str) -> String {
     clean_line(&id.chars().take(11).collect::<String>())
 }
 
+/// The short form of the `id` in a node's `{"id": …}` answer (an action
+/// just taken), or nothing.
+pub(crate) fn answered_id(result: &serde_json::Value) -> String {
+    result
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .map(short_id)
+        .unwrap_or_default()
+}
+
 /// The line `read --follow` prints when a post on screen goes away.
 pub(crate) fn removal_line(id: &str, reason: RemovalReason) -> String {
     let why = match reason {

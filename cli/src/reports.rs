@@ -5,7 +5,6 @@ use anyhow::Result;
 use clap::ValueEnum;
 use node::api::ReportView;
 use node::control::Request;
-use serde_json::Value;
 
 use crate::args;
 use crate::output::{self, line};
@@ -100,11 +99,7 @@ pub(crate) async fn resolve(
     if ctx.json {
         return output::json(&result);
     }
-    let action = result
-        .get("id")
-        .and_then(Value::as_str)
-        .map(output::short_id)
-        .unwrap_or_default();
+    let action = output::answered_id(&result);
     Ok(line(format!(
         "Resolved report {} ({}; action {action}): it leaves every moderator's queue.",
         output::short_id(&report),

@@ -490,13 +490,23 @@ fn reports_obey_their_outer_rules() {
         }
     ));
     assert!(matches!(
-        refusal(&fake_report(community(), NOW, 1, 2049).encode()),
+        refusal(
+            &fake_report(
+                community(),
+                NOW,
+                1,
+                protocol::report::MAX_SEALED_COPY_BYTES + 1
+            )
+            .encode()
+        ),
         ValidationError::TooLarge {
             field: "sealed report",
-            size: 2049,
+            size,
             ..
-        }
+        } if size == protocol::report::MAX_SEALED_COPY_BYTES + 1
     ));
+    // A copy of a whole post at the post limits fits a sealed copy.
+    check(&fake_report(community(), NOW, 1, 9 * 1024).encode()).expect("a report with a long post");
     assert!(matches!(
         refusal(&fake_report(community(), NOW + TOO_FAR_AHEAD_MS, 1, 10).encode()),
         ValidationError::FromTheFuture { .. }

@@ -261,9 +261,9 @@ fn generate() -> Vec<Vector> {
             "too large: report recipients is 33",
         ),
         v(
-            "report with a sealed copy of 2049 bytes",
-            fake_report(community(), NOW, 1, 2049).encode(),
-            "too large: sealed report is 2049 bytes",
+            "report with a sealed copy of 12 KiB + 1 bytes",
+            fake_report(community(), NOW, 1, 12 * 1024 + 1).encode(),
+            "too large: sealed report is 12289 bytes",
         ),
         v(
             "report without enough proof of work",

@@ -40,16 +40,7 @@ fn queue(dir: &Path) -> Vec<Value> {
 #[test]
 fn the_queue_shows_the_post_and_its_printed_ids_and_keys_are_taken_back() {
     let root = tempfile::tempdir().unwrap();
-    let admin = root.path().join("ada");
-    let member = root.path().join("kit");
-    init(&admin, "ada");
-    init(&member, "kit");
-    ok(&admin, &["community", "create", "Circle"]);
-    let a = Daemon::start(&admin, &[]).unwrap();
-    let code = ok(&admin, &["invite"]);
-    ok(&member, &["community", "join", code.trim()]);
-    let k = Daemon::start(&member, &[&a.addr]).unwrap();
-    k.wait_for_peers().unwrap();
+    let (admin, member, _a, k) = admin_and_member(root.path());
     ok(&admin, &["join", "vent"]);
     ok(&member, &["join", "vent"]);
 

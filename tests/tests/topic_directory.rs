@@ -11,16 +11,7 @@ use support::*;
 #[test]
 fn the_directory_reaches_a_member_and_topics_all_shows_it() {
     let root = tempfile::tempdir().unwrap();
-    let admin = root.path().join("ada");
-    let member = root.path().join("kit");
-    init(&admin, "ada");
-    init(&member, "kit");
-    ok(&admin, &["community", "create", "Circle"]);
-    let a = Daemon::start(&admin, &[]).unwrap();
-    let code = ok(&admin, &["invite"]);
-    ok(&member, &["community", "join", code.trim()]);
-    let k = Daemon::start(&member, &[&a.addr]).unwrap();
-    k.wait_for_peers().unwrap();
+    let (admin, member, _a, _k) = admin_and_member(root.path());
 
     ok(
         &admin,

@@ -9,6 +9,18 @@ use anyhow::{bail, Result};
 use mutual_tests::{start, topic, wait_until, TestNet, DEADLINE};
 use web_support::{csrf_in, http, post_form, set_cookie, App};
 
+/// `node`'s app and a session cookie, from a fresh login link.
+async fn logged_in(node: &mutual_tests::TestNode) -> Result<(App, String)> {
+    let app = App::serve(node).await?;
+    let link = app.login_link()?;
+    let path = link.trim_start_matches(&app.base()).to_string();
+    let (_, headers, _) = http(app.port(), "GET", &path, &[], b"").await?;
+    let Some(cookie) = set_cookie(&headers) else {
+        bail!("no session cookie after login");
+    };
+    Ok((app, cookie))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_home_page_lists_the_directory_and_joins_a_listed_topic() -> Result<()> {
     let mut net = TestNet::new()?;
@@ -32,14 +44,8 @@ async fn the_home_page_lists_the_directory_and_joins_a_listed_topic() -> Result<
     })
     .await?;
 
-    let app = App::serve(&member).await?;
+    let (app, cookie) = logged_in(&member).await?;
     let port = app.port();
-    let link = app.login_link()?;
-    let path = link.trim_start_matches(&app.base()).to_string();
-    let (_, headers, _) = http(port, "GET", &path, &[], b"").await?;
-    let Some(cookie) = set_cookie(&headers) else {
-        bail!("no session cookie after login");
-    };
     let home = || async {
         let (status, _, page) = http(port, "GET", "/", &[("Cookie", cookie.as_str())], b"").await?;
         anyhow::ensure!(status == 200, "home answered {status}");
@@ -109,14 +115,8 @@ async fn the_moderation_page_shows_the_carried_post_and_resolves_the_report() ->
     })
     .await?;
 
-    let app = App::serve(&admin).await?;
+    let (app, cookie) = logged_in(&admin).await?;
     let port = app.port();
-    let link = app.login_link()?;
-    let path = link.trim_start_matches(&app.base()).to_string();
-    let (_, headers, _) = http(port, "GET", &path, &[], b"").await?;
-    let Some(cookie) = set_cookie(&headers) else {
-        bail!("no session cookie after login");
-    };
     let (status, _, page) = http(port, "GET", "/mod", &[("Cookie", cookie.as_str())], b"").await?;
     assert_eq!(status, 200);
     let page = String::from_utf8_lossy(&page).to_string();

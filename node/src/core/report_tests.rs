@@ -28,6 +28,16 @@ fn report_of(w: &World, post: &Message, to: &[protocol::PublicKey], at: u64) -> 
     Message::Report(sealed)
 }
 
+/// The kept action `id` of `core`, as it travels.
+fn signed_action(core: &Core, id: protocol::ActionId) -> Message {
+    let action = core
+        .moderation()
+        .actions()
+        .find(|a| a.id() == id)
+        .expect("the action is kept");
+    Message::Moderation(action.signed().clone())
+}
+
 fn stored(core: &mut Core, m: &Message, now: u64) {
     let outcome = core.arrive_encoded(&[m.encode()], Origin::Sync, now);
     assert!(
@@ -92,14 +102,8 @@ fn a_resolved_report_leaves_every_moderators_queue() {
             T0,
         )
         .unwrap();
-    let appointment = admin
-        .moderation()
-        .actions()
-        .find(|a| a.id() == appoint)
-        .unwrap()
-        .signed()
-        .clone();
-    stored(&mut other, &Message::Moderation(appointment), T0 + 1);
+    let appointment = signed_action(&admin, appoint);
+    stored(&mut other, &appointment, T0 + 1);
     let author = Identity::generate(None);
     let post = w.post(&author, "spam spam", T0 + 2);
     let report = report_of(&w, &post, &[w.admin.public(), moderator.public()], T0 + 3);
@@ -124,15 +128,9 @@ fn a_resolved_report_leaves_every_moderators_queue() {
 
     // The other moderator's node gets the signed resolution: its queue
     // empties too, and the note opens for that moderator.
-    let action = admin
-        .moderation()
-        .actions()
-        .find(|a| a.id() == resolution)
-        .unwrap()
-        .signed()
-        .clone();
+    let action = signed_action(&admin, resolution);
     assert_eq!(other.mod_queue().len(), 1);
-    stored(&mut other, &Message::Moderation(action), T0 + 7);
+    stored(&mut other, &action, T0 + 7);
     assert!(other.mod_queue().is_empty());
     let done = other
         .moderation()
@@ -197,14 +195,8 @@ fn open_reports_are_sealed_again_to_a_moderator_appointed_later() {
     // The new moderator's node, which knows of the appointment, refuses
     // the old envelope (not sealed to the moderators now) and opens the
     // new one: the same report, by the same id.
-    let appointment = admin
-        .moderation()
-        .actions()
-        .find(|a| a.id() == appoint)
-        .unwrap()
-        .signed()
-        .clone();
-    stored(&mut theirs, &Message::Moderation(appointment), T0 + 8);
+    let appointment = signed_action(&admin, appoint);
+    stored(&mut theirs, &appointment, T0 + 8);
     let old = theirs.arrive_encoded(&[report.encode()], Origin::Sync, T0 + 9);
     assert!(matches!(old.as_slice(), [Err(_)]), "{old:?}");
     assert!(theirs.mod_queue().is_empty());

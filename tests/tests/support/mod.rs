@@ -109,3 +109,21 @@ pub(crate) fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub(crate) fn init(dir: &Path, name: &str) {
     ok(dir, &["init", "--name", name]);
 }
+
+/// A community of two running daemons under `root`: the admin "ada"
+/// (who created it) and the member "kit" (who joined by an invite and is
+/// connected to the admin). Returns their directories and daemons.
+pub(crate) fn admin_and_member(root: &Path) -> (PathBuf, PathBuf, Daemon, Daemon) {
+    let admin = root.join("ada");
+    let member = root.join("kit");
+    init(&admin, "ada");
+    init(&member, "kit");
+    ok(&admin, &["community", "create", "Circle"]);
+    let a = Daemon::start(&admin, &[]).expect("the admin's daemon starts");
+    let code = ok(&admin, &["invite"]);
+    ok(&member, &["community", "join", code.trim()]);
+    let k = Daemon::start(&member, &[&a.addr]).expect("the member's daemon starts");
+    k.wait_for_peers()
+        .expect("the member connects to the admin");
+    (admin, member, a, k)
+}

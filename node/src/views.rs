@@ -138,7 +138,7 @@ pub(crate) fn post_view(post: &SignedPost, names: &mut AuthorNames<'_>) -> PostV
         hidden_by: None,
         hidden_reason: None,
         pinned: moderation.is_pinned(&id),
-        held: moderation.is_held(&id, &p.author, p.created_at),
+        held: moderation.is_held(&id, &p.author, &p.topic, p.created_at),
         rejected: false,
     }
 }

@@ -33,6 +33,7 @@ use crate::ids::PostId;
 use crate::keys::PublicKey;
 use crate::lineage::Lineage;
 use crate::state::{Applied, ModerationState, OrderKey};
+use crate::topic::TopicName;
 
 /// The effective approvals, per post and per author.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -110,16 +111,22 @@ impl ModerationState {
     /// Whether the post `post` by `author`, created at `created_at`, waits
     /// for a moderator's approval (rule 4): shown to its author and the
     /// moderators only.
-    pub fn is_held(&self, post: &PostId, author: &PublicKey, created_at: u64) -> bool {
-        // Lockdown (helper B) joins here: `|| self.lockdown_holds(...)`.
-        self.probation_holds(post, author, created_at)
+    pub fn is_held(
+        &self,
+        post: &PostId,
+        author: &PublicKey,
+        topic: &TopicName,
+        created_at: u64,
+    ) -> bool {
+        !self.probation.contains(post)
+            && (self.probation_holds(post, author, created_at)
+                || self.lockdown_holds(author, topic, created_at))
     }
 
     /// Rule 4 alone (probation, not lockdown).
     fn probation_holds(&self, post: &PostId, author: &PublicKey, created_at: u64) -> bool {
-        // The policy in force at the post's time once manifests are dated
-        // (`policy_at(created_at)`); until then the one in force now.
-        let needed = self.policy().probation_posts as usize;
+        // The policy in force at the post's time (rule 9).
+        let needed = self.policy_at(created_at).probation_posts as usize;
         needed > 0
             && !self.is_moderator(author, created_at)
             && !self.probation.contains(post)
@@ -183,6 +190,10 @@ mod tests {
     use crate::{CommunityId, Identity, SecretKey, ValidationContext, VerifiedModAction};
 
     const NOW: u64 = 1_700_000_000_000;
+
+    fn topic() -> TopicName {
+        TopicName::parse("burnout").expect("a valid name")
+    }
 
     fn who(n: u8) -> Identity {
         Identity {
@@ -266,7 +277,7 @@ mod tests {
     }
 
     fn held(s: &ModerationState, p: u8, author: u8, at: u64) -> bool {
-        s.is_held(&post(p), &key(author), NOW + at)
+        s.is_held(&post(p), &key(author), &topic(), NOW + at)
     }
 
     #[test]
@@ -366,7 +377,7 @@ mod tests {
             approve(MODERATOR, 2, 210, 11, 9),
         ]);
         assert_eq!(s.approved_count(&successor.public()), 2);
-        assert!(!s.is_held(&post(12), &successor.public(), NOW + 300));
+        assert!(!s.is_held(&post(12), &successor.public(), &topic(), NOW + 300));
     }
 
     #[test]

@@ -1234,8 +1234,8 @@ proptest! {
             for at in [0, 6, 13] {
                 for p in 0u8..3 {
                     prop_assert_eq!(
-                        one.is_held(&post(p), &public(author), at),
-                        state.is_held(&post(p), &public(author), at)
+                        one.is_held(&post(p), &public(author), &burnout(), at),
+                        state.is_held(&post(p), &public(author), &burnout(), at)
                     );
                 }
             }

@@ -123,7 +123,7 @@ async fn only_admitted_keys_get_posts_stored_and_a_one_use_invitation_admits_one
     }
     // A modified client gossips anyway: the admin's node judges it and
     // ignores it (no penalty), and it is stored nowhere.
-    let gossip_topic = topic("t").gossip_topic(&net.manifest.id());
+    let gossip_topic = net.gossip_topic(&topic("t"));
     let identity = stranger.data.identity()?;
     let mut events = admin.handle.subscribe();
     let mut forced = Vec::new();

@@ -430,7 +430,7 @@ impl Core {
                     // alone (`probation.rs`).
                     if announce
                         && !self.is_muted(&post.author)
-                        && self.shows_held(&post.id(), &post.author, post.created_at)
+                        && self.shows_held(&post.id(), post.content())
                     {
                         announced.push(post);
                     }

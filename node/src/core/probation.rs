@@ -13,7 +13,7 @@
 use protocol::moderation::ModActionKind;
 use protocol::state::Applied;
 use protocol::sync::ItemKey;
-use protocol::{ActionId, ModerationState, PostId, PublicKey};
+use protocol::{ActionId, ModerationState, Post, PostId, PublicKey};
 
 use crate::api::PostView;
 use crate::error::NodeError;
@@ -34,22 +34,16 @@ pub(crate) fn shown_to(
     moderation: &ModerationState,
     me: &PublicKey,
     id: &PostId,
-    author: &PublicKey,
-    created_at: u64,
+    p: &Post,
 ) -> bool {
-    !moderation.is_held(id, author, created_at) || moderation.lineage().same(author, me)
+    !moderation.is_held(id, &p.author, &p.topic, p.created_at)
+        || moderation.lineage().same(&p.author, me)
 }
 
 impl Core {
     /// Whether this node's user is shown the post in reads and live events.
-    pub(crate) fn shows_held(&self, id: &PostId, author: &PublicKey, created_at: u64) -> bool {
-        shown_to(
-            &self.moderation,
-            &self.identity.public(),
-            id,
-            author,
-            created_at,
-        )
+    pub(crate) fn shows_held(&self, id: &PostId, p: &Post) -> bool {
+        shown_to(&self.moderation, &self.identity.public(), id, p)
     }
 
     /// The posts waiting for approval in the joined topics, oldest first
@@ -75,7 +69,9 @@ impl Core {
                         created_at: p.created_at,
                         id: id.0,
                     });
-                    if self.moderation.is_held(&id, &p.author, p.created_at)
+                    if self
+                        .moderation
+                        .is_held(&id, &p.author, &p.topic, p.created_at)
                         && self.moderation.is_blocked(&p.author, &p.topic).is_none()
                         && self.moderation.hidden(&id).is_none()
                         && !self.store.is_retracted_by(&id, &p.author)?
@@ -119,7 +115,10 @@ impl Core {
             .get_post(post)?
             .ok_or_else(|| NodeError::UnknownPost(post.to_string()))?;
         let p = &stored.content;
-        if !self.moderation.is_held(post, &p.author, p.created_at) {
+        if !self
+            .moderation
+            .is_held(post, &p.author, &p.topic, p.created_at)
+        {
             let instead = if verb == "reject" {
                 " (`mutual mod hide` removes a post that is shown)"
             } else {
@@ -146,7 +145,9 @@ impl Core {
                 continue;
             };
             let p = &post.content;
-            if self.moderation.is_held(id, &p.author, p.created_at)
+            if self
+                .moderation
+                .is_held(id, &p.author, &p.topic, p.created_at)
                 || self.is_muted(&p.author)
                 || self.moderation.is_blocked(&p.author, &p.topic).is_some()
             {

@@ -59,7 +59,7 @@ impl Filter {
         if m.is_blocked(&p.author, &p.topic).is_some() || m.hidden(id).is_some() {
             return Ok(false);
         }
-        if !super::probation::shown_to(m, &self.me, id, &p.author, p.created_at) {
+        if !super::probation::shown_to(m, &self.me, id, p) {
             return Ok(false);
         }
         Ok(!store.is_retracted_by(id, &p.author)?)

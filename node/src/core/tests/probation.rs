@@ -211,5 +211,5 @@ fn only_a_held_post_is_approved_or_rejected_and_only_by_a_moderator() {
     ));
     assert!(member
         .moderation()
-        .is_held(&id_of(&post), &newcomer.public(), T0 + 10));
+        .is_held(&id_of(&post), &newcomer.public(), &w.topic, T0 + 10));
 }

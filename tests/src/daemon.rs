@@ -333,7 +333,9 @@ impl Drop for Daemon {
 pub fn admin_dir(root: &Path, name: &str) -> Result<PathBuf> {
     let dir = root.join(name);
     init(&dir, name)?;
-    ok(&dir, &["community", "create", "Circle"])?;
+    // No probation: these tests are about other things (tests/tests/
+    // probation.rs is about it); the community stays invite-only.
+    ok(&dir, &["community", "create", "Circle", "--probation", "0"])?;
     Ok(dir)
 }
 

@@ -122,7 +122,10 @@ impl NatNet {
         };
         let dir = net.root.path().join(&host.name);
         net.cli(&dir, &["init", "--name", &host.name])?;
-        net.cli(&dir, &["community", "create", "NAT circle"])?;
+        net.cli(
+            &dir,
+            &["community", "create", "NAT circle", "--probation", "0"],
+        )?;
         let admin = net.run(host, &dir, extra)?;
         net.invite = net.cli(&dir, &["invite"])?.trim().to_string();
         Ok((net, admin))

@@ -88,7 +88,10 @@ fn errors_from_a_running_node_are_clear_and_change_nothing() {
     let member = root.path().join("member");
     init(&admin, "ada");
     init(&member, "kit");
-    ok(&admin, &["community", "create", "Circle"]);
+    ok(
+        &admin,
+        &["community", "create", "Circle", "--probation", "0"],
+    );
     let a = Daemon::start(&admin, &[]).unwrap();
     let code = ok(&admin, &["invite"]);
     ok(&member, &["community", "join", code.trim()]);
@@ -152,7 +155,7 @@ fn errors_from_a_running_node_are_clear_and_change_nothing() {
     fails(
         &member,
         &["mod", "appoint", &m.key],
-        "only the community admin can appoint or revoke moderators",
+        "only the community admin (or, for moderators, a co-admin) can change who moderates",
     );
     // Not even the member's own node changed, and nothing reached the admin.
     assert_eq!(json(&member, &["mod", "list"])["log"], log_before);

@@ -323,23 +323,6 @@ async fn check_restart(world: &mut World, dir: &Path, n: usize, left: &Left) -> 
         "{stored} posts stored but {} shown after a kill that left {left:?}",
         shown.len()
     );
-    // Served: exactly what is shown, to a client that applies no rule.
-    let served = raw_sync::topic_items(&back.addr, topic("t")).await?;
-    let served: BTreeSet<String> = served
-        .iter()
-        .filter_map(|b| match Message::decode(b) {
-            Ok(Message::Post(p)) => Some(p.id().to_string()),
-            _ => None,
-        })
-        .collect();
-    anyhow::ensure!(
-        served == shown,
-        "served {} posts ({} of the blocked author, retracted one: {}) while {} are shown",
-        served.len(),
-        served.intersection(&world.blocked_ids).count(),
-        served.contains(&retracted),
-        shown.len()
-    );
     // A fresh node that syncs from it ends with exactly what it shows.
     let fresh = start_bulk(world.net.member(&format!("fresh{n}"))?, &[]).await?;
     fresh.handle.join(topic("t")).await?;
@@ -360,6 +343,24 @@ async fn check_restart(world: &mut World, dir: &Path, n: usize, left: &Left) -> 
         got.len(),
         got.intersection(&world.blocked_ids).count(),
         got.contains(&retracted),
+        shown.len()
+    );
+    // Served: exactly what is shown, to a client that applies no rule
+    // (raw requests of a member's node, which has proved membership).
+    let served = raw_sync::topic_items(&fresh, &back.addr, topic("t")).await?;
+    let served: BTreeSet<String> = served
+        .iter()
+        .filter_map(|b| match Message::decode(b) {
+            Ok(Message::Post(p)) => Some(p.id().to_string()),
+            _ => None,
+        })
+        .collect();
+    anyhow::ensure!(
+        served == shown,
+        "served {} posts ({} of the blocked author, retracted one: {}) while {} are shown",
+        served.len(),
+        served.intersection(&world.blocked_ids).count(),
+        served.contains(&retracted),
         shown.len()
     );
     stop(fresh).await;
@@ -477,17 +478,12 @@ async fn killed_while_enforcing_a_block_and_a_retraction_shows_and_serves_none_a
 }
 
 /// A client of `/mutual/sync/1` that asks for a whole topic from an empty
-/// set and keeps every item it is sent, applying no rule of its own: what
-/// the node serves, whatever any receiver would do with it.
+/// set and applies no rule to what it gets: raw requests sent by a member's
+/// node (which proved membership, so it is served) through the test hook.
 mod raw_sync {
     use std::collections::BTreeSet;
-    use std::time::Duration;
 
-    use libp2p::futures::StreamExt;
-    use libp2p::multiaddr::Protocol;
-    use libp2p::request_response::{self, ProtocolSupport};
-    use libp2p::swarm::SwarmEvent;
-    use libp2p::{Multiaddr, StreamProtocol};
+    use mutual_tests::TestNode;
     use protocol::sync::{Initiator, ItemKey, Step, SyncResponse, SyncScope};
     use protocol::wire::{self, MAX_SYNC_FRAME_BYTES};
     use protocol::TopicName;
@@ -495,62 +491,24 @@ mod raw_sync {
     /// Most requests of one session.
     const MAX_REQUESTS: usize = 100;
 
-    /// Every item of `topic` the node at `addr` (with `/p2p/<id>`) serves.
-    pub(crate) async fn topic_items(addr: &str, topic: TopicName) -> anyhow::Result<Vec<Vec<u8>>> {
-        tokio::time::timeout(mutual_tests::DEADLINE, fetch(addr, topic))
-            .await
-            .map_err(|_| anyhow::anyhow!("the raw sync session did not end in time"))?
-    }
-
-    async fn fetch(addr: &str, topic: TopicName) -> anyhow::Result<Vec<Vec<u8>>> {
-        let addr: Multiaddr = addr.parse()?;
-        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+    /// Every item of `topic` the node at `addr` (with `/p2p/<id>`) serves
+    /// to `via`, which is connected to it.
+    pub(crate) async fn topic_items(
+        via: &TestNode,
+        addr: &str,
+        topic: TopicName,
+    ) -> anyhow::Result<Vec<Vec<u8>>> {
+        let Some(peer) = addr.rsplit("/p2p/").next().filter(|p| *p != addr) else {
             anyhow::bail!("{addr} names no peer");
         };
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )?
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    Frames,
-                    [(
-                        StreamProtocol::new("/mutual/sync/1"),
-                        ProtocolSupport::Outbound,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(20)),
-                )
-            })?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-            .build();
-        swarm.dial(addr)?;
         let empty: BTreeSet<ItemKey> = BTreeSet::new();
         let (mut initiator, mut request) = Initiator::new(SyncScope::Topic(topic), &empty);
         let mut items = Vec::new();
         for _ in 0..MAX_REQUESTS {
-            swarm
-                .behaviour_mut()
-                .send_request(&peer, wire::encode_versioned(&request));
-            let bytes = loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(request_response::Event::Message {
-                        message: request_response::Message::Response { response, .. },
-                        ..
-                    }) => break response,
-                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                        error,
-                        ..
-                    }) => anyhow::bail!("sync request failed: {error}"),
-                    SwarmEvent::OutgoingConnectionError { error, .. } => {
-                        anyhow::bail!("could not connect: {error}")
-                    }
-                    _ => {}
-                }
-            };
+            let bytes = via
+                .handle
+                .sync_raw(peer, wire::encode_versioned(&request))
+                .await?;
             let response: SyncResponse = wire::decode_versioned(&bytes, MAX_SYNC_FRAME_BYTES)
                 .map_err(|e| anyhow::anyhow!("the node refused a sync request: {e}"))?;
             let step = initiator.on_response(response, &empty)?;
@@ -562,7 +520,4 @@ mod raw_sync {
         }
         anyhow::bail!("the raw sync session took more than {MAX_REQUESTS} requests")
     }
-
-    /// The node's own framing of `/mutual/sync/1`.
-    use node::FrameCodec as Frames;
 }

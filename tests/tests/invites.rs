@@ -33,6 +33,8 @@ fn community_with_rules(root: &Path, dir: &Path, rules_len: usize) -> String {
             "Quiet Harbour",
             "--rules-file",
             file.to_str().unwrap(),
+            "--probation",
+            "0",
         ],
     );
     rules

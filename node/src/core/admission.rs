@@ -29,9 +29,27 @@ impl Core {
     /// Why an item signed by `author` and dated `at_ms` is not taken by
     /// the admission rules, if it is not.
     pub(crate) fn admission_refusal(&self, author: &PublicKey, at_ms: u64) -> Option<Refusal> {
+        if self.awaits_own_admission(author) {
+            // This node's own user, just joined: their redemption waits
+            // for its invitation, which log sync brings. Their posts are
+            // kept and sent; every other node judges them by its own log
+            // (and takes them back by sync once it knows the admission).
+            return None;
+        }
         (self.moderation.invite_only_at(at_ms) && !self.moderation.is_member(author)).then(|| {
             Refusal::NotAdmitted("the author is not a member of this invite-only community".into())
         })
+    }
+
+    /// Whether `author` is this node's own user holding a redemption that
+    /// has not admitted them yet (its invitation not known here yet).
+    fn awaits_own_admission(&self, author: &PublicKey) -> bool {
+        let me = self.identity.public();
+        let lineage = self.moderation.lineage();
+        lineage.same(author, &me)
+            && self.moderation.pending().iter().any(|a| {
+                matches!(a.kind, ModActionKind::Redeem { .. }) && lineage.same(&a.signer, &me)
+            })
     }
 
     /// Enforces what one action changed of the membership.

@@ -127,7 +127,11 @@ impl NatNet {
             &["community", "create", "NAT circle", "--probation", "0"],
         )?;
         let admin = net.run(host, &dir, extra)?;
-        net.invite = net.cli(&dir, &["invite"])?.trim().to_string();
+        // One code for every member of the test network.
+        net.invite = net
+            .cli(&dir, &["invite", "--uses", "16"])?
+            .trim()
+            .to_string();
         Ok((net, admin))
     }
 

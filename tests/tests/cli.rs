@@ -199,13 +199,16 @@ fn three_daemons_talk_moderate_and_agree() {
             "Quiet Harbour",
             "--rules-file",
             rules.to_str().unwrap(),
+            "--probation",
+            "0",
         ],
     );
     assert_eq!(created["name"], "Quiet Harbour");
     assert!(ok(a_dir, &["rules"]).contains("No diagnoses."));
 
     let a = Daemon::start(a_dir, &[]).unwrap();
-    let code = ok(a_dir, &["invite"]).trim().to_string();
+    // One code for both members: it admits two.
+    let code = ok(a_dir, &["invite", "--uses", "2"]).trim().to_string();
     assert!(code.starts_with("mutual-invite:"), "{code}");
     // Members join before their first `run`: the invite is all they need.
     for d in [b_dir, c_dir] {

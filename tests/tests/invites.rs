@@ -63,7 +63,8 @@ fn a_long_rules_invite_is_short_and_joins_wrapped_or_from_stdin() {
     let admin = root.path().join("ada");
     let rules = community_with_rules(root.path(), &admin, 15_000);
     let a = Daemon::start(&admin, &[]).unwrap();
-    let code = ok(&admin, &["invite"]).trim().to_string();
+    // Two people join with this one code: it admits two.
+    let code = ok(&admin, &["invite", "--uses", "2"]).trim().to_string();
     assert!(code.starts_with("mutual-invite:"), "{code}");
     assert!(
         code.len() <= MAX_INVITE_CHARS,

@@ -118,7 +118,11 @@ pub(crate) fn admin_and_member(root: &Path) -> (PathBuf, PathBuf, Daemon, Daemon
     let member = root.join("kit");
     init(&admin, "ada");
     init(&member, "kit");
-    ok(&admin, &["community", "create", "Circle"]);
+    // Invite-only, without probation (tests/tests/probation.rs covers it).
+    ok(
+        &admin,
+        &["community", "create", "Circle", "--probation", "0"],
+    );
     let a = Daemon::start(&admin, &[]).expect("the admin's daemon starts");
     let code = ok(&admin, &["invite"]);
     ok(&member, &["community", "join", code.trim()]);

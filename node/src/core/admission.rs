@@ -41,14 +41,18 @@ impl Core {
         })
     }
 
-    /// Whether `author` is this node's own user holding a redemption that
-    /// has not admitted them yet (its invitation not known here yet).
+    /// Whether `author` is this node's own user holding a redemption whose
+    /// invitation is not known here yet (a redemption of a known invitation
+    /// that admits nobody, used up, expired or revoked, does not count).
     fn awaits_own_admission(&self, author: &PublicKey) -> bool {
         let me = self.identity.public();
         let lineage = self.moderation.lineage();
         lineage.same(author, &me)
-            && self.moderation.pending().iter().any(|a| {
-                matches!(a.kind, ModActionKind::Redeem { .. }) && lineage.same(&a.signer, &me)
+            && self.moderation.pending().iter().any(|a| match &a.kind {
+                ModActionKind::Redeem { invitation, .. } => {
+                    lineage.same(&a.signer, &me) && self.moderation.invitation(invitation).is_none()
+                }
+                _ => false,
             })
     }
 

@@ -1138,20 +1138,34 @@ impl ModerationState {
                 });
             }
         }
-        if let Some(upto_seq) = self.co_admin_end_after(&a.signer, at) {
-            if upto_seq.is_none_or(|upto| a.seq > upto) {
-                return Err(ModerationError::Revoked {
-                    signer: a.signer.short(),
-                    seq: a.seq,
-                    upto_seq,
-                });
-            }
-            if !self.twins(a).is_empty() {
-                return Err(ModerationError::Equivocation {
-                    signer: a.signer.short(),
-                    seq: a.seq,
-                });
-            }
+        self.counted_before_end(a, self.co_admin_end_after(&a.signer, at))?;
+        Ok(())
+    }
+
+    /// Rule 4 for an action dated in a role period that `end` ended (the
+    /// `upto_seq` of the revocation or removal that ended it, `None` if
+    /// it has not ended): only the signer's actions numbered up to it
+    /// count, and a reused number counts for neither action.
+    fn counted_before_end(
+        &self,
+        a: &VerifiedModAction,
+        end: Option<Option<u64>>,
+    ) -> Result<(), ModerationError> {
+        let Some(upto_seq) = end else {
+            return Ok(());
+        };
+        if upto_seq.is_none_or(|upto| a.seq > upto) {
+            return Err(ModerationError::Revoked {
+                signer: a.signer.short(),
+                seq: a.seq,
+                upto_seq,
+            });
+        }
+        if !self.twins(a).is_empty() {
+            return Err(ModerationError::Equivocation {
+                signer: a.signer.short(),
+                seq: a.seq,
+            });
         }
         Ok(())
     }
@@ -1281,21 +1295,7 @@ impl ModerationState {
                 at_ms: at,
             });
         }
-        if let Some(upto_seq) = self.revocation_after(&a.signer, at) {
-            if upto_seq.is_none_or(|upto| a.seq > upto) {
-                return Err(ModerationError::Revoked {
-                    signer: a.signer.short(),
-                    seq: a.seq,
-                    upto_seq,
-                });
-            }
-            if !self.twins(a).is_empty() {
-                return Err(ModerationError::Equivocation {
-                    signer: a.signer.short(),
-                    seq: a.seq,
-                });
-            }
-        }
+        self.counted_before_end(a, self.revocation_after(&a.signer, at))?;
         if let Some(author) = block_author(&a.kind) {
             if self.appointed_at(author, at) {
                 return Err(ModerationError::ModeratorTarget {

@@ -1479,20 +1479,9 @@ impl ModerationState {
             ModActionKind::Unhide { post } => upsert(&mut self.hidden, *post, order, None),
             ModActionKind::Pin { post } => upsert(&mut self.pins, *post, order, Some(decision(""))),
             ModActionKind::Unpin { post } => upsert(&mut self.pins, *post, order, None),
-            ModActionKind::AppointModerator { .. }
-            | ModActionKind::RevokeModerator { .. }
-            | ModActionKind::AppointCoAdmin { .. }
-            | ModActionKind::RemoveCoAdmin { .. }
-            | ModActionKind::Succeed { .. }
-            | ModActionKind::UpdateManifest { .. }
-            | ModActionKind::Invite { .. }
-            | ModActionKind::RevokeInvite { .. }
-            | ModActionKind::Redeem { .. }
-            | ModActionKind::Lockdown { .. }
-            | ModActionKind::LiftLockdown { .. }
-            | ModActionKind::Approve { .. }
-            | ModActionKind::ResolveReport { .. }
-            | ModActionKind::DescribeTopic { .. } => {}
+            // Only kinds with a target reach here; `target_of` is the one
+            // exhaustive list of which kinds have one.
+            _ => {}
         }
     }
 

@@ -209,9 +209,9 @@ impl Membership {
         self.admitting.contains(id)
     }
 
-    /// Whether the invitation `key` exists (rule 1).
-    pub(crate) fn knows(&self, key: &PublicKey) -> bool {
-        self.invitations.contains_key(key)
+    /// The invitation `key`, if it exists (rule 1).
+    pub(crate) fn invitation(&self, key: &PublicKey) -> Option<&Invitation> {
+        self.invitations.get(key)
     }
 
     /// When `author` (a root key) was first admitted by a redemption.

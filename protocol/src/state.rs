@@ -1792,14 +1792,7 @@ impl ModerationState {
 
     /// The invitation with this key, if the log holds it.
     pub fn invitation(&self, key: &PublicKey) -> Option<Invitation> {
-        self.membership
-            .knows(key)
-            .then(|| {
-                self.invitations()
-                    .into_iter()
-                    .find(|i| i.invitation == *key)
-            })
-            .flatten()
+        self.membership.invitation(key).cloned()
     }
 
     /// The lockdown in force now in exactly `scope`, if any.

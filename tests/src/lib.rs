@@ -262,7 +262,7 @@ impl TestNet {
         self.next += 1;
         dir.init(Some(name.to_string()))?;
         // Joining by invite code is tested with the real binary
-        // (tests/invites.rs); here the manifest is written directly.
+        // (tests/tests/it/invites.rs); here the manifest is written directly.
         dir.join_community(&self.manifest, &self.secret, &[], node::now_ms())?;
         Ok(dir)
     }

@@ -3,11 +3,9 @@
 //! its description and a Join button that joins it. Raw HTTP on
 //! 127.0.0.1 (no browser needed); waits poll a condition with a deadline.
 
-mod web_support;
-
+use crate::web_support::{csrf_in, http, post_form, set_cookie, App};
 use anyhow::{bail, Result};
 use mutual_tests::{start, topic, wait_until, TestNet, DEADLINE};
-use web_support::{csrf_in, http, post_form, set_cookie, App};
 
 /// `node`'s app and a session cookie, from a fresh login link.
 async fn logged_in(node: &mutual_tests::TestNode) -> Result<(App, String)> {

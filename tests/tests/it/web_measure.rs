@@ -12,15 +12,13 @@
 //! - the weight of each page with its assets (Chromium's resource timing),
 //!   and that every request the pages made went to the app on 127.0.0.1.
 
-mod web_support;
-
 use std::time::Duration;
 
+use crate::web_support::{App, Driver};
 use anyhow::{bail, Result};
 use mutual_tests::{start_bulk, topic, wait_until, TestNet, DEADLINE};
 use protocol::post::Draft;
 use serde_json::Value;
-use web_support::{App, Driver};
 
 /// Time between two measured posts.
 const PACE: Duration = Duration::from_millis(1100);

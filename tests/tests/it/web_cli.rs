@@ -2,11 +2,9 @@
 //! 127.0.0.1 at a port its data directory remembers; `mutual ui` prints a
 //! one-time login link that works once.
 
-mod web_support;
-
+use crate::web_support::{csrf_in, http, post_form, set_cookie};
 use anyhow::{bail, Context, Result};
 use mutual_tests::daemon::{admin_dir, ok, Daemon};
-use web_support::{csrf_in, http, post_form, set_cookie};
 
 fn app_port(dir: &std::path::Path) -> Result<u16> {
     let text = std::fs::read_to_string(dir.join("web.port")).context("reading web.port")?;

@@ -4,13 +4,11 @@
 //! take one. Daemons listen on 127.0.0.1 only; waiting is polling a
 //! condition with a deadline, never a sleep.
 
-mod support;
-
 use std::path::Path;
 
 use serde_json::Value;
 
-use support::*;
+use crate::support::*;
 
 /// The first word of `screen` that starts with `prefix`, trimmed of
 /// punctuation: how a person copies an id off the screen.

@@ -4,9 +4,7 @@
 //! still joins any name. Nodes listen on 127.0.0.1 only; waits poll a
 //! condition with a deadline.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn the_directory_reaches_a_member_and_topics_all_shows_it() {

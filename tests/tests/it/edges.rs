@@ -7,8 +7,6 @@
 //! Daemons listen on 127.0.0.1 only. Waiting is always polling a condition
 //! with a deadline, never a sleep.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -17,7 +15,7 @@ use std::process::{Child, Command as StdCommand, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use support::*;
+use crate::support::*;
 
 /// A `mutual run` child process whose log goes to a file, killed when
 /// dropped.

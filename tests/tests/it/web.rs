@@ -5,15 +5,13 @@
 //! These tests fail, never skip, when Chromium or chromedriver is missing:
 //! `apt-get install -y chromium chromium-driver` (.ci/run does).
 
-mod web_support;
-
 use std::time::Duration;
 
+use crate::web_support::{http, screenshot_paths, App, Browser, Driver, ENTER, ESCAPE, TAB};
 use anyhow::{bail, Result};
 use mutual_tests::{start, topic, wait_until, TestNet, TestNode, DEADLINE};
 use protocol::post::Draft;
 use serde_json::json;
-use web_support::{http, screenshot_paths, App, Browser, Driver, ENTER, ESCAPE, TAB};
 
 const TOPIC: &str = "burnout";
 
@@ -98,7 +96,7 @@ fn sel(id: &str) -> String {
 
 /// Runs axe-core in the page; fails on any serious or critical violation.
 async fn axe(b: &Browser, page: &str) -> Result<()> {
-    const AXE: &str = include_str!("../assets/axe-core/axe.min.js");
+    const AXE: &str = include_str!("../../assets/axe-core/axe.min.js");
     let script = format!(
         "{AXE}\n;return axe.run(document, {{ resultTypes: ['violations'] }}).then(r => \
          r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')\
@@ -668,7 +666,7 @@ async fn the_local_server_refuses_what_it_must() -> Result<()> {
     }
     check_headers("/t/burnout", &headers)?;
     let page = String::from_utf8_lossy(&page).to_string();
-    let csrf = web_support::csrf_in(&page).unwrap_or_default();
+    let csrf = crate::web_support::csrf_in(&page).unwrap_or_default();
     if csrf.len() < 32 {
         bail!("no CSRF token in the page's forms");
     }
@@ -803,7 +801,7 @@ async fn the_local_server_refuses_what_it_must() -> Result<()> {
     let other = protocol::SecretKey::generate().public().to_string();
     let post_form = |path: &'static str, body: String| {
         let cookie = session.clone();
-        async move { web_support::post_form(port, &cookie, path, &body).await }
+        async move { crate::web_support::post_form(port, &cookie, path, &body).await }
     };
     let (status, _, _) = post_form(
         "/mute",

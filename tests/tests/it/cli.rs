@@ -9,14 +9,12 @@
 //! build compiles `mutual-node` and `mutual` once more, a no-op after).
 //! Waiting is always polling a condition with a deadline, never a sleep.
 
-mod support;
-
 use std::path::PathBuf;
 
 use mutual_tests::daemon::LISTEN;
 use serde_json::Value;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn offline_errors_are_one_clear_sentence_and_write_nothing() {

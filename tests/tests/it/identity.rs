@@ -4,8 +4,6 @@
 //! middle of it), damage to a key file, and `mutual forget`.
 //! Waiting is polling a condition with a deadline, never a sleep.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,7 +13,7 @@ use std::time::Instant;
 use mutual_tests::daemon::LISTEN;
 use serde_json::Value;
 
-use support::*;
+use crate::support::*;
 
 /// A file holding `pass`, for `--passphrase-file`.
 fn pass_file(root: &Path, name: &str, pass: &str) -> PathBuf {

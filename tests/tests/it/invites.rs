@@ -4,15 +4,13 @@
 //! code can go wrong, each refused with a clear sentence and nothing
 //! written. Daemons listen on 127.0.0.1 only.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::*;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use mutual_tests::protocol::invite::{Invite, SignedInvite, MAX_INVITE_CHARS};
 use mutual_tests::protocol::{PublicKey, SecretKey};
-use support::*;
 
 /// A community with `rules_len` characters of rules, created by `ada` in
 /// `dir`.

@@ -310,7 +310,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             invitations::update(&ctx, None, admission, probation).await
         }
         Command::Community(CommunityCommand::Join { invite }) => offline::join(&ctx, &invite).await,
-        Command::Rules => offline::rules(&ctx),
+        Command::Rules => offline::rules(&ctx).await,
         Command::Run(args) => daemon::run(&ctx, args).await,
         Command::Invite(args) => invitations::invite(&ctx, args).await,
         Command::Id { phrase: true } => keys::show_recovery(&ctx),

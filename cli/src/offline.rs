@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use node::api::CommunityView;
+use node::control::{ControlError, Request};
 use node::NodeError;
 use protocol::SignedManifest;
 use serde_json::json;
@@ -140,6 +141,7 @@ pub(crate) async fn join(ctx: &Ctx, args: &[String]) -> Result<()> {
             "community": v,
             "inviter": inviter,
             "bootstrap": joined.bootstrap,
+            "welcome": joined.welcome,
         }));
     }
     line(format!(
@@ -148,33 +150,62 @@ pub(crate) async fn join(ctx: &Ctx, args: &[String]) -> Result<()> {
         v.id,
         output::fingerprint(&inviter)
     ))?;
-    print_rules(&v)?;
+    let welcome = joined.welcome.unwrap_or_default();
+    match &welcome.rules {
+        Some((version, rules)) => print_rules_text(rules, &format!("Rules (version {version}):"))?,
+        None => print_rules(&v)?,
+    }
+    if welcome.directory.is_empty() {
+        line("The community's topic directory is empty: join any topic by its name (`mutual join NAME`).")?;
+    } else {
+        line("The community's topics (join one with `mutual join NAME`):")?;
+        for (topic, description) in &welcome.directory {
+            line(format!(
+                "  {:<24} {}",
+                output::clean_line(topic),
+                output::clean_line(description)
+            ))?;
+        }
+    }
     line("Next: `mutual run` starts your node; it connects to the inviter by itself.")?;
-    line(
-        "Then `mutual topics --all` lists the community's topics as its moderators describe them.",
-    )?;
     Ok(())
 }
 
 fn print_rules(v: &CommunityView) -> Result<()> {
-    if v.rules.trim().is_empty() {
+    print_rules_text(&v.rules, "Rules:")
+}
+
+fn print_rules_text(rules: &str, heading: &str) -> Result<()> {
+    if rules.trim().is_empty() {
         line("The community has no written rules.")?;
     } else {
-        line("Rules:")?;
-        for l in output::clean(&v.rules).lines() {
+        line(heading)?;
+        for l in output::clean(rules).lines() {
             line(format!("  {l}"))?;
         }
     }
     Ok(())
 }
 
-/// `mutual rules`.
-pub(crate) fn rules(ctx: &Ctx) -> Result<()> {
+/// `mutual rules`: the rules in force, from the running node (which
+/// knows the admin's updates); without a node, the rules the community
+/// was created with, saying so.
+pub(crate) async fn rules(ctx: &Ctx) -> Result<()> {
     ctx.check_dir()?;
-    ctx.unlock()?;
-    ctx.data.identity()?;
-    let manifest = ctx.data.community()?.ok_or(NodeError::NoCommunity)?;
-    let v = view(&manifest);
+    let running = match ctx.call_as::<CommunityView>(Request::Community).await {
+        Ok(v) => Some(v),
+        Err(e) if matches!(e.downcast_ref(), Some(ControlError::NotRunning(_))) => None,
+        Err(e) => return Err(e),
+    };
+    let offline = running.is_none();
+    let v = match running {
+        Some(v) => v,
+        None => {
+            ctx.unlock()?;
+            ctx.data.identity()?;
+            view(&ctx.data.community()?.ok_or(NodeError::NoCommunity)?)
+        }
+    };
     if ctx.json {
         return output::json(&v);
     }
@@ -184,5 +215,13 @@ pub(crate) fn rules(ctx: &Ctx) -> Result<()> {
         v.id,
         output::fingerprint(&v.admin)
     ))?;
-    print_rules(&v)
+    match v.rules_version {
+        Some(version) => print_rules_text(&v.rules, &format!("Rules (version {version}):")),
+        None if offline => {
+            print_rules(&v)?;
+            line("(As the community was created; while your node runs, `mutual rules` shows any newer version.)")?;
+            Ok(())
+        }
+        None => print_rules(&v),
+    }
 }

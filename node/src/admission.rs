@@ -153,6 +153,21 @@ impl NodeHandle {
         }))
     }
 
+    /// `mutual community rules|policy` (and the web app's form): the admin
+    /// publishes the next version of the rules and the admission policy
+    /// (`None` keeps what is in force). Returns the action and version.
+    pub async fn update_manifest(
+        &self,
+        rules: Option<String>,
+        admission: Option<Admission>,
+        probation_posts: Option<u32>,
+    ) -> Result<(protocol::ActionId, u64), NodeError> {
+        let now = crate::now_ms();
+        self.core
+            .write(move |c| c.update_manifest(rules, admission, probation_posts, now))
+            .await
+    }
+
     /// `mutual invite --revoke ID`: withdraws an invitation (full or short
     /// key as printed).
     pub async fn revoke_invitation(&self, id: &str) -> Result<protocol::ActionId, NodeError> {
@@ -249,11 +264,8 @@ pub(crate) async fn execute(
                     return Err(format!("admission is `open` or `invite-only`, not {other}"))
                 }
             };
-            let (rules, probation) = (rules.clone(), *probation_posts);
-            let now = crate::now_ms();
             let (id, version) = handle
-                .core
-                .write(move |c| c.update_manifest(rules, admission, probation, now))
+                .update_manifest(rules.clone(), admission, *probation_posts)
                 .await
                 .map_err(e)?;
             return Ok(json!({ "id": id.to_string(), "version": version }));

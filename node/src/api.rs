@@ -324,3 +324,13 @@ pub struct InvitationView {
     /// The keys it admitted.
     pub admitted: Vec<String>,
 }
+
+/// What a newcomer is shown at `community join`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The admin's newest rules, when an update replaced the manifest's:
+    /// version and text.
+    pub rules: Option<(u64, String)>,
+    /// The topic directory: each topic's name and one-line description.
+    pub directory: Vec<(String, String)>,
+}

@@ -196,6 +196,10 @@ pub struct Joined {
     pub inviter: PublicKey,
     /// The addresses remembered to start from.
     pub bootstrap: Vec<String>,
+    /// The newest rules and the topic directory as the inviter's node
+    /// knows them (`None` when it did not say, or this directory already
+    /// held the community).
+    pub welcome: Option<crate::api::Welcome>,
 }
 
 /// `mutual community join CODE`: checks the code, fetches the community's
@@ -218,8 +222,8 @@ pub async fn join(data: &DataDir, code: &str, timeout: Duration) -> Result<Joine
         ));
     }
     let secret = CommunitySecret::from_bytes(invite.secrets.community);
-    let manifest = match existing {
-        Some(m) => m,
+    let (manifest, welcome) = match existing {
+        Some(m) => (m, None),
         None => {
             let key = data.transport_key()?;
             fetch_manifest(key, invite.community, &secret, peer, &addrs, timeout).await?
@@ -237,6 +241,7 @@ pub async fn join(data: &DataDir, code: &str, timeout: Duration) -> Result<Joine
         manifest,
         inviter: invite.inviter,
         bootstrap,
+        welcome,
     })
 }
 

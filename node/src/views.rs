@@ -58,6 +58,13 @@ impl<'a> AuthorNames<'a> {
         (author, name)
     }
 
+    /// How a reader sees the author of `key`: its first key and newest
+    /// pseudonym (a reporter, who signs no pseudonym in a report).
+    pub(crate) fn actor(&mut self, key: &PublicKey) -> ActorView {
+        let (author, name) = self.of(key, None);
+        actor(&author, name.as_deref())
+    }
+
     /// [`AuthorNames::of`] without a fallback, for measuring.
     #[cfg(test)]
     pub(crate) fn of_author(&mut self, key: &PublicKey) -> Option<String> {

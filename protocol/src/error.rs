@@ -41,6 +41,19 @@ pub enum ValidationError {
     /// A topic name breaks the naming rule.
     #[error(transparent)]
     BadTopic(#[from] crate::topic::TopicError),
+    /// A number outside the range its rule allows (an invitation's uses,
+    /// a probation's length).
+    #[error("out of range: {field} is {value}, it must be from {min} to {max}")]
+    OutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The least allowed.
+        min: u64,
+        /// The most allowed.
+        max: u64,
+    },
     /// A text field that must not be empty is empty.
     #[error("empty: {0} must not be empty")]
     Empty(&'static str),

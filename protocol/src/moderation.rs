@@ -438,10 +438,11 @@ impl Signable for ModAction {
             ModActionKind::UpdateManifest { rules, policy, .. } => {
                 check_len("rules", rules, MAX_RULES_BYTES)?;
                 if policy.probation_posts > MAX_PROBATION_POSTS {
-                    return Err(ValidationError::TooLarge {
+                    return Err(ValidationError::OutOfRange {
                         field: "probation posts",
-                        size: policy.probation_posts as usize,
-                        limit: MAX_PROBATION_POSTS as usize,
+                        value: policy.probation_posts.into(),
+                        min: 0,
+                        max: MAX_PROBATION_POSTS.into(),
                     });
                 }
             }
@@ -471,14 +472,12 @@ impl Signable for ModAction {
                     MAX_TOPIC_DESCRIPTION_BYTES,
                 )?;
             }
-            ModActionKind::Invite { uses, .. } if *uses == 0 => {
-                return Err(ValidationError::Empty("invitation uses"));
-            }
-            ModActionKind::Invite { uses, .. } if *uses > MAX_INVITE_USES => {
-                return Err(ValidationError::TooLarge {
+            ModActionKind::Invite { uses, .. } if *uses == 0 || *uses > MAX_INVITE_USES => {
+                return Err(ValidationError::OutOfRange {
                     field: "invitation uses",
-                    size: *uses as usize,
-                    limit: MAX_INVITE_USES as usize,
+                    value: (*uses).into(),
+                    min: 1,
+                    max: MAX_INVITE_USES.into(),
                 });
             }
             _ => {}

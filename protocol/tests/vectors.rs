@@ -108,6 +108,11 @@ fn generate() -> Vec<Vector> {
             "bad signature",
         ),
         v(
+            "invitation of no uses",
+            invitation_of_no_uses(),
+            "out of range: invitation uses is 0",
+        ),
+        v(
             "succession to its own signer",
             succession_to_itself(),
             "a key cannot succeed itself",
@@ -366,6 +371,7 @@ fn the_vectors_cover_every_rejection_rule() {
             ValidationError::FromTheFuture { .. } => "from the future",
             ValidationError::TooLarge { .. } => "too large",
             ValidationError::Empty(_) => "empty",
+            ValidationError::OutOfRange { .. } => "out of range",
             ValidationError::NoRecipients => "no recipients",
             ValidationError::NotEnoughWork { .. } => "not enough work",
             ValidationError::SelfSuccession => "self succession",
@@ -387,6 +393,7 @@ fn the_vectors_cover_every_rejection_rule() {
         "from the future",
         "too large",
         "empty",
+        "out of range",
         "no recipients",
         "not enough work",
         "self succession",

@@ -27,7 +27,7 @@ fn see_other(path: &str) -> Response {
 }
 
 /// Where to go after a form of `back` succeeded.
-fn back_to(back: &Back, anchor: Option<&str>) -> Response {
+pub(crate) fn back_to(back: &Back, anchor: Option<&str>) -> Response {
     match (back.back.as_str(), back.topic.as_deref()) {
         ("topic", Some(t)) if TopicName::parse(t).is_ok() => match anchor {
             // The query survives a fetch (a fragment does not): the
@@ -335,22 +335,6 @@ pub(crate) async fn resolve(State(app): State<App>, Form(f): Form<ResolveForm>) 
     {
         Ok(_) => back_to(&f.back, None),
         Err(e) => pages::again(&app, &f.back, Note::error(e.to_string())).await,
-    }
-}
-
-/// `POST /invite`: an invite code, shown on the page.
-pub(crate) async fn invite(State(app): State<App>, Form(b): Form<Back>) -> Response {
-    match app.handle.invite().await {
-        Ok(code) => {
-            let note = Note {
-                info: Some(pages::invite_note(&code)),
-                ..Note::default()
-            };
-            let mut resp = pages::again(&app, &b, note).await;
-            *resp.status_mut() = StatusCode::OK;
-            resp
-        }
-        Err(e) => pages::again(&app, &b, Note::error(e.to_string())).await,
     }
 }
 

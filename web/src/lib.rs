@@ -13,6 +13,7 @@
 
 mod actions;
 mod approval;
+mod community;
 mod events;
 mod locked;
 mod pages;
@@ -179,7 +180,9 @@ fn router(app: App) -> Router {
         .route("/mod", get(pages::moderation))
         .route("/mod/act", post(actions::moderate))
         .route("/mod/resolve", post(actions::resolve))
-        .route("/invite", post(actions::invite))
+        .route("/mod/lockdown", post(community::lockdown))
+        .route("/mod/rules", post(community::rules))
+        .route("/invite", post(community::invite))
         .route("/log", get(pages::log))
         .route("/status", get(pages::status))
         .route("/events", get(events::stream))

@@ -610,11 +610,7 @@ pub(crate) async fn home_page(app: &App, note: Note) -> Response {
         }
         section aria-labelledby="invite-h" {
             h2 id="invite-h" { "Invite someone" }
-            form method="post" action="/invite" {
-                (csrf_field(&v))
-                input type="hidden" name="back" value="home";
-                button type="submit" { "Make an invite code" }
-            }
+            (crate::community::invite_form(&v, &community))
         }
     };
     page(StatusCode::OK, layout("/", None, &note, content))
@@ -871,6 +867,11 @@ pub(crate) async fn mod_page(app: &App, note: Note) -> Response {
     };
     let queue = app.handle.mod_queue().await.unwrap_or_default();
     let held = app.handle.held_posts().await.unwrap_or_default();
+    let community = match app.handle.community().await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let admin = community.admin == v.me;
     let mut reported = Vec::new();
     for r in queue.iter().rev() {
         let post = match r.post.parse::<protocol::PostId>() {
@@ -940,6 +941,7 @@ pub(crate) async fn mod_page(app: &App, note: Note) -> Response {
                 button type="submit" { "Take action" }
             }
         }
+        (crate::community::settings_section(&v, &community, admin))
     };
     page(StatusCode::OK, layout("/mod", None, &note, content))
 }

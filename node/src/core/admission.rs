@@ -10,7 +10,10 @@
 //! any topic, so a newcomer's redemption is known before their posts.
 //!
 //! Reports are sealed and carry no visible author: a relay cannot tell a
-//! member's from a non-member's, so they are not judged here.
+//! member's from a non-member's, so relays admit them by their proof of
+//! work and bounds alone; a moderator's node, which opens them, applies
+//! [`Core::admission_refusal`] to the reporter before the queue shows one
+//! (`reports.rs`).
 
 use protocol::moderation::{redemption_statement, Admission, ModActionKind};
 use protocol::state::Applied;

@@ -291,6 +291,13 @@ impl Core {
         let Some(post) = self.store.get_post(&post)? else {
             return Err(NodeError::UnknownPost(post.to_string()));
         };
+        // The moderators' nodes would not show it (`reports.rs`): say so
+        // here rather than seal a report nobody reads.
+        if let Some(refusal) = self.admission_refusal(&self.identity.public(), now_ms) {
+            return Err(NodeError::NotAllowed(format!(
+                "{refusal}: a report from you would not reach the moderators"
+            )));
+        }
         // The admin first (its current key, after any key succession).
         let mut recipients: Vec<PublicKey> = Vec::new();
         for key in self.moderation.current_moderators() {

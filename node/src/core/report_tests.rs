@@ -12,11 +12,22 @@ use super::*;
 /// A report of `post` by a new reporter, sealed to `to` with the post's
 /// copy, as the reporter's node makes it.
 fn report_of(w: &World, post: &Message, to: &[protocol::PublicKey], at: u64) -> Message {
+    report_by(w, &Identity::generate(None), post, to, at)
+}
+
+/// A report of `post` by `reporter`, sealed to `to`.
+fn report_by(
+    w: &World,
+    reporter: &Identity,
+    post: &Message,
+    to: &[protocol::PublicKey],
+    at: u64,
+) -> Message {
     let Message::Post(signed) = post else {
         panic!("not a post")
     };
     let (sealed, _) = SealedReport::seal_with_copy(
-        &Identity::generate(None),
+        reporter,
         w.community(),
         signed,
         "cruel words",
@@ -258,4 +269,53 @@ fn moderators_keep_the_topic_directory_and_members_see_it() {
     admin.describe_topic(grief.clone(), "", T0 + 5).unwrap();
     assert_eq!(admin.topic_directory().len(), 1);
     assert!(admin.describe_topic(grief, " ", T0 + 6).is_err());
+}
+
+#[test]
+fn in_an_invite_only_community_only_members_reports_reach_the_queue() {
+    let w = World::new();
+    let mut admin = w.core_on(Store::temporary().unwrap(), &w.admin);
+    stored(&mut admin, &w.policy(1, true, T0), T0);
+    let invitation = protocol::SecretKey::generate();
+    stored(&mut admin, &w.invite(&invitation, 1, T0 + 1), T0 + 1);
+    let member = Identity::generate(None);
+    stored(&mut admin, &w.redeem(&member, &invitation, T0 + 2), T0 + 2);
+    let post = w.post(&member, "words that hurt", T0 + 3);
+    stored(&mut admin, &post, T0 + 3);
+    let to = [w.admin.public()];
+    // Relays cannot tell a stranger's sealed report from a member's: the
+    // admin's node stores both (proof both were processed) and shows one.
+    let stranger = Identity::generate(None);
+    stored(
+        &mut admin,
+        &report_by(&w, &stranger, &post, &to, T0 + 4),
+        T0 + 4,
+    );
+    stored(
+        &mut admin,
+        &report_by(&w, &member, &post, &to, T0 + 5),
+        T0 + 5,
+    );
+    let queue = admin.mod_queue();
+    let [row] = queue.as_slice() else {
+        panic!("the member's report alone: {queue:?}")
+    };
+    assert_eq!(row.reporter.key, member.public().to_string());
+
+    // The stranger's own node says why it will not report.
+    let mut strangers = w.core_on(Store::temporary().unwrap(), &stranger);
+    for m in [
+        w.policy(1, true, T0),
+        w.invite(&invitation, 1, T0 + 1),
+        w.redeem(&member, &invitation, T0 + 2),
+        post.clone(),
+    ] {
+        stored(&mut strangers, &m, T0 + 6);
+    }
+    let refused = strangers.report_plan(id_of(&post), T0 + 7);
+    assert!(
+        matches!(&refused, Err(NodeError::NotAllowed(why)) if why.contains("not a member")),
+        "{:?}",
+        refused.err()
+    );
 }

@@ -115,8 +115,13 @@ impl Core {
 
     /// Open reports (not resolved), oldest first, each with the reported
     /// post: the copy the report carries, or else this node's own copy.
+    /// A report by a key that was not a member when it reported (in an
+    /// invite-only era) is not shown: relays cannot tell (the reporter is
+    /// sealed), so the moderators' nodes apply the admission rule on
+    /// opening, the same rule as for posts.
     pub(crate) fn open_report_rows(&self) -> Vec<ReportView> {
         let resolved = self.moderation.resolutions();
+        let mut names = crate::views::AuthorNames::new(&self.store, &self.moderation);
         self.reports
             .all()
             .into_iter()
@@ -126,8 +131,13 @@ impl Core {
                     .parse()
                     .is_ok_and(|id| !resolved.contains_key(&id))
             })
+            .filter(|r| {
+                let reporter = &r.content.report.content.reporter;
+                self.admission_refusal(reporter, r.view.at).is_none()
+            })
             .map(|r| {
                 let mut view = r.view.clone();
+                view.reporter = names.actor(&r.content.report.content.reporter);
                 view.reported = r.carried.clone().or_else(|| self.stored_copy(&r.view.post));
                 view
             })

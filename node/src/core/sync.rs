@@ -449,6 +449,23 @@ struct ResponderInner {
 }
 
 impl Responder {
+    /// What a newcomer is shown at `community join` (`network::welcome`):
+    /// the newest rules update and up to `max_topics` directory entries.
+    pub(crate) fn welcome(&self, max_topics: usize) -> crate::api::Welcome {
+        let moderation = self.inner.shared.moderation();
+        crate::api::Welcome {
+            rules: moderation
+                .manifest_update()
+                .map(|m| (m.version, m.rules.clone())),
+            directory: moderation
+                .topic_directory()
+                .into_iter()
+                .take(max_topics)
+                .map(|(topic, entry)| (topic.to_string(), entry.description))
+                .collect(),
+        }
+    }
+
     fn new(store: Store, shared: Shared) -> Responder {
         let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         let per_peer = Quota::with_period(Duration::from_secs(10) / SYNC_REQUESTS_PER_PEER_PER_10S)

@@ -95,6 +95,9 @@ pub(crate) struct Behaviour {
     pub(crate) per_ip: super::limits::PerIp,
     /// Hands out the community manifest to nodes joining by invite.
     pub(crate) manifest: request_response::Behaviour<FrameCodec>,
+    /// Shows newcomers the newest rules and the topic directory
+    /// ([`super::welcome`]).
+    pub(crate) welcome: request_response::Behaviour<FrameCodec>,
     /// Membership proofs ([`super::membership`]).
     pub(crate) member: request_response::Behaviour<FrameCodec>,
 }
@@ -314,6 +317,7 @@ impl Behaviour {
             limits: super::limits::connection_limits(),
             per_ip: super::limits::PerIp::new(super::limits::MAX_PER_IP),
             manifest: super::manifest_fetch::serving_behaviour(),
+            welcome: super::welcome::serving_behaviour(),
             member: super::membership::behaviour(),
         })
     }

@@ -22,6 +22,7 @@ use libp2p::{identity::Keypair, noise, relay, tcp, yamux, Multiaddr, PeerId, Str
 use protocol::community::MAX_MANIFEST_BYTES;
 use protocol::{wire, CommunityId, CommunitySecret, SignedManifest};
 
+use crate::api::Welcome;
 use crate::codec::FrameCodec;
 use crate::error::NodeError;
 use crate::network::EventLoop;
@@ -46,7 +47,7 @@ pub(crate) fn serving_behaviour() -> request_response::Behaviour<FrameCodec> {
 }
 
 /// A request: the wanted community and the asker's membership proof.
-type ManifestRequest = (CommunityId, [u8; 32]);
+pub(crate) type ManifestRequest = (CommunityId, [u8; 32]);
 
 /// The answer to a request: this node's manifest when it is the wanted
 /// community's and `proof_checks` accepts the request's proof, nothing
@@ -64,18 +65,28 @@ fn answer(
     wire::encode_versioned(&mine)
 }
 
-impl EventLoop {
-    /// Answers manifest requests from the network.
-    pub(crate) fn on_manifest_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
-        if let request_response::Event::Message {
+/// An inbound request of a request-response event (the manifest's and
+/// the welcome's), with who asked and where the answer goes.
+pub(crate) fn inbound_request(
+    event: request_response::Event<Vec<u8>, Vec<u8>>,
+) -> Option<(PeerId, Vec<u8>, request_response::ResponseChannel<Vec<u8>>)> {
+    match event {
+        request_response::Event::Message {
             peer,
             message:
                 request_response::Message::Request {
                     request, channel, ..
                 },
             ..
-        } = event
-        {
+        } => Some((peer, request, channel)),
+        _ => None,
+    }
+}
+
+impl EventLoop {
+    /// Answers manifest requests from the network.
+    pub(crate) fn on_manifest_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        if let Some((peer, request, channel)) = inbound_request(event) {
             tracing::debug!(%peer, "manifest request");
             let bytes = answer(&request, &self.manifest, self.community, |proof| {
                 self.proof_checks(&peer, proof)
@@ -95,6 +106,7 @@ impl EventLoop {
 struct Fetcher {
     relay: relay::client::Behaviour,
     manifest: request_response::Behaviour<FrameCodec>,
+    welcome: request_response::Behaviour<FrameCodec>,
 }
 
 /// What one fetch learnt while it ran.
@@ -102,7 +114,13 @@ struct Fetcher {
 struct Progress {
     dials: HashSet<ConnectionId>,
     requests: HashSet<OutboundRequestId>,
+    /// Welcome requests in flight ([`super::welcome`]).
+    welcomes: HashSet<OutboundRequestId>,
     asked: HashSet<PeerId>,
+    /// The checked manifest, once a peer gave it.
+    manifest: Option<SignedManifest>,
+    /// The first welcome a peer gave.
+    welcome: Option<Welcome>,
     /// The last refusal: a peer that answered, but not with the invite's
     /// community.
     refused: Option<NodeError>,
@@ -113,7 +131,8 @@ struct Progress {
 /// Fetches the manifest of `community` from the inviting node at `addrs`
 /// (which end with `/p2p/<peer id>` when the invite names the peer), with
 /// a temporary swarm under `key`, for at most `timeout`. Returns it only
-/// when its hash is `community` and its admin's signature is valid.
+/// when its hash is `community` and its admin's signature is valid, with
+/// the welcome ([`super::welcome`]) when the inviter's node gave one.
 pub async fn fetch_manifest(
     key: Keypair,
     community: CommunityId,
@@ -121,7 +140,7 @@ pub async fn fetch_manifest(
     peer: Option<PeerId>,
     addrs: &[Multiaddr],
     timeout: Duration,
-) -> Result<SignedManifest, NodeError> {
+) -> Result<(SignedManifest, Option<Welcome>), NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let me = key.public().to_peer_id().to_bytes();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -142,6 +161,7 @@ pub async fn fetch_manifest(
                 [(MANIFEST_PROTOCOL, ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
             ),
+            welcome: super::welcome::asking_behaviour(),
         })
         .map_err(|e| net(&e))?
         .build();
@@ -164,7 +184,13 @@ pub async fn fetch_manifest(
         }
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    while !(progress.dials.is_empty() && progress.requests.is_empty()) {
+    loop {
+        let waiting = !(progress.dials.is_empty() && progress.requests.is_empty());
+        if progress.manifest.is_some() && progress.welcomes.is_empty()
+            || progress.manifest.is_none() && !waiting
+        {
+            break;
+        }
         let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
             break;
         };
@@ -181,8 +207,13 @@ pub async fn fetch_manifest(
                     let id = swarm
                         .behaviour_mut()
                         .manifest
-                        .send_request(&peer_id, request);
+                        .send_request(&peer_id, request.clone());
                     progress.requests.insert(id);
+                    let id = swarm
+                        .behaviour_mut()
+                        .welcome
+                        .send_request(&peer_id, request);
+                    progress.welcomes.insert(id);
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -205,7 +236,9 @@ pub async fn fetch_manifest(
                 } => {
                     progress.requests.remove(&request_id);
                     match check_answer(&response, community) {
-                        Ok(manifest) => return Ok(manifest),
+                        Ok(manifest) => {
+                            progress.manifest.get_or_insert(manifest);
+                        }
                         Err(e) => {
                             tracing::debug!(%peer, "manifest refused: {e}");
                             progress.refused = Some(e);
@@ -220,8 +253,31 @@ pub async fn fetch_manifest(
                 }
                 _ => {}
             },
+            SwarmEvent::Behaviour(FetcherEvent::Welcome(event)) => match event {
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } => {
+                    progress.welcomes.remove(&request_id);
+                    if progress.welcome.is_none() {
+                        progress.welcome = super::welcome::read_answer(&response);
+                    }
+                }
+                // A node of an earlier version does not speak it.
+                request_response::Event::OutboundFailure { request_id, .. } => {
+                    progress.welcomes.remove(&request_id);
+                }
+                _ => {}
+            },
             _ => {}
         }
+    }
+    if let Some(manifest) = progress.manifest {
+        return Ok((manifest, progress.welcome));
     }
     if let Some(refused) = progress.refused {
         return Err(refused);

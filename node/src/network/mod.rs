@@ -16,6 +16,7 @@ pub(crate) mod peers;
 pub(crate) mod seal;
 mod start;
 pub(crate) mod transport;
+pub(crate) mod welcome;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -746,6 +747,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Manifest(event)) => self.on_manifest_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Welcome(event)) => self.on_welcome_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Member(event)) => self.on_member_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

@@ -442,6 +442,24 @@ pub fn sample_co_admin() -> SignedModAction {
     .expect("a valid co-admin appointment")
 }
 
+/// An invitation of zero uses (built by hand: `ModAction::create`
+/// refuses to sign one).
+pub fn invitation_of_no_uses() -> Vec<u8> {
+    let action = ModAction {
+        community: community(),
+        signer: key(ADMIN).public(),
+        signer_name: Some("admin".into()),
+        seq: 5,
+        created_at: NOW - 5_000,
+        kind: ModActionKind::Invite {
+            invitation: key(14).public(),
+            uses: 0,
+            expires_at: NOW + 1_000,
+        },
+    };
+    Message::Moderation(protocol::Signed::sign(action, &key(ADMIN))).encode()
+}
+
 /// A succession whose new key was changed after both signed it: the old
 /// key's signature is good again (re-signed), the co-signature is not.
 pub fn succession_with_bad_co_signature() -> Vec<u8> {

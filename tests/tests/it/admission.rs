@@ -56,6 +56,15 @@ async fn invitation(admin: &TestNode, uses: u32, valid_ms: u64) -> anyhow::Resul
 
 const WEEK: u64 = 7 * 24 * 3600 * 1000;
 
+/// The keys the log shows admitted by a redemption.
+fn admitted(list: &node::api::ModListView) -> Vec<String> {
+    list.log
+        .iter()
+        .filter(|e| e.action.starts_with("joined with invitation"))
+        .map(|e| e.by.key.clone())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_admitted_keys_get_posts_stored_and_a_one_use_invitation_admits_one(
 ) -> anyhow::Result<()> {
@@ -76,13 +85,6 @@ async fn only_admitted_keys_get_posts_stored_and_a_one_use_invitation_admits_one
     let nodes = [&admin, &a, &b, &stranger];
     // Every node admits the same one of the two.
     let (ka, kb) = (a.key().await?, b.key().await?);
-    let admitted = |list: &node::api::ModListView| {
-        list.log
-            .iter()
-            .filter(|e| e.action.starts_with("joined with invitation"))
-            .map(|e| e.by.key.clone())
-            .collect::<Vec<_>>()
-    };
     wait_until(DEADLINE, "both redemptions reached the admin", || async {
         admin.handle.redemptions_held().await == 2
     })
@@ -309,6 +311,134 @@ async fn a_rules_update_reaches_a_node_that_was_offline_and_an_older_one_replaye
         ("second rules", Some(2))
     );
     for n in [admin, m] {
+        n.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_invitation_admits_nobody_and_a_blocked_members_new_key_is_refused(
+) -> anyhow::Result<()> {
+    let mut net = invite_only_net()?;
+    let admin = invite_only_admin(&net).await?;
+    let witness_seed = invitation(&admin, 1, WEEK).await?;
+    let troll_seed = invitation(&admin, 1, WEEK).await?;
+    // Valid for 1 ms, and redeemed after that (the redemption is signed
+    // when the newcomer's node starts, once the expiry has passed).
+    let expiring_seed = invitation(&admin, 5, 1).await?;
+    let issued = node::now_ms();
+    wait_until(DEADLINE, "the invitation expired", || async {
+        node::now_ms() > issued + 1
+    })
+    .await?;
+    let expiring_key = protocol::SecretKey::from_bytes(&expiring_seed).public();
+    let dirs = [
+        ("witness", witness_seed),
+        ("troll", troll_seed),
+        ("late", expiring_seed),
+    ];
+    let mut nodes = Vec::new();
+    for (name, seed) in dirs {
+        let dir = net.member(name)?;
+        queue(&dir, AdmissionWork::Redeem(seed))?;
+        let n = start(dir, &[&admin.addr]).await?;
+        n.handle.join(topic("t")).await?;
+        nodes.push(n);
+    }
+    let [witness, troll, late] =
+        <[TestNode; 3]>::try_from(nodes).map_err(|_| anyhow::anyhow!("three nodes"))?;
+    wait_until(
+        DEADLINE,
+        "the three redemptions reached the admin",
+        || async { admin.handle.redemptions_held().await == 3 },
+    )
+    .await?;
+    let mut expected = vec![
+        witness.key().await?.to_string(),
+        troll.key().await?.to_string(),
+    ];
+    expected.sort();
+    for n in [&admin, &witness, &troll, &late] {
+        wait_until(DEADLINE, "the same two admitted everywhere", || async {
+            n.handle.mod_list().await.is_ok_and(|l| {
+                let mut keys = admitted(&l);
+                keys.sort();
+                keys == expected
+            })
+        })
+        .await?;
+    }
+    // The late newcomer's node knows the invitation (so it no longer
+    // waits for it) and refuses to post for them.
+    let issued_line = format!("issued invitation {}", expiring_key.short());
+    wait_until(DEADLINE, "the late node knows the invitation", || async {
+        late.handle
+            .mod_list()
+            .await
+            .is_ok_and(|l| l.log.iter().any(|e| e.action == issued_line))
+    })
+    .await?;
+    let refused = late.handle.publish(topic("t"), draft("am I in?")).await;
+    assert!(
+        refused.is_err(),
+        "an expired invitation admits nobody: {refused:?}"
+    );
+
+    // The troll posts, and is blocked community-wide: the post goes from
+    // every node and the membership ends.
+    let insult = troll.handle.publish(topic("t"), draft("insult")).await?;
+    for n in [&admin, &witness] {
+        wait_until(DEADLINE, "the troll's post arrived", || async {
+            n.ids("t").await.contains(&insult.to_string())
+        })
+        .await?;
+    }
+    let troll_key = troll.key().await?;
+    admin
+        .handle
+        .moderate(protocol::ModActionKind::Block {
+            author: troll_key,
+            scope: protocol::Scope::Community,
+            reason: "abuse".into(),
+        })
+        .await?;
+    for n in [&admin, &witness] {
+        wait_until(DEADLINE, "the block enforced", || async {
+            n.handle.mod_list().await.is_ok_and(|l| l.blocks.len() == 1)
+                && !n.ids("t").await.contains(&insult.to_string())
+        })
+        .await?;
+    }
+    // The troll comes back with a new key and the used-up code: its
+    // redemption is processed (held by the admin) and admits nobody, and
+    // a post signed with the new key is refused by every node.
+    let comeback = net.member("comeback")?;
+    queue(&comeback, AdmissionWork::Redeem(troll_seed))?;
+    let comeback = start(comeback, &[&admin.addr]).await?;
+    comeback.handle.join(topic("t")).await?;
+    wait_until(
+        DEADLINE,
+        "the comeback's redemption reached the admin",
+        || async { admin.handle.redemptions_held().await == 4 },
+    )
+    .await?;
+    assert_eq!(admitted(&admin.handle.mod_list().await?).len(), 2);
+    let post = protocol::Post::write(
+        &comeback.data.identity()?,
+        net.manifest.id(),
+        topic("t"),
+        draft("I'm back"),
+        node::now_ms(),
+    )?;
+    for n in [&admin, &witness] {
+        let verdict = n.handle.import(Message::Post(post.clone())).await;
+        assert!(
+            matches!(&verdict, Err(e) if e.to_string().contains("not a member")),
+            "{verdict:?}"
+        );
+        assert!(!n.ids("t").await.contains(&post.id().to_string()));
+    }
+    for n in [admin, witness, troll, late, comeback] {
         n.stop().await;
     }
     Ok(())

@@ -68,4 +68,30 @@ fn the_directory_reaches_a_member_and_topics_all_shows_it() {
         screen.contains("night-owls"),
         "joined, not listed: {screen}"
     );
+
+    // A newcomer sees the directory and the newest rules at `community
+    // join`, before their node ever ran; a running member's `mutual rules`
+    // shows the newest version too.
+    let rules_file = root.path().join("rules.txt");
+    std::fs::write(&rules_file, "Second rules: listen first.").unwrap();
+    ok(
+        &admin,
+        &["community", "rules", "--file", rules_file.to_str().unwrap()],
+    );
+    wait_until("the new rules on kit's node", || {
+        ok(&member, &["rules"]).contains("Second rules: listen first.")
+    });
+    assert!(ok(&member, &["rules"]).contains("Rules (version"));
+    let lee = root.path().join("lee");
+    init(&lee, "lee");
+    let code = ok(&admin, &["invite"]);
+    let joined = ok(&lee, &["community", "join", code.trim()]);
+    assert!(joined.contains("Second rules: listen first."), "{joined}");
+    let burnout = joined
+        .lines()
+        .find(|l| l.contains("burnout"))
+        .unwrap_or_else(|| panic!("the directory at join: {joined}"));
+    assert!(burnout.contains("when work takes everything"), "{joined}");
+    // Offline, `mutual rules` says which rules it shows.
+    assert!(ok(&lee, &["rules"]).contains("As the community was created"));
 }

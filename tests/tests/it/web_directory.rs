@@ -136,3 +136,97 @@ async fn the_moderation_page_shows_the_carried_post_and_resolves_the_report() ->
     assert!(admin.handle.mod_queue().await?.is_empty());
     Ok(())
 }
+
+/// Issue 18's admission settings in the app: the admin publishes rules
+/// and an invite-only policy, issues an invitation of chosen uses and
+/// days, and locks the community down and lifts it; bad numbers are
+/// refused with the reason and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_sets_rules_issues_limited_invitations_and_locks_down_from_the_app() -> Result<()>
+{
+    let net = TestNet::new()?;
+    let admin = start(net.admin.clone(), &[]).await?;
+    let (app, cookie) = logged_in(&admin).await?;
+    let port = app.port();
+    let get = |path: &'static str| {
+        let cookie = cookie.clone();
+        async move {
+            let (status, _, page) =
+                http(port, "GET", path, &[("Cookie", cookie.as_str())], b"").await?;
+            anyhow::ensure!(status == 200, "{path} answered {status}");
+            Ok::<String, anyhow::Error>(String::from_utf8_lossy(&page).to_string())
+        }
+    };
+    let page = get("/mod").await?;
+    assert!(page.contains("Rules and admission"), "the admin's form");
+    let csrf = csrf_in(&page).unwrap_or_default();
+    let send = |path: &'static str, body: String| {
+        let cookie = cookie.clone();
+        async move { post_form(port, &cookie, path, &body).await }
+    };
+
+    // Rules and policy.
+    let (status, _, _) = send(
+        "/mod/rules",
+        format!("csrf={csrf}&back=mod&rules=Be+kind%2C+always&admission=invite-only&probation=0"),
+    )
+    .await?;
+    assert_eq!(status, 303, "rules answered {status}");
+    let c = admin.handle.community().await?;
+    assert_eq!(
+        (c.rules.as_str(), c.admission.as_str(), c.probation_posts),
+        ("Be kind, always", "invite-only", 0)
+    );
+    let version = c.rules_version;
+    assert!(version.is_some());
+    let (status, _, page) = send(
+        "/mod/rules",
+        format!("csrf={csrf}&back=mod&rules=x&admission=open&probation=99"),
+    )
+    .await?;
+    assert_eq!(status, 422);
+    assert!(
+        String::from_utf8_lossy(&page).contains("from 0 to 20"),
+        "the reason is shown"
+    );
+    assert_eq!(admin.handle.community().await?.rules_version, version);
+
+    // An invitation of 3 uses for 2 days.
+    let before = node::now_ms();
+    let (status, _, page) = send("/invite", format!("csrf={csrf}&back=home&uses=3&days=2")).await?;
+    assert_eq!(status, 200, "invite answered {status}");
+    assert!(String::from_utf8_lossy(&page).contains("invite-code"));
+    let list = admin.handle.invitations().await?;
+    let [invitation] = list.as_slice() else {
+        panic!("one invitation: {list:?}")
+    };
+    assert_eq!(invitation.uses, 3);
+    const DAY: u64 = 24 * 3600 * 1000;
+    assert!(
+        invitation.expires_at >= before + 2 * DAY
+            && invitation.expires_at <= node::now_ms() + 2 * DAY,
+        "expires in two days"
+    );
+    let (status, _, _) = send("/invite", format!("csrf={csrf}&back=home&uses=0&days=2")).await?;
+    assert_eq!(status, 422);
+    assert_eq!(admin.handle.invitations().await?.len(), 1);
+
+    // Lockdown, shown with its reason, then lifted.
+    let (status, _, _) = send(
+        "/mod/lockdown",
+        format!("csrf={csrf}&back=mod&act=lock&topic=&days=3&reason=a+raid"),
+    )
+    .await?;
+    assert_eq!(status, 303, "lockdown answered {status}");
+    let lockdowns = admin.handle.mod_list().await?.lockdowns;
+    assert_eq!(lockdowns.len(), 1);
+    assert_eq!(
+        (lockdowns[0].reason.as_str(), lockdowns[0].hold_recent_days),
+        ("a raid", Some(3))
+    );
+    assert!(get("/mod").await?.contains("a raid"));
+    let (status, _, _) = send("/mod/lockdown", format!("csrf={csrf}&back=mod&act=lift")).await?;
+    assert_eq!(status, 303, "lift answered {status}");
+    assert!(admin.handle.mod_list().await?.lockdowns.is_empty());
+    Ok(())
+}

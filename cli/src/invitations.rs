@@ -112,7 +112,7 @@ pub(crate) async fn invite(ctx: &Ctx, args: InviteArgs) -> Result<()> {
             .and_then(Value::as_u64)
             .unwrap_or(0);
         eprintln!(
-            "Invitation {} admits {uses} {} until {}; withdraw it with `mutual invite --revoke {}`.",
+            "Invitation {} admits {uses} {} and expires {}; withdraw it with `mutual invite --revoke {}`.",
             output::fingerprint(id),
             if uses == 1 { "person" } else { "people" },
             until(expires),
@@ -202,8 +202,9 @@ fn until(at_ms: u64) -> String {
     let mins = (at_ms - now) / 60_000;
     match mins {
         0..=59 => format!("in {mins}m"),
-        60..=2879 => format!("in {}h", mins / 60),
-        _ => format!("in {}d", mins / 1440),
+        // Rounded to the nearest: a 7-day invitation just made reads 7d.
+        60..=2879 => format!("in {}h", (mins + 30) / 60),
+        _ => format!("in {}d", (mins + 720) / 1440),
     }
 }
 

@@ -297,6 +297,11 @@ impl Core {
                 now_ms.saturating_sub(created) <= protocol::report::REPORT_TTL_MS
                     && !resolved.contains_key(&r.content.id())
                     && !r.envelopes.values().any(|to| *to == set)
+                    // A non-member's report is shown to no moderator
+                    // (`open_report_rows`): not sealed again either.
+                    && self
+                        .admission_refusal(&r.content.report.content.reporter, created)
+                        .is_none()
             })
             .map(|r| ResealJob {
                 content: r.content.clone(),

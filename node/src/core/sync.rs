@@ -450,10 +450,17 @@ struct ResponderInner {
 
 impl Responder {
     /// What a newcomer is shown at `community join` (`network::welcome`):
-    /// the newest rules update and up to `max_topics` directory entries.
-    pub(crate) fn welcome(&self, max_topics: usize) -> crate::api::Welcome {
-        let moderation = self.inner.shared.moderation();
-        crate::api::Welcome {
+    /// the newest rules update and up to `max_topics` directory entries;
+    /// `None` past the same per-peer and node budgets as sync requests
+    /// (the directory is folded from the log on each request).
+    pub(crate) fn welcome(&self, peer: &PeerRef, max_topics: usize) -> Option<crate::api::Welcome> {
+        let me = &self.inner;
+        if !me.per_peer.allow(peer) || me.global.check().is_err() {
+            tracing::debug!("welcome request over the budget");
+            return None;
+        }
+        let moderation = me.shared.moderation();
+        Some(crate::api::Welcome {
             rules: moderation
                 .manifest_update()
                 .map(|m| (m.version, m.rules.clone())),
@@ -463,7 +470,7 @@ impl Responder {
                 .take(max_topics)
                 .map(|(topic, entry)| (topic.to_string(), entry.description))
                 .collect(),
-        }
+        })
     }
 
     fn new(store: Store, shared: Shared) -> Responder {

@@ -65,7 +65,10 @@ impl EventLoop {
                 wire::decode_versioned(&request, MAX_REQUEST_BYTES).ok();
             let welcome = wanted
                 .filter(|(id, proof)| *id == self.community && self.proof_checks(&peer, proof))
-                .map(|_| self.responder.welcome(MAX_WELCOME_TOPICS));
+                .and_then(|_| {
+                    self.responder
+                        .welcome(&super::peer_ref(&peer), MAX_WELCOME_TOPICS)
+                });
             let _ = self
                 .swarm
                 .behaviour_mut()

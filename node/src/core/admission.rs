@@ -44,6 +44,46 @@ impl Core {
         })
     }
 
+    /// What this node's user is told when the admission rule refuses
+    /// their own item: why their invitation admitted nobody, when their
+    /// node can tell, and what to do.
+    pub(crate) fn own_admission_help(&self) -> String {
+        let me = self.identity.public();
+        let lineage = self.moderation.lineage();
+        if self.moderation.block(&me, &Scope::Community).is_some() {
+            return "you are blocked in this community, which ended your membership".into();
+        }
+        let why = self
+            .moderation
+            .pending()
+            .into_iter()
+            .filter(|a| lineage.same(&a.signer, &me))
+            .find_map(|a| match &a.kind {
+                ModActionKind::Redeem { invitation, .. } => {
+                    let at = a.created_at;
+                    Some(match self.moderation.invitation(invitation) {
+                        None => "your invitation has not reached this node yet",
+                        Some(i) if at > i.expires_at => {
+                            "your invitation had expired when you joined"
+                        }
+                        Some(i) if i.revoked_at.is_some_and(|r| r <= at) => {
+                            "your invitation was withdrawn before you joined"
+                        }
+                        Some(i) if i.admitted.len() >= i.uses as usize => {
+                            "your invitation was used up by others who joined before you"
+                        }
+                        Some(_) => "a lockdown stopped new members when you joined",
+                    })
+                }
+                _ => None,
+            })
+            .unwrap_or("this device joined without an invitation (a plain invite code)");
+        format!(
+            "you are not a member of this invite-only community: {why}. Ask a moderator for a \
+             new invite code and join with it (`mutual community join CODE`, then restart your node)"
+        )
+    }
+
     /// Whether `author` is this node's own user holding a redemption whose
     /// invitation is not known here yet (a redemption of a known invitation
     /// that admits nobody, used up, expired or revoked, does not count).

@@ -142,6 +142,9 @@ impl Core {
         match self.arrive(verified, Origin::Local, now_ms) {
             Ok(_) => {}
             Err(Refusal::Store(e)) => return Err(e.into()),
+            Err(Refusal::NotAdmitted(_)) => {
+                return Err(NodeError::NotAllowed(self.own_admission_help()))
+            }
             Err(refusal) => return Err(NodeError::NotAllowed(refusal.to_string())),
         }
         self.effect(Effect::Gossip { channel, bytes });
@@ -293,9 +296,13 @@ impl Core {
         };
         // The moderators' nodes would not show it (`reports.rs`): say so
         // here rather than seal a report nobody reads.
-        if let Some(refusal) = self.admission_refusal(&self.identity.public(), now_ms) {
+        if self
+            .admission_refusal(&self.identity.public(), now_ms)
+            .is_some()
+        {
             return Err(NodeError::NotAllowed(format!(
-                "{refusal}: a report from you would not reach the moderators"
+                "{}; a report from you would not reach the moderators",
+                self.own_admission_help()
             )));
         }
         // The admin first (its current key, after any key succession).

@@ -20,22 +20,25 @@ use crate::App;
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The home page's invite form: in an invite-only community moderators
-/// choose the uses and the days it stays valid.
+/// choose the uses and the days it stays valid, and other members are
+/// told whom to ask (their node would refuse).
 pub(crate) fn invite_form(v: &Viewer, community: &CommunityView) -> Markup {
     let invite_only = community.admission == "invite-only";
     html! {
-        form method="post" action="/invite" class="stack" {
-            (csrf_field(v))
-            input type="hidden" name="back" value="home";
-            @if invite_only && v.moderator {
-                label for="invite-uses" { "How many people it admits" }
-                input type="number" id="invite-uses" name="uses" min="1" max="1000" value="1";
-                label for="invite-days" { "Valid for (days)" }
-                input type="number" id="invite-days" name="days" min="1" max="90" value="7";
-            } @else if invite_only {
-                p class="muted" { "This community is invite-only: only its admin and moderators can invite." }
+        @if invite_only && !v.moderator {
+            p class="muted" { "This community is invite-only: ask its admin or a moderator to invite someone." }
+        } @else {
+            form method="post" action="/invite" class="stack" {
+                (csrf_field(v))
+                input type="hidden" name="back" value="home";
+                @if invite_only {
+                    label for="invite-uses" { "How many people it admits" }
+                    input type="number" id="invite-uses" name="uses" min="1" max="1000" value="1";
+                    label for="invite-days" { "Valid for (days)" }
+                    input type="number" id="invite-days" name="days" min="1" max="90" value="7";
+                }
+                button type="submit" { "Make an invite code" }
             }
-            button type="submit" { "Make an invite code" }
         }
     }
 }

@@ -621,6 +621,9 @@ async fn the_local_server_refuses_what_it_must() -> Result<()> {
         "/mute",
         "/me/name",
         "/mod/act",
+        "/mod/resolve",
+        "/mod/lockdown",
+        "/mod/rules",
         "/invite",
     ] {
         let (status, headers, _) = http(

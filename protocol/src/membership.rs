@@ -74,6 +74,24 @@ pub struct Invitation {
     pub admitted: Vec<(PublicKey, u64)>,
 }
 
+/// Why a redemption admits nobody (rules 2 and 3): what its signer's
+/// node tells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedemptionRefusal {
+    /// The invitation is not in the log held (yet).
+    UnknownInvitation,
+    /// Dated before the invitation (beyond the allowed clock skew).
+    BeforeInvitation,
+    /// Dated after the invitation's expiry.
+    Expired,
+    /// Dated at or after the invitation's withdrawal.
+    Withdrawn,
+    /// Dated while the community was locked down.
+    Lockdown,
+    /// Valid, but the invitation's uses went to earlier redemptions.
+    UsedUp,
+}
+
 /// A lockdown in force in one scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockdownInfo {
@@ -181,11 +199,7 @@ impl Membership {
             let Some(inv) = m.invitations.get(invitation) else {
                 continue;
             };
-            let valid = r.created_at.saturating_add(MAX_FUTURE_SKEW_MS) >= inv.created_at
-                && r.created_at <= inv.expires_at
-                && inv.revoked_at.is_none_or(|at| r.created_at < at)
-                && m.lockdown_at(&Scope::Community, r.created_at).is_none();
-            if !valid {
+            if m.invalidity(inv, r.created_at).is_some() {
                 continue;
             }
             let authors = used.entry(*invitation).or_default();
@@ -204,9 +218,43 @@ impl Membership {
         m
     }
 
+    /// Rule 2: why a redemption dated `at` of `inv` is not valid, if it
+    /// is not (the one place the fold and [`Membership::refusal`] check).
+    fn invalidity(&self, inv: &Invitation, at: u64) -> Option<RedemptionRefusal> {
+        if at.saturating_add(MAX_FUTURE_SKEW_MS) < inv.created_at {
+            Some(RedemptionRefusal::BeforeInvitation)
+        } else if at > inv.expires_at {
+            Some(RedemptionRefusal::Expired)
+        } else if inv.revoked_at.is_some_and(|r| at >= r) {
+            Some(RedemptionRefusal::Withdrawn)
+        } else if self.lockdown_at(&Scope::Community, at).is_some() {
+            Some(RedemptionRefusal::Lockdown)
+        } else {
+            None
+        }
+    }
+
     /// Whether this redemption admits its signer (rule 3).
     pub(crate) fn admits(&self, id: &ActionId) -> bool {
         self.admitting.contains(id)
+    }
+
+    /// Why the redemption `r` admits nobody; `None` when it admits (or is
+    /// no redemption).
+    pub(crate) fn refusal(&self, r: &VerifiedModAction) -> Option<RedemptionRefusal> {
+        let ModActionKind::Redeem { invitation, .. } = &r.kind else {
+            return None;
+        };
+        if self.admits(&r.id()) {
+            return None;
+        }
+        let Some(inv) = self.invitations.get(invitation) else {
+            return Some(RedemptionRefusal::UnknownInvitation);
+        };
+        Some(
+            self.invalidity(inv, r.created_at)
+                .unwrap_or(RedemptionRefusal::UsedUp),
+        )
     }
 
     /// The invitation `key`, if it exists (rule 1).

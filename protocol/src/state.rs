@@ -113,7 +113,7 @@ use std::ops::Bound;
 use crate::ids::{ActionId, CommunityId, PostId};
 use crate::keys::PublicKey;
 use crate::lineage::Lineage;
-use crate::membership::{Invitation, LockdownInfo, Membership};
+use crate::membership::{Invitation, LockdownInfo, Membership, RedemptionRefusal};
 use crate::moderation::{Admission, CommunityPolicy, ModActionKind, Scope, VerifiedModAction};
 use crate::probation::Approvals;
 use crate::topic::TopicName;
@@ -1788,6 +1788,12 @@ impl ModerationState {
     /// Every invitation in the log, with whom it admitted.
     pub fn invitations(&self) -> Vec<Invitation> {
         self.membership.invitations()
+    }
+
+    /// Why `redemption` admits nobody (expired, withdrawn, used up, …);
+    /// `None` when it admits its signer or is no redemption.
+    pub fn redemption_refusal(&self, redemption: &VerifiedModAction) -> Option<RedemptionRefusal> {
+        self.membership.refusal(redemption)
     }
 
     /// The invitation with this key, if the log holds it.

@@ -15,6 +15,7 @@
 //! [`Core::admission_refusal`] to the reporter before the queue shows one
 //! (`reports.rs`).
 
+use protocol::membership::RedemptionRefusal;
 use protocol::moderation::{redemption_statement, Admission, ModActionKind};
 use protocol::state::Applied;
 use protocol::sync::ItemKey;
@@ -48,36 +49,28 @@ impl Core {
     /// their own item: why their invitation admitted nobody, when their
     /// node can tell, and what to do.
     pub(crate) fn own_admission_help(&self) -> String {
-        let me = self.identity.public();
-        let lineage = self.moderation.lineage();
-        if self.moderation.block(&me, &Scope::Community).is_some() {
+        if self
+            .moderation
+            .block(&self.identity.public(), &Scope::Community)
+            .is_some()
+        {
             return "you are blocked in this community, which ended your membership".into();
         }
-        let why = self
-            .moderation
-            .pending()
-            .into_iter()
-            .filter(|a| lineage.same(&a.signer, &me))
-            .find_map(|a| match &a.kind {
-                ModActionKind::Redeem { invitation, .. } => {
-                    let at = a.created_at;
-                    Some(match self.moderation.invitation(invitation) {
-                        None => "your invitation has not reached this node yet",
-                        Some(i) if at > i.expires_at => {
-                            "your invitation had expired when you joined"
-                        }
-                        Some(i) if i.revoked_at.is_some_and(|r| r <= at) => {
-                            "your invitation was withdrawn before you joined"
-                        }
-                        Some(i) if i.admitted.len() >= i.uses as usize => {
-                            "your invitation was used up by others who joined before you"
-                        }
-                        Some(_) => "a lockdown stopped new members when you joined",
-                    })
-                }
-                _ => None,
-            })
-            .unwrap_or("this device joined without an invitation (a plain invite code)");
+        let why = match self.own_redemption_refusals().next() {
+            None => "this device joined without an invitation (a plain invite code)",
+            Some(RedemptionRefusal::UnknownInvitation) => {
+                "your invitation has not reached this node yet"
+            }
+            Some(RedemptionRefusal::BeforeInvitation) => {
+                "your redemption is dated before the invitation (check this device's clock)"
+            }
+            Some(RedemptionRefusal::Expired) => "your invitation had expired when you joined",
+            Some(RedemptionRefusal::Withdrawn) => "your invitation was withdrawn before you joined",
+            Some(RedemptionRefusal::Lockdown) => "a lockdown stopped new members when you joined",
+            Some(RedemptionRefusal::UsedUp) => {
+                "your invitation was used up by others who joined before you"
+            }
+        };
         format!(
             "you are not a member of this invite-only community: {why}. Ask a moderator for a \
              new invite code and join with it (`mutual community join CODE`, then restart your node)"
@@ -88,15 +81,23 @@ impl Core {
     /// invitation is not known here yet (a redemption of a known invitation
     /// that admits nobody, used up, expired or revoked, does not count).
     fn awaits_own_admission(&self, author: &PublicKey) -> bool {
+        self.moderation
+            .lineage()
+            .same(author, &self.identity.public())
+            && self
+                .own_redemption_refusals()
+                .any(|r| r == RedemptionRefusal::UnknownInvitation)
+    }
+
+    /// Why each redemption signed by this node's user (any of its keys)
+    /// admits nobody.
+    fn own_redemption_refusals(&self) -> impl Iterator<Item = RedemptionRefusal> + '_ {
         let me = self.identity.public();
-        let lineage = self.moderation.lineage();
-        lineage.same(author, &me)
-            && self.moderation.pending().iter().any(|a| match &a.kind {
-                ModActionKind::Redeem { invitation, .. } => {
-                    lineage.same(&a.signer, &me) && self.moderation.invitation(invitation).is_none()
-                }
-                _ => false,
-            })
+        self.moderation
+            .pending()
+            .into_iter()
+            .filter(move |a| self.moderation.lineage().same(&a.signer, &me))
+            .filter_map(|a| self.moderation.redemption_refusal(a))
     }
 
     /// Enforces what one action changed of the membership.

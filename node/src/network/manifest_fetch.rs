@@ -39,15 +39,36 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The behaviour a running node serves the manifest with (never asks).
 pub(crate) fn serving_behaviour() -> request_response::Behaviour<FrameCodec> {
+    joining_behaviour(MANIFEST_PROTOCOL, ProtocolSupport::Inbound)
+}
+
+/// A request-response behaviour of the joining protocols (the manifest's
+/// and the welcome's): one side of `protocol`, with their timeout.
+pub(crate) fn joining_behaviour(
+    protocol: StreamProtocol,
+    support: ProtocolSupport,
+) -> request_response::Behaviour<FrameCodec> {
     request_response::Behaviour::with_codec(
         FrameCodec,
-        [(MANIFEST_PROTOCOL, ProtocolSupport::Inbound)],
+        [(protocol, support)],
         request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
     )
 }
 
 /// A request: the wanted community and the asker's membership proof.
-pub(crate) type ManifestRequest = (CommunityId, [u8; 32]);
+type ManifestRequest = (CommunityId, [u8; 32]);
+
+/// Whether a request of the joining protocols asks for `community` with
+/// a membership proof that `proof_checks` accepts (a malformed one does
+/// not).
+pub(crate) fn asks_with_proof(
+    request: &[u8],
+    community: CommunityId,
+    proof_checks: impl FnOnce(&[u8]) -> bool,
+) -> bool {
+    wire::decode_versioned::<ManifestRequest>(request, MAX_REQUEST_BYTES)
+        .is_ok_and(|(id, proof)| id == community && proof_checks(&proof))
+}
 
 /// The answer to a request: this node's manifest when it is the wanted
 /// community's and `proof_checks` accepts the request's proof, nothing
@@ -58,10 +79,7 @@ fn answer(
     community: CommunityId,
     proof_checks: impl FnOnce(&[u8]) -> bool,
 ) -> Vec<u8> {
-    let wanted: Option<ManifestRequest> = wire::decode_versioned(request, MAX_REQUEST_BYTES).ok();
-    let mine = wanted
-        .filter(|(id, proof)| *id == community && proof_checks(proof))
-        .map(|_| manifest);
+    let mine = asks_with_proof(request, community, proof_checks).then_some(manifest);
     wire::encode_versioned(&mine)
 }
 
@@ -156,12 +174,8 @@ pub async fn fetch_manifest(
         .map_err(|e| net(&e))?
         .with_behaviour(|_, relay| Fetcher {
             relay,
-            manifest: request_response::Behaviour::with_codec(
-                FrameCodec,
-                [(MANIFEST_PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
-            ),
-            welcome: super::welcome::asking_behaviour(),
+            manifest: joining_behaviour(MANIFEST_PROTOCOL, ProtocolSupport::Outbound),
+            welcome: joining_behaviour(super::welcome::WELCOME_PROTOCOL, ProtocolSupport::Outbound),
         })
         .map_err(|e| net(&e))?
         .build();

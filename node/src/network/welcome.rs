@@ -20,8 +20,6 @@ use crate::network::EventLoop;
 
 /// The protocol name of the welcome.
 pub(crate) const WELCOME_PROTOCOL: StreamProtocol = StreamProtocol::new("/mutual/welcome/1");
-/// Largest request: a version byte, a community id and a proof.
-const MAX_REQUEST_BYTES: usize = 96;
 /// Most directory entries one welcome lists (the newcomer sees the rest
 /// with `mutual topics --all` once synced).
 pub(crate) const MAX_WELCOME_TOPICS: usize = 200;
@@ -29,23 +27,10 @@ pub(crate) const MAX_WELCOME_TOPICS: usize = 200;
 /// longest names and descriptions (a test checks it holds them).
 pub(crate) const MAX_ANSWER_BYTES: usize = 128 * 1024;
 
-/// The behaviour a running node serves the welcome with.
+/// The behaviour a running node serves the welcome with (the joining
+/// node's swarm asks with the other side, `manifest_fetch`).
 pub(crate) fn serving_behaviour() -> request_response::Behaviour<FrameCodec> {
-    behaviour(ProtocolSupport::Inbound)
-}
-
-/// The behaviour of a joining node asking for it.
-pub(crate) fn asking_behaviour() -> request_response::Behaviour<FrameCodec> {
-    behaviour(ProtocolSupport::Outbound)
-}
-
-fn behaviour(support: ProtocolSupport) -> request_response::Behaviour<FrameCodec> {
-    request_response::Behaviour::with_codec(
-        FrameCodec,
-        [(WELCOME_PROTOCOL, support)],
-        request_response::Config::default()
-            .with_request_timeout(std::time::Duration::from_secs(10)),
-    )
+    super::manifest_fetch::joining_behaviour(WELCOME_PROTOCOL, ProtocolSupport::Inbound)
 }
 
 /// Reads an answer; `None` for a refusal or anything malformed (the
@@ -61,14 +46,15 @@ impl EventLoop {
     /// is this node's and its membership proof checks, nothing otherwise.
     pub(crate) fn on_welcome_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
         if let Some((peer, request, channel)) = super::manifest_fetch::inbound_request(event) {
-            let wanted: Option<super::manifest_fetch::ManifestRequest> =
-                wire::decode_versioned(&request, MAX_REQUEST_BYTES).ok();
-            let welcome = wanted
-                .filter(|(id, proof)| *id == self.community && self.proof_checks(&peer, proof))
-                .and_then(|_| {
+            let proven = super::manifest_fetch::asks_with_proof(&request, self.community, |p| {
+                self.proof_checks(&peer, p)
+            });
+            let welcome = proven
+                .then(|| {
                     self.responder
                         .welcome(&super::peer_ref(&peer), MAX_WELCOME_TOPICS)
-                });
+                })
+                .flatten();
             let _ = self
                 .swarm
                 .behaviour_mut()

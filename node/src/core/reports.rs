@@ -131,10 +131,7 @@ impl Core {
                     .parse()
                     .is_ok_and(|id| !resolved.contains_key(&id))
             })
-            .filter(|r| {
-                let reporter = &r.content.report.content.reporter;
-                self.admission_refusal(reporter, r.view.at).is_none()
-            })
+            .filter(|r| self.reported_by_a_member(r))
             .map(|r| {
                 let mut view = r.view.clone();
                 view.reporter = names.actor(&r.content.report.content.reporter);
@@ -142,6 +139,14 @@ impl Core {
                 view
             })
             .collect()
+    }
+
+    /// Whether the reporter was a member when they reported, by the
+    /// admission rule for posts (an open community takes everyone).
+    fn reported_by_a_member(&self, r: &HeldReport) -> bool {
+        let body = &r.content.report.content;
+        self.admission_refusal(&body.reporter, body.created_at)
+            .is_none()
     }
 
     /// The reported post from this node's store, if held.
@@ -297,11 +302,9 @@ impl Core {
                 now_ms.saturating_sub(created) <= protocol::report::REPORT_TTL_MS
                     && !resolved.contains_key(&r.content.id())
                     && !r.envelopes.values().any(|to| *to == set)
-                    // A non-member's report is shown to no moderator
-                    // (`open_report_rows`): not sealed again either.
-                    && self
-                        .admission_refusal(&r.content.report.content.reporter, created)
-                        .is_none()
+                    // Shown to no moderator (`open_report_rows`): not
+                    // sealed again either.
+                    && self.reported_by_a_member(r)
             })
             .map(|r| ResealJob {
                 content: r.content.clone(),

@@ -152,8 +152,8 @@ pub(crate) async fn join(ctx: &Ctx, args: &[String]) -> Result<()> {
     ))?;
     let welcome = joined.welcome.unwrap_or_default();
     match &welcome.rules {
-        Some((version, rules)) => print_rules_text(rules, &format!("Rules (version {version}):"))?,
-        None => print_rules(&v)?,
+        Some((version, rules)) => print_rules(rules, Some(*version))?,
+        None => print_rules(&v.rules, None)?,
     }
     if welcome.directory.is_empty() {
         line("The community's topic directory is empty: join any topic by its name (`mutual join NAME`).")?;
@@ -171,15 +171,15 @@ pub(crate) async fn join(ctx: &Ctx, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn print_rules(v: &CommunityView) -> Result<()> {
-    print_rules_text(&v.rules, "Rules:")
-}
-
-fn print_rules_text(rules: &str, heading: &str) -> Result<()> {
+/// The rules, headed by their version when an update set them.
+fn print_rules(rules: &str, version: Option<u64>) -> Result<()> {
     if rules.trim().is_empty() {
         line("The community has no written rules.")?;
     } else {
-        line(heading)?;
+        match version {
+            Some(version) => line(format!("Rules (version {version}):"))?,
+            None => line("Rules:")?,
+        }
         for l in output::clean(rules).lines() {
             line(format!("  {l}"))?;
         }
@@ -215,13 +215,9 @@ pub(crate) async fn rules(ctx: &Ctx) -> Result<()> {
         v.id,
         output::fingerprint(&v.admin)
     ))?;
-    match v.rules_version {
-        Some(version) => print_rules_text(&v.rules, &format!("Rules (version {version}):")),
-        None if offline => {
-            print_rules(&v)?;
-            line("(As the community was created; while your node runs, `mutual rules` shows any newer version.)")?;
-            Ok(())
-        }
-        None => print_rules(&v),
+    print_rules(&v.rules, v.rules_version)?;
+    if offline {
+        line("(As the community was created; while your node runs, `mutual rules` shows any newer version.)")?;
     }
+    Ok(())
 }

@@ -202,10 +202,7 @@ pub(crate) struct NameForm {
 /// `POST /me/name`: the new pseudonym signs the next posts at once and is
 /// kept in the data directory.
 pub(crate) async fn name(State(app): State<App>, Form(f): Form<NameForm>) -> Response {
-    let back = Back {
-        back: "me".into(),
-        topic: None,
-    };
+    let back = Back::page("me");
     let name = Some(f.name);
     let checked = match node::datadir::check_pseudonym(name) {
         Ok(n) => n,
@@ -352,10 +349,7 @@ pub(crate) struct PassphraseForm {
 /// changes it (the current one asked first). Only the master-key file is
 /// rewritten, atomically; the node goes on running.
 pub(crate) async fn passphrase(State(app): State<App>, Form(f): Form<PassphraseForm>) -> Response {
-    let back = Back {
-        back: "me".into(),
-        topic: None,
-    };
+    let back = Back::page("me");
     let refuse = |text: &str| Note::error(text.to_string());
     let current = zeroize::Zeroizing::new(f.current.into_bytes());
     let new = zeroize::Zeroizing::new(f.new.into_bytes());
@@ -406,10 +400,7 @@ pub(crate) struct ForgetForm {
 /// removed), as `mutual forget` does.
 pub(crate) async fn forget(State(app): State<App>, Form(f): Form<ForgetForm>) -> Response {
     if f.confirm.trim() != "forget" {
-        let back = Back {
-            back: "me".into(),
-            topic: None,
-        };
+        let back = Back::page("me");
         return pages::again(
             &app,
             &back,

@@ -215,10 +215,7 @@ pub(crate) async fn lockdown(State(app): State<App>, Form(f): Form<LockdownForm>
         Ok(kind) => app.handle.moderate(kind).await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
-    let back = Back {
-        back: "mod".into(),
-        topic: None,
-    };
+    let back = Back::page("mod");
     match done {
         Ok(_) => back_to(&back, None),
         Err(e) => pages::again(&app, &back, Note::error(e)).await,
@@ -237,10 +234,7 @@ pub(crate) struct RulesForm {
 /// `POST /mod/rules`: the admin publishes the next version of the rules
 /// and the admission policy.
 pub(crate) async fn rules(State(app): State<App>, Form(f): Form<RulesForm>) -> Response {
-    let back = Back {
-        back: "mod".into(),
-        topic: None,
-    };
+    let back = Back::page("mod");
     let admission = match f.admission.as_str() {
         "open" => Ok(Admission::Open),
         "invite-only" => Ok(Admission::InviteOnly),

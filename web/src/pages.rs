@@ -84,6 +84,16 @@ pub(crate) struct Back {
     pub(crate) topic: Option<String>,
 }
 
+impl Back {
+    /// Back to a page without a topic (`me`, `mod`, `home`).
+    pub(crate) fn page(name: &str) -> Back {
+        Back {
+            back: name.into(),
+            topic: None,
+        }
+    }
+}
+
 /// What the person typed, kept when a post is refused.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Kept {

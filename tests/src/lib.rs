@@ -180,8 +180,8 @@ impl TestNode {
             .unwrap_or(0)
     }
 
-    /// What a read of `topic` shows on this node (up to 1000 posts,
-    /// notices of hidden posts included).
+    /// What a read of `topic` shows on this node (all of it, notices of
+    /// hidden posts included).
     pub async fn read(&self, topic: &str) -> Vec<node::api::PostView> {
         let Ok(topic) = TopicName::parse(topic) else {
             return Vec::new();
@@ -190,7 +190,7 @@ impl TestNode {
             .read(
                 topic,
                 ReadQuery {
-                    limit: 1000,
+                    limit: 1_000_000,
                     since_ms: None,
                 },
             )
@@ -200,21 +200,13 @@ impl TestNode {
 
     /// Sorted ids of the visible posts of `topic` this node holds.
     pub async fn ids(&self, topic: &str) -> Vec<String> {
-        let Ok(topic) = TopicName::parse(topic) else {
-            return Vec::new();
-        };
         let mut ids: Vec<String> = self
-            .handle
-            .read(
-                topic,
-                ReadQuery {
-                    limit: 1_000_000,
-                    since_ms: None,
-                },
-            )
+            .read(topic)
             .await
-            .map(|v| v.into_iter().filter(|p| !p.hidden).map(|p| p.id).collect())
-            .unwrap_or_default();
+            .into_iter()
+            .filter(|p| !p.hidden)
+            .map(|p| p.id)
+            .collect();
         ids.sort();
         ids
     }

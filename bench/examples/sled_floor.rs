@@ -3,17 +3,20 @@
 //! `node/src/store/` that names sled, because it measures the engine,
 //! not the project.
 //!
-//! `cargo run --release -p mutual-bench --example sled_floor` writes
-//! 100,000 post-shaped entries in batches of 512, several ways, each into
-//! a fresh database with the store's settings, and prints µs per post:
-//! first the store's layout 3 (one tree: the sealed 420-byte post, 460
-//! bytes, under its time-ordered key behind the topic's 16-byte tag,
-//! id → place, author index behind the author's tag, count, ever-count;
-//! one `apply_batch` per batch after a read of each post's key, as
-//! `Store::insert_posts` does) and variants of it without one entry or
-//! with the author entry keyed by time, then layout 1's shape (three trees
-//! and a count in one transaction per batch, with layout 3's keys), then
-//! the engine's lower bounds. Sealing itself is CPU outside sled: see
+//! `cargo run --release -p mutual-bench --example sled_floor [WORD]`
+//! writes 100,000 post-shaped entries in batches of 512, several ways
+//! (those whose description holds WORD), each into a fresh database with
+//! the store's settings, and prints µs per post: first the store's layout
+//! 4 (one tree: the sealed 420-byte post, 460 bytes, under its
+//! time-ordered key behind the topic's 16-byte tag, id → place, count,
+//! ever-count and one author log entry listing the batch's authors; one
+//! `apply_batch` per batch after a read of each post's key, as
+//! `Store::insert_posts` does), then layout 3 (an author index entry per
+//! post instead of the log) and variants of it, then the ways tried for
+//! layout 4 that lost (index entries deferred and folded sorted), then
+//! layout 1's shape (three trees and a count in one transaction per
+//! batch), then the engine's lower bounds, then layout 4 again. Sealing
+//! itself is CPU outside sled: see
 //! `store::seal::tests::seal_cost`.
 
 use std::time::Instant;
@@ -72,13 +75,17 @@ fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
 type Way = fn(&sled::Db) -> sled::Result<()>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let ways: [(&str, Way); 9] = [
+    let ways: [(&str, Way); 16] = [
         (
-            "layout 3: one tree, sealed post + id + author + count + ever, one apply_batch per batch, id read first (the store's shape)",
+            "layout 4: one tree, sealed post + id + count + ever + one author log entry per batch, one apply_batch per batch, post key read first (the store's shape)",
+            layout_4,
+        ),
+        (
+            "layout 3: the same with an author index entry per post instead of the author log",
             layout_3,
         ),
         (
-            "layout 3 without reading the ids first",
+            "layout 3 without reading the post keys first",
             layout_3_blind,
         ),
         (
@@ -94,6 +101,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             layout_3_author_by_time,
         ),
         (
+            "id and author entries deferred: a journal entry per batch, all folded sorted in one batch every 4,096 posts",
+            |db| deferred(db, 4_096, true, usize::MAX),
+        ),
+        (
+            "the same, folded every 16,384 posts",
+            |db| deferred(db, 16_384, true, usize::MAX),
+        ),
+        (
+            "the same, folded every 65,536 posts",
+            |db| deferred(db, 65_536, true, usize::MAX),
+        ),
+        (
+            "the same, folded every 16,384 posts, without the journal entry",
+            |db| deferred(db, 16_384, false, usize::MAX),
+        ),
+        (
+            "the same, folded every 16,384 posts in sorted batches of 512, without the journal entry",
+            |db| deferred(db, 16_384, false, 512),
+        ),
+        (
             "layout 1's shape: 3 trees + count in one transaction per batch",
             transaction,
         ),
@@ -106,8 +133,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "only a time-ordered key → bytes, apply_batch",
             sequential_only,
         ),
+        (
+            "layout 4 again (last: the first ways run on a colder machine)",
+            layout_4,
+        ),
     ];
-    for (name, write) in ways {
+    // `sled_floor WORD`: only the ways whose description holds WORD.
+    let only = std::env::args().nth(1).unwrap_or_default();
+    for (name, write) in ways.into_iter().filter(|(n, _)| n.contains(&only)) {
         let dir = tempfile::tempdir()?;
         let db = open(dir.path())?;
         let t = Instant::now();
@@ -132,42 +165,46 @@ fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
+fn layout_4(db: &sled::Db) -> sled::Result<()> {
+    write_one_tree(db, Shape::STORE)
+}
+
 fn layout_3(db: &sled::Db) -> sled::Result<()> {
-    write_layout_3(db, Shape::STORE)
+    write_one_tree(db, Shape::LAYOUT_3)
 }
 
 fn layout_3_blind(db: &sled::Db) -> sled::Result<()> {
-    write_layout_3(
+    write_one_tree(
         db,
         Shape {
             read_first: false,
-            ..Shape::STORE
+            ..Shape::LAYOUT_3
         },
     )
 }
 
 fn layout_3_no_author(db: &sled::Db) -> sled::Result<()> {
-    write_layout_3(
+    write_one_tree(
         db,
         Shape {
             author: None,
-            ..Shape::STORE
+            ..Shape::LAYOUT_3
         },
     )
 }
 
 fn layout_3_no_id(db: &sled::Db) -> sled::Result<()> {
-    write_layout_3(
+    write_one_tree(
         db,
         Shape {
             id_entry: false,
-            ..Shape::STORE
+            ..Shape::LAYOUT_3
         },
     )
 }
 
 fn layout_3_author_by_time(db: &sled::Db) -> sled::Result<()> {
-    write_layout_3(
+    write_one_tree(
         db,
         Shape {
             author: Some(|i, k| {
@@ -175,15 +212,76 @@ fn layout_3_author_by_time(db: &sled::Db) -> sled::Result<()> {
                 key.extend_from_slice(&author_key(i, k));
                 key
             }),
-            ..Shape::STORE
+            ..Shape::LAYOUT_3
         },
     )
+}
+
+/// A way tried for layout 4 and measured worse: a batch writes its posts,
+/// counts and (with `with_journal`) one journal entry listing the batch's
+/// index entries; every `fold` posts the id and author entries are written
+/// sorted, in batches of `chunk`, and the journal entries deleted. sled
+/// 0.34 pays per key at a random place, not per page touched, so sorting
+/// and deferring save nothing.
+fn deferred(db: &sled::Db, fold: u64, with_journal: bool, chunk: usize) -> sled::Result<()> {
+    let items = db.open_tree("items")?;
+    let mut overlay: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut journal: Vec<Vec<u8>> = Vec::new();
+    for first in (0..POSTS).step_by(BATCH as usize) {
+        let mut b = sled::Batch::default();
+        let mut listed = Vec::with_capacity(BATCH as usize * 72);
+        for i in first..first + BATCH {
+            let k = id(i);
+            let post_key = prefixed(b'p', &topic_key(i, &k));
+            if items.contains_key(&post_key)? {
+                continue;
+            }
+            b.insert(post_key, value(i));
+            let mut place = i.to_be_bytes().to_vec();
+            place.extend_from_slice(&topic_tag());
+            overlay.push((prefixed(b'i', &k), place));
+            overlay.push((prefixed(b'a', &author_key(i, &k)), topic_tag().to_vec()));
+            listed.extend_from_slice(&author_key(i, &k));
+            listed.extend_from_slice(&topic_tag());
+        }
+        let jkey = prefixed(b'j', &first.to_be_bytes());
+        if with_journal {
+            b.insert(jkey.clone(), listed);
+            journal.push(jkey);
+        }
+        b.insert(
+            prefixed(b'c', &topic_tag()),
+            &(first + BATCH).to_be_bytes()[..],
+        );
+        b.insert(
+            prefixed(b'n', &topic_tag()),
+            &(first + BATCH).to_be_bytes()[..],
+        );
+        items.apply_batch(b)?;
+        if overlay.len() as u64 >= 2 * fold || first + BATCH >= POSTS {
+            overlay.sort_unstable();
+            for part in overlay.chunks(chunk) {
+                let mut f = sled::Batch::default();
+                for (k, v) in part {
+                    f.insert(k.clone(), v.clone());
+                }
+                items.apply_batch(f)?;
+            }
+            overlay.clear();
+            let mut f = sled::Batch::default();
+            for j in journal.drain(..) {
+                f.remove(j);
+            }
+            items.apply_batch(f)?;
+        }
+    }
+    Ok(())
 }
 
 /// A key made from a post's number and id.
 type KeyOf = fn(u64, &[u8; 32]) -> Vec<u8>;
 
-/// Which entries a layout-2 variant writes per post.
+/// Which entries a variant of the one-tree layouts writes per post.
 #[derive(Clone, Copy)]
 struct Shape {
     /// Read the post's own key before writing (the duplicate check).
@@ -192,26 +290,41 @@ struct Shape {
     id_entry: bool,
     /// The author entry's key, if any.
     author: Option<KeyOf>,
+    /// One entry per batch listing its posts' authors.
+    author_log: bool,
 }
 
 impl Shape {
-    /// What `Store::insert_posts` writes.
+    /// What `Store::insert_posts` writes (layout 4).
     const STORE: Shape = Shape {
         read_first: true,
         id_entry: true,
+        author: None,
+        author_log: true,
+    };
+    /// What it wrote in layout 3.
+    const LAYOUT_3: Shape = Shape {
+        read_first: true,
+        id_entry: true,
         author: Some(author_key),
+        author_log: false,
     };
 }
 
-/// The store's layout 3: everything in one tree under one-byte prefixes,
-/// one atomic `apply_batch` per batch.
-fn write_layout_3(db: &sled::Db, shape: Shape) -> sled::Result<()> {
+/// The one-tree layouts (3 and 4): everything in one tree under one-byte
+/// prefixes, one atomic `apply_batch` per batch.
+fn write_one_tree(db: &sled::Db, shape: Shape) -> sled::Result<()> {
     let items = db.open_tree("items")?;
     for first in (0..POSTS).step_by(BATCH as usize) {
         let mut b = sled::Batch::default();
+        let mut lines = Vec::new();
         for i in first..first + BATCH {
             let k = id(i);
             let post_key = prefixed(b'p', &topic_key(i, &k));
+            if shape.author_log {
+                lines.extend_from_slice(&author_key(i, &k));
+                lines.extend_from_slice(&topic_tag());
+            }
             if shape.read_first && items.contains_key(&post_key)? {
                 continue;
             }
@@ -224,6 +337,9 @@ fn write_layout_3(db: &sled::Db, shape: Shape) -> sled::Result<()> {
             if let Some(author) = shape.author {
                 b.insert(prefixed(b'a', &author(i, &k)), &topic_tag()[..]);
             }
+        }
+        if shape.author_log {
+            b.insert(prefixed(b'w', &first.to_be_bytes()), lines);
         }
         b.insert(
             prefixed(b'c', &topic_tag()),

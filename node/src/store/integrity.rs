@@ -4,13 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use protocol::sync::ItemKey;
+
 use protocol::{Message, PostId, TopicName};
 
+use super::authors::{AuthorIndex, Entry as AuthorEntry, Line};
 use super::error::During;
 use super::keys::{
-    author_key, encode_u64, hex_tail, parse_item_key, parse_post_place, post_place, prefixed,
-    split_author_key, split_topic_key, topic_key, whole_kind, Tag, AUTHOR, COUNT, ID_LEN, LOG,
-    POST, POST_ID, RETRACTION, TOMBSTONE, TOMBSTONE_ID,
+    encode_u64, hex_tail, parse_item_key, parse_post_place, post_place, prefixed, split_topic_key,
+    topic_key, whole_kind, Tag, AUTHOR_LOG, COUNT, ID_LEN, LOG, POST, POST_ID, RETRACTION,
+    TOMBSTONE, TOMBSTONE_ID,
 };
 use super::{parse_u64, range, Memory, Pending, Store, StoreError};
 
@@ -19,21 +22,26 @@ type Readable = BTreeMap<[u8; ID_LEN], Expected>;
 /// Keys that are not readable posts, with why.
 type Unreadable = Vec<(Vec<u8>, String)>;
 
-/// Whether an author index key is exactly the entry of a readable post.
-fn author_entry_matches(k: &[u8], good: &Readable) -> bool {
-    k.get(1..)
-        .and_then(split_author_key)
-        .and_then(|(_, key)| good.get(&key.id))
-        .is_some_and(|e| e.author_key == k)
-}
-
 /// What a readable post's entries must be.
 struct Expected {
     place: Vec<u8>,
-    author_key: Vec<u8>,
+    author: Tag,
+    key: ItemKey,
     topic: Tag,
     /// The topic's name, from the post (for a missing name entry).
     name: TopicName,
+}
+
+impl Expected {
+    /// Whether the author index holds this post, under its author and
+    /// topic.
+    fn indexed(&self, authors: &AuthorIndex) -> bool {
+        let posts = authors.of(&self.author);
+        let i = posts.partition_point(|e| e.key < self.key);
+        posts
+            .get(i)
+            .is_some_and(|e| e.key == self.key && e.topic == self.topic)
+    }
 }
 
 impl Store {
@@ -78,10 +86,8 @@ impl Store {
                 key.id,
                 Expected {
                     place: post_place(key.created_at, &topic).to_vec(),
-                    author_key: prefixed(
-                        AUTHOR,
-                        &author_key(&self.keys.author_tag(&p.content.author.0), &key),
-                    ),
+                    author: self.keys.author_tag(&p.content.author.0),
+                    key,
                     topic,
                     name: p.content.topic,
                 },
@@ -108,12 +114,8 @@ impl Store {
             if place.as_deref() != Some(e.place.as_slice()) {
                 problems.push(format!("post {short} has no matching id entry"));
             }
-            match b.items.get(&e.author_key).during("read the author index")? {
-                None => problems.push(format!("post {short} has no author index entry")),
-                Some(t) if t.as_ref() != e.topic.as_slice() => problems.push(format!(
-                    "post {short}'s author index entry names another topic"
-                )),
-                Some(_) => {}
+            if !e.indexed(&memory.authors) {
+                problems.push(format!("post {short} has no matching author index entry"));
             }
             if !memory.names.contains_key(&e.topic) {
                 problems.push(format!("post {short}'s topic has no name entry"));
@@ -136,13 +138,18 @@ impl Store {
                 ));
             }
         }
-        for k in range(&b.items, whole_kind(AUTHOR)).keys() {
-            let k = k.during("read the author index")?;
-            if !author_entry_matches(&k, &good) {
+        for (_, entry) in memory.authors.all() {
+            if !good.contains_key(&entry.key.id) {
                 problems.push(format!(
-                    "author index entry {} has no matching post",
-                    hex_tail(&k)
+                    "author index entry of {} has no matching post",
+                    PostId(entry.key.id).short()
                 ));
+            }
+        }
+        for kv in range(&b.items, whole_kind(AUTHOR_LOG)) {
+            let (k, v) = kv.during("read the author log")?;
+            if Line::decode_all(&v).is_none() {
+                problems.push(format!("author log entry {} does not decode", hex_tail(&k)));
             }
         }
         let mut counted: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
@@ -268,6 +275,7 @@ impl Store {
             fixed += 1;
         }
         let mut per_topic: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        let mut log_broken = false;
         for (id, e) in &good {
             let id_key = prefixed(POST_ID, id);
             if b.items.get(&id_key).during("read post ids")?.as_deref() != Some(e.place.as_slice())
@@ -275,13 +283,8 @@ impl Store {
                 pending.insert(id_key, e.place.clone());
                 fixed += 1;
             }
-            if b.items
-                .get(&e.author_key)
-                .during("read the author index")?
-                .as_deref()
-                != Some(e.topic.as_slice())
-            {
-                pending.insert(e.author_key.clone(), &e.topic[..]);
+            if !e.indexed(&memory.authors) {
+                log_broken = true;
                 fixed += 1;
             }
             if !memory.names.contains_key(&e.topic)
@@ -303,12 +306,32 @@ impl Store {
                 fixed += 1;
             }
         }
-        for k in range(&b.items, whole_kind(AUTHOR)).keys() {
-            let k = k.during("read the author index")?;
-            if !author_entry_matches(&k, &good) {
+        // The author log: written anew from the posts when it disagrees.
+        log_broken |= memory
+            .authors
+            .all()
+            .any(|(_, entry)| !good.contains_key(&entry.key.id));
+        for kv in range(&b.items, whole_kind(AUTHOR_LOG)) {
+            let (k, v) = kv.during("read the author log")?;
+            log_broken |= Line::decode_all(&v).is_none();
+            if log_broken {
                 pending.remove(k.to_vec());
-                fixed += 1;
             }
+        }
+        if log_broken {
+            fixed += 1;
+            memory.authors.clear();
+            pending.author_lines = good
+                .values()
+                .map(|e| Line {
+                    added: true,
+                    author: e.author,
+                    entry: AuthorEntry {
+                        key: e.key,
+                        topic: e.topic,
+                    },
+                })
+                .collect();
         }
         // Counts: written whole, from the posts.
         for kv in range(&b.items, whole_kind(COUNT)) {
@@ -361,12 +384,19 @@ impl Store {
             pending.forget_sums = true;
             // The counts were written whole above: memory follows them,
             // not a delta.
+            let seq = memory.authors.next_seq();
+            if !pending.author_lines.is_empty() {
+                pending.batch.insert(
+                    prefixed(AUTHOR_LOG, &encode_u64(seq)),
+                    Line::encode_all(&pending.author_lines),
+                );
+            }
             b.items
                 .apply_batch(pending.batch)
                 .during("repair the store")?;
+            memory.authors.apply(seq, &pending.author_lines);
             memory.counts = per_topic.into_iter().collect();
             memory.names.extend(pending.names);
-            memory.times.clear();
             self.forget_scope_sums();
             self.touch();
             tracing::warn!(fixed, "repaired the store");

@@ -1,4 +1,4 @@
-//! Byte layout of the store's keys and small values (layout 3).
+//! Byte layout of the store's keys and small values (layout 4).
 //!
 //! Everything a batch of arrivals writes lives in one sled tree (`items`),
 //! under a one-byte prefix per kind, so one `apply_batch` writes a page of
@@ -11,7 +11,7 @@
 //! |--------|--------------------------------------|---------------------------------------|
 //! | `p`    | T(topic) ‖ created_at (BE) ‖ post id | seal(encoded `Message::Post`)         |
 //! | `i`    | post id                              | created_at (BE) ‖ T(topic)            |
-//! | `a`    | T(author) ‖ created_at (BE) ‖ post id| T(topic)                              |
+//! | `w`    | sequence number (u64 BE)             | author log lines (see below)          |
 //! | `c`    | T(topic)                             | post count (u64 BE)                   |
 //! | `m`    | T(topic)                             | seal(topic name)                      |
 //! | `l`    | created_at (BE) ‖ id                 | seal(encoded `Message` of the log)    |
@@ -19,6 +19,13 @@
 //! | `t`    | T(topic) ‖ created_at (BE) ‖ post id | seal(tombstone bytes)                 |
 //! | `u`    | post id                              | its `t` key                           |
 //! | `n`    | T(topic) (empty: the community log)  | items ever stored there (u64 BE)      |
+//!
+//! The author log holds one entry per batch that adds or deletes posts:
+//! for each, `added ‖ T(author) ‖ created_at ‖ id ‖ T(topic)`. Folded in
+//! order at open, it is the index of each author's posts, which lives in
+//! memory ([`super::authors`]). Layout 3 kept that index on disk instead,
+//! one `a` entry per post (`T(author) ‖ created_at ‖ id` → `T(topic)`);
+//! the migration to layout 4 turns those into author log entries.
 //!
 //! Times are big-endian so that byte order is time order: every "newest
 //! first", "since" or sync range read is one range scan. Tags have a fixed
@@ -41,8 +48,10 @@ pub(super) const ID_LEN: usize = 32;
 pub(super) const POST: u8 = b'p';
 /// Post id → where the post lives (`created_at ‖ T(topic)`).
 pub(super) const POST_ID: u8 = b'i';
-/// An author's posts in time order.
+/// Layout 3's index entry of a post under its author (migrated away).
 pub(super) const AUTHOR: u8 = b'a';
+/// The author log (the index of each author's posts, as a log).
+pub(super) const AUTHOR_LOG: u8 = b'w';
 /// A topic's post count.
 pub(super) const COUNT: u8 = b'c';
 /// A topic's name, sealed, under its tag: how a tag is named again (in
@@ -157,7 +166,8 @@ pub(super) fn split_topic_key(k: &[u8]) -> Option<(Tag, ItemKey)> {
     Some((topic.try_into().ok()?, parse_item_key(tail)?))
 }
 
-/// `T(author) ‖ created_at (BE) ‖ id`: a key of the author index.
+/// `T(author) ‖ created_at (BE) ‖ id`: a key of layout 3's author index.
+#[cfg(test)]
 pub(super) fn author_key(author: &Tag, key: &ItemKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(TAG_LEN + ITEM_KEY_LEN);
     k.extend_from_slice(author);

@@ -148,12 +148,14 @@ impl Store {
         self.retraction_into(&mut pending, post, author);
         let held = self.get_post(post)?;
         let removed = match held {
-            Some(p) if p.content.author == *author => self.remove_into(&mut pending, post, None)?,
+            Some(p) if p.content.author == *author => {
+                self.remove_into(&memory, &mut pending, post, None)?
+            }
             Some(_) => None,
             None if self.contains_post(post)? => {
                 // Stored but unreadable: deleted, whoever wrote it cannot
                 // be told.
-                self.remove_into(&mut pending, post, None)?
+                self.remove_into(&memory, &mut pending, post, None)?
             }
             None => None,
         };

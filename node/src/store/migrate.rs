@@ -1,5 +1,7 @@
 //! Moving a store of layout 1 (a tree per kind) or 2 (one `items` tree,
-//! values in the clear) to layout 3 (sealed values, tagged keys).
+//! values in the clear) to layout 3 (sealed values, tagged keys), and one
+//! of layout 3 to layout 4 (the author index as a log, see
+//! [`author_index_to_log`]).
 //!
 //! sled keeps old values in its segment files until it happens to rewrite
 //! them, so encrypting a store in place would leave its plaintext on disk.
@@ -30,8 +32,12 @@ use protocol::sync::ItemKey;
 use protocol::{PostId, PublicKey, TopicName};
 
 use super::ack;
+use super::authors::{Entry, Line};
 use super::error::During;
-use super::keys::{encode_u64, parse_id, parse_item_key, parse_u64, prefixed, EVER, ID_LEN};
+use super::keys::{
+    encode_u64, hex_tail, parse_id, parse_item_key, parse_tag, parse_u64, prefixed,
+    split_author_key, AUTHOR, AUTHOR_LOG, EVER, ID_LEN,
+};
 use super::local::decode_peer_record;
 use super::posts::NewPost;
 use super::{decode_post, Store, StoreError, StoreKeys, LOG_SCOPE};
@@ -42,6 +48,9 @@ const BUILDING: &str = "v3-migrating";
 const OLD: &str = "v2-old";
 /// Posts stored per batch while migrating.
 const BATCH: usize = 1024;
+/// [`BATCH`], for the tests' sizes.
+#[cfg(test)]
+pub(super) const BATCH_FOR_TESTS: usize = BATCH;
 
 /// Prefixes of layout 2's `items` tree that the migration reads (the
 /// others are derived again from these).
@@ -50,6 +59,51 @@ const V2_LOG: u8 = b'l';
 const V2_RETRACTION: u8 = b'r';
 const V2_TOMBSTONE: u8 = b't';
 const V2_EVER: u8 = b'n';
+
+/// Layout 3 → 4, in place: turns layout 3's `a` entries (one per post)
+/// into author log entries, [`BATCH`] posts per entry, each in one atomic
+/// batch that also deletes the `a` entries it lists, so an interrupted
+/// move resumes where it stopped at the next open. In place, because the
+/// entries hold only tags and times: nothing sealed is rewritten.
+pub(super) fn author_index_to_log(items: &sled::Tree) -> Result<(), StoreError> {
+    let mut seq = match items.scan_prefix([AUTHOR_LOG]).keys().next_back() {
+        None => 0,
+        Some(k) => k
+            .during("read the author log")?
+            .get(1..)
+            .and_then(parse_u64)
+            .map_or(0, |s| s.saturating_add(1)),
+    };
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut lines = Vec::with_capacity(BATCH);
+        let mut seen = 0usize;
+        for kv in items.scan_prefix([AUTHOR]).take(BATCH) {
+            let (k, v) = kv.during("read the author index")?;
+            seen += 1;
+            match (k.get(1..).and_then(split_author_key), parse_tag(&v)) {
+                (Some((author, key)), Some(topic)) => lines.push(Line {
+                    added: true,
+                    author,
+                    entry: Entry { key, topic },
+                }),
+                _ => tracing::warn!(key = %hex_tail(&k), "dropping a malformed author index entry"),
+            }
+            batch.remove(k);
+        }
+        if seen == 0 {
+            return Ok(());
+        }
+        batch.insert(
+            prefixed(AUTHOR_LOG, &encode_u64(seq)),
+            Line::encode_all(&lines),
+        );
+        seq += 1;
+        items
+            .apply_batch(batch)
+            .during("move the author index to layout 4")?;
+    }
+}
 
 /// `<dir>.<suffix>`, beside `dir`.
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {

@@ -61,6 +61,7 @@
 pub mod ack;
 #[cfg(test)]
 mod at_rest_tests;
+mod authors;
 mod error;
 mod integrity;
 mod keys;
@@ -73,7 +74,6 @@ mod seal;
 #[cfg(test)]
 mod tests;
 mod tombstones;
-mod window;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ pub const BACKGROUND_FLUSH_MS: u64 = 100;
 /// Version of the on-disk layout described in [`keys`]. A store written by
 /// a newer layout is refused rather than misread; an older one is migrated
 /// forward at open.
-pub const LAYOUT_VERSION: u64 = 3;
+pub const LAYOUT_VERSION: u64 = 4;
 
 /// sled's page cache, in bytes (sled's default is 1 GiB). With a 1,000,000
 /// post store, reading a topic's newest page took the same time with 32
@@ -164,8 +164,8 @@ struct Memory {
     retracted: HashMap<[u8; ID_LEN], Vec<[u8; ID_LEN]>>,
     /// Items ever stored per scope (the `n` entries, mirrored).
     ever: HashMap<Vec<u8>, u64>,
-    /// Post times of the authors asked about (the per-author limit).
-    times: window::AuthorTimes,
+    /// Every author's posts (the author log, folded).
+    authors: authors::AuthorIndex,
     /// The name of each topic tag (the `m` entries, opened).
     names: HashMap<Tag, TopicName>,
 }
@@ -186,10 +186,8 @@ struct Pending {
     count_delta: HashMap<Vec<u8>, i64>,
     /// Items newly stored per scope (for the `n` entries).
     stored: HashMap<Vec<u8>, u64>,
-    /// Posts stored (`true`) and deleted, as (author, created at).
-    times: Vec<([u8; ID_LEN], u64, bool)>,
-    /// A post of an unknown author was deleted (damage): forget all times.
-    forget_times: bool,
+    /// Posts stored and deleted, for this batch's author log entry.
+    author_lines: Vec<authors::Line>,
     retracted: Vec<([u8; ID_LEN], [u8; ID_LEN])>,
     /// A deletion or a log write: the cached scope sums are stale.
     forget_sums: bool,
@@ -391,7 +389,7 @@ impl Store {
                             supported: LAYOUT_VERSION,
                         })
                     }
-                    Some(LAYOUT_VERSION) => {
+                    Some(3 | LAYOUT_VERSION) => {
                         return Err(StoreError::Corrupt {
                             detail: format!(
                                 "the key check file {} is missing",
@@ -485,6 +483,14 @@ impl Store {
         let b = self.b();
         match layout_of(&b.db, &self.path)? {
             Some(LAYOUT_VERSION) => Ok(()),
+            Some(3) => {
+                migrate::author_index_to_log(&b.items)?;
+                b.info
+                    .insert(LAYOUT_KEY, &encode_u64(LAYOUT_VERSION)[..])
+                    .during("write the layout version")?;
+                tracing::info!("moved the store to layout 4 (the author index as a log)");
+                Ok(())
+            }
             Some(v) if v > LAYOUT_VERSION => Err(StoreError::NewerLayout {
                 path: self.path.clone(),
                 found: v,
@@ -540,6 +546,18 @@ impl Store {
                 _ => tracing::warn!(key = %keys::hex_tail(&k), "skipping an unreadable topic name"),
             }
         }
+        for kv in range(&b.items, whole_kind(keys::AUTHOR_LOG)) {
+            let (k, v) = kv.during("read the author log")?;
+            match (
+                k.get(1..).and_then(parse_u64),
+                authors::Line::decode_all(&v),
+            ) {
+                (Some(seq), Some(lines)) => memory.authors.apply(seq, &lines),
+                _ => {
+                    tracing::warn!(key = %keys::hex_tail(&k), "skipping a damaged author log entry")
+                }
+            }
+        }
         for (post, author) in self.read_retractions()? {
             memory.retracted.entry(post.0).or_default().push(author.0);
         }
@@ -590,6 +608,14 @@ impl Store {
             }
             counts.push((topic, new));
         }
+        let author_log = (!pending.author_lines.is_empty()).then(|| {
+            let seq = memory.authors.next_seq();
+            pending.batch.insert(
+                prefixed(keys::AUTHOR_LOG, &encode_u64(seq)),
+                authors::Line::encode_all(&pending.author_lines),
+            );
+            seq
+        });
         let written = pending.batch_bytes;
         self.b()
             .items
@@ -604,15 +630,8 @@ impl Store {
         }
         memory.ever.extend(ever);
         memory.names.extend(pending.names);
-        if pending.forget_times {
-            memory.times.clear();
-        }
-        for (author, at, added) in pending.times {
-            if added {
-                memory.times.added(&author, at);
-            } else {
-                memory.times.removed(&author, at);
-            }
+        if let Some(seq) = author_log {
+            memory.authors.apply(seq, &pending.author_lines);
         }
         for (post, author) in pending.retracted {
             let who = memory.retracted.entry(post).or_default();

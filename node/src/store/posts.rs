@@ -6,13 +6,14 @@ use std::collections::HashSet;
 use protocol::sync::ItemKey;
 use protocol::{Message, PostId, PublicKey, Scope, SignedPost, TopicName, VerifiedPost};
 
+use super::authors::{Entry as AuthorEntry, Line as AuthorLine};
 use super::error::During;
 use super::keys::{
-    author_key, hex_tail, kind_range, parse_post_place, parse_tag, post_place, prefixed,
-    split_author_key, split_topic_key, topic_end, topic_key, topic_prefix, whole_kind, Tag, AUTHOR,
-    COUNT, EVER, NAME, POST, POST_ID, TOMBSTONE, TOMBSTONE_ID,
+    hex_tail, kind_range, parse_post_place, post_place, prefixed, split_topic_key, topic_end,
+    topic_key, topic_prefix, whole_kind, Tag, COUNT, EVER, NAME, POST, POST_ID, TOMBSTONE,
+    TOMBSTONE_ID,
 };
-use super::{id_suffix, range, Pending, Store, StoreError};
+use super::{id_suffix, range, Memory, Pending, Store, StoreError};
 
 /// Where a stored post lives: its `p` key and what the other entries need.
 pub(super) struct Place {
@@ -115,16 +116,19 @@ impl Store {
                 continue;
             }
             seen.insert(post.id);
-            pending.times.push((post.author, post.key.created_at, true));
             pending.insert(post.post_key, post.sealed);
             pending.insert(
                 prefixed(POST_ID, &post.id.0),
                 &post_place(post.key.created_at, &post.tag)[..],
             );
-            pending.insert(
-                prefixed(AUTHOR, &author_key(&post.author_tag, &post.key)),
-                &post.tag[..],
-            );
+            pending.author_lines.push(AuthorLine {
+                added: true,
+                author: post.author_tag,
+                entry: AuthorEntry {
+                    key: post.key,
+                    topic: post.tag,
+                },
+            });
             pending.count(&post.tag, 1);
             pending.stored_one(&post.tag);
             if !memory.names.contains_key(&post.tag) && named.insert(post.tag) {
@@ -366,18 +370,14 @@ impl Store {
 
     /// The newest stored post of `author` (for a pseudonym to show).
     pub fn latest_post_of(&self, author: &PublicKey) -> Result<Option<SignedPost>, StoreError> {
-        let b = self.b();
-        let Some(k) = b
-            .items
-            .scan_prefix(prefixed(AUTHOR, &self.keys.author_tag(&author.0)))
-            .keys()
-            .next_back()
-        else {
-            return Ok(None);
-        };
-        let k = k.during("read the author index")?;
-        match k.get(1..).and_then(split_author_key) {
-            Some((_, key)) => self.get_post(&PostId(key.id)),
+        let newest = self
+            .lock()
+            .authors
+            .of(&self.keys.author_tag(&author.0))
+            .last()
+            .map(|e| e.key.id);
+        match newest {
+            Some(id) => self.get_post(&PostId(id)),
             None => Ok(None),
         }
     }
@@ -404,7 +404,7 @@ impl Store {
 
     /// How many posts `author` created in `[from_ms, to_ms]`, counting at
     /// most `limit`: the per-author rate limit asks "more than N lately?".
-    /// From memory once the author's times were read.
+    /// From memory.
     pub fn count_author_between(
         &self,
         author: &PublicKey,
@@ -412,12 +412,11 @@ impl Store {
         to_ms: u64,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let b = self.b();
-        let mut memory = self.lock();
         let tag = self.keys.author_tag(&author.0);
-        memory
-            .times
-            .count_between(&b.items, &author.0, &tag, from_ms, to_ms, limit)
+        Ok(self
+            .lock()
+            .authors
+            .count_between(&tag, from_ms, to_ms, limit))
     }
 
     /// Adds the deletion of a post and its entries to `pending` (and its
@@ -425,6 +424,7 @@ impl Store {
     /// readable; a post whose bytes do not decode is purged everywhere.
     pub(super) fn remove_into(
         &self,
+        memory: &Memory,
         pending: &mut Pending,
         id: &PostId,
         tombstone: Option<&[u8]>,
@@ -433,7 +433,7 @@ impl Store {
         let Some(place) = self.place_of(&id.0)? else {
             if self.contains_post(id)? {
                 // An id entry that does not decode.
-                self.purge_into(pending, id)?;
+                self.purge_into(memory, pending, id)?;
             }
             return Ok(None);
         };
@@ -445,19 +445,20 @@ impl Store {
             .and_then(|v| self.open_post(&post_key, &v));
         let Some(post) = post else {
             tracing::warn!(post = %id.short(), "deleting a stored post that does not decode");
-            self.purge_into(pending, id)?;
+            self.purge_into(memory, pending, id)?;
             return Ok(None);
         };
         pending.remove(post_key);
         pending.remove(prefixed(POST_ID, &id.0));
-        pending.remove(prefixed(
-            AUTHOR,
-            &author_key(&self.keys.author_tag(&post.content.author.0), &place.key),
-        ));
+        pending.author_lines.push(AuthorLine {
+            added: false,
+            author: self.keys.author_tag(&post.content.author.0),
+            entry: AuthorEntry {
+                key: place.key,
+                topic: place.topic,
+            },
+        });
         pending.count(&place.topic, -1);
-        pending
-            .times
-            .push((post.content.author.0, place.key.created_at, false));
         pending.forget_sums = true;
         if let Some(data) = tombstone {
             let tkey = prefixed(TOMBSTONE, &topic_key(&place.topic, &place.key));
@@ -481,7 +482,12 @@ impl Store {
     /// a post whose bytes or id entry cannot be read. Finding them needs a
     /// scan of the posts and the author index: slow, but only ever needed
     /// after damage.
-    fn purge_into(&self, pending: &mut Pending, id: &PostId) -> Result<(), StoreError> {
+    fn purge_into(
+        &self,
+        memory: &Memory,
+        pending: &mut Pending,
+        id: &PostId,
+    ) -> Result<(), StoreError> {
         let b = self.b();
         for k in range(&b.items, whole_kind(POST)).keys() {
             let k = k.during("read posts")?;
@@ -492,15 +498,15 @@ impl Store {
                 pending.remove(k.to_vec());
             }
         }
-        for k in range(&b.items, whole_kind(AUTHOR)).keys() {
-            let k = k.during("read the author index")?;
-            if id_suffix(&k) == Some(id.0) {
-                pending.remove(k.to_vec());
-            }
+        if let Some((author, entry)) = memory.authors.find(&id.0) {
+            pending.author_lines.push(AuthorLine {
+                added: false,
+                author,
+                entry,
+            });
         }
         pending.remove(prefixed(POST_ID, &id.0));
         pending.forget_sums = true;
-        pending.forget_times = true;
         Ok(())
     }
 
@@ -513,7 +519,7 @@ impl Store {
     ) -> Result<Option<SignedPost>, StoreError> {
         let mut memory = self.lock();
         let mut pending = Pending::default();
-        let removed = self.remove_into(&mut pending, id, tombstone)?;
+        let removed = self.remove_into(&memory, &mut pending, id, tombstone)?;
         self.commit(&mut memory, pending)?;
         Ok(removed)
     }
@@ -559,29 +565,18 @@ impl Store {
         scope: &Scope,
         dated: impl Fn(u64) -> bool,
     ) -> Result<Vec<(PostId, TopicName)>, StoreError> {
-        let b = self.b();
-        let mut victims = Vec::new();
         let in_topic = match scope {
             Scope::Community => None,
             Scope::Topic(t) => Some(self.topic_tag(t)),
         };
-        for kv in b
-            .items
-            .scan_prefix(prefixed(AUTHOR, &self.keys.author_tag(&author.0)))
-        {
-            let (k, topic) = kv.during("read an author's posts")?;
-            let Some((_, key)) = k.get(1..).and_then(split_author_key) else {
-                tracing::warn!(key = %hex_tail(&k), "skipping a malformed author index entry");
-                continue;
-            };
-            let in_scope = match &in_topic {
-                None => true,
-                Some(t) => parse_tag(&topic).as_ref() == Some(t),
-            };
-            if in_scope && dated(key.created_at) {
-                victims.push(PostId(key.id));
-            }
-        }
+        let victims: Vec<PostId> = self
+            .lock()
+            .authors
+            .of(&self.keys.author_tag(&author.0))
+            .iter()
+            .filter(|e| in_topic.is_none_or(|t| e.topic == t) && dated(e.key.created_at))
+            .map(|e| PostId(e.key.id))
+            .collect();
         self.remove_in_batches(&victims)
     }
 
@@ -597,7 +592,7 @@ impl Store {
             let mut pending = Pending::default();
             let mut removed = Vec::with_capacity(chunk.len());
             for id in chunk {
-                if let Some(post) = self.remove_into(&mut pending, id, None)? {
+                if let Some(post) = self.remove_into(&memory, &mut pending, id, None)? {
                     removed.push((*id, post.content.topic));
                 }
             }

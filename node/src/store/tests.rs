@@ -1,5 +1,5 @@
 use super::*;
-use keys::{author_key, topic_key, AUTHOR, COUNT, LOG, POST, POST_ID};
+use keys::{author_key, topic_key, AUTHOR, AUTHOR_LOG, COUNT, LOG, POST, POST_ID};
 
 /// The keys every on-disk store of these tests is sealed under.
 fn keys() -> StoreKeys {
@@ -623,15 +623,22 @@ fn damaged_values_are_skipped_reported_and_repaired() {
             &keys::post_place(12, &tag)[..],
         )
         .unwrap();
+    // The author index lost post 3 (as if its log line were gone), and
+    // the author log holds an entry that does not decode.
+    s.lock().authors.apply(
+        99,
+        &[authors::Line {
+            added: false,
+            author: s.keys.author_tag(&me.public().0),
+            entry: authors::Entry {
+                key: key_of(posts[3].signed()),
+                topic: tag,
+            },
+        }],
+    );
     s.b()
         .items
-        .remove(prefixed(
-            AUTHOR,
-            &author_key(
-                &s.keys.author_tag(&me.public().0),
-                &key_of(posts[3].signed()),
-            ),
-        ))
+        .insert(prefixed(AUTHOR_LOG, &encode_u64(98)), &b"junk"[..])
         .unwrap();
     s.b()
         .items
@@ -667,7 +674,11 @@ fn damaged_values_are_skipped_reported_and_repaired() {
     let text = problems.join("\n");
     assert!(text.contains("does not open or decode"), "{text}");
     assert!(text.contains("has no matching post"), "{text}");
-    assert!(text.contains("has no author index entry"), "{text}");
+    assert!(
+        text.contains("has no matching author index entry"),
+        "{text}"
+    );
+    assert!(text.contains("author log entry"), "{text}");
     assert!(text.contains("counts 42"), "{text}");
     assert!(text.contains("community log"), "{text}");
     assert!(!text.contains("body-"), "no content in reports");
@@ -976,7 +987,7 @@ fn record(addrs: &[&str]) -> PeerRecord {
 }
 
 #[test]
-fn author_windows_follow_inserts_and_deletions_once_cached() {
+fn author_windows_follow_inserts_and_deletions_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path(), keys()).unwrap();
     let me = Identity::generate(None);
@@ -990,12 +1001,12 @@ fn author_windows_follow_inserts_and_deletions_once_cached() {
         s.count_author_between(&me.public(), 1000, 1095, 100)
             .unwrap()
     };
-    assert_eq!(count(&s), 10, "read from the index the first time");
+    assert_eq!(count(&s), 10);
     let more: Vec<_> = (0..5)
         .map(|i| post(&me, "u", &format!("b{i}"), 1005 + i * 10))
         .collect();
     s.insert_posts(&more.iter().collect::<Vec<_>>()).unwrap();
-    assert_eq!(count(&s), 15, "the cache follows inserts");
+    assert_eq!(count(&s), 15, "the index follows inserts");
     s.delete_post(&first[0].id()).unwrap();
     s.hide_post(&first[1].id(), b"notice").unwrap();
     assert_eq!(count(&s), 13, "and deletions");
@@ -1009,7 +1020,60 @@ fn author_windows_follow_inserts_and_deletions_once_cached() {
     );
     s.close().unwrap();
     let s = Store::open(dir.path(), keys()).unwrap();
-    assert_eq!(count(&s), 8, "a fresh read of the index agrees");
+    assert_eq!(count(&s), 8, "the index read from the author log agrees");
+    assert_eq!(
+        s.latest_post_of(&me.public()).unwrap().unwrap(),
+        *first[9].signed()
+    );
+}
+
+#[test]
+fn a_layout_3_store_moves_its_author_index_into_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate(None);
+    let posts: Vec<_> = (0..(2 * super::migrate::BATCH_FOR_TESTS + 5) as u64)
+        .map(|i| post(&me, "t", &format!("p{i}"), 1000 + i))
+        .collect();
+    {
+        let s = Store::open(dir.path(), keys()).unwrap();
+        s.insert_posts(&posts.iter().collect::<Vec<_>>()).unwrap();
+        // Back to layout 3: the author index as one `a` entry per post.
+        let b = s.b();
+        let mut batch = sled::Batch::default();
+        for k in b.items.scan_prefix([AUTHOR_LOG]).keys() {
+            batch.remove(k.unwrap());
+        }
+        for p in &posts {
+            batch.insert(
+                prefixed(
+                    AUTHOR,
+                    &author_key(&s.keys.author_tag(&me.public().0), &key_of(p.signed())),
+                ),
+                &s.topic_tag(&topic("t"))[..],
+            );
+        }
+        b.items.apply_batch(batch).unwrap();
+        b.info.insert(LAYOUT_KEY, &encode_u64(3)[..]).unwrap();
+        drop(b);
+        s.close().unwrap();
+    }
+    let s = Store::open(dir.path(), keys()).unwrap();
+    assert_consistent(&s);
+    assert_eq!(
+        s.count_author_between(&me.public(), 0, u64::MAX, usize::MAX)
+            .unwrap(),
+        posts.len()
+    );
+    assert_eq!(s.b().items.scan_prefix([AUTHOR]).count(), 0);
+    assert_eq!(
+        layout_of(&s.b().db, dir.path()).unwrap(),
+        Some(LAYOUT_VERSION)
+    );
+    let gone = s
+        .delete_author_posts(&me.public(), &Scope::Community)
+        .unwrap();
+    assert_eq!(gone.len(), posts.len());
+    assert_consistent(&s);
 }
 
 #[test]

@@ -1,0 +1,232 @@
+//! Each author's posts, in memory, rebuilt at open from the author log.
+//!
+//! Why not an index entry per post: an author's entries sit at random
+//! places of the tree (authors interleave), and sled 0.34 pays 8 to 15 µs
+//! for each key a batch adds at a random place, however the batch is
+//! sorted or sized (`cargo run --release -p mutual-bench --example
+//! sled_floor`: the store's old shape with an author entry per post cost
+//! 33 µs per post, the same without it 19). So a batch writes one author
+//! log entry (`w ‖ seq`) listing the authors of the posts it adds and
+//! deletes, and the index lives here: the per-author limit, an author's
+//! newest post and a block's deletions all read it without touching disk.
+//!
+//! The log entry is in the same atomic batch as the posts it names, so
+//! after a crash the index rebuilt at open matches the posts.
+
+use std::collections::HashMap;
+
+use protocol::sync::ItemKey;
+
+use super::keys::{Tag, ID_LEN, TAG_LEN};
+
+/// One post of an author: where it lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Entry {
+    /// Its time and id (its place within its topic).
+    pub(super) key: ItemKey,
+    /// Its topic's tag.
+    pub(super) topic: Tag,
+}
+
+/// One line of the author log: a post of `author` was added or deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Line {
+    /// Added (`true`) or deleted.
+    pub(super) added: bool,
+    /// The author's tag.
+    pub(super) author: Tag,
+    /// The post.
+    pub(super) entry: Entry,
+}
+
+/// Bytes of one [`Line`]: `added ‖ T(author) ‖ created_at (BE) ‖ id ‖ T(topic)`.
+const LINE_LEN: usize = 1 + TAG_LEN + 8 + ID_LEN + TAG_LEN;
+
+impl Line {
+    /// The value of an author log entry holding `lines`.
+    pub(super) fn encode_all(lines: &[Line]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(lines.len() * LINE_LEN);
+        for l in lines {
+            out.push(u8::from(l.added));
+            out.extend_from_slice(&l.author);
+            out.extend_from_slice(&l.entry.key.created_at.to_be_bytes());
+            out.extend_from_slice(&l.entry.key.id);
+            out.extend_from_slice(&l.entry.topic);
+        }
+        out
+    }
+
+    /// The lines of an author log entry; `None` if it is damaged.
+    pub(super) fn decode_all(bytes: &[u8]) -> Option<Vec<Line>> {
+        if !bytes.len().is_multiple_of(LINE_LEN) {
+            return None;
+        }
+        bytes
+            .chunks_exact(LINE_LEN)
+            .map(|c| {
+                let (added, rest) = c.split_first()?;
+                let (author, rest) = rest.split_at(TAG_LEN);
+                let (at, rest) = rest.split_at(8);
+                let (id, topic) = rest.split_at(ID_LEN);
+                Some(Line {
+                    added: match added {
+                        0 => false,
+                        1 => true,
+                        _ => return None,
+                    },
+                    author: author.try_into().ok()?,
+                    entry: Entry {
+                        key: ItemKey {
+                            created_at: u64::from_be_bytes(at.try_into().ok()?),
+                            id: id.try_into().ok()?,
+                        },
+                        topic: topic.try_into().ok()?,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+/// Every author's stored posts, oldest first, and the author log's next
+/// sequence number.
+#[derive(Default)]
+pub(super) struct AuthorIndex {
+    by_author: HashMap<Tag, Vec<Entry>>,
+    next: u64,
+}
+
+impl AuthorIndex {
+    /// The sequence number of the next author log entry.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Author log entry `seq` holding `lines` is written (or was read at
+    /// open, in order).
+    pub(super) fn apply(&mut self, seq: u64, lines: &[Line]) {
+        self.next = self.next.max(seq.saturating_add(1));
+        for line in lines {
+            if line.added {
+                self.add(&line.author, line.entry);
+            } else {
+                self.remove(&line.author, &line.entry.key);
+            }
+        }
+    }
+
+    fn add(&mut self, author: &Tag, entry: Entry) {
+        let posts = self.by_author.entry(*author).or_default();
+        // Mostly in time order: the search lands at the end.
+        match posts.binary_search(&entry) {
+            Ok(_) => {}
+            Err(i) => posts.insert(i, entry),
+        }
+    }
+
+    fn remove(&mut self, author: &Tag, key: &ItemKey) {
+        if let Some(posts) = self.by_author.get_mut(author) {
+            let i = posts.partition_point(|e| e.key < *key);
+            if posts.get(i).is_some_and(|e| e.key == *key) {
+                posts.remove(i);
+            }
+            if posts.is_empty() {
+                self.by_author.remove(author);
+            }
+        }
+    }
+
+    /// The posts of the author whose tag is `author`, oldest first.
+    pub(super) fn of(&self, author: &Tag) -> &[Entry] {
+        self.by_author.get(author).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many posts of `author` were created in `[from, to]`, at most
+    /// `limit`: the per-author limit's question, by two binary searches.
+    pub(super) fn count_between(&self, author: &Tag, from: u64, to: u64, limit: usize) -> usize {
+        if from > to {
+            return 0;
+        }
+        let posts = self.of(author);
+        let lo = posts.partition_point(|e| e.key.created_at < from);
+        let hi = posts.partition_point(|e| e.key.created_at <= to);
+        hi.saturating_sub(lo).min(limit)
+    }
+
+    /// The author of post `id` and its entry, by a walk of the whole index
+    /// (only for damage, when the post itself cannot be read).
+    pub(super) fn find(&self, id: &[u8; ID_LEN]) -> Option<(Tag, Entry)> {
+        self.by_author
+            .iter()
+            .find_map(|(a, posts)| posts.iter().find(|e| e.key.id == *id).map(|e| (*a, *e)))
+    }
+
+    /// Every (author, post) in the index.
+    pub(super) fn all(&self) -> impl Iterator<Item = (&Tag, &Entry)> {
+        self.by_author
+            .iter()
+            .flat_map(|(a, posts)| posts.iter().map(move |e| (a, e)))
+    }
+
+    /// Forgets every post (before a rebuild), keeping the sequence.
+    pub(super) fn clear(&mut self) {
+        self.by_author.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(added: bool, author: u8, at: u64) -> Line {
+        Line {
+            added,
+            author: [author; TAG_LEN],
+            entry: Entry {
+                key: ItemKey {
+                    created_at: at,
+                    id: [at as u8; ID_LEN],
+                },
+                topic: [9; TAG_LEN],
+            },
+        }
+    }
+
+    #[test]
+    fn lines_round_trip_and_damage_reads_as_none() {
+        let lines = vec![line(true, 7, 1), line(false, 8, 2)];
+        let bytes = Line::encode_all(&lines);
+        assert_eq!(Line::decode_all(&bytes), Some(lines));
+        assert_eq!(Line::decode_all(&bytes[1..]), None);
+        let mut bad = bytes.clone();
+        bad[0] = 2;
+        assert_eq!(Line::decode_all(&bad), None);
+    }
+
+    #[test]
+    fn the_index_follows_additions_and_deletions_in_log_order() {
+        let mut index = AuthorIndex::default();
+        index.apply(
+            0,
+            &[line(true, 7, 30), line(true, 7, 10), line(true, 8, 20)],
+        );
+        index.apply(3, &[line(false, 7, 30), line(true, 7, 40)]);
+        let times: Vec<u64> = index
+            .of(&[7; TAG_LEN])
+            .iter()
+            .map(|e| e.key.created_at)
+            .collect();
+        assert_eq!(times, vec![10, 40]);
+        assert_eq!(index.count_between(&[7; TAG_LEN], 10, 39, 5), 1);
+        assert_eq!(index.count_between(&[7; TAG_LEN], 0, 100, 1), 1);
+        assert_eq!(index.count_between(&[7; TAG_LEN], 50, 0, 5), 0);
+        assert_eq!(index.next_seq(), 4);
+        assert_eq!(
+            index.find(&[20; ID_LEN]).map(|(a, _)| a),
+            Some([8; TAG_LEN])
+        );
+        index.apply(4, &[line(false, 8, 20)]);
+        assert!(index.of(&[8; TAG_LEN]).is_empty());
+        assert_eq!(index.all().count(), 2);
+    }
+}

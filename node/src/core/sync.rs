@@ -27,6 +27,12 @@ use super::{Core, Effect, Origin, Outcome, PeerRef, Refusal, Shared, SyncTicket}
 /// Invalid items a peer may send by sync before its session is dropped.
 const MAX_INVALID_ITEMS_PER_SESSION: u64 = 16;
 
+/// Pages of a session decoded but not yet verified and stored, past which
+/// the next request waits: the network fetches the next page while these
+/// are verified (on the blocking pool) and written (on the core), and
+/// memory stays bounded however fast the peer answers.
+const MAX_PAGES_UNCHECKED: usize = 2;
+
 struct Session {
     scope: SyncScope,
     initiator: Initiator,
@@ -34,6 +40,14 @@ struct Session {
     waiting: Option<SyncTicket>,
     received: u64,
     invalid: u64,
+    /// Pages decoded whose items are being verified, by the ticket they
+    /// answered: `Some(items)` when the initiator kept other items than
+    /// the page's, which are then verified on the core instead.
+    unchecked: HashMap<SyncTicket, Option<Vec<Vec<u8>>>>,
+    /// The next request, held while [`MAX_PAGES_UNCHECKED`] pages wait.
+    held: Option<SyncRequest>,
+    /// The initiator is done: the session ends once its pages are stored.
+    finished: bool,
 }
 
 #[derive(Default)]
@@ -240,6 +254,9 @@ impl Core {
                     waiting: Some(ticket),
                     received: 0,
                     invalid: 0,
+                    unchecked: HashMap::new(),
+                    held: None,
+                    finished: false,
                 });
             }
             return;
@@ -300,18 +317,28 @@ impl Core {
         }
     }
 
-    /// A peer answered a sync request: the items go through the arrival
-    /// path and the next request (if any) is sent. Decodes and verifies the
-    /// page here; the network does that on the blocking pool instead
-    /// ([`SyncPage::check`], then [`Core::sync_page`]), so that the next
-    /// page is verified while the core writes this one.
+    /// A peer answered a sync request: decodes it, takes its step and
+    /// verifies and stores its items, all here ([`Core::sync_decoded`] and
+    /// [`Core::sync_checked`] at once). The network splits the two, so the
+    /// next page is asked for as soon as this one is decoded.
     pub fn sync_response(&mut self, peer: &PeerRef, ticket: SyncTicket, bytes: &[u8], now_ms: u64) {
-        let page = SyncPage::check(bytes, &self.ctx(now_ms));
-        self.sync_page(peer, ticket, page, now_ms);
+        let page = DecodedPage::decode(bytes);
+        let checked = CheckedPage::check(&page.items(), &self.ctx(now_ms));
+        self.sync_decoded(peer, ticket, page, now_ms);
+        self.sync_checked(peer, ticket, checked, now_ms);
     }
 
-    /// A sync answer already decoded and verified by [`SyncPage::check`].
-    pub fn sync_page(&mut self, peer: &PeerRef, ticket: SyncTicket, page: SyncPage, now_ms: u64) {
+    /// A sync answer, decoded (phase one of two): the session takes its
+    /// step and asks for the next page at once, unless
+    /// [`MAX_PAGES_UNCHECKED`] pages still wait for
+    /// [`Core::sync_checked`], which stores the items.
+    pub fn sync_decoded(
+        &mut self,
+        peer: &PeerRef,
+        ticket: SyncTicket,
+        page: DecodedPage,
+        _now_ms: u64,
+    ) {
         self.sync.bytes_received += page.bytes as u64;
         self.sync.round_trips += 1;
         let Some(mut session) = self.session_for(peer, ticket) else {
@@ -327,6 +354,7 @@ impl Core {
                 return;
             }
         };
+        let sent_items = response.items.len();
         let scope = session.scope.clone();
         let (step, error) = {
             let set = StoreSet::new(&self.store, &scope);
@@ -339,56 +367,97 @@ impl Core {
             self.end_session(peer);
             return;
         }
-        // A peer that started pulling from this node after this session
-        // started: this page is stored, and the session stops here.
-        let hold = matches!(step, Ok(Step::Continue(_))) && self.hold_for_pull(peer, &scope);
-        // Ask for the next page before checking and storing this one, so
-        // the peer reads and sends it while this node verifies and writes
-        // (the request depends only on what this node held before).
-        if let (Ok(Step::Continue(next)), false) = (&step, hold) {
-            session.waiting = Some(self.send(peer, next));
-        }
+        // The verdicts to come belong to the page's items, which the
+        // initiator keeps as they are; should it ever keep others, those
+        // are verified on the core.
         let items = session.initiator.take_items();
-        // The verdicts belong to the response's items, which the initiator
-        // keeps as they are; should it ever keep others, they are verified
-        // here.
-        let verdicts = if items.len() == page.verdicts.len() {
-            page.verdicts
-        } else {
-            crate::verify::decode_and_verify_all(&items, &self.ctx(now_ms))
-        };
-        for outcome in self.arrive_checked(verdicts, Origin::Sync, now_ms) {
-            match outcome {
-                Ok(Outcome::Stored) => session.received += 1,
-                Ok(_) => {}
-                Err(Refusal::Invalid(e)) => {
-                    tracing::debug!("invalid item from sync: {e}");
-                    session.invalid += 1;
-                }
-                Err(r) => tracing::trace!("sync item refused: {r}"),
-            }
-        }
-        if session.invalid > MAX_INVALID_ITEMS_PER_SESSION {
-            tracing::info!("dropping a sync session that sent invalid items");
-            // The answer to the request already sent is ignored.
-            session.waiting = None;
-            self.put_back(peer, session);
-            self.end_session(peer);
-            return;
-        }
+        let recheck = (items.len() != sent_items).then_some(items);
+        session.unchecked.insert(ticket, recheck);
         match step {
-            // Not finished: no SyncDone; the next queued scope starts.
-            Ok(Step::Continue(_)) if hold => self.drive(peer),
-            Ok(Step::Continue(_)) => self.put_back(peer, session),
-            Ok(Step::Done) => {
+            // A peer that started pulling from this node after this
+            // session started: this page is stored, and the session stops
+            // here.
+            Ok(Step::Continue(_)) if self.hold_for_pull(peer, &scope) => self.drive(peer),
+            Ok(Step::Continue(next)) => {
+                // The request depends only on what this node held before.
+                if session.unchecked.len() < MAX_PAGES_UNCHECKED {
+                    session.waiting = Some(self.send(peer, &next));
+                } else {
+                    session.held = Some(next);
+                }
                 self.put_back(peer, session);
-                self.end_session(peer);
+            }
+            Ok(Step::Done) => {
+                session.finished = true;
+                self.put_back(peer, session);
             }
             Err(e) => {
                 tracing::debug!("sync session failed: {e}");
                 self.put_back(peer, session);
                 self.end_session(peer);
             }
+        }
+    }
+
+    /// A decoded page's items, verified (phase two): they go through the
+    /// arrival path; the session counts them, sends a request it held and
+    /// ends once the initiator is done and no page waits. The items of a
+    /// session that ended meanwhile are stored all the same.
+    pub fn sync_checked(
+        &mut self,
+        peer: &PeerRef,
+        ticket: SyncTicket,
+        page: CheckedPage,
+        now_ms: u64,
+    ) {
+        let mut session = self.sync.plans.get_mut(peer).and_then(|plan| {
+            if plan.current.as_ref()?.unchecked.contains_key(&ticket) {
+                plan.current.take()
+            } else {
+                None
+            }
+        });
+        let recheck = session
+            .as_mut()
+            .and_then(|s| s.unchecked.remove(&ticket))
+            .flatten();
+        let verdicts = match recheck {
+            Some(items) => crate::verify::decode_and_verify_all(&items, &self.ctx(now_ms)),
+            None => page.verdicts,
+        };
+        let (mut received, mut invalid) = (0u64, 0u64);
+        for outcome in self.arrive_checked(verdicts, Origin::Sync, now_ms) {
+            match outcome {
+                Ok(Outcome::Stored) => received += 1,
+                Ok(_) => {}
+                Err(Refusal::Invalid(e)) => {
+                    tracing::debug!("invalid item from sync: {e}");
+                    invalid += 1;
+                }
+                Err(r) => tracing::trace!("sync item refused: {r}"),
+            }
+        }
+        let Some(mut session) = session else {
+            return;
+        };
+        session.received += received;
+        session.invalid += invalid;
+        if session.invalid > MAX_INVALID_ITEMS_PER_SESSION {
+            tracing::info!("dropping a sync session that sent invalid items");
+            // The answer to a request already sent is ignored.
+            session.waiting = None;
+            session.held = None;
+            self.put_back(peer, session);
+            self.end_session(peer);
+            return;
+        }
+        if let Some(next) = session.held.take() {
+            session.waiting = Some(self.send(peer, &next));
+        }
+        let ends = session.finished && session.unchecked.is_empty();
+        self.put_back(peer, session);
+        if ends {
+            self.end_session(peer);
         }
     }
 
@@ -402,28 +471,44 @@ impl Core {
     }
 }
 
-/// A sync answer decoded and its items verified, off the core's thread.
-pub struct SyncPage {
+/// A sync answer decoded, off the core's thread (phase one).
+pub struct DecodedPage {
     /// The answer's size on the wire (for the counters).
     bytes: usize,
     response: Result<SyncResponse, String>,
+}
+
+impl DecodedPage {
+    /// Decodes an answer: pure work on the message alone.
+    pub fn decode(bytes: &[u8]) -> DecodedPage {
+        DecodedPage {
+            bytes: bytes.len(),
+            response: wire::decode_versioned(bytes, MAX_SYNC_FRAME_BYTES)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A copy of the answer's items, to verify while the core takes the
+    /// answer's step.
+    pub fn items(&self) -> Vec<Vec<u8>> {
+        self.response
+            .as_ref()
+            .map(|r| r.items.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A sync answer's items decoded and verified on every core, off the
+/// core's thread (phase two).
+pub struct CheckedPage {
     verdicts: Vec<Result<VerifiedMessage, ValidationError>>,
 }
 
-impl SyncPage {
-    /// Decodes an answer and verifies its items on every core: pure work
-    /// on the message alone, run on the blocking pool.
-    pub fn check(bytes: &[u8], ctx: &ValidationContext) -> SyncPage {
-        let response: Result<SyncResponse, String> =
-            wire::decode_versioned(bytes, MAX_SYNC_FRAME_BYTES).map_err(|e| e.to_string());
-        let verdicts = match &response {
-            Ok(r) => crate::verify::decode_and_verify_all(&r.items, ctx),
-            Err(_) => Vec::new(),
-        };
-        SyncPage {
-            bytes: bytes.len(),
-            response,
-            verdicts,
+impl CheckedPage {
+    /// Decodes and verifies `items`: pure work on the items alone.
+    pub fn check(items: &[Vec<u8>], ctx: &ValidationContext) -> CheckedPage {
+        CheckedPage {
+            verdicts: crate::verify::decode_and_verify_all(items, ctx),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::error::NodeError;
 use crate::now_ms;
 use crate::store::Store;
 
-use super::sync::SyncPage;
+use super::sync::{CheckedPage, DecodedPage};
 use super::{Channel, Core, Effect, PeerRef, SyncTicket, Verdict};
 
 /// Items from the network waiting for the core at most; past this, gossip
@@ -46,12 +46,20 @@ pub(crate) enum CoreRequest {
         peer: PeerRef,
         topics: Vec<TopicName>,
     },
-    /// A peer's answer to a sync request, decoded and verified on the
-    /// blocking pool.
-    SyncPage {
+    /// A peer's answer to a sync request, decoded on the blocking pool.
+    SyncDecoded {
         peer: PeerRef,
         ticket: SyncTicket,
-        page: SyncPage,
+        page: DecodedPage,
+    },
+    /// The items of an answer sent as [`CoreRequest::SyncDecoded`],
+    /// verified on the blocking pool. Not counted in the network backlog:
+    /// its answer was admitted, and a session keeps at most two such pages
+    /// waiting.
+    SyncChecked {
+        peer: PeerRef,
+        ticket: SyncTicket,
+        page: CheckedPage,
     },
     /// A sync request failed.
     SyncFailed { peer: PeerRef, ticket: SyncTicket },
@@ -71,7 +79,7 @@ impl CoreRequest {
         matches!(
             self,
             CoreRequest::Gossip { .. }
-                | CoreRequest::SyncPage { .. }
+                | CoreRequest::SyncDecoded { .. }
                 | CoreRequest::SyncWith { .. }
         )
     }
@@ -372,8 +380,11 @@ impl Worker {
                 let _ = self.net.send(NetInput::Verdict { ticket, verdict });
             }
             CoreRequest::SyncWith { peer, topics } => self.core.sync_with(peer, topics),
-            CoreRequest::SyncPage { peer, ticket, page } => {
-                self.core.sync_page(&peer, ticket, page, now)
+            CoreRequest::SyncDecoded { peer, ticket, page } => {
+                self.core.sync_decoded(&peer, ticket, page, now)
+            }
+            CoreRequest::SyncChecked { peer, ticket, page } => {
+                self.core.sync_checked(&peer, ticket, page, now)
             }
             CoreRequest::SyncFailed { peer, ticket } => self.core.sync_failed(&peer, ticket),
             CoreRequest::PeerGone(peer) => self.core.peer_gone(&peer),

@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 
 use crate::api::PeerView;
 use crate::config::NodeConfig;
-use crate::core::sync::{Responder, SyncPage};
+use crate::core::sync::{CheckedPage, DecodedPage, Responder};
 use crate::core::worker::{CoreLink, CoreRequest, NetInput};
 use crate::core::{Channel, Effect, PeerRef, SyncTicket, Verdict};
 use crate::error::NodeError;
@@ -606,13 +606,15 @@ impl EventLoop {
                         return;
                     };
                     let peer = peer_ref(&peer);
-                    // Decoded and verified on the blocking pool, so the
-                    // core writes one page while the next is verified
-                    // (one answer per session is outstanding at a time).
+                    // Decoded on the blocking pool and handed to the core,
+                    // which asks for the next page at once; then verified
+                    // there too, while the core writes the page before.
                     let core = self.core.clone();
                     tokio::task::spawn_blocking(move || {
-                        let page = SyncPage::check(&response, &core.ctx());
-                        let offered = core.offer(CoreRequest::SyncPage {
+                        let page = DecodedPage::decode(&response);
+                        drop(response);
+                        let items = page.items();
+                        let offered = core.offer(CoreRequest::SyncDecoded {
                             peer: peer.clone(),
                             ticket,
                             page,
@@ -621,7 +623,10 @@ impl EventLoop {
                             // The core is far behind: this session ends and
                             // the next round picks it up again.
                             core.offer(CoreRequest::SyncFailed { peer, ticket });
+                            return;
                         }
+                        let page = CheckedPage::check(&items, &core.ctx());
+                        core.offer(CoreRequest::SyncChecked { peer, ticket, page });
                     });
                 }
             },

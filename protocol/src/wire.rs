@@ -73,8 +73,16 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Our types hold only sized sequences, strings, integers and options:
     // serialising them cannot fail. Should a future type break that, the
     // empty output fails every later decode instead of panicking here.
-    bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
+    let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+    if bincode::serde::encode_into_std_write(value, &mut out, config()).is_err() {
+        out.clear();
+    }
+    out
 }
+
+/// The first allocation of an encoding: most messages (a post of a few
+/// hundred bytes) fit, so encoding does not grow its buffer step by step.
+const ENCODE_CAPACITY: usize = 512;
 
 /// Decodes a value encoded by [`encode`], refusing oversized, trailing or
 /// non-canonical input.
@@ -108,9 +116,11 @@ pub fn encode_versioned<T: Serialize>(value: &T) -> Vec<u8> {
 /// kind that older nodes must refuse by its version: see
 /// [`crate::message::SUCCESSION_WIRE_VERSION`]).
 pub fn encode_versioned_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(ENCODE_CAPACITY);
     out.push(version);
-    out.extend_from_slice(&encode(value));
+    if bincode::serde::encode_into_std_write(value, &mut out, config()).is_err() {
+        out.truncate(1);
+    }
     out
 }
 

@@ -97,7 +97,6 @@ impl Store {
     /// [`Store::insert_posts`] does once the posts are sealed (and what
     /// the migration does with the posts of an older layout).
     pub(super) fn insert_new(&self, posts: Vec<NewPost>) -> Result<Vec<bool>, StoreError> {
-        let b = self.b();
         let mut memory = self.lock();
         let mut pending = Pending::default();
         let mut seen: HashSet<PostId> = HashSet::with_capacity(posts.len());
@@ -105,12 +104,12 @@ impl Store {
         let mut named: HashSet<Tag> = HashSet::new();
         let mut added: Vec<(TopicName, PostId)> = Vec::with_capacity(posts.len());
         for post in posts {
-            // The duplicate check reads the post's own key: its id fixes
-            // its topic and time, and that key lies where the batch
-            // writes (the id entry would be a read at a random place).
+            // The duplicate check asks the in-memory author index, which
+            // holds every stored post (its log entry is written in the
+            // same batch as the post): no read of the tree.
             let new = !seen.contains(&post.id)
                 && !memory.is_retracted_by(&post.id.0, &post.author)
-                && !b.items.contains_key(&post.post_key).during("read a post")?;
+                && !memory.authors.holds(&post.author_tag, &post.key);
             stored.push(new);
             if !new {
                 continue;

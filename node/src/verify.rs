@@ -32,7 +32,11 @@ pub(crate) fn verify_all(
 
 /// Splits `items` into one part per core (one part when there are few),
 /// runs `f` on each part on its own thread, and joins the results in order.
-fn on_cores<T: Send, R: Send>(items: Vec<T>, f: impl Fn(Vec<T>) -> Vec<R> + Sync) -> Vec<R> {
+/// Also what the store seals a batch of arrivals with.
+pub(crate) fn on_cores<T: Send, R: Send>(
+    items: Vec<T>,
+    f: impl Fn(Vec<T>) -> Vec<R> + Sync,
+) -> Vec<R> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 || items.len() < PARALLEL_THRESHOLD {
         return f(items);

@@ -117,7 +117,12 @@ impl AuthorIndex {
 
     fn add(&mut self, author: &Tag, entry: Entry) {
         let posts = self.by_author.entry(*author).or_default();
-        // Mostly in time order: the search lands at the end.
+        // Mostly in time order (posts arrive and sync oldest first):
+        // append without a search.
+        if posts.last().is_none_or(|last| *last < entry) {
+            posts.push(entry);
+            return;
+        }
         match posts.binary_search(&entry) {
             Ok(_) => {}
             Err(i) => posts.insert(i, entry),

@@ -10,12 +10,14 @@
 //! 4 (one tree: the sealed 420-byte post, 460 bytes, under its
 //! time-ordered key behind the topic's 16-byte tag, id → place, count,
 //! ever-count and one author log entry listing the batch's authors; one
-//! `apply_batch` per batch after a read of each post's key, as
-//! `Store::insert_posts` does), then layout 3 (an author index entry per
-//! post instead of the log) and variants of it, then the ways tried for
+//! `apply_batch` per batch, as `Store::insert_posts` does), then layout 3
+//! (an author index entry per post instead of the log, each post's key
+//! read first) and variants of it, then the ways tried for
 //! layout 4 that lost (index entries deferred and folded sorted), then
 //! layout 1's shape (three trees and a count in one transaction per
-//! batch), then the engine's lower bounds, then layout 4 again. Sealing
+//! batch), then the engine's lower bounds, then layout 4 again.
+//! `sled_floor settings` writes layout 4 under other settings of sled
+//! (mode, cache, segment size, background flush). Sealing
 //! itself is CPU outside sled: see
 //! `store::seal::tests::seal_cost`.
 
@@ -62,14 +64,31 @@ fn author_key(i: u64, id: &[u8; 32]) -> Vec<u8> {
     k
 }
 
-fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
+/// The store's settings (node::store::CACHE_BYTES, BACKGROUND_FLUSH_MS).
+fn config(dir: &std::path::Path) -> sled::Config {
     sled::Config::new()
         .path(dir)
-        // The store's settings (node::store::CACHE_BYTES, BACKGROUND_FLUSH_MS).
         .cache_capacity(16 * 1024 * 1024)
         .flush_every_ms(Some(100))
-        .open()
 }
+
+fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
+    config(dir).open()
+}
+
+/// Other settings of sled, each measured with layout 4's writes.
+type Setting = fn(sled::Config) -> sled::Config;
+
+const SETTINGS: [(&str, Setting); 6] = [
+    ("the store's settings", |c| c),
+    ("mode HighThroughput", |c| {
+        c.mode(sled::Mode::HighThroughput)
+    }),
+    ("cache 64 MiB", |c| c.cache_capacity(64 * 1024 * 1024)),
+    ("cache 256 MiB", |c| c.cache_capacity(256 * 1024 * 1024)),
+    ("segment 8 MiB", |c| c.segment_size(8 * 1024 * 1024)),
+    ("no background flush", |c| c.flush_every_ms(None)),
+];
 
 /// One way of writing the posts.
 type Way = fn(&sled::Db) -> sled::Result<()>;
@@ -77,7 +96,7 @@ type Way = fn(&sled::Db) -> sled::Result<()>;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ways: [(&str, Way); 16] = [
         (
-            "layout 4: one tree, sealed post + id + count + ever + one author log entry per batch, one apply_batch per batch, post key read first (the store's shape)",
+            "layout 4: one tree, sealed post + id + count + ever + one author log entry per batch, one apply_batch per batch (the store's shape)",
             layout_4,
         ),
         (
@@ -138,8 +157,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             layout_4,
         ),
     ];
-    // `sled_floor WORD`: only the ways whose description holds WORD.
+    // `sled_floor WORD`: only the ways whose description holds WORD;
+    // `sled_floor settings`: layout 4 under each of [`SETTINGS`].
     let only = std::env::args().nth(1).unwrap_or_default();
+    if only == "settings" {
+        for (name, setting) in SETTINGS {
+            let dir = tempfile::tempdir()?;
+            let db = setting(config(dir.path())).open()?;
+            let t = Instant::now();
+            layout_4(&db)?;
+            let took = t.elapsed();
+            db.flush()?;
+            println!(
+                "{:>6.1} µs/post  {:>7.0} posts/s  {:>4} MiB on disk  layout 4, {name}",
+                took.as_secs_f64() * 1e6 / POSTS as f64,
+                POSTS as f64 / took.as_secs_f64(),
+                db.size_on_disk()? >> 20,
+            );
+        }
+        return Ok(());
+    }
     for (name, write) in ways.into_iter().filter(|(n, _)| n.contains(&only)) {
         let dir = tempfile::tempdir()?;
         let db = open(dir.path())?;
@@ -295,9 +332,10 @@ struct Shape {
 }
 
 impl Shape {
-    /// What `Store::insert_posts` writes (layout 4).
+    /// What `Store::insert_posts` writes (layout 4; its duplicate check
+    /// asks the in-memory author index, not the tree).
     const STORE: Shape = Shape {
-        read_first: true,
+        read_first: false,
         id_entry: true,
         author: None,
         author_log: true,

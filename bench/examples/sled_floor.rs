@@ -72,10 +72,6 @@ fn config(dir: &std::path::Path) -> sled::Config {
         .flush_every_ms(Some(100))
 }
 
-fn open(dir: &std::path::Path) -> sled::Result<sled::Db> {
-    config(dir).open()
-}
-
 /// Other settings of sled, each measured with layout 4's writes.
 type Setting = fn(sled::Config) -> sled::Config;
 
@@ -162,35 +158,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let only = std::env::args().nth(1).unwrap_or_default();
     if only == "settings" {
         for (name, setting) in SETTINGS {
-            let dir = tempfile::tempdir()?;
-            let db = setting(config(dir.path())).open()?;
-            let t = Instant::now();
-            layout_4(&db)?;
-            let took = t.elapsed();
-            db.flush()?;
-            println!(
-                "{:>6.1} µs/post  {:>7.0} posts/s  {:>4} MiB on disk  layout 4, {name}",
-                took.as_secs_f64() * 1e6 / POSTS as f64,
-                POSTS as f64 / took.as_secs_f64(),
-                db.size_on_disk()? >> 20,
-            );
+            measure(setting, layout_4, &format!("layout 4, {name}"))?;
         }
         return Ok(());
     }
     for (name, write) in ways.into_iter().filter(|(n, _)| n.contains(&only)) {
-        let dir = tempfile::tempdir()?;
-        let db = open(dir.path())?;
-        let t = Instant::now();
-        write(&db)?;
-        let took = t.elapsed();
-        db.flush()?;
-        println!(
-            "{:>6.1} µs/post  {:>7.0} posts/s  {:>4} MiB on disk  {name}",
-            took.as_secs_f64() * 1e6 / POSTS as f64,
-            POSTS as f64 / took.as_secs_f64(),
-            db.size_on_disk()? >> 20,
-        );
+        measure(|c| c, write, name)?;
     }
+    Ok(())
+}
+
+/// Writes the posts one way into a fresh database opened with the store's
+/// settings changed by `setting`, and prints the cost.
+fn measure(setting: Setting, write: Way, name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let db = setting(config(dir.path())).open()?;
+    let t = Instant::now();
+    write(&db)?;
+    let took = t.elapsed();
+    db.flush()?;
+    println!(
+        "{:>6.1} µs/post  {:>7.0} posts/s  {:>4} MiB on disk  {name}",
+        took.as_secs_f64() * 1e6 / POSTS as f64,
+        POSTS as f64 / took.as_secs_f64(),
+        db.size_on_disk()? >> 20,
+    );
     Ok(())
 }
 

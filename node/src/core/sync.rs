@@ -299,6 +299,22 @@ impl Core {
         self.drive(peer);
     }
 
+    /// A session that can go no further (its request failed, or an
+    /// answer could not be used): it ends now, or, when pages it already
+    /// took are still being verified, once the last of them is stored,
+    /// so that its end (`SyncDone`) always follows the storage of what it
+    /// received.
+    fn wind_down(&mut self, peer: &PeerRef, mut session: Session) {
+        session.waiting = None;
+        session.held = None;
+        session.finished = true;
+        let ends = session.unchecked.is_empty();
+        self.put_back(peer, session);
+        if ends {
+            self.end_session(peer);
+        }
+    }
+
     /// The current session of `peer` if it is waiting for `ticket`.
     fn session_for(&mut self, peer: &PeerRef, ticket: SyncTicket) -> Option<Session> {
         let plan = self.sync.plans.get_mut(peer)?;
@@ -312,8 +328,7 @@ impl Core {
     /// belongs to ends; a failure of an older request changes nothing.
     pub fn sync_failed(&mut self, peer: &PeerRef, ticket: SyncTicket) {
         if let Some(session) = self.session_for(peer, ticket) {
-            self.put_back(peer, session);
-            self.end_session(peer);
+            self.wind_down(peer, session);
         }
     }
 
@@ -349,8 +364,7 @@ impl Core {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("malformed sync response: {e}");
-                self.put_back(peer, session);
-                self.end_session(peer);
+                self.wind_down(peer, session);
                 return;
             }
         };
@@ -363,8 +377,7 @@ impl Core {
         };
         if let Some(e) = error {
             tracing::warn!("sync session stopped: this node could not read its store: {e}");
-            self.put_back(peer, session);
-            self.end_session(peer);
+            self.wind_down(peer, session);
             return;
         }
         // The verdicts to come belong to the page's items, which the
@@ -393,8 +406,7 @@ impl Core {
             }
             Err(e) => {
                 tracing::debug!("sync session failed: {e}");
-                self.put_back(peer, session);
-                self.end_session(peer);
+                self.wind_down(peer, session);
             }
         }
     }

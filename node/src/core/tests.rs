@@ -477,6 +477,67 @@ fn a_late_failure_of_an_old_sync_request_does_not_end_the_current_session() {
         .any(|e| matches!(e, Effect::SyncRequest { .. })));
 }
 
+/// A session whose request fails while a page it took is still being
+/// verified (two phases per answer) ends only once that page is stored:
+/// its end never comes before what it received is on disk.
+#[test]
+fn a_failed_session_ends_only_after_the_page_it_took_is_stored() {
+    use super::sync::{CheckedPage, DecodedPage};
+    use protocol::sync::SyncScope;
+
+    let w = World::new();
+    let mut full = w.core();
+    let authors: Vec<Identity> = (0..10).map(|_| Identity::generate(None)).collect();
+    let items: Vec<Vec<u8>> = (0..700u64)
+        .map(|i| {
+            let who = &authors[(i % 10) as usize];
+            w.post(who, &format!("post {i}"), T0 + i * 1_000).encode()
+        })
+        .collect();
+    let now = T0 + 10_000_000;
+    for chunk in items.chunks(350) {
+        let outcomes = full.arrive_encoded(chunk, Origin::Sync, now);
+        assert!(outcomes.iter().all(|o| matches!(o, Ok(Outcome::Stored))));
+    }
+    let p = peer(3);
+    let mut empty = w.core();
+    empty.sync_with(p.clone(), vec![w.topic.clone()]);
+    // Both logs agree: that session ends on its first answer.
+    let (log_ticket, request) = only_request_sent(&mut empty, &SyncScope::CommunityLog);
+    let answer = full.responder().answer(&p, &request);
+    empty.sync_decoded(&p, log_ticket, DecodedPage::decode(&answer), now);
+    empty.sync_checked(
+        &p,
+        log_ticket,
+        CheckedPage::check(&[], &empty.ctx(now)),
+        now,
+    );
+    assert_eq!(empty.sync.progress().completed_sessions, 1);
+
+    // The topic: the first answer is a page of posts, and more remain.
+    let scope = SyncScope::Topic(w.topic.clone());
+    let (ticket, request) = only_request_sent(&mut empty, &scope);
+    let answer = full.responder().answer(&p, &request);
+    let page = DecodedPage::decode(&answer);
+    let page_items = page.items();
+    assert!(!page_items.is_empty() && page_items.len() < items.len());
+    empty.sync_decoded(&p, ticket, page, now);
+    let next = only_request(&mut empty, &scope);
+    // The next request fails while the page is being verified: the
+    // session does not end yet.
+    empty.sync_failed(&p, next);
+    assert_eq!(empty.sync.progress().completed_sessions, 1);
+    assert_eq!(empty.store().count_topic(&w.topic).unwrap(), 0);
+    // The page is stored, then the session ends.
+    let checked = CheckedPage::check(&page_items, &empty.ctx(now));
+    empty.sync_checked(&p, ticket, checked, now);
+    assert_eq!(
+        empty.store().count_topic(&w.topic).unwrap(),
+        page_items.len() as u64
+    );
+    assert_eq!(empty.sync.progress().completed_sessions, 2);
+}
+
 #[test]
 fn a_revoked_moderators_backdated_block_from_the_network_has_no_effect() {
     let w = World::new();
@@ -956,6 +1017,11 @@ fn key_of(p: &protocol::SignedPost) -> ItemKey {
 /// The one sync request among the core's effects, which must be for
 /// `scope`; no session is held. Its ticket.
 fn only_request(core: &mut Core, scope: &protocol::sync::SyncScope) -> SyncTicket {
+    only_request_sent(core, scope).0
+}
+
+/// [`only_request`], with the request's bytes (to answer it).
+fn only_request_sent(core: &mut Core, scope: &protocol::sync::SyncScope) -> (SyncTicket, Vec<u8>) {
     let effects = core.take_effects();
     assert!(
         !effects.iter().any(|e| matches!(e, Effect::SyncLater(_))),
@@ -967,14 +1033,17 @@ fn only_request(core: &mut Core, scope: &protocol::sync::SyncScope) -> SyncTicke
             Effect::SyncRequest { ticket, bytes, .. } => {
                 let r: protocol::sync::SyncRequest =
                     protocol::wire::decode_versioned(&bytes, usize::MAX).unwrap();
-                Some((ticket, r.scope))
+                Some((ticket, r.scope, bytes))
             }
             _ => None,
         })
         .collect();
     assert_eq!(requests.len(), 1, "one request");
-    assert_eq!(&requests[0].1, scope);
-    requests[0].0
+    let Some((ticket, sent_scope, bytes)) = requests.into_iter().next() else {
+        unreachable!()
+    };
+    assert_eq!(&sent_scope, scope);
+    (ticket, bytes)
 }
 
 #[test]

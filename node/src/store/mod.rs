@@ -473,7 +473,12 @@ impl Store {
             keys,
         };
         store.check_layout()?;
-        store.load_memory()?;
+        if !store.load_memory()? {
+            // The duplicate check and the per-author limit trust the
+            // author index: rebuilt from the posts, not left with a hole.
+            let fixed = store.repair()?;
+            tracing::warn!("rebuilt the author index from the posts ({fixed} fixes)");
+        }
         Ok(store)
     }
 
@@ -509,8 +514,10 @@ impl Store {
     }
 
     /// Reads the counts and retractions into memory (one entry per topic,
-    /// one per retraction: small next to the posts).
-    fn load_memory(&self) -> Result<(), StoreError> {
+    /// one per retraction: small next to the posts) and folds the author
+    /// log. `false` when an author log entry was damaged (the index then
+    /// misses its posts).
+    fn load_memory(&self) -> Result<bool, StoreError> {
         let b = self.b();
         let mut memory = Memory::default();
         for kv in range(&b.items, whole_kind(COUNT)) {
@@ -546,6 +553,7 @@ impl Store {
                 _ => tracing::warn!(key = %keys::hex_tail(&k), "skipping an unreadable topic name"),
             }
         }
+        let mut author_log_whole = true;
         for kv in range(&b.items, whole_kind(keys::AUTHOR_LOG)) {
             let (k, v) = kv.during("read the author log")?;
             match (
@@ -554,7 +562,8 @@ impl Store {
             ) {
                 (Some(seq), Some(lines)) => memory.authors.apply(seq, &lines),
                 _ => {
-                    tracing::warn!(key = %keys::hex_tail(&k), "skipping a damaged author log entry")
+                    tracing::warn!(key = %keys::hex_tail(&k), "skipping a damaged author log entry");
+                    author_log_whole = false;
                 }
             }
         }
@@ -565,7 +574,7 @@ impl Store {
             who.sort_unstable();
         }
         *self.lock() = memory;
-        Ok(())
+        Ok(author_log_whole)
     }
 
     /// The write lock of the `items` tree, with the in-memory state.

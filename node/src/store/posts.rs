@@ -221,20 +221,16 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Whether this post is stored: one read of its own key (cheaper than
-    /// [`Store::contains_post`], which knows only the id).
+    /// Whether this post is stored: a look-up in the in-memory author
+    /// index (the same as [`Store::insert_posts`]'s duplicate check), no
+    /// read of the tree.
     pub fn holds(&self, post: &VerifiedPost) -> Result<bool, StoreError> {
-        let b = self.b();
         let key = ItemKey {
             created_at: post.created_at,
             id: post.id().0,
         };
-        b.items
-            .contains_key(prefixed(
-                POST,
-                &topic_key(&self.topic_tag(&post.topic), &key),
-            ))
-            .during("read a post")
+        let author = self.keys.author_tag(&post.author.0);
+        Ok(self.lock().authors.holds(&author, &key))
     }
 
     /// Whether a post is stored; cheaper than [`Store::get_post`].

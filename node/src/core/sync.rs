@@ -299,11 +299,11 @@ impl Core {
         self.drive(peer);
     }
 
-    /// A session that can go no further (its request failed, or an
-    /// answer could not be used): it ends now, or, when pages it already
-    /// took are still being verified, once the last of them is stored,
-    /// so that its end (`SyncDone`) always follows the storage of what it
-    /// received.
+    /// A session with nothing more to ask (it is done, its request
+    /// failed, or an answer could not be used): it ends now, or, when
+    /// pages it already took are still being verified, once the last of
+    /// them is stored, so that its end (`SyncDone`) always follows the
+    /// storage of what it received.
     fn wind_down(&mut self, peer: &PeerRef, mut session: Session) {
         session.waiting = None;
         session.held = None;
@@ -400,10 +400,7 @@ impl Core {
                 }
                 self.put_back(peer, session);
             }
-            Ok(Step::Done) => {
-                session.finished = true;
-                self.put_back(peer, session);
-            }
+            Ok(Step::Done) => self.wind_down(peer, session),
             Err(e) => {
                 tracing::debug!("sync session failed: {e}");
                 self.wind_down(peer, session);

@@ -73,9 +73,15 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Our types hold only sized sequences, strings, integers and options:
     // serialising them cannot fail. Should a future type break that, the
     // empty output fails every later decode instead of panicking here.
-    let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+    encode_after(Vec::with_capacity(ENCODE_CAPACITY), value)
+}
+
+/// `out` followed by the encoding of `value` (`out` alone should the
+/// encoding fail, see [`encode`]).
+fn encode_after<T: Serialize>(mut out: Vec<u8>, value: &T) -> Vec<u8> {
+    let len = out.len();
     if bincode::serde::encode_into_std_write(value, &mut out, config()).is_err() {
-        out.clear();
+        out.truncate(len);
     }
     out
 }
@@ -118,10 +124,7 @@ pub fn encode_versioned<T: Serialize>(value: &T) -> Vec<u8> {
 pub fn encode_versioned_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENCODE_CAPACITY);
     out.push(version);
-    if bincode::serde::encode_into_std_write(value, &mut out, config()).is_err() {
-        out.truncate(1);
-    }
-    out
+    encode_after(out, value)
 }
 
 /// Decodes what [`encode_versioned`] wrote. Cheap checks (size, version)

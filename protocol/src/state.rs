@@ -728,6 +728,7 @@ impl ModerationState {
         let moderators = self.current_moderators();
         let co_admins = self.co_admins();
         let manifest = self.manifest.clone();
+        let approvals = self.probation.clone();
         let pending = self.pending_len;
         self.admit(a)?;
         self.recompute();
@@ -737,6 +738,9 @@ impl ModerationState {
             return Err(ModerationError::TooManyPending);
         }
         let mut applied = diff(&before, &self.targets_in_force());
+        // A recompute re-judges every kept approval, so a lockdown can end
+        // an approval's count (or restore one): report it like any change.
+        self.probation.diff_into(&approvals, &mut applied);
         applied.moderators_changed = moderators != self.current_moderators();
         applied.co_admins_changed = co_admins != self.co_admins();
         applied.manifest_changed = manifest != self.manifest;

@@ -7,16 +7,17 @@
 //! writes 100,000 post-shaped entries in batches of 512, several ways
 //! (those whose description holds WORD), each into a fresh database with
 //! the store's settings, and prints µs per post: first the store's layout
-//! 4 (one tree: the sealed 420-byte post, 460 bytes, under its
-//! time-ordered key behind the topic's 16-byte tag, id → place, count,
-//! ever-count and one author log entry listing the batch's authors; one
-//! `apply_batch` per batch, as `Store::insert_posts` does), then layout 3
-//! (an author index entry per post instead of the log, each post's key
-//! read first) and variants of it, then the ways tried for
-//! layout 4 that lost (index entries deferred and folded sorted), then
-//! layout 1's shape (three trees and a count in one transaction per
-//! batch), then the engine's lower bounds, then layout 4 again.
-//! `sled_floor settings` writes layout 4 under other settings of sled
+//! 5 (one tree: the sealed 420-byte post, 460 bytes, under its
+//! time-ordered key behind the topic's 16-byte tag, count, ever-count and
+//! one author log entry listing the batch's authors and ids; one
+//! `apply_batch` per batch, as `Store::insert_posts` does), then layout 4
+//! (the same with an id → place entry per post), then layout 3 (an author
+//! index entry per post instead of the log, each post's key read first)
+//! and variants of it, then the ways tried for layout 4 that lost (index
+//! entries deferred and folded sorted), then layout 1's shape (three trees
+//! and a count in one transaction per batch), then the engine's lower
+//! bounds, then layout 5 again.
+//! `sled_floor settings` writes layout 5 under other settings of sled
 //! (mode, cache, segment size, background flush). Sealing
 //! itself is CPU outside sled: see
 //! `store::seal::tests::seal_cost`.
@@ -72,7 +73,7 @@ fn config(dir: &std::path::Path) -> sled::Config {
         .flush_every_ms(Some(100))
 }
 
-/// Other settings of sled, each measured with layout 4's writes.
+/// Other settings of sled, each measured with layout 5's writes.
 type Setting = fn(sled::Config) -> sled::Config;
 
 const SETTINGS: [(&str, Setting); 6] = [
@@ -90,10 +91,14 @@ const SETTINGS: [(&str, Setting); 6] = [
 type Way = fn(&sled::Db) -> sled::Result<()>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let ways: [(&str, Way); 16] = [
+    let ways: [(&str, Way); 17] = [
         (
-            "layout 4: one tree, sealed post + id + count + ever + one author log entry per batch, one apply_batch per batch (the store's shape)",
-            layout_4,
+            "layout 5: one tree, sealed post + count + ever + one author log entry per batch, one apply_batch per batch (the store's shape)",
+            layout_5,
+        ),
+        (
+            "layout 4: the same with an id → place entry per post",
+            |db| write_one_tree(db, Shape::LAYOUT_4),
         ),
         (
             "layout 3: the same with an author index entry per post instead of the author log",
@@ -149,16 +154,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             sequential_only,
         ),
         (
-            "layout 4 again (last: the first ways run on a colder machine)",
-            layout_4,
+            "layout 5 again (last: the first ways run on a colder machine)",
+            layout_5,
         ),
     ];
     // `sled_floor WORD`: only the ways whose description holds WORD;
-    // `sled_floor settings`: layout 4 under each of [`SETTINGS`].
+    // `sled_floor settings`: layout 5 under each of [`SETTINGS`].
     let only = std::env::args().nth(1).unwrap_or_default();
     if only == "settings" {
         for (name, setting) in SETTINGS {
-            measure(setting, layout_4, &format!("layout 4, {name}"))?;
+            measure(setting, layout_5, &format!("layout 5, {name}"))?;
         }
         return Ok(());
     }
@@ -194,7 +199,7 @@ fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-fn layout_4(db: &sled::Db) -> sled::Result<()> {
+fn layout_5(db: &sled::Db) -> sled::Result<()> {
     write_one_tree(db, Shape::STORE)
 }
 
@@ -324,13 +329,19 @@ struct Shape {
 }
 
 impl Shape {
-    /// What `Store::insert_posts` writes (layout 4; its duplicate check
-    /// asks the in-memory author index, not the tree).
+    /// What `Store::insert_posts` writes (layout 5; its duplicate check
+    /// and look-ups by id ask the in-memory index folded from the author
+    /// log, not the tree).
     const STORE: Shape = Shape {
         read_first: false,
-        id_entry: true,
+        id_entry: false,
         author: None,
         author_log: true,
+    };
+    /// What it wrote in layout 4.
+    const LAYOUT_4: Shape = Shape {
+        id_entry: true,
+        ..Shape::STORE
     };
     /// What it wrote in layout 3.
     const LAYOUT_3: Shape = Shape {
@@ -341,7 +352,7 @@ impl Shape {
     };
 }
 
-/// The one-tree layouts (3 and 4): everything in one tree under one-byte
+/// The one-tree layouts (3 to 5): everything in one tree under one-byte
 /// prefixes, one atomic `apply_batch` per batch.
 fn write_one_tree(db: &sled::Db, shape: Shape) -> sled::Result<()> {
     let items = db.open_tree("items")?;

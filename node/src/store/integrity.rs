@@ -1,6 +1,7 @@
-//! Checking and repairing the store's invariants: every post has its id
-//! and author entries and they point back at it, counts match, the log
-//! decodes, tombstones are linked. `mutual doctor` runs both.
+//! Checking and repairing the store's invariants: every post has its
+//! author log entry (which also finds it by id) and the log names no post
+//! that is not stored, counts match, the log decodes, tombstones are
+//! linked. `mutual doctor` runs both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,9 +12,8 @@ use protocol::{Message, PostId, TopicName};
 use super::authors::{AuthorIndex, Entry as AuthorEntry, Line};
 use super::error::During;
 use super::keys::{
-    encode_u64, hex_tail, parse_item_key, parse_post_place, post_place, prefixed, split_topic_key,
-    topic_key, whole_kind, Tag, AUTHOR_LOG, COUNT, ID_LEN, LOG, POST, POST_ID, RETRACTION,
-    TOMBSTONE, TOMBSTONE_ID,
+    encode_u64, hex_tail, parse_item_key, prefixed, split_topic_key, topic_key, whole_kind, Tag,
+    AUTHOR_LOG, COUNT, ID_LEN, LOG, POST, RETRACTION, TOMBSTONE, TOMBSTONE_ID,
 };
 use super::{parse_u64, range, Memory, Pending, Store, StoreError};
 
@@ -24,7 +24,6 @@ type Unreadable = Vec<(Vec<u8>, String)>;
 
 /// What a readable post's entries must be.
 struct Expected {
-    place: Vec<u8>,
     author: Tag,
     key: ItemKey,
     topic: Tag,
@@ -34,13 +33,15 @@ struct Expected {
 
 impl Expected {
     /// Whether the author index holds this post, under its author and
-    /// topic.
+    /// topic, and finds it by its id.
     fn indexed(&self, authors: &AuthorIndex) -> bool {
         let posts = authors.of(&self.author);
         let i = posts.partition_point(|e| e.key < self.key);
-        posts
-            .get(i)
-            .is_some_and(|e| e.key == self.key && e.topic == self.topic)
+        let entry = AuthorEntry {
+            key: self.key,
+            topic: self.topic,
+        };
+        posts.get(i) == Some(&entry) && authors.place(&self.key.id) == Some(entry)
     }
 }
 
@@ -85,7 +86,6 @@ impl Store {
             good.insert(
                 key.id,
                 Expected {
-                    place: post_place(key.created_at, &topic).to_vec(),
                     author: self.keys.author_tag(&p.content.author.0),
                     key,
                     topic,
@@ -110,10 +110,6 @@ impl Store {
         let mut per_topic: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for (id, e) in &good {
             let short = PostId(*id).short();
-            let place = b.items.get(prefixed(POST_ID, id)).during("read post ids")?;
-            if place.as_deref() != Some(e.place.as_slice()) {
-                problems.push(format!("post {short} has no matching id entry"));
-            }
             if !e.indexed(&memory.authors) {
                 problems.push(format!("post {short} has no matching author index entry"));
             }
@@ -121,22 +117,6 @@ impl Store {
                 problems.push(format!("post {short}'s topic has no name entry"));
             }
             *per_topic.entry(e.topic.to_vec()).or_default() += 1;
-        }
-        for kv in range(&b.items, whole_kind(POST_ID)) {
-            let (k, v) = kv.during("read post ids")?;
-            let id: Option<[u8; ID_LEN]> = k.get(1..).and_then(|k| k.try_into().ok());
-            let Some(id) = id else {
-                problems.push(format!("post ids: malformed key {}", hex_tail(&k)));
-                continue;
-            };
-            let ok = parse_post_place(&v).is_some()
-                && good.get(&id).is_some_and(|e| e.place == v.as_ref());
-            if !ok {
-                problems.push(format!(
-                    "id entry of {} has no matching post",
-                    PostId(id).short()
-                ));
-            }
         }
         for (_, entry) in memory.authors.all() {
             if !good.contains_key(&entry.key.id) {
@@ -276,13 +256,7 @@ impl Store {
         }
         let mut per_topic: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         let mut log_broken = false;
-        for (id, e) in &good {
-            let id_key = prefixed(POST_ID, id);
-            if b.items.get(&id_key).during("read post ids")?.as_deref() != Some(e.place.as_slice())
-            {
-                pending.insert(id_key, e.place.clone());
-                fixed += 1;
-            }
+        for e in good.values() {
             if !e.indexed(&memory.authors) {
                 log_broken = true;
                 fixed += 1;
@@ -294,17 +268,6 @@ impl Store {
                 fixed += 1;
             }
             *per_topic.entry(e.topic.to_vec()).or_default() += 1;
-        }
-        for k in range(&b.items, whole_kind(POST_ID)).keys() {
-            let k = k.during("read post ids")?;
-            let known = k
-                .get(1..)
-                .and_then(|k| <[u8; ID_LEN]>::try_from(k).ok())
-                .is_some_and(|id| good.contains_key(&id));
-            if !known {
-                pending.remove(k.to_vec());
-                fixed += 1;
-            }
         }
         // The author log: written anew from the posts when it disagrees.
         log_broken |= memory

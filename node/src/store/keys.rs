@@ -1,4 +1,4 @@
-//! Byte layout of the store's keys and small values (layout 4).
+//! Byte layout of the store's keys and small values (layout 5).
 //!
 //! Everything a batch of arrivals writes lives in one sled tree (`items`),
 //! under a one-byte prefix per kind, so one `apply_batch` writes a page of
@@ -10,7 +10,6 @@
 //! | prefix | key after the prefix                 | value                                 |
 //! |--------|--------------------------------------|---------------------------------------|
 //! | `p`    | T(topic) ‖ created_at (BE) ‖ post id | seal(encoded `Message::Post`)         |
-//! | `i`    | post id                              | created_at (BE) ‖ T(topic)            |
 //! | `w`    | sequence number (u64 BE)             | author log lines (see below)          |
 //! | `c`    | T(topic)                             | post count (u64 BE)                   |
 //! | `m`    | T(topic)                             | seal(topic name)                      |
@@ -22,10 +21,13 @@
 //!
 //! The author log holds one entry per batch that adds or deletes posts:
 //! for each, `added ‖ T(author) ‖ created_at ‖ id ‖ T(topic)`. Folded in
-//! order at open, it is the index of each author's posts, which lives in
-//! memory ([`super::authors`]). Layout 3 kept that index on disk instead,
-//! one `a` entry per post (`T(author) ‖ created_at ‖ id` → `T(topic)`);
-//! the migration to layout 4 turns those into author log entries.
+//! order at open, it is the index of each author's posts and of every
+//! post by id, which live in memory ([`super::authors`]). Layout 3 kept
+//! the author index on disk instead, one `a` entry per post
+//! (`T(author) ‖ created_at ‖ id` → `T(topic)`); the migration to layout 4
+//! turns those into author log entries. Layouts 3 and 4 kept an `i` entry
+//! per post (`id` → `created_at ‖ T(topic)`); the migration to layout 5
+//! deletes them.
 //!
 //! Times are big-endian so that byte order is time order: every "newest
 //! first", "since" or sync range read is one range scan. Tags have a fixed
@@ -46,7 +48,7 @@ pub(super) const ID_LEN: usize = 32;
 
 /// A post under its time-ordered place in its topic.
 pub(super) const POST: u8 = b'p';
-/// Post id → where the post lives (`created_at ‖ T(topic)`).
+/// Layouts 3 and 4's post id → where the post lives (migrated away).
 pub(super) const POST_ID: u8 = b'i';
 /// Layout 3's index entry of a post under its author (migrated away).
 pub(super) const AUTHOR: u8 = b'a';
@@ -86,27 +88,6 @@ pub(super) fn kind_range(prefix: u8, start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<
 /// `[prefix, prefix + 1)`: every key of one kind.
 pub(super) fn whole_kind(prefix: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![prefix], vec![prefix + 1])
-}
-
-/// The value of a [`POST_ID`] entry: `created_at (BE) ‖ T(topic)`.
-pub(super) fn post_place(created_at: u64, topic: &Tag) -> [u8; 8 + TAG_LEN] {
-    let mut v = [0u8; 8 + TAG_LEN];
-    let (at, t) = v.split_at_mut(8);
-    at.copy_from_slice(&created_at.to_be_bytes());
-    t.copy_from_slice(topic);
-    v
-}
-
-/// Parses a [`post_place`] value.
-pub(super) fn parse_post_place(v: &[u8]) -> Option<(u64, Tag)> {
-    if v.len() != 8 + TAG_LEN {
-        return None;
-    }
-    let (at, topic) = v.split_at(8);
-    Some((
-        u64::from_be_bytes(at.try_into().ok()?),
-        topic.try_into().ok()?,
-    ))
 }
 
 /// A tag stored as a value or key.
@@ -257,7 +238,6 @@ mod tests {
         let rk = retraction_key(&[1; 32], &[2; TAG_LEN]);
         assert_eq!(retraction_post(&rk), Some([1; 32]));
         assert_eq!(retraction_post(&rk[1..]), None);
-        assert_eq!(parse_post_place(&post_place(9, &t)), Some((9, t)));
     }
 
     #[test]
@@ -266,7 +246,6 @@ mod tests {
         assert_eq!(split_topic_key(&[]), None);
         assert_eq!(split_topic_key(&[0; 40]), None, "no topic");
         assert_eq!(split_author_key(&[0; 71]), None);
-        assert_eq!(parse_post_place(&[0; 9]), None);
         assert_eq!(parse_u64(&[1, 2]), None);
         assert_eq!(hex_tail(&[]), "");
         assert_eq!(hex_tail(&[0xab, 0xcd]), "abcd");

@@ -146,13 +146,13 @@ impl Store {
             pending.forget_sums = true;
         }
         self.retraction_into(&mut pending, post, author);
-        let held = self.get_post(post)?;
+        let held = self.get_post_in(&memory, post)?;
         let removed = match held {
             Some(p) if p.content.author == *author => {
                 self.remove_into(&memory, &mut pending, post, None)?
             }
             Some(_) => None,
-            None if self.contains_post(post)? => {
+            None if self.contains_post_in(&memory, post)? => {
                 // Stored but unreadable: deleted, whoever wrote it cannot
                 // be told.
                 self.remove_into(&memory, &mut pending, post, None)?

@@ -1,7 +1,8 @@
 //! Moving a store of layout 1 (a tree per kind) or 2 (one `items` tree,
-//! values in the clear) to layout 3 (sealed values, tagged keys), and one
-//! of layout 3 to layout 4 (the author index as a log, see
-//! [`author_index_to_log`]).
+//! values in the clear) to layout 3 (sealed values, tagged keys), one of
+//! layout 3 to layout 4 (the author index as a log, see
+//! [`author_index_to_log`]) and one of layout 3 or 4 to layout 5 (no id
+//! entries: the author log finds posts by id, see [`drop_id_entries`]).
 //!
 //! sled keeps old values in its segment files until it happens to rewrite
 //! them, so encrypting a store in place would leave its plaintext on disk.
@@ -36,7 +37,7 @@ use super::authors::{Entry, Line};
 use super::error::During;
 use super::keys::{
     encode_u64, hex_tail, parse_id, parse_item_key, parse_tag, parse_u64, prefixed,
-    split_author_key, AUTHOR, AUTHOR_LOG, EVER, ID_LEN,
+    split_author_key, AUTHOR, AUTHOR_LOG, EVER, ID_LEN, POST_ID,
 };
 use super::local::decode_peer_record;
 use super::posts::NewPost;
@@ -102,6 +103,28 @@ pub(super) fn author_index_to_log(items: &sled::Tree) -> Result<(), StoreError> 
         items
             .apply_batch(batch)
             .during("move the author index to layout 4")?;
+    }
+}
+
+/// Layout 4 → 5, in place: deletes the `i` entries (post id → place),
+/// [`BATCH`] per atomic batch. The in-memory index folded from the author
+/// log finds a post by id since layout 5, so nothing replaces them, and an
+/// interrupted run resumes at the next open (the layout version is written
+/// after the last batch).
+pub(super) fn drop_id_entries(items: &sled::Tree) -> Result<(), StoreError> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut seen = 0usize;
+        for k in items.scan_prefix([POST_ID]).keys().take(BATCH) {
+            batch.remove(k.during("read the id entries")?);
+            seen += 1;
+        }
+        if seen == 0 {
+            return Ok(());
+        }
+        items
+            .apply_batch(batch)
+            .during("move the store to layout 5")?;
     }
 }
 

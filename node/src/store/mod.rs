@@ -95,7 +95,7 @@ pub const BACKGROUND_FLUSH_MS: u64 = 100;
 /// Version of the on-disk layout described in [`keys`]. A store written by
 /// a newer layout is refused rather than misread; an older one is migrated
 /// forward at open.
-pub const LAYOUT_VERSION: u64 = 4;
+pub const LAYOUT_VERSION: u64 = 5;
 
 /// sled's page cache, in bytes (sled's default is 1 GiB). With a 1,000,000
 /// post store, reading a topic's newest page took the same time with 32
@@ -389,7 +389,7 @@ impl Store {
                             supported: LAYOUT_VERSION,
                         })
                     }
-                    Some(3 | LAYOUT_VERSION) => {
+                    Some(3..=LAYOUT_VERSION) => {
                         return Err(StoreError::Corrupt {
                             detail: format!(
                                 "the key check file {} is missing",
@@ -488,12 +488,17 @@ impl Store {
         let b = self.b();
         match layout_of(&b.db, &self.path)? {
             Some(LAYOUT_VERSION) => Ok(()),
-            Some(3) => {
-                migrate::author_index_to_log(&b.items)?;
+            Some(v @ (3 | 4)) => {
+                if v == 3 {
+                    migrate::author_index_to_log(&b.items)?;
+                }
+                migrate::drop_id_entries(&b.items)?;
                 b.info
                     .insert(LAYOUT_KEY, &encode_u64(LAYOUT_VERSION)[..])
                     .during("write the layout version")?;
-                tracing::info!("moved the store to layout 4 (the author index as a log)");
+                tracing::info!(
+                    "moved the store to layout 5 (the author index as a log, posts found by id in memory)"
+                );
                 Ok(())
             }
             Some(v) if v > LAYOUT_VERSION => Err(StoreError::NewerLayout {

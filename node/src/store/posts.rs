@@ -9,13 +9,13 @@ use protocol::{Message, PostId, PublicKey, Scope, SignedPost, TopicName, Verifie
 use super::authors::{Entry as AuthorEntry, Line as AuthorLine};
 use super::error::During;
 use super::keys::{
-    hex_tail, kind_range, parse_post_place, post_place, prefixed, split_topic_key, topic_end,
-    topic_key, topic_prefix, whole_kind, Tag, COUNT, EVER, NAME, POST, POST_ID, TOMBSTONE,
-    TOMBSTONE_ID,
+    hex_tail, kind_range, prefixed, split_topic_key, topic_end, topic_key, topic_prefix,
+    whole_kind, Tag, COUNT, EVER, ID_LEN, NAME, POST, TOMBSTONE, TOMBSTONE_ID,
 };
 use super::{id_suffix, range, Memory, Pending, Store, StoreError};
 
 /// Where a stored post lives: its `p` key and what the other entries need.
+#[derive(Clone, Copy)]
 pub(super) struct Place {
     pub(super) key: ItemKey,
     pub(super) topic: Tag,
@@ -119,11 +119,9 @@ impl Store {
                 continue;
             }
             seen.insert(post.id);
+            // The post alone: its id, author and topic are found through
+            // the author log line below (folded into memory).
             pending.insert(post.post_key, post.sealed);
-            pending.insert(
-                prefixed(POST_ID, &post.id.0),
-                &post_place(post.key.created_at, &post.tag)[..],
-            );
             pending.author_lines.push(AuthorLine {
                 added: true,
                 author: post.author_tag,
@@ -164,35 +162,35 @@ impl Store {
         pending.names.push((*tag, topic.clone()));
     }
 
-    /// Where a post is stored, if it is.
-    pub(super) fn place_of(&self, id: &[u8; 32]) -> Result<Option<Place>, StoreError> {
-        let Some(v) = self
-            .b()
-            .items
-            .get(prefixed(POST_ID, id))
-            .during("read a post")?
-        else {
-            return Ok(None);
-        };
-        match parse_post_place(&v) {
-            Some((created_at, topic)) => Ok(Some(Place {
-                key: ItemKey {
-                    created_at,
-                    id: *id,
-                },
-                topic,
-            })),
-            None => {
-                tracing::warn!(post = %PostId(*id).short(), "a post's id entry does not decode");
-                Ok(None)
-            }
-        }
+    /// Where post `id` is stored if it is, from the in-memory id index:
+    /// the caller reads the post key to know (see
+    /// [`AuthorIndex::place`](super::authors::AuthorIndex::place)).
+    pub(super) fn place_in(memory: &Memory, id: &[u8; ID_LEN]) -> Option<Place> {
+        memory.authors.place(id).map(|e| Place {
+            key: e.key,
+            topic: e.topic,
+        })
     }
 
     /// A stored post; `None` if it is not stored (or its bytes are damaged,
     /// which is logged).
     pub fn get_post(&self, id: &PostId) -> Result<Option<SignedPost>, StoreError> {
-        let Some(bytes) = self.get_post_bytes(id)? else {
+        let place = Self::place_in(&self.lock(), &id.0);
+        self.post_at(place, id)
+    }
+
+    /// [`Store::get_post`] for a caller that holds the memory lock.
+    pub(super) fn get_post_in(
+        &self,
+        memory: &Memory,
+        id: &PostId,
+    ) -> Result<Option<SignedPost>, StoreError> {
+        self.post_at(Self::place_in(memory, &id.0), id)
+    }
+
+    /// The post `id` at `place`, decoded.
+    fn post_at(&self, place: Option<Place>, id: &PostId) -> Result<Option<SignedPost>, StoreError> {
+        let Some(bytes) = self.bytes_at(place, id)? else {
             return Ok(None);
         };
         let post = super::decode_post(&bytes);
@@ -205,13 +203,18 @@ impl Store {
     /// The stored wire bytes of a post (an encoded `Message::Post`), for
     /// serving it without decoding and re-encoding.
     pub fn get_post_bytes(&self, id: &PostId) -> Result<Option<Vec<u8>>, StoreError> {
-        let b = self.b();
-        let Some(place) = self.place_of(&id.0)? else {
+        let place = Self::place_in(&self.lock(), &id.0);
+        self.bytes_at(place, id)
+    }
+
+    /// The opened bytes of post `id` at `place`; `None` if nothing is
+    /// there (it is not stored) or they do not open (logged).
+    fn bytes_at(&self, place: Option<Place>, id: &PostId) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(place) = place else {
             return Ok(None);
         };
         let key = place.post_key();
-        let Some(sealed) = b.items.get(&key).during("read a post")? else {
-            tracing::warn!(post = %id.short(), "a post's id entry has no post");
+        let Some(sealed) = self.b().items.get(&key).during("read a post")? else {
             return Ok(None);
         };
         let bytes = self.open_value(&key, &sealed);
@@ -235,18 +238,41 @@ impl Store {
 
     /// Whether a post is stored; cheaper than [`Store::get_post`].
     pub fn contains_post(&self, id: &PostId) -> Result<bool, StoreError> {
-        let b = self.b();
-        b.items
-            .contains_key(prefixed(POST_ID, &id.0))
-            .during("read a post")
+        let place = Self::place_in(&self.lock(), &id.0);
+        self.holds_at(place)
     }
 
-    /// The topic a stored post was written in, without reading the post: a
-    /// reply must live in its parent's topic.
+    /// [`Store::contains_post`] for a caller that holds the memory lock.
+    pub(super) fn contains_post_in(
+        &self,
+        memory: &Memory,
+        id: &PostId,
+    ) -> Result<bool, StoreError> {
+        self.holds_at(Self::place_in(memory, &id.0))
+    }
+
+    /// Whether a post is stored at `place`.
+    fn holds_at(&self, place: Option<Place>) -> Result<bool, StoreError> {
+        match place {
+            Some(place) => self
+                .b()
+                .items
+                .contains_key(place.post_key())
+                .during("read a post"),
+            None => Ok(false),
+        }
+    }
+
+    /// The topic a stored post was written in, without decoding the post:
+    /// a reply must live in its parent's topic.
     pub fn topic_of(&self, id: &PostId) -> Result<Option<TopicName>, StoreError> {
-        let Some(place) = self.place_of(&id.0)? else {
+        let place = Self::place_in(&self.lock(), &id.0);
+        let Some(place) = place else {
             return Ok(None);
         };
+        if !self.holds_at(Some(place))? {
+            return Ok(None);
+        }
         if let Some(name) = self.lock().names.get(&place.topic) {
             return Ok(Some(name.clone()));
         }
@@ -261,20 +287,13 @@ impl Store {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<PostId>, StoreError> {
-        let b = self.b();
-        let mut out = Vec::new();
-        for k in b
-            .items
-            .scan_prefix(prefixed(POST_ID, prefix))
-            .keys()
-            .take(limit)
-        {
-            let k = k.during("read posts")?;
-            if let Some(id) = k.get(1..).and_then(|k| k.try_into().ok()) {
-                out.push(PostId(id));
-            }
-        }
-        Ok(out)
+        Ok(self
+            .lock()
+            .authors
+            .ids_with_prefix(prefix, limit)
+            .into_iter()
+            .map(PostId)
+            .collect())
     }
 
     /// Decodes posts from an iterator over `p` entries until `limit` are
@@ -429,26 +448,19 @@ impl Store {
         tombstone: Option<&[u8]>,
     ) -> Result<Option<SignedPost>, StoreError> {
         let b = self.b();
-        let Some(place) = self.place_of(&id.0)? else {
-            if self.contains_post(id)? {
-                // An id entry that does not decode.
-                self.purge_into(memory, pending, id)?;
-            }
+        let Some(place) = Self::place_in(memory, &id.0) else {
             return Ok(None);
         };
         let post_key = place.post_key();
-        let post = b
-            .items
-            .get(&post_key)
-            .during("read a post")?
-            .and_then(|v| self.open_post(&post_key, &v));
-        let Some(post) = post else {
+        let Some(sealed) = b.items.get(&post_key).during("read a post")? else {
+            return Ok(None);
+        };
+        let Some(post) = self.open_post(&post_key, &sealed) else {
             tracing::warn!(post = %id.short(), "deleting a stored post that does not decode");
             self.purge_into(memory, pending, id)?;
             return Ok(None);
         };
         pending.remove(post_key);
-        pending.remove(prefixed(POST_ID, &id.0));
         pending.author_lines.push(AuthorLine {
             added: false,
             author: self.keys.author_tag(&post.content.author.0),
@@ -478,7 +490,7 @@ impl Store {
     }
 
     /// Adds the deletion of every entry naming post `id` to `pending`, for
-    /// a post whose bytes or id entry cannot be read. Finding them needs a
+    /// a post whose bytes cannot be read. Finding them needs a
     /// scan of the posts and the author index: slow, but only ever needed
     /// after damage.
     fn purge_into(
@@ -504,7 +516,6 @@ impl Store {
                 entry,
             });
         }
-        pending.remove(prefixed(POST_ID, &id.0));
         pending.forget_sums = true;
         Ok(())
     }

@@ -605,9 +605,9 @@ fn damaged_values_are_skipped_reported_and_repaired() {
     for p in &posts {
         s.insert_post(p).unwrap();
     }
-    // Damage behind the store's back: a post's bytes, an id entry
-    // without its post, a missing author entry, a wrong count, junk values
-    // elsewhere.
+    // Damage behind the store's back: a post's bytes, an author index
+    // entry without its post, a missing author entry, a wrong count, junk
+    // values elsewhere.
     let broken = posts[1].id();
     let t = topic("t");
     let tag = s.topic_tag(&t);
@@ -616,26 +616,34 @@ fn damaged_values_are_skipped_reported_and_repaired() {
         .items
         .insert(&broken_key, &b"\x01garbage"[..])
         .unwrap();
-    s.b()
-        .items
-        .insert(
-            prefixed(POST_ID, &[0xee; 32]),
-            &keys::post_place(12, &tag)[..],
-        )
-        .unwrap();
-    // The author index lost post 3 (as if its log line were gone), and
-    // the author log holds an entry that does not decode.
+    // The author index names a post that is not stored (a ghost), lost
+    // post 3 (as if its log line were gone), and the author log holds an
+    // entry that does not decode.
     s.lock().authors.apply(
         99,
-        &[authors::Line {
-            added: false,
-            author: s.keys.author_tag(&me.public().0),
-            entry: authors::Entry {
-                key: key_of(posts[3].signed()),
-                topic: tag,
+        &[
+            authors::Line {
+                added: true,
+                author: s.keys.author_tag(&me.public().0),
+                entry: authors::Entry {
+                    key: ItemKey {
+                        created_at: 12,
+                        id: [0xee; 32],
+                    },
+                    topic: tag,
+                },
             },
-        }],
+            authors::Line {
+                added: false,
+                author: s.keys.author_tag(&me.public().0),
+                entry: authors::Entry {
+                    key: key_of(posts[3].signed()),
+                    topic: tag,
+                },
+            },
+        ],
     );
+    assert!(!s.contains_post(&PostId([0xee; 32])).unwrap(), "a ghost");
     s.b()
         .items
         .insert(prefixed(AUTHOR_LOG, &encode_u64(98)), &b"junk"[..])
@@ -1065,6 +1073,7 @@ fn a_layout_3_store_moves_its_author_index_into_the_log() {
         posts.len()
     );
     assert_eq!(s.b().items.scan_prefix([AUTHOR]).count(), 0);
+    assert_eq!(s.b().items.scan_prefix([POST_ID]).count(), 0);
     assert_eq!(
         layout_of(&s.b().db, dir.path()).unwrap(),
         Some(LAYOUT_VERSION)
@@ -1073,6 +1082,62 @@ fn a_layout_3_store_moves_its_author_index_into_the_log() {
         .delete_author_posts(&me.public(), &Scope::Community)
         .unwrap();
     assert_eq!(gone.len(), posts.len());
+    assert_consistent(&s);
+}
+
+#[test]
+fn a_layout_4_store_drops_its_id_entries_and_finds_every_post_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Identity::generate(None);
+    let posts: Vec<_> = (0..(2 * super::migrate::BATCH_FOR_TESTS + 5) as u64)
+        .map(|i| {
+            post(
+                &me,
+                if i % 2 == 0 { "t" } else { "u" },
+                &format!("p{i}"),
+                1000 + i,
+            )
+        })
+        .collect();
+    {
+        let s = Store::open(dir.path(), keys()).unwrap();
+        s.insert_posts(&posts.iter().collect::<Vec<_>>()).unwrap();
+        // Back to layout 4: an `i` entry (id → created_at ‖ T(topic)) per
+        // post.
+        let b = s.b();
+        let mut batch = sled::Batch::default();
+        for p in &posts {
+            let mut place = p.created_at.to_be_bytes().to_vec();
+            place.extend_from_slice(&s.topic_tag(&p.topic));
+            batch.insert(prefixed(POST_ID, &p.id().0), place);
+        }
+        b.items.apply_batch(batch).unwrap();
+        b.info.insert(LAYOUT_KEY, &encode_u64(4)[..]).unwrap();
+        drop(b);
+        s.close().unwrap();
+    }
+    let s = Store::open(dir.path(), keys()).unwrap();
+    assert_eq!(s.b().items.scan_prefix([POST_ID]).count(), 0);
+    assert_eq!(
+        layout_of(&s.b().db, dir.path()).unwrap(),
+        Some(LAYOUT_VERSION)
+    );
+    assert_consistent(&s);
+    for p in &posts {
+        assert_eq!(s.get_post(&p.id()).unwrap().as_ref(), Some(p.signed()));
+        assert_eq!(s.topic_of(&p.id()).unwrap().as_ref(), Some(&p.topic));
+    }
+    let short = &posts[7].id().0[..3];
+    assert!(s
+        .post_ids_with_prefix(short, 2)
+        .unwrap()
+        .contains(&posts[7].id()));
+    assert_eq!(
+        s.delete_post(&posts[0].id()).unwrap().as_ref(),
+        Some(posts[0].signed())
+    );
+    assert!(!s.contains_post(&posts[0].id()).unwrap());
+    assert!(s.contains_post(&posts[1].id()).unwrap());
     assert_consistent(&s);
 }
 

@@ -106,7 +106,11 @@ pub(crate) struct EventLoop {
     /// they pulled from this node), each once.
     sync_later: HashSet<PeerId>,
     sync_retries: FuturesUnordered<Pin<Box<dyn Future<Output = PeerId> + Send>>>,
+    /// Peers disconnected for misbehaviour, refused until then.
     banned: HashMap<PeerId, tokio::time::Instant>,
+    /// Peers the operator cut off: refused until let back, whatever a ban
+    /// says.
+    cut_off: HashSet<PeerId>,
     pub(crate) config: NodeConfig,
     /// Where gossipsub keeps its counters ([`crate::GossipStats`]).
     gossip_metrics: Registry,
@@ -501,7 +505,9 @@ impl EventLoop {
             .collect();
         for peer in expired {
             self.banned.remove(&peer);
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            if !self.cut_off.contains(&peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
         }
         self.responder.prune();
         self.trim_peers();
@@ -940,6 +946,9 @@ impl EventLoop {
         if score.is_some_and(|s| s < DISCONNECT_SCORE) {
             tracing::info!(%peer, "disconnecting a peer that keeps sending invalid messages");
             self.banned.insert(peer, tokio::time::Instant::now() + BAN);
+            // Refused until the ban ends (`discover` lifts it): without the
+            // block list the peer could dial straight back in.
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
             let _ = self.swarm.disconnect_peer_id(peer);
             let forget = self.peers.forget(&peer);
             self.apply_peer_actions(forget);
@@ -1002,9 +1011,13 @@ impl EventLoop {
                     .map(|p| {
                         let blocked = &mut self.swarm.behaviour_mut().blocked;
                         if cut {
+                            self.cut_off.insert(p);
                             blocked.block_peer(p);
                         } else {
-                            blocked.unblock_peer(p);
+                            self.cut_off.remove(&p);
+                            if !self.banned.contains_key(&p) {
+                                blocked.unblock_peer(p);
+                            }
                         }
                     });
                 let _ = r.send(result);

@@ -205,6 +205,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> 
         sync_later: Default::default(),
         sync_retries: Default::default(),
         banned: HashMap::new(),
+        cut_off: Default::default(),
         config,
         gossip_metrics,
         connected_since: HashMap::new(),

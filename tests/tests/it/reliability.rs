@@ -96,6 +96,19 @@ async fn a_peer_flooding_invalid_messages_is_disconnected_while_honest_posts_flo
             .unwrap_or(false)
     })
     .await?;
+    // Banned: when the rogue dials back in, the victim closes the
+    // connection at once (the dial returns once it is up or refused).
+    let victim_peer = victim.handle.id().await?.peer_id;
+    let _ = rogue.handle.connect(&victim.addr).await;
+    wait_until(DEADLINE, "the victim refusing the banned rogue", || async {
+        rogue
+            .handle
+            .peers()
+            .await
+            .map(|p| p.iter().all(|x| x.peer_id != victim_peer))
+            .unwrap_or(false)
+    })
+    .await?;
     assert_eq!(victim.count("work").await, 21, "nothing forged was stored");
     Ok(())
 }

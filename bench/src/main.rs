@@ -187,6 +187,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() {
+    // As the `mutual` binary does: the nodes measured here are the same.
+    node::allocator::tune();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     // The ingest part runs its memory measurement in a child process.
     if argv.first().map(String::as_str) == Some("--ingest-child") {

@@ -357,6 +357,7 @@ fn private_files() {
 }
 
 fn main() -> ExitCode {
+    node::allocator::tune();
     private_files();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

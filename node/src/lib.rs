@@ -8,6 +8,7 @@
 )]
 
 pub mod admission;
+pub mod allocator;
 pub mod api;
 pub mod config;
 pub mod control;

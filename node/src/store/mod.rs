@@ -3,7 +3,7 @@
 //! crosses this module's public API, so the backend can be swapped here
 //! alone.
 //!
-//! # Layout (version 3)
+//! # Layout (version 5)
 //!
 //! Encrypted at rest: every value that says anything about a person is
 //! sealed, and topic names and author keys in keys are keyed hashes (see
@@ -23,15 +23,17 @@
 //! a tree each.
 //!
 //! Posts live under their time-ordered topic key, so reading a topic or
-//! serving a sync range is one range scan over the posts themselves; a post
-//! id maps to that place.
+//! serving a sync range is one range scan over the posts themselves. Each
+//! batch also writes one author log entry naming the posts it adds and
+//! deletes; folded at open, it gives each author's posts and each post's
+//! place by id, in memory (`authors.rs`): no index entry per post on disk.
 //!
 //! # Consistency
 //!
 //! Every write of the `items` tree goes through one lock (the [`Memory`]),
 //! which also holds what the checks of the hot path ask on every post: the
-//! topic counts and the retractions, kept in memory and written with the
-//! same batch. So a read-check-write sequence is never interleaved with
+//! topic counts, the retractions and the author and id indexes, kept in
+//! memory and written (or logged) with the same batch. So a read-check-write sequence is never interleaved with
 //! another writer, and after a crash there is never an index entry without
 //! its post, a post without its entries, or a count that is off.
 //! [`Store::check_integrity`] verifies exactly that (the crash tests call

@@ -33,8 +33,9 @@
 //! Every write of the `items` tree goes through one lock (the [`Memory`]),
 //! which also holds what the checks of the hot path ask on every post: the
 //! topic counts, the retractions and the author and id indexes, kept in
-//! memory and written (or logged) with the same batch. So a read-check-write sequence is never interleaved with
-//! another writer, and after a crash there is never an index entry without
+//! memory and written (or logged) with the same batch. So a
+//! read-check-write sequence is never interleaved with another writer,
+//! and after a crash there is never an index entry without
 //! its post, a post without its entries, or a count that is off.
 //! [`Store::check_integrity`] verifies exactly that (the crash tests call
 //! it, and `mutual doctor` runs it), and [`Store::repair`] restores it

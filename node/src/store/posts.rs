@@ -266,8 +266,7 @@ impl Store {
     /// The topic a stored post was written in, without decoding the post:
     /// a reply must live in its parent's topic.
     pub fn topic_of(&self, id: &PostId) -> Result<Option<TopicName>, StoreError> {
-        let place = Self::place_in(&self.lock(), &id.0);
-        let Some(place) = place else {
+        let Some(place) = Self::place_in(&self.lock(), &id.0) else {
             return Ok(None);
         };
         if !self.holds_at(Some(place))? {
